@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The test command: bash scripts/test.sh
+#
+# Installs what the tests need (Debian packages, a Python venv), then runs
+# rustfmt, clippy, the release build, the Rust tests and the Python
+# compatibility suite (real Kafka clients against the real binary).
+# Safe to run again: every install step is skipped when already done.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+VENV="$REPO_ROOT/.venv"
+REQUIREMENTS="$REPO_ROOT/tests/requirements.txt"
+REQUIREMENTS_STAMP="$VENV/.requirements.sha256"
+
+log() {
+    printf '==> %s\n' "$*"
+}
+
+# ---------------------------------------------------------------------------
+# Debian packages.
+#
+# Each entry is "command:package": the package is installed only when the
+# command is missing. Add packages here (for example browser tests will need
+# "chromium:chromium" and "chromedriver:chromium-driver").
+# ---------------------------------------------------------------------------
+APT_REQUIREMENTS=(
+    "kcat:kcat"
+    "npm:npm"
+    "chromium:chromium"
+)
+
+ensure_apt_packages() {
+    local missing=() entry cmd pkg
+    for entry in "${APT_REQUIREMENTS[@]}"; do
+        cmd="${entry%%:*}"
+        pkg="${entry#*:}"
+        if ! command -v "$cmd" >/dev/null 2>&1; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq >/dev/null
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ---------------------------------------------------------------------------
+# Python venv with the Kafka clients; reinstalled only when
+# tests/requirements.txt changes (its sha256 is stored inside the venv).
+# ---------------------------------------------------------------------------
+ensure_venv() {
+    local want have=""
+    want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
+    if [ -x "$VENV/bin/python" ] && [ -f "$REQUIREMENTS_STAMP" ]; then
+        have="$(cat "$REQUIREMENTS_STAMP")"
+    fi
+    if [ "$want" = "$have" ]; then
+        return 0
+    fi
+    log "installing Python test requirements into .venv"
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV"
+    fi
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+    printf '%s\n' "$want" >"$REQUIREMENTS_STAMP"
+}
+
+# ---------------------------------------------------------------------------
+# Browser test tooling (playwright-core, no browser download: it drives the
+# Debian chromium); reinstalled when tests/browser/package-lock.json is newer.
+# ---------------------------------------------------------------------------
+ensure_browser_tooling() {
+    local dir="$REPO_ROOT/tests/browser"
+    if [ -f "$dir/node_modules/.package-lock.json" ] &&
+        [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        return 0
+    fi
+    log "installing browser test tooling (npm ci in tests/browser)"
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+}
+
+ensure_apt_packages
+ensure_venv
+ensure_browser_tooling
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --release --all-targets -- -D warnings
+
+log "cargo build --release"
+cargo build --release
+
+log "cargo test --release"
+cargo test --release
+
+log "pytest (Kafka client compatibility)"
+export SLUICE_BIN="$REPO_ROOT/target/release/sluice"
+exec "$VENV/bin/python" -m pytest tests/ -v --timeout=300

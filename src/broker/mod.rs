@@ -1,0 +1,403 @@
+//! The broker's state: its topics and their partition logs, topic configs,
+//! producer-id allocation and retention. The Kafka handlers call into this;
+//! it knows nothing of the wire format.
+
+pub mod configs;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use uuid::Uuid;
+
+use crate::config::NodeConfig;
+use crate::log::PartitionLog;
+use crate::storage::{self, Storage, StorageError};
+use configs::TopicConfigs;
+
+/// Why a topic operation failed; each maps to a Kafka error code.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic {0} already exists")]
+    AlreadyExists(String),
+    #[error("unknown topic {0}")]
+    Unknown(String),
+    #[error("invalid topic name {0:?}: {1}")]
+    InvalidName(String, &'static str),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("replication factor {0} is larger than the 1 available broker")]
+    InvalidReplicationFactor(i16),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+impl From<sled::Error> for TopicError {
+    fn from(e: sled::Error) -> Self {
+        TopicError::Storage(StorageError::Sled(e))
+    }
+}
+
+/// What is persisted of a topic.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct TopicRecord {
+    id: Uuid,
+    partitions: i32,
+    configs: TopicConfigs,
+}
+
+/// A topic and its partition logs.
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    /// Internal topics (`__consumer_offsets`) are hidden from Metadata unless asked for.
+    pub internal: bool,
+    configs: RwLock<TopicConfigs>,
+    partitions: RwLock<Vec<Arc<PartitionLog>>>,
+}
+
+impl Topic {
+    pub fn configs(&self) -> TopicConfigs {
+        self.configs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    pub fn partitions(&self) -> Vec<Arc<PartitionLog>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    pub fn partition(&self, index: i32) -> Option<Arc<PartitionLog>> {
+        let parts = self.partitions.read().unwrap_or_else(|p| p.into_inner());
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| parts.get(i).cloned())
+    }
+    pub fn partition_count(&self) -> i32 {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len() as i32
+    }
+    fn tree_id(&self) -> String {
+        self.id.simple().to_string()
+    }
+}
+
+/// Kafka's rule for topic names.
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    let bad = |why| Err(TopicError::InvalidName(name.to_string(), why));
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are not allowed");
+    }
+    if name.len() > 249 {
+        return bad("longer than 249 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// One broker's data and metadata.
+pub struct Broker {
+    pub config: NodeConfig,
+    pub storage: Storage,
+    pub cluster_id: String,
+    /// Host and port given to clients; set once the listener is bound.
+    advertised: OnceLock<(String, i32)>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+}
+
+impl Broker {
+    /// Open the broker's storage and load its topics.
+    pub fn open(config: NodeConfig) -> Result<Self, TopicError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            TopicError::Storage(StorageError::Corrupt {
+                tree: config.data_dir.display().to_string(),
+                what: format!("cannot create data dir: {e}"),
+            })
+        })?;
+        let storage = Storage::open(
+            &config.data_dir,
+            config.flush_interval_ms,
+            config.cache_capacity_mb * 1024 * 1024,
+        )?;
+        let meta = storage.tree("meta")?;
+        let cluster_id = match meta.get("cluster_id")? {
+            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            None => {
+                let id = Uuid::new_v4().simple().to_string()[..22].to_string();
+                meta.insert("cluster_id", id.as_bytes())?;
+                id
+            }
+        };
+        let mut topics = BTreeMap::new();
+        for item in storage.tree(storage::TOPICS_TREE)?.iter() {
+            let (k, v) = item?;
+            let name = String::from_utf8_lossy(&k).into_owned();
+            let record: TopicRecord =
+                serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
+                    tree: storage::TOPICS_TREE.into(),
+                    what: format!("topic {name}: {e}"),
+                })?;
+            let tree_id = record.id.simple().to_string();
+            let logs = (0..record.partitions)
+                .map(|p| PartitionLog::open(&storage, &name, &tree_id, p).map(Arc::new))
+                .collect::<Result<Vec<_>, _>>()?;
+            topics.insert(
+                name.clone(),
+                Arc::new(Topic {
+                    internal: name.starts_with("__"),
+                    name,
+                    id: record.id,
+                    configs: RwLock::new(record.configs),
+                    partitions: RwLock::new(logs),
+                }),
+            );
+        }
+        Ok(Broker {
+            config,
+            storage,
+            cluster_id,
+            advertised: OnceLock::new(),
+            topics: RwLock::new(topics),
+        })
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// Record the address clients should use (called once the listener is bound).
+    pub fn set_advertised(&self, host: String, port: i32) {
+        let _ = self.advertised.set((host, port));
+    }
+
+    /// The advertised host and port.
+    pub fn advertised(&self) -> (String, i32) {
+        self.advertised.get().cloned().unwrap_or_else(|| {
+            (
+                self.config.kafka_addr.ip().to_string(),
+                self.config.kafka_addr.port() as i32,
+            )
+        })
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The topic, created with the default partition count if it is missing and
+    /// auto-creation is on.
+    pub fn topic_or_auto_create(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        if let Some(t) = self.topic(name) {
+            return Ok(t);
+        }
+        if !self.config.auto_create_topics {
+            return Err(TopicError::Unknown(name.to_string()));
+        }
+        match self.create_topic(name, -1, -1, BTreeMap::new(), false) {
+            Ok(t) => Ok(t),
+            Err(TopicError::AlreadyExists(_)) => self
+                .topic(name)
+                .ok_or_else(|| TopicError::Unknown(name.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Create a topic. `partitions`/`replication_factor` of -1 take the defaults.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        validate_topic_name(name)?;
+        let partitions = if partitions == -1 {
+            self.config.num_partitions
+        } else {
+            partitions
+        };
+        if partitions <= 0 {
+            return Err(TopicError::InvalidPartitions(format!(
+                "{partitions} partitions; it must be at least 1"
+            )));
+        }
+        if replication_factor != -1 && replication_factor != 1 {
+            return Err(TopicError::InvalidReplicationFactor(replication_factor));
+        }
+        for (k, v) in &overrides {
+            configs::validate(k, v).map_err(TopicError::InvalidConfig)?;
+        }
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        if topics.contains_key(name) {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        let record = TopicRecord {
+            id: Uuid::new_v4(),
+            partitions,
+            configs: TopicConfigs { overrides },
+        };
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id: record.id,
+            internal: name.starts_with("__"),
+            configs: RwLock::new(record.configs.clone()),
+            partitions: RwLock::new(Vec::new()),
+        });
+        if validate_only {
+            return Ok(topic);
+        }
+        let tree_id = topic.tree_id();
+        let logs = (0..partitions)
+            .map(|p| PartitionLog::open(&self.storage, name, &tree_id, p).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        *topic.partitions.write().unwrap_or_else(|p| p.into_inner()) = logs;
+        self.persist(&topic, partitions, &record.configs)?;
+        topics.insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, partitions, "topic created");
+        Ok(topic)
+    }
+
+    fn persist(
+        &self,
+        topic: &Topic,
+        partitions: i32,
+        configs: &TopicConfigs,
+    ) -> Result<(), TopicError> {
+        let record = TopicRecord {
+            id: topic.id,
+            partitions,
+            configs: configs.clone(),
+        };
+        let bytes =
+            serde_json::to_vec(&record).map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
+        self.storage
+            .tree(storage::TOPICS_TREE)?
+            .insert(topic.name.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// Delete a topic and its data.
+    pub fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+        let topic = {
+            let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+            topics
+                .remove(name)
+                .ok_or_else(|| TopicError::Unknown(name.to_string()))?
+        };
+        self.storage
+            .tree(storage::TOPICS_TREE)?
+            .remove(name.as_bytes())?;
+        let tree_id = topic.tree_id();
+        for log in topic.partitions() {
+            log.destroy(&tree_id)?;
+        }
+        tracing::info!(topic = name, "topic deleted");
+        Ok(topic.id)
+    }
+
+    /// Grow a topic to `count` partitions.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let mut parts = topic.partitions.write().unwrap_or_else(|p| p.into_inner());
+        let current = parts.len() as i32;
+        if count <= current {
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic {name} has {current} partitions; the new count {count} must be larger"
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let tree_id = topic.tree_id();
+        for p in current..count {
+            parts.push(Arc::new(PartitionLog::open(
+                &self.storage,
+                name,
+                &tree_id,
+                p,
+            )?));
+        }
+        self.persist(&topic, count, &topic.configs())?;
+        Ok(())
+    }
+
+    /// Replace a topic's overrides (validated first).
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        for (k, v) in &overrides {
+            configs::validate(k, v).map_err(TopicError::InvalidConfig)?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let new = TopicConfigs { overrides };
+        self.persist(&topic, topic.partition_count(), &new)?;
+        *topic.configs.write().unwrap_or_else(|p| p.into_inner()) = new;
+        Ok(())
+    }
+
+    /// Allocate a new producer id (durable and unique across restarts).
+    pub fn allocate_producer_id(&self) -> Result<i64, StorageError> {
+        // sled ids start at 0; Kafka producer ids are non-negative.
+        Ok(self.storage.generate_id()? as i64 + 1000)
+    }
+
+    /// Apply each topic's retention to each of its partitions.
+    pub fn apply_retention(&self) -> usize {
+        let mut removed = 0;
+        for topic in self.topics() {
+            let c = topic.configs();
+            for log in topic.partitions() {
+                match log.apply_retention(c.retention_ms(), c.retention_bytes()) {
+                    Ok(n) => removed += n,
+                    Err(e) => {
+                        tracing::warn!(topic = %topic.name, partition = log.partition, error = %e, "retention failed")
+                    }
+                }
+            }
+        }
+        removed
+    }
+}

@@ -1,0 +1,80 @@
+//! The command line: `serve`, `demo`, `bench` and `groups`. The only place that turns
+//! errors into exit codes.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::config::NodeConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "A Kafka-compatible log in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one node: the Kafka listener and the HTTP listener.
+    Serve(NodeConfig),
+    /// Run a demo node: the shop with simulated traffic, on a fresh temporary
+    /// data dir unless --data-dir is given; prints the dashboard's address.
+    Demo(crate::demo::DemoArgs),
+    /// Load generators speaking the Kafka protocol to any broker.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+    /// Consumer groups: list, describe (members, lag), reset offsets.
+    #[command(subcommand)]
+    Groups(crate::groups_cli::GroupsCommand),
+}
+
+/// Parse the command line, run the command, and map its outcome to an exit code.
+pub fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `demo` picks a fresh data dir only when none was asked for.
+    let data_dir_given = matches.subcommand_matches("demo").is_some_and(|m| {
+        m.value_source("data_dir") != Some(clap::parser::ValueSource::DefaultValue)
+    });
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(config) => crate::node::run(config).await,
+            Command::Demo(args) => crate::demo::run(args, data_dir_given).await,
+            Command::Bench(cmd) => crate::bench::run(cmd).await,
+            Command::Groups(cmd) => crate::groups_cli::run(cmd).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}

@@ -1,0 +1,142 @@
+//! Node configuration: command-line flags, each also readable from a
+//! `SLUICE_<NAME>` environment variable, with the defaults a laptop wants.
+//!
+//! Everything else reads a `NodeConfig`; nothing here starts work.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How one node is configured (`sluice serve --help` lists every flag).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeConfig {
+    /// Directory holding this node's sled database.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
+
+    /// Address the Kafka protocol listener binds (port 0 picks a free port).
+    #[arg(long, env = "SLUICE_KAFKA_ADDR", default_value = "127.0.0.1:9092")]
+    pub kafka_addr: SocketAddr,
+
+    /// Address given to clients in Metadata (defaults to the bound Kafka address).
+    #[arg(long, env = "SLUICE_ADVERTISED_KAFKA_ADDR")]
+    pub advertised_kafka_addr: Option<String>,
+
+    /// Address of the HTTP listener (health, readiness; port 0 picks a free port).
+    #[arg(long, env = "SLUICE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// This node's broker id.
+    #[arg(long, env = "SLUICE_NODE_ID", default_value_t = 1)]
+    pub node_id: i32,
+
+    /// Largest request frame accepted, in bytes; larger ones close the connection.
+    #[arg(long, env = "SLUICE_MAX_FRAME_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// How often sled writes its buffers to disk, in ms. 0 means every produce is
+    /// flushed before it is acknowledged (slower, nothing acknowledged is lost on kill -9).
+    #[arg(long, env = "SLUICE_FLUSH_INTERVAL_MS", default_value_t = 500)]
+    pub flush_interval_ms: u64,
+
+    /// sled page cache size in MiB (bounds the node's memory use).
+    #[arg(long, env = "SLUICE_CACHE_CAPACITY_MB", default_value_t = 64)]
+    pub cache_capacity_mb: u64,
+
+    /// Create unknown topics on Metadata and Produce (Kafka's auto.create.topics.enable).
+    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+
+    /// Partition count of auto-created topics (Kafka's num.partitions).
+    #[arg(long, env = "SLUICE_NUM_PARTITIONS", default_value_t = 1)]
+    pub num_partitions: i32,
+
+    /// How often the retention task runs, in ms.
+    #[arg(
+        long,
+        env = "SLUICE_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 30_000
+    )]
+    pub retention_check_interval_ms: u64,
+
+    /// Maximum number of simultaneous client connections.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// How long the first rebalance of an empty consumer group waits for more
+    /// members to join, in ms (Kafka's group.initial.rebalance.delay.ms, 3000
+    /// there; small here so a lone consumer starts fast).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 100
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
+
+    /// Partition count of the internal __consumer_offsets topic when it is
+    /// first created (Kafka's offsets.topic.num.partitions); an existing
+    /// topic keeps its count.
+    #[arg(long, env = "SLUICE_OFFSETS_TOPIC_PARTITIONS", default_value_t = 50)]
+    pub offsets_topic_partitions: i32,
+
+    /// How long committed offsets of a group without members are kept, in
+    /// minutes (Kafka's offsets.retention.minutes).
+    #[arg(
+        long,
+        env = "SLUICE_OFFSETS_RETENTION_MINUTES",
+        default_value_t = 10_080
+    )]
+    pub offsets_retention_minutes: u64,
+
+    /// Run the shop (REST API under /api, WebSocket /ws, its consumers) on
+    /// the HTTP listener: `--shop true|false`.
+    #[arg(long, env = "SLUICE_SHOP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub shop: bool,
+
+    /// Kafka bootstrap servers the shop produces to and consumes from,
+    /// comma separated (default: this node's own Kafka listener). Any
+    /// Kafka-compatible cluster works.
+    #[arg(long, env = "SLUICE_BOOTSTRAP")]
+    pub bootstrap: Option<String>,
+
+    /// Partition count of the shop's topics (orders, payments, deliveries,
+    /// notifications) when the shop creates them at start.
+    #[arg(long, env = "SLUICE_SHOP_PARTITIONS", default_value_t = 3)]
+    pub shop_partitions: i32,
+
+    /// Replication factor of the shop's topics when the shop creates them
+    /// (-1: the cluster's default).
+    #[arg(
+        long,
+        env = "SLUICE_SHOP_REPLICATION_FACTOR",
+        default_value_t = -1,
+        allow_negative_numbers = true
+    )]
+    pub shop_replication_factor: i16,
+}
+
+impl NodeConfig {
+    /// A configuration for tests: ephemeral ports on 127.0.0.1 under `data_dir`.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        NodeConfig {
+            data_dir,
+            kafka_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertised_kafka_addr: None,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            node_id: 1,
+            max_frame_bytes: 100 * 1024 * 1024,
+            flush_interval_ms: 500,
+            cache_capacity_mb: 64,
+            auto_create_topics: true,
+            num_partitions: 1,
+            retention_check_interval_ms: 30_000,
+            max_connections: 4096,
+            group_initial_rebalance_delay_ms: 0,
+            offsets_topic_partitions: 4,
+            offsets_retention_minutes: 10_080,
+            shop: false,
+            bootstrap: None,
+            shop_partitions: 3,
+            shop_replication_factor: -1,
+        }
+    }
+}

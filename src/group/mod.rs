@@ -1,0 +1,471 @@
+//! The group coordinator of the classic consumer-group protocol, and the
+//! committed offsets it keeps.
+//!
+//! Owns: every group's state machine (Empty, PreparingRebalance,
+//! CompletingRebalance, Stable, Dead), generations, protocol selection,
+//! session and rebalance timeouts, static membership (KIP-345), and the
+//! internal topic `__consumer_offsets`, where offset commits and group
+//! metadata are written as records in Kafka's format, partitioned by group as
+//! Kafka does. The in-memory state is rebuilt by replaying that topic at start.
+//!
+//! Must never: block while holding a group's lock (waiting JoinGroup and
+//! SyncGroup requests hold a channel, not the lock), nor write to any topic
+//! other than `__consumer_offsets`. The wire format lives in `api`; the
+//! Kafka listener only routes requests here.
+//!
+//! Locks: a group's lock may be taken first and the groups map's lock inside
+//! it, never the other way round (the map lock is held only to look up,
+//! insert or remove an entry).
+
+pub mod api;
+mod membership;
+mod offsets;
+pub mod records;
+pub mod state;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::broker::{Broker, TopicError};
+use crate::config::NodeConfig;
+use crate::kafka::code;
+pub use membership::{JoinRequest, SyncRequest};
+pub use offsets::{
+    CommitRequest, GroupDescription, GroupListing, MemberDescription, PartitionCommit, TopicErrors,
+    TopicOffsets,
+};
+use records::{GroupValue, OffsetValue, RecordKey, OFFSETS_TOPIC};
+use state::Group;
+pub use state::{GroupState, JoinOutcome, JoinedMember, SyncOutcome};
+use store::{OffsetsLog, StoreError};
+
+/// Why the coordinator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("cannot create {OFFSETS_TOPIC}: {0}")]
+    Topic(#[from] TopicError),
+    #[error("cannot load {OFFSETS_TOPIC}: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// How the coordinator behaves (Kafka's `group.*` and `offsets.*` settings).
+#[derive(Debug, Clone)]
+pub struct CoordinatorSettings {
+    /// How long the first rebalance of an empty group waits for more members
+    /// (`group.initial.rebalance.delay.ms`).
+    pub initial_rebalance_delay: Duration,
+    /// Partitions of `__consumer_offsets` when this node creates it.
+    pub offsets_topic_partitions: i32,
+    /// How long offsets of an empty group are kept (`offsets.retention.minutes`).
+    pub offsets_retention: Duration,
+    /// How often expired offsets and offsets of deleted topics are removed.
+    pub offsets_retention_check_interval: Duration,
+    /// Session timeouts outside this range are refused with INVALID_SESSION_TIMEOUT.
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// How long a new member may wait in a rebalance without heartbeats.
+    pub new_member_join_timeout: Duration,
+    /// How often sessions and sync deadlines are checked.
+    pub sweep_interval: Duration,
+}
+
+impl CoordinatorSettings {
+    /// The node's settings: its flags, and Kafka's defaults for the rest.
+    pub fn from_config(config: &NodeConfig) -> Self {
+        CoordinatorSettings {
+            initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
+            offsets_topic_partitions: config.offsets_topic_partitions,
+            offsets_retention: Duration::from_secs(
+                config.offsets_retention_minutes.saturating_mul(60),
+            ),
+            offsets_retention_check_interval: Duration::from_secs(60),
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            new_member_join_timeout: Duration::from_secs(300),
+            sweep_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Committed offset, log end offset and lag of one partition for one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: i64,
+    /// The high watermark: what a consumer can read up to.
+    pub log_end_offset: i64,
+    /// Records between the committed offset and the log end (0 if none).
+    pub lag: i64,
+}
+
+/// A cheap handle on one group.
+type GroupRef = Arc<Mutex<Group>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Wall-clock milliseconds since the epoch (commit timestamps, retention).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The coordinator of every group whose `__consumer_offsets` partition this
+/// node leads (on a single node: all of them).
+pub struct GroupCoordinator {
+    broker: Arc<Broker>,
+    settings: CoordinatorSettings,
+    /// Every known group by id.
+    groups: Mutex<HashMap<String, GroupRef>>,
+    /// The writer of each `__consumer_offsets` partition, by index.
+    partitions: Vec<OffsetsLog>,
+    /// Turns true once; timers and the sweeper stop, waiting requests fail.
+    shutdown: watch::Sender<bool>,
+    /// The task that expires sessions and offsets.
+    sweeper: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for GroupCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCoordinator")
+            .field("groups", &lock(&self.groups).len())
+            .field("partitions", &self.partitions.len())
+            .finish()
+    }
+}
+
+impl GroupCoordinator {
+    /// Create `__consumer_offsets` if missing, replay it into the groups,
+    /// and start the session/retention sweeper. Must run inside a tokio runtime.
+    pub fn start(
+        broker: Arc<Broker>,
+        settings: CoordinatorSettings,
+    ) -> Result<Arc<Self>, GroupError> {
+        let started = std::time::Instant::now();
+        let topic = match broker.topic(OFFSETS_TOPIC) {
+            Some(t) => t,
+            None => {
+                let overrides = BTreeMap::from([
+                    ("cleanup.policy".to_owned(), "compact".to_owned()),
+                    ("retention.ms".to_owned(), "-1".to_owned()),
+                    ("retention.bytes".to_owned(), "-1".to_owned()),
+                ]);
+                match broker.create_topic(
+                    OFFSETS_TOPIC,
+                    settings.offsets_topic_partitions,
+                    -1,
+                    overrides,
+                    false,
+                ) {
+                    Ok(t) => t,
+                    Err(TopicError::AlreadyExists(_)) => broker
+                        .topic(OFFSETS_TOPIC)
+                        .ok_or_else(|| TopicError::Unknown(OFFSETS_TOPIC.to_owned()))?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let now = Instant::now();
+        let now_wall = now_ms();
+        let mut loading = Loading::default();
+        let mut partitions = Vec::new();
+        let mut replayed = 0usize;
+        for log in topic.partitions() {
+            let (store, records) = OffsetsLog::open(log)?;
+            replayed += records.len();
+            for (key, value) in records {
+                loading.apply(&key, value.as_ref(), now, now_wall);
+            }
+            partitions.push(store);
+        }
+        let groups = loading.finish();
+        tracing::info!(
+            groups = groups.len(),
+            records = replayed,
+            partitions = partitions.len(),
+            load_ms = started.elapsed().as_millis() as u64,
+            "group coordinator loaded {OFFSETS_TOPIC}"
+        );
+        let (shutdown, _) = watch::channel(false);
+        let coordinator = Arc::new(GroupCoordinator {
+            broker,
+            settings,
+            groups: Mutex::new(groups),
+            partitions,
+            shutdown,
+            sweeper: Mutex::new(None),
+        });
+        let task = tokio::spawn(Arc::clone(&coordinator).run_sweeper());
+        *lock(&coordinator.sweeper) = Some(task);
+        Ok(coordinator)
+    }
+
+    /// Stop: fail every waiting JoinGroup/SyncGroup with NOT_COORDINATOR (so
+    /// no connection stays blocked), stop timers and the sweeper.
+    pub async fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+        for group in self.all_groups() {
+            lock(&group).fail_all_waiters(code::NOT_COORDINATOR);
+        }
+        let task = lock(&self.sweeper).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub fn settings(&self) -> &CoordinatorSettings {
+        &self.settings
+    }
+
+    /// The `__consumer_offsets` partition that owns `group_id`.
+    pub fn partition_for(&self, group_id: &str) -> i32 {
+        records::partition_for(group_id, self.partitions.len() as i32)
+    }
+
+    /// NONE if this node coordinates `group_id` now, else the error to answer with.
+    pub fn coordinator_error(&self, group_id: &str) -> i16 {
+        match self.store_for(group_id) {
+            Ok(_) => code::NONE,
+            Err(e) => e,
+        }
+    }
+
+    fn store_for(&self, group_id: &str) -> Result<&OffsetsLog, i16> {
+        if self.is_shutting_down() {
+            return Err(code::COORDINATOR_NOT_AVAILABLE);
+        }
+        usize::try_from(self.partition_for(group_id))
+            .ok()
+            .and_then(|p| self.partitions.get(p))
+            .ok_or(code::NOT_COORDINATOR)
+    }
+
+    /// Append records of one group to its partition.
+    fn append(&self, group_id: &str, records: &[store::KeyValue]) -> Result<(), i16> {
+        let store = self.store_for(group_id)?;
+        store.append(records).map_err(|e| {
+            tracing::error!(group = group_id, error = %e, "cannot write to {OFFSETS_TOPIC}");
+            code::NOT_COORDINATOR
+        })
+    }
+
+    /// Persist a group's membership, generation and assignments.
+    fn persist_group(&self, g: &Group) -> Result<(), i16> {
+        let key = RecordKey::Group {
+            group: g.group_id.clone(),
+        };
+        self.append(&g.group_id, &[(key.encode(), Some(g.to_record().encode()))])
+    }
+
+    fn group(&self, group_id: &str) -> Option<GroupRef> {
+        lock(&self.groups).get(group_id).cloned()
+    }
+
+    fn group_or_create(&self, group_id: &str) -> GroupRef {
+        lock(&self.groups)
+            .entry(group_id.to_owned())
+            .or_insert_with(|| Arc::new(Mutex::new(Group::new(group_id, now_ms()))))
+            .clone()
+    }
+
+    fn all_groups(&self) -> Vec<GroupRef> {
+        lock(&self.groups).values().cloned().collect()
+    }
+
+    /// Drop a dead group from the map (if the map still holds this one).
+    fn forget(&self, g: &Group, handle: &GroupRef) {
+        let mut groups = lock(&self.groups);
+        if groups
+            .get(&g.group_id)
+            .is_some_and(|current| Arc::ptr_eq(current, handle))
+        {
+            groups.remove(&g.group_id);
+        }
+    }
+
+    /// A group created for a request that left nothing behind (no members,
+    /// no member ids handed out, no offsets, no generation) is dropped.
+    fn forget_if_unused(&self, g: &mut Group, handle: &GroupRef) {
+        if g.is(GroupState::Empty)
+            && g.generation_id == 0
+            && g.members.is_empty()
+            && g.pending_members.is_empty()
+            && g.offsets.is_empty()
+        {
+            g.transition(GroupState::Dead, now_ms());
+            self.forget(g, handle);
+        }
+    }
+
+    /// Ids of every live group (for `/metrics` and the dashboard).
+    pub fn group_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = lock(&self.groups).keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Per partition with a committed offset in `group_id`: the committed
+    /// offset, the log end offset (high watermark) and the lag. Partitions of
+    /// topics that no longer exist are left out.
+    pub fn lag(&self, group_id: &str) -> Vec<PartitionLag> {
+        let committed: Vec<((String, i32), i64)> = match self.group(group_id) {
+            Some(group) => lock(&group)
+                .offsets
+                .iter()
+                .map(|(k, v)| (k.clone(), v.offset))
+                .collect(),
+            None => return Vec::new(),
+        };
+        committed
+            .into_iter()
+            .filter_map(|((topic, partition), committed)| {
+                let log = self.broker.topic(&topic)?.partition(partition)?;
+                let log_end_offset = log.high_watermark();
+                Some(PartitionLag {
+                    topic,
+                    partition,
+                    committed,
+                    log_end_offset,
+                    lag: (log_end_offset - committed.max(0)).max(0),
+                })
+            })
+            .collect()
+    }
+
+    /// Expire sessions, pending member ids and sync deadlines every
+    /// `sweep_interval`; expire offsets every retention check interval.
+    async fn run_sweeper(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.subscribe();
+        let mut tick = tokio::time::interval(self.settings.sweep_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_cleanup = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            let now = Instant::now();
+            self.expire_sessions(now);
+            if now.duration_since(last_cleanup) >= self.settings.offsets_retention_check_interval {
+                last_cleanup = now;
+                let removed = self.cleanup_offsets(now_ms());
+                if removed > 0 {
+                    tracing::info!(
+                        offsets = removed,
+                        "removed expired offsets and offsets of deleted topics"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Run `on_fire` after `delay` unless the coordinator shuts down first.
+    fn schedule(
+        self: &Arc<Self>,
+        delay: Duration,
+        on_fire: impl FnOnce(&Arc<Self>) + Send + 'static,
+    ) {
+        let me = Arc::clone(self);
+        let mut shutdown = self.shutdown.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => on_fire(&me),
+                _ = shutdown.wait_for(|s| *s) => {}
+            }
+        });
+    }
+}
+
+/// Groups being rebuilt from `__consumer_offsets` at start.
+#[derive(Default)]
+struct Loading {
+    groups: HashMap<String, Group>,
+    /// Groups whose latest metadata record is live (not a tombstone).
+    with_metadata: HashSet<String>,
+    skipped: usize,
+}
+
+impl Loading {
+    fn apply(&mut self, key: &Bytes, value: Option<&Bytes>, now: Instant, now_wall: i64) {
+        let key = match RecordKey::decode(key) {
+            Ok(k) => k,
+            Err(e) => {
+                self.skip(&e);
+                return;
+            }
+        };
+        let group_id = key.group().to_owned();
+        match key {
+            RecordKey::Offset {
+                topic, partition, ..
+            } => match value.map(|v| OffsetValue::decode(v)) {
+                None => {
+                    if let Some(g) = self.groups.get_mut(&group_id) {
+                        g.offsets.remove(&(topic, partition));
+                    }
+                }
+                Some(Ok(v)) => {
+                    self.group(&group_id, now_wall)
+                        .offsets
+                        .insert((topic, partition), v);
+                }
+                Some(Err(e)) => self.skip(&e),
+            },
+            RecordKey::Group { .. } => match value.map(|v| GroupValue::decode(v)) {
+                None => {
+                    self.with_metadata.remove(&group_id);
+                    if let Some(g) = self.groups.get_mut(&group_id) {
+                        let offsets = std::mem::take(&mut g.offsets);
+                        *g = Group::new(&group_id, now_wall);
+                        g.offsets = offsets;
+                    }
+                }
+                Some(Ok(v)) => {
+                    self.with_metadata.insert(group_id.clone());
+                    self.group(&group_id, now_wall).restore(v, now);
+                }
+                Some(Err(e)) => self.skip(&e),
+            },
+        }
+    }
+
+    fn group(&mut self, group_id: &str, now_wall: i64) -> &mut Group {
+        self.groups
+            .entry(group_id.to_owned())
+            .or_insert_with(|| Group::new(group_id, now_wall))
+    }
+
+    fn skip(&mut self, e: &records::RecordError) {
+        self.skipped += 1;
+        if self.skipped <= 10 {
+            tracing::warn!(error = %e, "skipping an unreadable record of {OFFSETS_TOPIC}");
+        }
+    }
+
+    fn finish(self) -> HashMap<String, GroupRef> {
+        let with_metadata = self.with_metadata;
+        self.groups
+            .into_iter()
+            .filter(|(id, g)| with_metadata.contains(id) || !g.offsets.is_empty())
+            .map(|(id, g)| (id, Arc::new(Mutex::new(g))))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,349 @@
+//! One partition of `__consumer_offsets` as the coordinator writes it: appends
+//! key/value records (a missing value is a tombstone), replays the partition at
+//! start, and keeps it small.
+//!
+//! Keeping it small is compaction by snapshot: the writer knows the latest
+//! value of every live key, so when the partition holds many more records than
+//! live keys it appends those values again and moves the log start offset to
+//! the first of them. Replaying from the log start then gives the same state,
+//! and a crash between the two steps only leaves duplicates that replay
+//! resolves (latest wins). Only this writer appends to the partition.
+//!
+//! It knows nothing of groups; `records` gives the bytes their meaning.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use crate::log::batch::{self, BatchError};
+use crate::log::{AppendError, PartitionLog, ReadError, ReadLimit};
+
+/// Compaction waits until the partition holds at least this many records.
+const COMPACT_MIN_RECORDS: i64 = 4096;
+/// ... and this many times as many records as live keys.
+const COMPACT_RATIO: i64 = 4;
+/// Records per batch when a snapshot is written.
+const SNAPSHOT_BATCH_RECORDS: usize = 512;
+/// Bytes read per step while replaying.
+const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
+/// Batches we write are checked against this size only (they are ours).
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why the offsets log could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot encode a batch: {0}")]
+    Encode(String),
+    #[error("append to {topic}-{partition} failed: {source}")]
+    Append {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: AppendError,
+    },
+    #[error("read of {topic}-{partition} failed: {source}")]
+    Read {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: ReadError,
+    },
+}
+
+/// A key and its new value; `None` deletes the key.
+pub type KeyValue = (Bytes, Option<Bytes>);
+
+/// The writer of one partition of the offsets topic.
+pub struct OffsetsLog {
+    /// The partition's log in the broker.
+    log: Arc<PartitionLog>,
+    /// The latest value of every live key; also the lock that orders appends
+    /// and compactions of this partition.
+    live: Mutex<HashMap<Bytes, Bytes>>,
+}
+
+impl std::fmt::Debug for OffsetsLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OffsetsLog({}-{})", self.log.topic, self.log.partition)
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl OffsetsLog {
+    /// Open the writer and replay the partition: returns every record from
+    /// the log start, oldest first, for the coordinator to apply.
+    pub fn open(log: Arc<PartitionLog>) -> Result<(Self, Vec<KeyValue>), StoreError> {
+        let records = replay(&log)?;
+        let mut live = HashMap::new();
+        for (k, v) in &records {
+            match v {
+                Some(v) => live.insert(k.clone(), v.clone()),
+                None => live.remove(k),
+            };
+        }
+        Ok((
+            OffsetsLog {
+                log,
+                live: Mutex::new(live),
+            },
+            records,
+        ))
+    }
+
+    /// The partition index.
+    pub fn partition(&self) -> i32 {
+        self.log.partition
+    }
+
+    /// Append records as one batch, then compact if the partition has grown
+    /// well past its live keys.
+    pub fn append(&self, records: &[KeyValue]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        self.append_batch(records)?;
+        for (k, v) in records {
+            match v {
+                Some(v) => live.insert(k.clone(), v.clone()),
+                None => live.remove(k),
+            };
+        }
+        let held = self.log.log_end_offset() - self.log.log_start_offset();
+        if held >= COMPACT_MIN_RECORDS && held >= COMPACT_RATIO * live.len() as i64 {
+            if let Err(e) = self.compact(&live) {
+                // The append itself succeeded; compaction is retried on the next one.
+                tracing::warn!(partition = self.partition(), error = %e, "offsets compaction failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Write every live value again and drop everything before it.
+    fn compact(&self, live: &HashMap<Bytes, Bytes>) -> Result<(), StoreError> {
+        let snapshot_start = self.log.log_end_offset();
+        let entries: Vec<KeyValue> = live
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+        for chunk in entries.chunks(SNAPSHOT_BATCH_RECORDS) {
+            self.append_batch(chunk)?;
+        }
+        let new_start = self
+            .log
+            .delete_records_before(snapshot_start)
+            .map_err(|source| self.read_error(source))?;
+        tracing::debug!(
+            partition = self.partition(),
+            live = live.len(),
+            log_start_offset = new_start,
+            "offsets partition compacted"
+        );
+        Ok(())
+    }
+
+    fn append_batch(&self, records: &[KeyValue]) -> Result<(), StoreError> {
+        let bytes = encode_batch(records, now_ms())?;
+        let batches = batch::split_and_validate(&bytes, MAX_BATCH_BYTES)
+            .map_err(|e: BatchError| self.append_error(AppendError::Batch(e)))?;
+        self.log
+            .append(batches, false)
+            .map_err(|source| self.append_error(source))?;
+        Ok(())
+    }
+
+    fn append_error(&self, source: AppendError) -> StoreError {
+        StoreError::Append {
+            topic: self.log.topic.clone(),
+            partition: self.log.partition,
+            source,
+        }
+    }
+
+    fn read_error(&self, source: ReadError) -> StoreError {
+        StoreError::Read {
+            topic: self.log.topic.clone(),
+            partition: self.log.partition,
+            source,
+        }
+    }
+}
+
+/// Encode key/value records as one uncompressed, non-idempotent batch.
+pub fn encode_batch(records: &[KeyValue], timestamp: i64) -> Result<Bytes, StoreError> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // offset - sequence must stay constant for the records to share a
+            // batch; this makes the batch's base sequence -1 (not idempotent).
+            sequence: i as i32 - 1,
+            timestamp,
+            key: Some(k.clone()),
+            value: v.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
+        .map_err(|e| StoreError::Encode(e.to_string()))?;
+    Ok(buf.freeze())
+}
+
+/// Every record of the partition from its log start, oldest first. Records
+/// that cannot be decoded are skipped with a warning; one bad batch must not
+/// keep the node from starting.
+fn replay(log: &PartitionLog) -> Result<Vec<KeyValue>, StoreError> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    while offset < end {
+        let read = log
+            .read(offset, REPLAY_READ_BYTES, true, ReadLimit::LogEndOffset)
+            .map_err(|source| StoreError::Read {
+                topic: log.topic.clone(),
+                partition: log.partition,
+                source,
+            })?;
+        if read.batches.is_empty() {
+            break;
+        }
+        for stored in read.batches {
+            let Ok(header) = batch::parse_header(&stored) else {
+                tracing::warn!(
+                    partition = log.partition,
+                    offset,
+                    "unreadable batch header in the offsets topic"
+                );
+                offset += 1;
+                continue;
+            };
+            let next = header.last_offset() + 1;
+            let mut buf = stored.clone();
+            match RecordBatchDecoder::decode(&mut buf) {
+                Ok(set) => {
+                    for r in set.records {
+                        if r.control || r.offset < offset {
+                            continue;
+                        }
+                        if let Some(key) = r.key {
+                            out.push((key, r.value));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    partition = log.partition,
+                    base_offset = header.base_offset,
+                    error = %e,
+                    "skipping an undecodable batch of the offsets topic"
+                ),
+            }
+            offset = offset.max(next);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Storage;
+
+    fn open_log(dir: &std::path::Path) -> Arc<PartitionLog> {
+        let storage = Storage::open(dir, 500, 8 * 1024 * 1024).expect("storage opens");
+        Arc::new(
+            PartitionLog::open(&storage, "__consumer_offsets", "offsetsid", 0).expect("log opens"),
+        )
+    }
+
+    fn kv(k: &str, v: Option<&str>) -> KeyValue {
+        (
+            Bytes::copy_from_slice(k.as_bytes()),
+            v.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+        )
+    }
+
+    #[test]
+    fn appended_records_replay_in_order_with_tombstones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open_log(dir.path());
+        let (store, replayed) = OffsetsLog::open(log.clone()).expect("opens");
+        assert!(replayed.is_empty());
+        store
+            .append(&[kv("a", Some("1")), kv("b", Some("2"))])
+            .expect("append");
+        store
+            .append(&[kv("a", None), kv("c", Some("3"))])
+            .expect("append");
+        drop(store);
+        let (_, replayed) = OffsetsLog::open(log).expect("reopens");
+        assert_eq!(
+            replayed,
+            vec![
+                kv("a", Some("1")),
+                kv("b", Some("2")),
+                kv("a", None),
+                kv("c", Some("3"))
+            ]
+        );
+    }
+
+    #[test]
+    fn compaction_keeps_latest_values_and_bounds_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open_log(dir.path());
+        let (store, _) = OffsetsLog::open(log.clone()).expect("opens");
+        for i in 0..3 * COMPACT_MIN_RECORDS {
+            let key = format!("k{}", i % 10);
+            store
+                .append(&[kv(&key, Some(&i.to_string()))])
+                .expect("append");
+        }
+        store.append(&[kv("k0", None)]).expect("tombstone");
+        let held = log.log_end_offset() - log.log_start_offset();
+        assert!(
+            held <= COMPACT_MIN_RECORDS + 20,
+            "log still holds {held} records"
+        );
+        let (_, replayed) = OffsetsLog::open(log).expect("reopens");
+        let mut state: HashMap<Bytes, Bytes> = HashMap::new();
+        for (k, v) in replayed {
+            match v {
+                Some(v) => state.insert(k, v),
+                None => state.remove(&k),
+            };
+        }
+        assert_eq!(state.len(), 9);
+        let last_k9 = (0..3 * COMPACT_MIN_RECORDS)
+            .filter(|i| i % 10 == 9)
+            .max()
+            .unwrap_or(0);
+        assert_eq!(
+            state.get(&Bytes::from_static(b"k9")),
+            Some(&Bytes::from(last_k9.to_string()))
+        );
+        assert!(!state.contains_key(&Bytes::from_static(b"k0")));
+    }
+}

@@ -1,0 +1,453 @@
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions,
+//! DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::{code, str_bytes, topic_error_code};
+use crate::broker::configs::{self, ConfigType, TopicConfigs, TOPIC_CONFIGS};
+use crate::broker::{Broker, TopicError};
+
+/// Kafka's resource types.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// Kafka's config sources.
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+pub fn create_topics(
+    broker: &Arc<Broker>,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let mut resp = CreateTopicsResponse::default();
+    for ct in req.topics {
+        let name = ct.name.0.to_string();
+        let mut r = CreatableTopicResult::default();
+        r.name = ct.name.clone();
+        r.num_partitions = -1;
+        r.replication_factor = -1;
+        let overrides: BTreeMap<String, String> = ct
+            .configs
+            .iter()
+            .filter_map(|c| {
+                c.value
+                    .as_ref()
+                    .map(|v| (c.name.to_string(), v.to_string()))
+            })
+            .collect();
+        let (partitions, rf) = if !ct.assignments.is_empty() {
+            let rf = ct
+                .assignments
+                .iter()
+                .map(|a| a.broker_ids.len())
+                .max()
+                .unwrap_or(1) as i16;
+            if ct.num_partitions != -1 || ct.replication_factor != -1 {
+                r.error_code = code::INVALID_REQUEST;
+                r.error_message = Some(str_bytes(
+                    "give either assignments or partition count and replication factor",
+                ));
+                resp.topics.push(r);
+                continue;
+            }
+            (ct.assignments.len() as i32, rf)
+        } else {
+            (ct.num_partitions, ct.replication_factor)
+        };
+        match broker.create_topic(&name, partitions, rf, overrides, req.validate_only) {
+            Ok(topic) => {
+                r.topic_id = topic.id;
+                r.num_partitions = if partitions == -1 {
+                    broker.config.num_partitions
+                } else {
+                    partitions
+                };
+                r.replication_factor = 1;
+                let c = topic.configs();
+                r.configs = (version >= 5).then(|| {
+                    TOPIC_CONFIGS
+                        .iter()
+                        .map(|d| {
+                            let mut e = CreatableTopicConfigs::default();
+                            e.name = StrBytes::from_static_str(d.name);
+                            e.value = c.get(d.name).map(|v| str_bytes(v.to_string()));
+                            e.config_source = if c.overrides.contains_key(d.name) {
+                                SOURCE_DYNAMIC_TOPIC
+                            } else {
+                                SOURCE_DEFAULT
+                            };
+                            e
+                        })
+                        .collect()
+                });
+            }
+            Err(e) => {
+                r.error_code = topic_error_code(&e);
+                r.error_message = Some(str_bytes(e.to_string()));
+            }
+        }
+        resp.topics.push(r);
+    }
+    resp
+}
+
+pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let mut resp = DeleteTopicsResponse::default();
+    // v0-5 name the topics in topic_names, v6+ in topics (by name or id).
+    let mut targets: Vec<(Option<String>, uuid::Uuid)> = req
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+        .collect();
+    targets.extend(
+        req.topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)),
+    );
+    for (name, id) in targets {
+        let mut r = DeletableTopicResult::default();
+        let name = name.or_else(|| {
+            broker
+                .topics()
+                .iter()
+                .find(|t| t.id == id)
+                .map(|t| t.name.clone())
+        });
+        r.topic_id = id;
+        match name {
+            None => r.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
+            Some(name) => {
+                r.name = Some(TopicName(str_bytes(name.clone())));
+                match broker.delete_topic(&name) {
+                    Ok(id) => r.topic_id = id,
+                    Err(e) => {
+                        r.error_code = topic_error_code(&e);
+                        r.error_message = Some(str_bytes(e.to_string()));
+                    }
+                }
+            }
+        }
+        resp.responses.push(r);
+    }
+    resp
+}
+
+pub fn create_partitions(
+    broker: &Arc<Broker>,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut resp = CreatePartitionsResponse::default();
+    for t in req.topics {
+        let mut r = CreatePartitionsTopicResult::default();
+        r.name = t.name.clone();
+        if let Err(e) = broker.create_partitions(&t.name.0, t.count, req.validate_only) {
+            r.error_code = topic_error_code(&e);
+            r.error_message = Some(str_bytes(e.to_string()));
+        }
+        resp.results.push(r);
+    }
+    resp
+}
+
+fn config_entry(
+    name: &str,
+    value: Option<String>,
+    source: i8,
+    kind: ConfigType,
+    doc: Option<&str>,
+    read_only: bool,
+) -> DescribeConfigsResourceResult {
+    let mut e = DescribeConfigsResourceResult::default();
+    e.name = str_bytes(name.to_string());
+    e.value = value.map(str_bytes);
+    e.read_only = read_only;
+    e.config_source = source;
+    e.config_type = kind as i8;
+    e.documentation = doc.map(|d| str_bytes(d.to_string()));
+    e
+}
+
+/// The broker-level configs this node reports (read-only: set by flags).
+fn broker_configs(broker: &Broker) -> Vec<(&'static str, String, ConfigType)> {
+    let c = &broker.config;
+    vec![
+        ("broker.id", c.node_id.to_string(), ConfigType::Int),
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+            ConfigType::Boolean,
+        ),
+        (
+            "num.partitions",
+            c.num_partitions.to_string(),
+            ConfigType::Int,
+        ),
+        ("default.replication.factor", "1".into(), ConfigType::Int),
+        ("message.max.bytes", "1048588".into(), ConfigType::Int),
+        (
+            "socket.request.max.bytes",
+            c.max_frame_bytes.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "log.dirs",
+            c.data_dir.display().to_string(),
+            ConfigType::String,
+        ),
+        (
+            "log.flush.interval.ms",
+            c.flush_interval_ms.to_string(),
+            ConfigType::Long,
+        ),
+        (
+            "log.retention.check.interval.ms",
+            c.retention_check_interval_ms.to_string(),
+            ConfigType::Long,
+        ),
+    ]
+}
+
+pub fn describe_configs(
+    broker: &Arc<Broker>,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let mut resp = DescribeConfigsResponse::default();
+    for res in req.resources {
+        let mut r = DescribeConfigsResult::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name.clone();
+        let wanted = |name: &str| {
+            res.configuration_keys
+                .as_ref()
+                .filter(|keys| !keys.is_empty())
+                .map(|keys| keys.iter().any(|k| &**k == name))
+                .unwrap_or(true)
+        };
+        let doc = |d: &str| {
+            if req.include_documentation {
+                Some(d.to_string())
+            } else {
+                None
+            }
+        };
+        match res.resource_type {
+            RESOURCE_TOPIC => match broker.topic(&res.resource_name) {
+                Some(topic) => {
+                    let c = topic.configs();
+                    r.configs = TOPIC_CONFIGS
+                        .iter()
+                        .filter(|d| wanted(d.name))
+                        .map(|d| {
+                            let overridden = c.overrides.contains_key(d.name);
+                            let source = if overridden {
+                                SOURCE_DYNAMIC_TOPIC
+                            } else {
+                                SOURCE_DEFAULT
+                            };
+                            let mut e = config_entry(
+                                d.name,
+                                c.get(d.name).map(str::to_string),
+                                source,
+                                d.kind,
+                                doc(d.doc).as_deref(),
+                                false,
+                            );
+                            e.is_sensitive = false;
+                            e
+                        })
+                        .collect();
+                }
+                None => {
+                    r.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+                    r.error_message =
+                        Some(str_bytes(format!("unknown topic {}", res.resource_name)));
+                }
+            },
+            RESOURCE_BROKER => {
+                if res.resource_name.is_empty()
+                    || res.resource_name.parse::<i32>().ok() == Some(broker.node_id())
+                {
+                    r.configs = broker_configs(broker)
+                        .into_iter()
+                        .filter(|(n, _, _)| wanted(n))
+                        .map(|(n, v, k)| {
+                            config_entry(n, Some(v), SOURCE_STATIC_BROKER, k, None, true)
+                        })
+                        .collect();
+                } else {
+                    r.error_code = code::RESOURCE_NOT_FOUND;
+                    r.error_message =
+                        Some(str_bytes(format!("unknown broker {}", res.resource_name)));
+                }
+            }
+            other => {
+                r.error_code = code::INVALID_REQUEST;
+                r.error_message =
+                    Some(str_bytes(format!("resource type {other} is not supported")));
+            }
+        }
+        resp.results.push(r);
+    }
+    resp
+}
+
+fn alter_result(
+    resource_type: i8,
+    resource_name: StrBytes,
+    result: Result<(), TopicError>,
+) -> (i16, Option<StrBytes>, i8, StrBytes) {
+    match result {
+        Ok(()) => (code::NONE, None, resource_type, resource_name),
+        Err(e) => (
+            topic_error_code(&e),
+            Some(str_bytes(e.to_string())),
+            resource_type,
+            resource_name,
+        ),
+    }
+}
+
+fn check_topic_resource(resource_type: i8) -> Result<(), TopicError> {
+    if resource_type == RESOURCE_TOPIC {
+        Ok(())
+    } else {
+        Err(TopicError::InvalidConfig(format!(
+            "altering resource type {resource_type} is not supported; broker configs are set by flags"
+        )))
+    }
+}
+
+pub fn alter_configs(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut resp = AlterConfigsResponse::default();
+    for res in req.resources {
+        let result = check_topic_resource(res.resource_type).and_then(|_| {
+            // AlterConfigs replaces the whole set of overrides.
+            let overrides = res
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
+                .collect();
+            broker.set_topic_configs(&res.resource_name, overrides, req.validate_only)
+        });
+        let (error_code, error_message, resource_type, resource_name) =
+            alter_result(res.resource_type, res.resource_name, result);
+        let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
+        r.error_code = error_code;
+        r.error_message = error_message;
+        r.resource_type = resource_type;
+        r.resource_name = resource_name;
+        resp.responses.push(r);
+    }
+    resp
+}
+
+/// Apply IncrementalAlterConfigs operations to a set of overrides.
+fn apply_incremental(
+    current: &TopicConfigs,
+    ops: &[incremental_alter_configs_request::AlterableConfig],
+) -> Result<BTreeMap<String, String>, TopicError> {
+    let mut overrides = current.overrides.clone();
+    for op in ops {
+        let name = op.name.to_string();
+        let def = configs::definition(&name)
+            .ok_or_else(|| TopicError::InvalidConfig(format!("unknown topic config {name}")))?;
+        let value = op.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+        match op.config_operation {
+            0 => {
+                overrides.insert(name, value);
+            }
+            1 => {
+                overrides.remove(&name);
+            }
+            2 | 3 => {
+                if def.kind != ConfigType::List {
+                    return Err(TopicError::InvalidConfig(format!("{name} is not a list")));
+                }
+                let mut items: Vec<String> = current
+                    .get(&name)
+                    .unwrap_or("")
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                for v in value.split(',').filter(|s| !s.is_empty()) {
+                    if op.config_operation == 2 {
+                        if !items.iter().any(|i| i == v) {
+                            items.push(v.to_string());
+                        }
+                    } else {
+                        items.retain(|i| i != v);
+                    }
+                }
+                overrides.insert(name, items.join(","));
+            }
+            other => {
+                return Err(TopicError::InvalidConfig(format!(
+                    "unknown config operation {other}"
+                )))
+            }
+        }
+    }
+    Ok(overrides)
+}
+
+pub fn incremental_alter_configs(
+    broker: &Arc<Broker>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut resp = IncrementalAlterConfigsResponse::default();
+    for res in req.resources {
+        let result = check_topic_resource(res.resource_type).and_then(|_| {
+            let topic = broker
+                .topic(&res.resource_name)
+                .ok_or_else(|| TopicError::Unknown(res.resource_name.to_string()))?;
+            let overrides = apply_incremental(&topic.configs(), &res.configs)?;
+            broker.set_topic_configs(&res.resource_name, overrides, req.validate_only)
+        });
+        let (error_code, error_message, resource_type, resource_name) =
+            alter_result(res.resource_type, res.resource_name, result);
+        let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        r.error_code = error_code;
+        r.error_message = error_message;
+        r.resource_type = resource_type;
+        r.resource_name = resource_name;
+        resp.responses.push(r);
+    }
+    resp
+}
+
+pub fn describe_cluster(
+    broker: &Arc<Broker>,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let mut resp = DescribeClusterResponse::default();
+    resp.endpoint_type = req.endpoint_type;
+    resp.cluster_id = str_bytes(broker.cluster_id.clone());
+    resp.controller_id = BrokerId(broker.node_id());
+    resp.cluster_authorized_operations = i32::MIN;
+    let (host, port) = broker.advertised();
+    let mut b = DescribeClusterBroker::default();
+    b.broker_id = BrokerId(broker.node_id());
+    b.host = str_bytes(host);
+    b.port = port;
+    resp.brokers = vec![b];
+    resp
+}

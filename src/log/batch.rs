@@ -1,0 +1,405 @@
+//! Record batch (magic v2) framing: find batch boundaries, validate, rewrite
+//! the broker-owned header fields. Works on bytes; never decodes records on the
+//! produce path except to count uncompressed ones.
+//!
+//! Layout of a v2 batch header (Kafka's DefaultRecordBatch):
+//! base offset i64 | batch length i32 | partition leader epoch i32 | magic i8 |
+//! crc u32 (CRC-32C of everything after it) | attributes i16 | last offset delta i32 |
+//! base timestamp i64 | max timestamp i64 | producer id i64 | producer epoch i16 |
+//! base sequence i32 | record count i32 | records...
+
+use bytes::{Bytes, BytesMut};
+
+/// Size of the fixed v2 batch header.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before the `batch length` field ends (base offset + length).
+pub const LOG_OVERHEAD: usize = 12;
+
+const PARTITION_LEADER_EPOCH_AT: usize = 12;
+const MAGIC_AT: usize = 16;
+const CRC_AT: usize = 17;
+const ATTRIBUTES_AT: usize = 21;
+const LAST_OFFSET_DELTA_AT: usize = 23;
+const BASE_TIMESTAMP_AT: usize = 27;
+const MAX_TIMESTAMP_AT: usize = 35;
+const PRODUCER_ID_AT: usize = 43;
+const PRODUCER_EPOCH_AT: usize = 51;
+const BASE_SEQUENCE_AT: usize = 53;
+const RECORD_COUNT_AT: usize = 57;
+
+const COMPRESSION_MASK: i16 = 0x07;
+const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+const TRANSACTIONAL_BIT: i16 = 0x10;
+const CONTROL_BIT: i16 = 0x20;
+
+/// Why a batch was refused; each maps to the Kafka error a client expects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// CORRUPT_MESSAGE: framing or checksum is wrong.
+    #[error("corrupt batch: {0}")]
+    Corrupt(String),
+    /// UNSUPPORTED_FOR_MESSAGE_FORMAT: message format v0/v1.
+    #[error("unsupported message format (magic {0})")]
+    UnsupportedMagic(i8),
+    /// INVALID_RECORD: the batch is well framed but its content breaks a rule.
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// MESSAGE_TOO_LARGE: larger than the topic's max.message.bytes.
+    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge { size: usize, max: usize },
+}
+
+/// The header fields the broker reads from a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Total size of the batch on the wire (header included).
+    pub fn total_len(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+    /// The compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
+    pub fn compression(&self) -> i16 {
+        self.attributes & COMPRESSION_MASK
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
+    }
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+    /// The last sequence number of an idempotent batch (wrapping as Kafka does).
+    pub fn last_sequence(&self) -> i32 {
+        let last = self.base_sequence as i64 + self.last_offset_delta as i64;
+        if last > i32::MAX as i64 {
+            (last - i32::MAX as i64 - 1) as i32
+        } else {
+            last as i32
+        }
+    }
+}
+
+fn i16_at(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+/// Read the header of a batch. `b` must hold at least `HEADER_LEN` bytes.
+pub fn parse_header(b: &[u8]) -> Result<BatchHeader, BatchError> {
+    if b.len() < MAGIC_AT + 1 {
+        return Err(BatchError::Corrupt(format!(
+            "{} bytes is too short for a batch",
+            b.len()
+        )));
+    }
+    let magic = b[MAGIC_AT] as i8;
+    if magic != 2 {
+        return Err(BatchError::UnsupportedMagic(magic));
+    }
+    if b.len() < HEADER_LEN {
+        return Err(BatchError::Corrupt(format!(
+            "{} bytes is too short for a v2 batch header",
+            b.len()
+        )));
+    }
+    Ok(BatchHeader {
+        base_offset: i64_at(b, 0),
+        batch_length: i32_at(b, 8),
+        partition_leader_epoch: i32_at(b, PARTITION_LEADER_EPOCH_AT),
+        magic,
+        crc: u32::from_be_bytes([b[CRC_AT], b[CRC_AT + 1], b[CRC_AT + 2], b[CRC_AT + 3]]),
+        attributes: i16_at(b, ATTRIBUTES_AT),
+        last_offset_delta: i32_at(b, LAST_OFFSET_DELTA_AT),
+        base_timestamp: i64_at(b, BASE_TIMESTAMP_AT),
+        max_timestamp: i64_at(b, MAX_TIMESTAMP_AT),
+        producer_id: i64_at(b, PRODUCER_ID_AT),
+        producer_epoch: i16_at(b, PRODUCER_EPOCH_AT),
+        base_sequence: i32_at(b, BASE_SEQUENCE_AT),
+        record_count: i32_at(b, RECORD_COUNT_AT),
+    })
+}
+
+/// A validated batch from a produce request, ready to be given offsets.
+#[derive(Debug, Clone)]
+pub struct ProducedBatch {
+    pub header: BatchHeader,
+    pub bytes: BytesMut,
+}
+
+/// Split the `records` field of a produce request into batches and validate each:
+/// magic 2, lengths, CRC-32C, record count, and size against `max_message_bytes`.
+pub fn split_and_validate(
+    records: &[u8],
+    max_message_bytes: usize,
+) -> Result<Vec<ProducedBatch>, BatchError> {
+    let mut out = Vec::with_capacity(1);
+    let mut rest = records;
+    if rest.is_empty() {
+        return Err(BatchError::InvalidRecord("empty record set".into()));
+    }
+    while !rest.is_empty() {
+        if rest.len() < LOG_OVERHEAD {
+            return Err(BatchError::Corrupt("truncated batch length".into()));
+        }
+        let batch_length = i32_at(rest, 8);
+        if rest.len() > MAGIC_AT && rest[MAGIC_AT] as i8 != 2 {
+            return Err(BatchError::UnsupportedMagic(rest[MAGIC_AT] as i8));
+        }
+        if batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+            return Err(BatchError::Corrupt(format!(
+                "batch length {batch_length} is shorter than a header"
+            )));
+        }
+        let total = LOG_OVERHEAD + batch_length as usize;
+        if total > rest.len() {
+            return Err(BatchError::Corrupt(format!(
+                "batch length {total} exceeds the {} bytes sent",
+                rest.len()
+            )));
+        }
+        if total > max_message_bytes {
+            return Err(BatchError::TooLarge {
+                size: total,
+                max: max_message_bytes,
+            });
+        }
+        let bytes = &rest[..total];
+        let header = parse_header(bytes)?;
+        let computed = crc32c::crc32c(&bytes[ATTRIBUTES_AT..]);
+        if computed != header.crc {
+            return Err(BatchError::Corrupt(format!(
+                "CRC-32C mismatch: batch says {:#010x}, content gives {computed:#010x}",
+                header.crc
+            )));
+        }
+        if header.record_count <= 0 {
+            return Err(BatchError::InvalidRecord(format!(
+                "record count {} must be positive",
+                header.record_count
+            )));
+        }
+        if header.last_offset_delta != header.record_count - 1 {
+            return Err(BatchError::InvalidRecord(format!(
+                "last offset delta {} does not match record count {}",
+                header.last_offset_delta, header.record_count
+            )));
+        }
+        if header.is_control() {
+            return Err(BatchError::InvalidRecord(
+                "clients may not produce control batches".into(),
+            ));
+        }
+        if header.compression() == 0 {
+            let counted = count_records(&bytes[HEADER_LEN..])?;
+            if counted != header.record_count as usize {
+                return Err(BatchError::InvalidRecord(format!(
+                    "header says {} records, body holds {counted}",
+                    header.record_count
+                )));
+            }
+        } else if header.compression() > 4 {
+            return Err(BatchError::InvalidRecord(format!(
+                "unknown compression codec {}",
+                header.compression()
+            )));
+        }
+        out.push(ProducedBatch {
+            header,
+            bytes: BytesMut::from(bytes),
+        });
+        rest = &rest[total..];
+    }
+    Ok(out)
+}
+
+/// Read a zig-zag varint; returns (value, bytes used).
+fn read_varint(b: &[u8]) -> Option<(i64, usize)> {
+    let mut value: u64 = 0;
+    for (i, byte) in b.iter().enumerate().take(10) {
+        value |= ((byte & 0x7f) as u64) << (7 * i);
+        if byte & 0x80 == 0 {
+            let decoded = ((value >> 1) as i64) ^ -((value & 1) as i64);
+            return Some((decoded, i + 1));
+        }
+    }
+    None
+}
+
+/// Count length-prefixed records in an uncompressed batch body.
+fn count_records(mut body: &[u8]) -> Result<usize, BatchError> {
+    let mut n = 0;
+    while !body.is_empty() {
+        let (len, used) =
+            read_varint(body).ok_or_else(|| BatchError::Corrupt("bad record length".into()))?;
+        if len < 0 || used + len as usize > body.len() {
+            return Err(BatchError::Corrupt(format!(
+                "record {n} length {len} runs past the batch"
+            )));
+        }
+        body = &body[used + len as usize..];
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Give a batch its offsets and leader epoch; with `log_append_time` set, stamp
+/// it as LogAppendTime and recompute the CRC (the only case that touches it).
+pub fn assign(
+    batch: &mut BytesMut,
+    base_offset: i64,
+    leader_epoch: i32,
+    log_append_time: Option<i64>,
+) {
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    batch[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4]
+        .copy_from_slice(&leader_epoch.to_be_bytes());
+    if let Some(now) = log_append_time {
+        let attributes = i16_at(batch, ATTRIBUTES_AT) | TIMESTAMP_TYPE_BIT;
+        batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+        batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+        batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// Iterate the batches of a stored or fetched record set (trusted framing).
+pub fn iter_batches(mut set: Bytes) -> impl Iterator<Item = Bytes> {
+    std::iter::from_fn(move || {
+        if set.len() < LOG_OVERHEAD {
+            return None;
+        }
+        let total = LOG_OVERHEAD + i32_at(&set, 8).max(0) as usize;
+        if total > set.len() {
+            return None;
+        }
+        Some(set.split_to(total))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    pub(crate) fn encode(n: usize, compression: Compression) -> BytesMut {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder groups records whose offset - sequence is constant into
+                // one batch; the base sequence is -1 for a non-idempotent batch.
+                sequence: i as i32 - 1,
+                timestamp: 1_700_000_000_000 + i as i64,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(format!("value {i}"))),
+                headers: indexmap::IndexMap::<StrBytes, Option<Bytes>>::new(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .expect("encode");
+        buf
+    }
+
+    #[test]
+    fn valid_batch_is_accepted_with_its_record_count() {
+        let b = encode(5, Compression::None);
+        let batches = split_and_validate(&b, 1 << 20).expect("valid");
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].header.record_count, 5);
+        assert_eq!(batches[0].header.last_offset_delta, 4);
+    }
+
+    #[test]
+    fn flipped_byte_is_corrupt_message() {
+        let mut b = encode(3, Compression::None);
+        let last = b.len() - 2;
+        b[last] ^= 0xff;
+        assert!(matches!(
+            split_and_validate(&b, 1 << 20),
+            Err(BatchError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn old_magic_is_unsupported_format() {
+        let mut b = encode(1, Compression::None);
+        b[MAGIC_AT] = 1;
+        assert_eq!(
+            split_and_validate(&b, 1 << 20).unwrap_err(),
+            BatchError::UnsupportedMagic(1)
+        );
+    }
+
+    #[test]
+    fn oversized_batch_is_message_too_large() {
+        let b = encode(50, Compression::None);
+        assert!(matches!(
+            split_and_validate(&b, 100),
+            Err(BatchError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_batch_is_corrupt() {
+        let b = encode(3, Compression::None);
+        assert!(matches!(
+            split_and_validate(&b[..b.len() - 1], 1 << 20),
+            Err(BatchError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn assign_sets_offset_and_keeps_crc_valid_for_log_append_time() {
+        let b = encode(2, Compression::Gzip);
+        let mut batch = split_and_validate(&b, 1 << 20)
+            .expect("valid")
+            .remove(0)
+            .bytes;
+        assign(&mut batch, 42, 3, Some(1234));
+        let again = split_and_validate(&batch, 1 << 20).expect("still valid");
+        assert_eq!(again[0].header.base_offset, 42);
+        assert_eq!(again[0].header.partition_leader_epoch, 3);
+        assert_eq!(again[0].header.max_timestamp, 1234);
+    }
+}

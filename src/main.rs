@@ -1,0 +1,6 @@
+#[global_allocator]
+static ALLOCATOR: sluice::alloc::Allocator = sluice::alloc::Allocator;
+
+fn main() -> std::process::ExitCode {
+    sluice::cli::main()
+}

@@ -1,0 +1,192 @@
+//! Wires one node: storage and broker, the Kafka listener, the HTTP listener,
+//! the retention task; and shuts them down in order on SIGINT/SIGTERM
+//! (stop accepting, finish in-flight requests, flush storage).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+use crate::config::NodeConfig;
+use crate::group::{CoordinatorSettings, GroupCoordinator};
+use crate::kafka::server::Services;
+
+/// Run a node until a shutdown signal arrives.
+pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = shutdown_tx.send(true);
+    });
+    run_until(config, shutdown_rx).await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Run a node until `shutdown` turns true.
+pub async fn run_until(
+    config: NodeConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let data_dir = config.data_dir.clone();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        .await
+        .context("opening storage panicked")?
+        .with_context(|| format!("cannot open data dir {}", data_dir.display()))?;
+    let broker = Arc::new(broker);
+
+    let kafka_listener = TcpListener::bind(broker.config.kafka_addr)
+        .await
+        .with_context(|| format!("cannot bind Kafka listener on {}", broker.config.kafka_addr))?;
+    let kafka_addr = kafka_listener.local_addr()?;
+    let (host, port) = match &broker.config.advertised_kafka_addr {
+        Some(a) => {
+            split_host_port(a).with_context(|| format!("bad --advertised-kafka-addr {a}"))?
+        }
+        None => (kafka_addr.ip().to_string(), kafka_addr.port() as i32),
+    };
+    broker.set_advertised(host, port);
+
+    let http_listener = TcpListener::bind(broker.config.http_addr)
+        .await
+        .with_context(|| format!("cannot bind HTTP listener on {}", broker.config.http_addr))?;
+    let http_addr = http_listener.local_addr()?;
+
+    // The coordinator replays __consumer_offsets before the first client connects.
+    let settings = CoordinatorSettings::from_config(&broker.config);
+    let coordinator_broker = broker.clone();
+    let groups =
+        tokio::task::spawn_blocking(move || GroupCoordinator::start(coordinator_broker, settings))
+            .await
+            .context("starting the group coordinator panicked")?
+            .context("cannot start the group coordinator")?;
+
+    // The shop opens its read model now; it connects to Kafka once the listener runs.
+    let shop = if broker.config.shop {
+        let bootstrap = broker.config.bootstrap.clone().unwrap_or_else(|| {
+            let (host, port) = broker.advertised();
+            format!("{host}:{port}")
+        });
+        let mut shop_config = crate::app::ShopConfig::new(bootstrap);
+        shop_config.partitions = broker.config.shop_partitions;
+        shop_config.replication_factor = broker.config.shop_replication_factor;
+        let storage = broker.storage.clone();
+        let opened =
+            tokio::task::spawn_blocking(move || crate::app::Shop::open(storage, shop_config))
+                .await
+                .context("opening the shop panicked")?
+                .context("cannot open the shop's read model")?;
+        Some(opened)
+    } else {
+        None
+    };
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let router = crate::web::router(crate::web::WebState {
+        ready: ready.clone(),
+        cluster: crate::web::cluster_api::ClusterView {
+            broker: broker.clone(),
+            groups: groups.clone(),
+            http_addr,
+        },
+        app: shop.clone(),
+    });
+    let mut http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        let serve = axum::serve(http_listener, router).with_graceful_shutdown(async move {
+            let _ = http_shutdown.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP listener failed");
+        }
+    });
+
+    let services = Arc::new(Services {
+        broker: broker.clone(),
+        groups: groups.clone(),
+    });
+    let kafka_task = tokio::spawn(crate::kafka::server::serve(
+        kafka_listener,
+        services,
+        shutdown.clone(),
+    ));
+    let shop_task = shop.map(|s| tokio::spawn(crate::app::run(s, shutdown.clone())));
+
+    let retention_broker = broker.clone();
+    let mut retention_shutdown = shutdown.clone();
+    let interval = Duration::from_millis(broker.config.retention_check_interval_ms.max(10));
+    let retention_task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = retention_shutdown.wait_for(|s| *s) => return,
+            }
+            let b = retention_broker.clone();
+            match tokio::task::spawn_blocking(move || b.apply_retention()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(batches = n, "retention removed batches"),
+                Err(e) => tracing::error!(error = %e, "retention task panicked"),
+            }
+        }
+    });
+
+    ready.store(true, Ordering::Release);
+    tracing::info!(
+        "listening kafka_addr={kafka_addr} http_addr={http_addr} node_id={} data_dir={} startup_ms={}",
+        broker.node_id(),
+        broker.config.data_dir.display(),
+        started.elapsed().as_millis()
+    );
+
+    let _ = shutdown.wait_for(|s| *s).await;
+    ready.store(false, Ordering::Release);
+    if let Some(task) = shop_task {
+        // The shop flushes its read model and leaves its groups (bounded).
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    }
+    // Waiting JoinGroup/SyncGroup requests are answered before connections drain.
+    groups.shutdown().await;
+    let _ = kafka_task.await;
+    let _ = http_task.await;
+    let _ = retention_task.await;
+    broker.storage.flush().await.context("final flush failed")?;
+    tracing::info!("stopped; storage flushed");
+    Ok(())
+}
+
+fn split_host_port(addr: &str) -> Option<(String, i32)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok()?;
+    Some((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port as i32,
+    ))
+}

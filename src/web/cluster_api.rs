@@ -1,0 +1,321 @@
+//! `GET /api/cluster`: what the dashboard's Cluster page shows — the brokers,
+//! every topic's partitions with their offsets, and the consumer groups with
+//! their members and lag.
+//!
+//! Read-only and cheap (in-memory state only; no log reads). It reports what is
+//! true of this node: a single node is its own controller and has no Raft
+//! quorum, which the answer says (`"mode": "single-node"`, term 0).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::broker::Broker;
+use crate::group::state::decode_assignment;
+use crate::group::GroupCoordinator;
+
+/// What the cluster view reads.
+#[derive(Clone)]
+pub struct ClusterView {
+    /// Topics, partition logs and this node's addresses.
+    pub broker: Arc<Broker>,
+    /// Consumer groups, their members and committed offsets.
+    pub groups: Arc<GroupCoordinator>,
+    /// The bound HTTP address (the configured one may say port 0).
+    pub http_addr: SocketAddr,
+}
+
+/// The whole answer of `GET /api/cluster`.
+#[derive(Debug, Serialize)]
+pub struct ClusterInfo {
+    pub cluster_id: String,
+    /// `single-node` until the Raft quorum of the cluster issue exists.
+    pub mode: &'static str,
+    pub controller_id: i32,
+    pub brokers: Vec<BrokerInfo>,
+    pub topics: Vec<TopicInfo>,
+    pub groups: Vec<GroupInfo>,
+    /// When this answer was assembled (ms since the epoch).
+    pub generated_at_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BrokerInfo {
+    pub id: i32,
+    /// `host:port` given to Kafka clients.
+    pub kafka_addr: String,
+    /// The HTTP listener (dashboard, REST API).
+    pub http_addr: String,
+    pub alive: bool,
+    pub controller: bool,
+    /// `leader`: a single node decides alone (it is its own quorum of one).
+    pub raft_role: &'static str,
+    /// 0: no election has ever taken place on a single node.
+    pub raft_term: u64,
+    /// True for the node that answered.
+    pub this_node: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TopicInfo {
+    pub name: String,
+    pub id: String,
+    /// `__consumer_offsets` and other `__` topics.
+    pub internal: bool,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PartitionInfo {
+    pub partition: i32,
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader_epoch: i32,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GroupInfo {
+    pub group_id: String,
+    /// Kafka's state names: Empty, PreparingRebalance, CompletingRebalance, Stable.
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberInfo>,
+    pub lag: Vec<LagInfo>,
+    pub total_lag: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberInfo {
+    pub member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    /// `topic:0,1 other:2`, decoded from the consumer protocol assignment.
+    pub assignment: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LagInfo {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: i64,
+    pub log_end_offset: i64,
+    pub lag: i64,
+}
+
+/// The `/api/cluster` route.
+pub fn router(view: ClusterView) -> Router {
+    Router::new()
+        .route("/api/cluster", get(cluster))
+        .with_state(view)
+}
+
+async fn cluster(State(view): State<ClusterView>) -> Json<ClusterInfo> {
+    Json(describe(&view))
+}
+
+/// Assemble the cluster view from the broker's and the coordinator's memory.
+pub fn describe(view: &ClusterView) -> ClusterInfo {
+    let broker = &view.broker;
+    let id = broker.node_id();
+    let (host, port) = broker.advertised();
+    let brokers = vec![BrokerInfo {
+        id,
+        kafka_addr: format!("{host}:{port}"),
+        http_addr: view.http_addr.to_string(),
+        alive: true,
+        controller: true,
+        raft_role: "leader",
+        raft_term: 0,
+        this_node: true,
+    }];
+    let topics = broker
+        .topics()
+        .iter()
+        .map(|topic| TopicInfo {
+            name: topic.name.clone(),
+            id: topic.id.to_string(),
+            internal: topic.internal,
+            partitions: topic
+                .partitions()
+                .iter()
+                .map(|log| PartitionInfo {
+                    partition: log.partition,
+                    leader: id,
+                    replicas: vec![id],
+                    isr: vec![id],
+                    leader_epoch: log.leader_epoch(),
+                    log_start_offset: log.log_start_offset(),
+                    log_end_offset: log.log_end_offset(),
+                    high_watermark: log.high_watermark(),
+                    size_bytes: log.size_bytes(),
+                })
+                .collect(),
+        })
+        .collect();
+    let groups = view
+        .groups
+        .list_groups(&[])
+        .into_iter()
+        .map(|listing| {
+            let (protocol_type, protocol, members) =
+                match view.groups.describe_group(&listing.group_id) {
+                    Ok(d) => (
+                        d.protocol_type,
+                        d.protocol,
+                        d.members
+                            .into_iter()
+                            .map(|m| MemberInfo {
+                                assignment: assignment_text(&m.assignment),
+                                member_id: m.member_id,
+                                client_id: m.client_id,
+                                client_host: m.client_host,
+                            })
+                            .collect(),
+                    ),
+                    Err(_) => (listing.protocol_type, String::new(), Vec::new()),
+                };
+            let lag: Vec<LagInfo> = view
+                .groups
+                .lag(&listing.group_id)
+                .into_iter()
+                .map(|l| LagInfo {
+                    topic: l.topic,
+                    partition: l.partition,
+                    committed: l.committed,
+                    log_end_offset: l.log_end_offset,
+                    lag: l.lag,
+                })
+                .collect();
+            GroupInfo {
+                total_lag: lag.iter().map(|l| l.lag).sum(),
+                group_id: listing.group_id,
+                state: listing.state,
+                protocol_type,
+                protocol,
+                members,
+                lag,
+            }
+        })
+        .collect();
+    ClusterInfo {
+        cluster_id: broker.cluster_id.clone(),
+        mode: "single-node",
+        controller_id: id,
+        brokers,
+        topics,
+        groups,
+        generated_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+    }
+}
+
+/// `orders:0,1 payments:2` from a consumer-protocol assignment; empty if it is
+/// not one (another protocol type) or there is none.
+fn assignment_text(assignment: &[u8]) -> String {
+    decode_assignment(assignment)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
+            format!("{topic}:{}", list.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::NodeConfig;
+    use crate::group::{CommitRequest, CoordinatorSettings, PartitionCommit};
+
+    #[tokio::test]
+    async fn single_node_reports_itself_its_topics_and_a_committing_group() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let broker = Arc::new(
+            Broker::open(NodeConfig::for_tests(dir.path().to_path_buf())).expect("broker opens"),
+        );
+        broker
+            .create_topic("orders", 3, 1, BTreeMap::new(), false)
+            .expect("topic created");
+        let settings = CoordinatorSettings::from_config(&broker.config);
+        let groups = GroupCoordinator::start(broker.clone(), settings).expect("coordinator");
+        let errors = groups
+            .commit_offsets(CommitRequest {
+                group_id: "projector".into(),
+                member_id: String::new(),
+                group_instance_id: None,
+                generation_id: -1,
+                partitions: vec![PartitionCommit {
+                    topic: "orders".into(),
+                    partition: 1,
+                    offset: 0,
+                    leader_epoch: -1,
+                    metadata: None,
+                }],
+            })
+            .await;
+        assert_eq!(errors, vec![0]);
+
+        let view = ClusterView {
+            broker: broker.clone(),
+            groups: groups.clone(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let info = describe(&view);
+        assert_eq!(info.mode, "single-node");
+        assert_eq!(info.brokers.len(), 1);
+        let me = &info.brokers[0];
+        assert!(me.alive && me.controller && me.this_node);
+        assert_eq!((me.raft_role, me.raft_term), ("leader", 0));
+        assert_eq!(me.http_addr, "127.0.0.1:8080");
+
+        let orders = info
+            .topics
+            .iter()
+            .find(|t| t.name == "orders")
+            .expect("orders listed");
+        assert!(!orders.internal);
+        assert_eq!(orders.partitions.len(), 3);
+        for p in &orders.partitions {
+            assert_eq!((p.leader, &p.replicas, &p.isr), (1, &vec![1], &vec![1]));
+            assert_eq!(
+                (p.log_start_offset, p.log_end_offset, p.high_watermark),
+                (0, 0, 0)
+            );
+        }
+        assert!(info.topics.iter().any(|t| t.internal));
+
+        let group = info
+            .groups
+            .iter()
+            .find(|g| g.group_id == "projector")
+            .expect("group listed");
+        assert_eq!(group.state, "Empty");
+        assert!(group.members.is_empty());
+        assert_eq!(group.lag.len(), 1);
+        assert_eq!(
+            (group.lag[0].topic.as_str(), group.lag[0].partition),
+            ("orders", 1)
+        );
+        assert_eq!(group.total_lag, 0);
+
+        let json = serde_json::to_value(&info).expect("serialises");
+        assert_eq!(json["brokers"][0]["raft_role"], "leader");
+        groups.shutdown().await;
+    }
+}

@@ -1,0 +1,81 @@
+"""The `sluice serve` process contract: its log line, health endpoints,
+graceful shutdown, and the topic auto-creation flags."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+import wire
+from harness import unique_topic, wait_until
+
+
+def test_listening_line_is_logged_on_stderr(broker):
+    assert broker.listening_stream() == "stderr"
+    assert broker.node_id == 1
+
+
+def test_health_and_readiness_endpoints_answer_200(broker):
+    assert broker.http_get("/healthz")[0] == 200
+    assert broker.http_get("/readyz")[0] == 200
+
+
+def test_metadata_advertises_the_listening_address(broker):
+    with wire.Connection(broker.bootstrap) as conn:
+        meta = wire.metadata_v4(conn, [], allow_auto_topic_creation=False)
+    assert meta["brokers"] == [(1, "127.0.0.1", broker.kafka_port)]
+    assert meta["controller_id"] == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_shuts_down_gracefully_with_exit_0(fresh_broker, sig):
+    node = fresh_broker()
+    os.kill(node.pid, sig)
+    code = node.proc.wait(timeout=20)
+    assert code == 0
+
+
+def wait_for_topic(bootstrap: str, topic: str, allow_auto_topic_creation: bool = True):
+    """Poll Metadata until the topic has no error and every partition a leader."""
+    def ready():
+        with wire.Connection(bootstrap) as conn:
+            meta = wire.metadata_v4(conn, [topic], allow_auto_topic_creation)
+        error, partitions = meta["topics"].get(topic, (None, []))
+        if error == wire.NONE and partitions and all(
+                p_error == wire.NONE and leader == 1 for _, p_error, leader in partitions):
+            return partitions
+        assert error in (wire.NONE, wire.LEADER_NOT_AVAILABLE), f"metadata error {error} for {topic}"
+        return None
+    return wait_until(ready, 30, interval=0.1, what=f"auto-created topic {topic}")
+
+
+def test_metadata_auto_creates_topic_with_num_partitions(fresh_broker):
+    node = fresh_broker(["--num-partitions", "4"])
+    topic = unique_topic("auto")
+    partitions = wait_for_topic(node.bootstrap, topic)
+    assert [index for index, _, _ in partitions] == [0, 1, 2, 3]
+
+
+def test_metadata_without_allow_auto_creation_does_not_create_topic(broker):
+    topic = unique_topic("no-auto")
+    with wire.Connection(broker.bootstrap) as conn:
+        for _ in range(2):
+            meta = wire.metadata_v4(conn, [topic], allow_auto_topic_creation=False)
+            assert meta["topics"][topic][0] == wire.UNKNOWN_TOPIC_OR_PARTITION
+        listing = wire.metadata_v4(conn, None, allow_auto_topic_creation=False)
+    assert topic not in listing["topics"]
+
+
+def test_auto_create_disabled_leaves_unknown_topics_unknown(fresh_broker):
+    node = fresh_broker(["--auto-create-topics", "false"])
+    topic = unique_topic("disabled")
+    with wire.Connection(node.bootstrap) as conn:
+        for _ in range(2):
+            meta = wire.metadata_v4(conn, [topic], allow_auto_topic_creation=True)
+            assert meta["topics"][topic][0] == wire.UNKNOWN_TOPIC_OR_PARTITION
+        error, _ = wire.produce(conn, topic, 0, bytes(wire.record_batch([b"nowhere"])))
+        assert error == wire.UNKNOWN_TOPIC_OR_PARTITION
+        listing = wire.metadata_v4(conn, None, allow_auto_topic_creation=False)
+    assert topic not in listing["topics"]

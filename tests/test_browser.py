@@ -1,0 +1,55 @@
+"""The embedded dashboard in headless Chromium.
+
+Runs the Node suite in tests/browser (`node --test`, playwright-core driving
+Debian's /usr/bin/chromium) against the binary under test, so its outcome is
+part of this suite's summary. The Node suite starts its own `sluice` node on
+127.0.0.1 ephemeral ports and ends it, and the browser, by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+from harness import REPO_ROOT, sluice_binary
+
+BROWSER_DIR = REPO_ROOT / "tests" / "browser"
+FIGURES = REPO_ROOT / "tests" / ".work" / "browser-figures.json"
+# The whole Node suite: page loads, flows, the simulator, a 10 s measurement.
+SUITE_TIMEOUT = 420
+
+
+def test_dashboard_pages_flows_and_main_thread_budget_in_headless_chromium():
+    node = shutil.which("node")
+    assert node, "node is not installed (scripts/test.sh installs npm and nodejs)"
+    assert (BROWSER_DIR / "node_modules" / "playwright-core").is_dir(), (
+        "tests/browser/node_modules is missing: run `npm ci` in tests/browser "
+        "(scripts/test.sh does)"
+    )
+    env = dict(os.environ, SLUICE_BIN=str(sluice_binary().resolve()))
+    proc = subprocess.Popen(
+        [node, "--test", "--test-concurrency=1", "--test-reporter=spec", "dashboard.test.mjs"],
+        cwd=BROWSER_DIR,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=SUITE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # The suite's own process group: node, and anything it failed to end.
+        os.killpg(proc.pid, 9)
+        output, _ = proc.communicate()
+        raise AssertionError(
+            f"browser suite did not finish in {SUITE_TIMEOUT}s\n"
+            + output.decode("utf-8", "replace")[-8000:]
+        )
+    text = output.decode("utf-8", "replace")
+    print(text[-6000:])
+    if FIGURES.exists():
+        print(json.dumps(json.loads(FIGURES.read_text()), indent=2))
+    assert proc.returncode == 0, f"browser suite failed (exit {proc.returncode})\n{text[-8000:]}"

@@ -1,0 +1,120 @@
+"""`sluice demo`: a node with the shop and simulated traffic, on a fresh
+temporary data dir, announcing the dashboard URL on stdout.
+
+Each demo process is ended by its PID (SIGTERM, then SIGKILL) even when a
+test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from harness import sluice_binary, wait_until
+
+DASHBOARD = re.compile(r"Dashboard:\s+(http://127\.0\.0\.1:\d+)/")
+DATA_DIR = re.compile(r"Data dir:\s+(\S+)")
+
+
+class Demo:
+    """One `sluice demo` process on ephemeral loopback ports."""
+
+    def __init__(self, extra: list[str] | None = None):
+        self.out: list[str] = []
+        self.proc = subprocess.Popen(
+            [str(sluice_binary()), "demo", "--kafka-addr", "127.0.0.1:0",
+             "--http-addr", "127.0.0.1:0", *(extra or [])],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, NO_COLOR="1"),
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in iter(self.proc.stdout.readline, b""):
+            self.out.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def text(self) -> str:
+        return "\n".join(self.out)
+
+    def announced(self) -> tuple[str, Path] | None:
+        text = self.text()
+        url, data = DASHBOARD.search(text), DATA_DIR.search(text)
+        if url and data:
+            return url.group(1), Path(data.group(1))
+        assert self.proc.poll() is None, f"demo exited early:\n{text}"
+        return None
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+                return None
+        return self.proc.returncode
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture
+def demos():
+    started: list[Demo] = []
+
+    def make(extra: list[str] | None = None) -> Demo:
+        demo = Demo(extra)
+        started.append(demo)
+        return demo
+
+    try:
+        yield make
+    finally:
+        for demo in started:
+            demo.stop()
+
+
+def test_demo_prints_the_dashboard_url_and_runs_traffic_on_a_fresh_temp_dir(demos):
+    first, second = demos(), demos()
+    (url, data_dir) = wait_until(first.announced, 60, what="the demo's announcement")
+    (url2, data_dir2) = wait_until(second.announced, 60, what="the second announcement")
+    temp_root = Path(tempfile.gettempdir()).resolve()
+    assert data_dir.resolve().parent == temp_root and data_dir.is_dir()
+    assert data_dir != data_dir2, "two demos never share a data dir"
+
+    with urllib.request.urlopen(url + "/", timeout=5) as resp:
+        assert resp.status == 200
+        assert "text/html" in resp.headers["Content-Type"]
+        assert b"Sluice" in resp.read()
+    assert get_json(url + "/api/simulator")["enabled"] is True
+    wait_until(lambda: get_json(url + "/api/stats")["orders"]["total"] > 0, 30,
+               what="simulated orders")
+
+    assert first.stop() == 0
+    assert not data_dir.exists(), "the temporary data dir is removed on a clean exit"
+    assert second.stop() == 0
+
+
+def test_demo_keeps_a_given_data_dir_and_rate_zero_leaves_traffic_off(demos, tmp_path):
+    demo = demos(["--data-dir", str(tmp_path / "kept"), "--rate", "0"])
+    (url, data_dir) = wait_until(demo.announced, 60, what="the demo's announcement")
+    assert data_dir == tmp_path / "kept"
+    assert get_json(url + "/api/simulator")["enabled"] is False
+    assert demo.stop() == 0
+    assert data_dir.is_dir(), "a data dir that was asked for stays"
