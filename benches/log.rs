@@ -6,43 +6,21 @@
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use sluice::log::batch::split_and_validate;
+use kafka_protocol::records::Compression;
+use sluice::log::batch::{encode_plain, split_and_validate, PlainRecord};
 use sluice::log::{PartitionLog, ReadLimit};
 use sluice::storage::Storage;
 
 fn batch(records: usize, value_size: usize) -> BytesMut {
     let value = Bytes::from(vec![b'x'; value_size]);
-    let records: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: 1_700_000_000_000,
+    let records: Vec<PlainRecord> = (0..records)
+        .map(|_| PlainRecord {
             key: None,
             value: Some(value.clone()),
-            headers: Default::default(),
+            timestamp: 1_700_000_000_000,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf
+    encode_plain(&records, Compression::None).expect("encode batch")
 }
 
 fn open_log(dir: &std::path::Path) -> PartitionLog {

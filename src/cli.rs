@@ -1,4 +1,4 @@
-//! The command line: `serve`, `demo`, `bench` and `groups`. The only place that turns
+//! The command line: `serve`, `demo`, `bench`, `groups` and `cluster`. The only place that turns
 //! errors into exit codes.
 
 use std::process::ExitCode;
@@ -31,6 +31,9 @@ enum Command {
     /// Consumer groups: list, describe (members, lag), reset offsets.
     #[command(subcommand)]
     Groups(crate::groups_cli::GroupsCommand),
+    /// Start a local cluster: N child `serve` processes with distinct ports
+    /// and data dirs; Ctrl-C stops them all.
+    Cluster(crate::cluster::launcher::ClusterArgs),
 }
 
 /// Parse the command line, run the command, and map its outcome to an exit code.
@@ -58,6 +61,7 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => crate::demo::run(args, data_dir_given).await,
             Command::Bench(cmd) => crate::bench::run(cmd).await,
             Command::Groups(cmd) => crate::groups_cli::run(cmd).await,
+            Command::Cluster(args) => crate::cluster::launcher::run(args).await,
         }
     });
     match outcome {

@@ -29,6 +29,17 @@ pub struct NodeConfig {
     #[arg(long, env = "SLUICE_NODE_ID", default_value_t = 1)]
     pub node_id: i32,
 
+    /// Where this node's cluster listener (Raft RPCs from peers) binds; only
+    /// with --peers, and by default this node's own address in --peers.
+    #[arg(long, env = "SLUICE_CLUSTER_ADDR")]
+    pub cluster_addr: Option<SocketAddr>,
+
+    /// The voters of the initial cluster, the same on every node:
+    /// `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT` (cluster listener addresses).
+    /// Without it the node runs alone, without Raft.
+    #[arg(long, env = "SLUICE_PEERS")]
+    pub peers: Option<String>,
+
     /// Largest request frame accepted, in bytes; larger ones close the connection.
     #[arg(long, env = "SLUICE_MAX_FRAME_BYTES", default_value_t = 100 * 1024 * 1024)]
     pub max_frame_bytes: usize,
@@ -123,6 +134,8 @@ impl NodeConfig {
             advertised_kafka_addr: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             node_id: 1,
+            cluster_addr: None,
+            peers: None,
             max_frame_bytes: 100 * 1024 * 1024,
             flush_interval_ms: 500,
             cache_capacity_mb: 64,

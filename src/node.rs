@@ -26,7 +26,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     run_until(config, shutdown_rx).await
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -78,6 +78,24 @@ pub async fn run_until(
         .with_context(|| format!("cannot bind HTTP listener on {}", broker.config.http_addr))?;
     let http_addr = http_listener.local_addr()?;
 
+    // With --peers the node is also a member of the Raft metadata quorum;
+    // the broker itself still serves its local topics as a single node does.
+    let cluster = match &broker.config.peers {
+        Some(peers) => {
+            let (host, port) = broker.advertised();
+            let settings = crate::cluster::ClusterSettings::new(
+                broker.config.node_id,
+                peers,
+                broker.config.cluster_addr,
+                format!("{host}:{port}"),
+                http_addr.to_string(),
+            )?;
+            let db = broker.storage.db.clone();
+            Some(crate::cluster::start(settings, db, shutdown.clone()).await?)
+        }
+        None => None,
+    };
+
     // The coordinator replays __consumer_offsets before the first client connects.
     let settings = CoordinatorSettings::from_config(&broker.config);
     let coordinator_broker = broker.clone();
@@ -116,7 +134,8 @@ pub async fn run_until(
             http_addr,
         },
         app: shop.clone(),
-    });
+    })
+    .merge(crate::web::raft_api::router(cluster.clone()));
     let mut http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         let serve = axum::serve(http_listener, router).with_graceful_shutdown(async move {
@@ -175,6 +194,9 @@ pub async fn run_until(
     let _ = kafka_task.await;
     let _ = http_task.await;
     let _ = retention_task.await;
+    if let Some(cluster) = &cluster {
+        cluster.shutdown().await;
+    }
     broker.storage.flush().await.context("final flush failed")?;
     tracing::info!("stopped; storage flushed");
     Ok(())

@@ -11,6 +11,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice::kafka::SUPPORTED_APIS;
+use sluice::log::batch::{encode_plain, PlainRecord};
 
 struct Wire {
     stream: TcpStream,
@@ -78,33 +79,14 @@ fn topic_name(s: &str) -> TopicName {
 }
 
 fn record_batch() -> Bytes {
-    use kafka_protocol::records::*;
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
+    let record = PlainRecord {
         key: Some(Bytes::from_static(b"k")),
         value: Some(Bytes::from_static(b"v")),
-        headers: Default::default(),
+        timestamp: 1_700_000_000_000,
     };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    encode_plain(&[record], kafka_protocol::records::Compression::None)
+        .expect("encode")
+        .freeze()
 }
 
 fn versions(api: ApiKey) -> std::ops::RangeInclusive<i16> {

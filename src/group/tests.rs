@@ -86,8 +86,23 @@ fn spawn_sync(
     tokio::spawn(async move { groups.sync_group(req).await })
 }
 
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(30)).await;
+/// Wait (with a deadline) until `group` has `members` members, counting
+/// joins still waiting for the rebalance to complete.
+async fn wait_members(groups: &GroupCoordinator, group: &str, members: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while groups
+        .describe_group(group)
+        .expect("describes")
+        .members
+        .len()
+        != members
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{group} never had {members} members"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn state(groups: &GroupCoordinator, group: &str) -> &'static str {
@@ -158,7 +173,7 @@ async fn second_member_triggers_a_rebalance_both_get_the_new_generation() {
     let a = single_member_group(&node.groups, "g").await;
 
     let b_join = spawn_join(&node.groups, join("g", ""));
-    settle().await;
+    wait_members(&node.groups, "g", 2).await;
     assert_eq!(state(&node.groups, "g"), "PreparingRebalance");
     assert_eq!(
         node.groups.heartbeat("g", &a, None, 1),
@@ -178,7 +193,7 @@ async fn second_member_triggers_a_rebalance_both_get_the_new_generation() {
 
     // The follower waits for the leader's assignment.
     let b_sync = spawn_sync(&node.groups, sync("g", &b_out.member_id, 2, &[]));
-    settle().await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
     assert!(!b_sync.is_finished());
     let a_sync = node
         .groups
@@ -205,7 +220,7 @@ async fn leaving_members_rebalance_the_group_and_the_last_one_empties_it() {
     let node = open(dir.path(), |_| {});
     let a = single_member_group(&node.groups, "g").await;
     let b_join = spawn_join(&node.groups, join("g", ""));
-    settle().await;
+    wait_members(&node.groups, "g", 2).await;
     let a_out = node.groups.join_group(join("g", &a)).await;
     let b_out = b_join.await.expect("joins");
     assert_eq!(a_out.generation_id, 2);
@@ -238,7 +253,7 @@ async fn a_silent_member_expires_after_its_session_timeout() {
     let mut b_req = join("g", "");
     b_req.session_timeout_ms = 200;
     let b_join = spawn_join(&node.groups, b_req);
-    settle().await;
+    wait_members(&node.groups, "g", 2).await;
     a_req.member_id = a.clone();
     let a2 = node.groups.join_group(a_req.clone()).await;
     let b_out = b_join.await.expect("joins");
@@ -275,7 +290,7 @@ async fn a_restarted_static_member_gets_its_assignment_back_without_a_rebalance(
     let a = a_out.member_id.clone();
     node.groups.sync_group(sync("g", &a, 1, &[])).await;
     let b_join = spawn_join(&node.groups, b_req.clone());
-    settle().await;
+    wait_members(&node.groups, "g", 2).await;
     let mut a_rejoin = a_req.clone();
     a_rejoin.member_id = a.clone();
     node.groups.join_group(a_rejoin).await;
@@ -341,7 +356,7 @@ async fn a_member_that_does_not_rejoin_within_the_rebalance_timeout_is_dropped()
     let a = node.groups.join_group(quick.clone()).await.member_id;
     node.groups.sync_group(sync("g", &a, 1, &[])).await;
     let b_join = spawn_join(&node.groups, quick.clone());
-    settle().await;
+    wait_members(&node.groups, "g", 2).await;
     quick.member_id = a.clone();
     let a2 = spawn_join(&node.groups, quick);
     let b_out = b_join.await.expect("b joins");
@@ -353,8 +368,10 @@ async fn a_member_that_does_not_rejoin_within_the_rebalance_timeout_is_dropped()
     assert_eq!(a_out.generation_id, 2);
 
     // A third member arrives; a rejoins, b keeps heartbeating but never rejoins.
-    let c_join = spawn_join(&node.groups, join("g", ""));
-    settle().await;
+    let mut c_req = join("g", "");
+    c_req.rebalance_timeout_ms = 300;
+    let c_join = spawn_join(&node.groups, c_req);
+    wait_members(&node.groups, "g", 3).await;
     assert_eq!(
         node.groups.heartbeat("g", &b, None, 2),
         code::REBALANCE_IN_PROGRESS
@@ -685,7 +702,7 @@ async fn shutdown_answers_waiting_joins() {
     let node = open(dir.path(), |_| {});
     let a = single_member_group(&node.groups, "g").await;
     let b_join = spawn_join(&node.groups, join("g", ""));
-    settle().await;
+    wait_members(&node.groups, "g", 2).await;
     assert!(!b_join.is_finished());
     node.groups.shutdown().await;
     assert_eq!(b_join.await.expect("answered").error, code::NOT_COORDINATOR);

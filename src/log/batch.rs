@@ -300,45 +300,69 @@ pub fn iter_batches(mut set: Bytes) -> impl Iterator<Item = Bytes> {
     })
 }
 
+/// One record of a plain (non-idempotent, non-transactional) batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub timestamp: i64,
+}
+
+/// Encode records as one v2 batch with offsets from 0 and no producer id,
+/// compressed with `compression` (the broker assigns the real offsets).
+pub fn encode_plain(
+    records: &[PlainRecord],
+    compression: kafka_protocol::records::Compression,
+) -> Result<BytesMut, BatchError> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder puts records in one batch while offset - sequence is
+            // constant; this also makes the base sequence -1 (not idempotent).
+            sequence: i as i32 - 1,
+            timestamp: r.timestamp,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .map_err(|e| BatchError::InvalidRecord(format!("cannot encode batch: {e}")))?;
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::protocol::StrBytes;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::Compression;
 
     pub(crate) fn encode(n: usize, compression: Compression) -> BytesMut {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder groups records whose offset - sequence is constant into
-                // one batch; the base sequence is -1 for a non-idempotent batch.
-                sequence: i as i32 - 1,
-                timestamp: 1_700_000_000_000 + i as i64,
+        let records: Vec<PlainRecord> = (0..n)
+            .map(|i| PlainRecord {
                 key: Some(Bytes::from(format!("k{i}"))),
                 value: Some(Bytes::from(format!("value {i}"))),
-                headers: indexmap::IndexMap::<StrBytes, Option<Bytes>>::new(),
+                timestamp: 1_700_000_000_000 + i as i64,
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .expect("encode");
-        buf
+        encode_plain(&records, compression).expect("encode")
     }
 
     #[test]

@@ -12,6 +12,7 @@ use axum::Router;
 
 pub mod assets;
 pub mod cluster_api;
+pub mod raft_api;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]

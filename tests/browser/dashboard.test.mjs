@@ -21,7 +21,8 @@ let node;
 let chrome;
 
 before(async () => {
-  node = await new Sluice().start();
+  node = new Sluice(); // assigned first, so `after` cleans up even if start fails
+  await node.start();
   chrome = await launchChromium();
 });
 

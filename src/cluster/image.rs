@@ -1,0 +1,431 @@
+//! The metadata image: what the Raft state machine holds. Brokers, topics and
+//! partitions (replicas, leader, leader epoch, ISR, partition epoch), and the
+//! commands that change them.
+//!
+//! Applying a command is deterministic: every decision (topic ids, replica
+//! placement, the new leader) is made by the proposer and carried in the
+//! command, so every node that applies the same log reaches the same image.
+//! A command that does not fit the image is rejected (the rejection is the
+//! command's committed result) and leaves the image unchanged. Nothing here
+//! does I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// Leader value of a partition that has no leader (Kafka's -1).
+pub const NO_LEADER: i32 = -1;
+
+/// One registered broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    /// The broker id (the node id of `sluice serve --node-id`).
+    pub broker_id: i32,
+    /// Where Kafka clients reach it (`host:port`), as it advertises itself.
+    pub kafka_addr: String,
+    /// Its HTTP listener (`host:port`), for the dashboard's links.
+    pub http_addr: String,
+    /// Its cluster listener (`host:port`), where Raft RPCs reach it.
+    pub cluster_addr: String,
+    /// Bumped on every registration: a broker that restarts gets a new epoch,
+    /// so requests carrying the old one can be told apart (fencing).
+    pub liveness_epoch: u64,
+}
+
+/// One partition of a topic, as the controller decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionImage {
+    /// Brokers holding a replica, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The broker that leads the partition, or `NO_LEADER`.
+    pub leader: i32,
+    /// Bumped on every leader change; clients and followers fence on it.
+    pub leader_epoch: i32,
+    /// The in-sync replicas (always a subset of `replicas`).
+    pub isr: Vec<i32>,
+    /// Bumped on every change of this partition (leader or ISR), as
+    /// AlterPartition's partition epoch: a stale change is refused.
+    pub partition_epoch: i32,
+}
+
+/// One topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicImage {
+    /// The topic's id (Kafka's topic UUID), chosen by the proposer.
+    pub topic_id: uuid::Uuid,
+    /// Topic configs that differ from the defaults (`min.insync.replicas`...).
+    pub configs: BTreeMap<String, String>,
+    /// Partitions by index: partition `i` is `partitions[i]`.
+    pub partitions: Vec<PartitionImage>,
+}
+
+/// The cluster's metadata as of the last applied log entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataImage {
+    /// Registered brokers by id.
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicImage>,
+}
+
+/// A change to the image, proposed to the Raft leader and applied by every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Command {
+    /// A broker (re)joins: its addresses are recorded and its liveness epoch bumped.
+    RegisterBroker {
+        broker_id: i32,
+        kafka_addr: String,
+        http_addr: String,
+        cluster_addr: String,
+    },
+    /// Create a topic with one replica list per partition; each partition
+    /// starts with its first replica as leader and all replicas in sync.
+    CreateTopic {
+        name: String,
+        topic_id: uuid::Uuid,
+        configs: BTreeMap<String, String>,
+        assignments: Vec<Vec<i32>>,
+    },
+    /// Remove a topic and its partitions.
+    DeleteTopic { name: String },
+    /// Add partitions (one replica list each) after the existing ones.
+    CreatePartitions {
+        name: String,
+        assignments: Vec<Vec<i32>>,
+    },
+    /// Set and remove topic configs.
+    AlterConfigs {
+        name: String,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    },
+    /// Change a partition's leader and ISR. Refused unless
+    /// `partition_epoch` is the partition's current one (no lost updates).
+    UpdatePartitionLeadership {
+        name: String,
+        partition: i32,
+        leader: i32,
+        isr: Vec<i32>,
+        partition_epoch: i32,
+    },
+}
+
+/// Why a command was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("topic {0} already exists")]
+    TopicAlreadyExists(String),
+    #[error("unknown topic or partition {0}")]
+    UnknownTopicOrPartition(String),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("invalid leadership change: {0}")]
+    InvalidLeadership(String),
+    #[error("stale partition epoch {given}, current is {current}")]
+    StalePartitionEpoch { given: i32, current: i32 },
+}
+
+/// The committed result of one log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResponse {
+    /// Applied (also the result of Raft's own blank and membership entries).
+    Applied,
+    /// A broker registered with this liveness epoch.
+    BrokerRegistered { liveness_epoch: u64 },
+    /// Not applied; the image is unchanged.
+    Rejected(Rejection),
+}
+
+impl MetadataImage {
+    /// Apply one command. Rejections leave the image as it was.
+    pub fn apply(&mut self, command: &Command) -> CommandResponse {
+        match self.try_apply(command) {
+            Ok(response) => response,
+            Err(rejection) => CommandResponse::Rejected(rejection),
+        }
+    }
+
+    fn try_apply(&mut self, command: &Command) -> Result<CommandResponse, Rejection> {
+        match command {
+            Command::RegisterBroker {
+                broker_id,
+                kafka_addr,
+                http_addr,
+                cluster_addr,
+            } => {
+                let liveness_epoch = self
+                    .brokers
+                    .get(broker_id)
+                    .map_or(1, |b| b.liveness_epoch + 1);
+                self.brokers.insert(
+                    *broker_id,
+                    BrokerRegistration {
+                        broker_id: *broker_id,
+                        kafka_addr: kafka_addr.clone(),
+                        http_addr: http_addr.clone(),
+                        cluster_addr: cluster_addr.clone(),
+                        liveness_epoch,
+                    },
+                );
+                Ok(CommandResponse::BrokerRegistered { liveness_epoch })
+            }
+            Command::CreateTopic {
+                name,
+                topic_id,
+                configs,
+                assignments,
+            } => {
+                if self.topics.contains_key(name) {
+                    return Err(Rejection::TopicAlreadyExists(name.clone()));
+                }
+                if assignments.is_empty() {
+                    return Err(Rejection::InvalidReplicaAssignment(
+                        "a topic needs at least one partition".into(),
+                    ));
+                }
+                let partitions = self.new_partitions(assignments)?;
+                self.topics.insert(
+                    name.clone(),
+                    TopicImage {
+                        topic_id: *topic_id,
+                        configs: configs.clone(),
+                        partitions,
+                    },
+                );
+                Ok(CommandResponse::Applied)
+            }
+            Command::DeleteTopic { name } => match self.topics.remove(name) {
+                Some(_) => Ok(CommandResponse::Applied),
+                None => Err(Rejection::UnknownTopicOrPartition(name.clone())),
+            },
+            Command::CreatePartitions { name, assignments } => {
+                if !self.topics.contains_key(name) {
+                    return Err(Rejection::UnknownTopicOrPartition(name.clone()));
+                }
+                let added = self.new_partitions(assignments)?;
+                if let Some(topic) = self.topics.get_mut(name) {
+                    topic.partitions.extend(added);
+                }
+                Ok(CommandResponse::Applied)
+            }
+            Command::AlterConfigs { name, set, delete } => {
+                let topic = self
+                    .topics
+                    .get_mut(name)
+                    .ok_or_else(|| Rejection::UnknownTopicOrPartition(name.clone()))?;
+                for key in delete {
+                    topic.configs.remove(key);
+                }
+                for (key, value) in set {
+                    topic.configs.insert(key.clone(), value.clone());
+                }
+                Ok(CommandResponse::Applied)
+            }
+            Command::UpdatePartitionLeadership {
+                name,
+                partition,
+                leader,
+                isr,
+                partition_epoch,
+            } => {
+                let unknown = || Rejection::UnknownTopicOrPartition(format!("{name}-{partition}"));
+                let index = usize::try_from(*partition).map_err(|_| unknown())?;
+                let state = self
+                    .topics
+                    .get_mut(name)
+                    .and_then(|t| t.partitions.get_mut(index))
+                    .ok_or_else(unknown)?;
+                if *partition_epoch != state.partition_epoch {
+                    return Err(Rejection::StalePartitionEpoch {
+                        given: *partition_epoch,
+                        current: state.partition_epoch,
+                    });
+                }
+                if let Some(outsider) = isr.iter().find(|b| !state.replicas.contains(b)) {
+                    return Err(Rejection::InvalidLeadership(format!(
+                        "ISR member {outsider} holds no replica"
+                    )));
+                }
+                if *leader != NO_LEADER && !isr.contains(leader) {
+                    return Err(Rejection::InvalidLeadership(format!(
+                        "leader {leader} is not in the ISR"
+                    )));
+                }
+                if *leader != state.leader {
+                    state.leader_epoch += 1;
+                }
+                state.leader = *leader;
+                state.isr = isr.clone();
+                state.partition_epoch += 1;
+                Ok(CommandResponse::Applied)
+            }
+        }
+    }
+
+    /// Fresh partitions for replica lists that must name distinct, registered brokers.
+    fn new_partitions(&self, assignments: &[Vec<i32>]) -> Result<Vec<PartitionImage>, Rejection> {
+        assignments
+            .iter()
+            .map(|replicas| {
+                let distinct: BTreeSet<_> = replicas.iter().collect();
+                if replicas.is_empty() || distinct.len() != replicas.len() {
+                    return Err(Rejection::InvalidReplicaAssignment(format!(
+                        "replicas {replicas:?} must be distinct and not empty"
+                    )));
+                }
+                if let Some(unknown) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
+                    return Err(Rejection::InvalidReplicaAssignment(format!(
+                        "broker {unknown} is not registered"
+                    )));
+                }
+                Ok(PartitionImage {
+                    replicas: replicas.clone(),
+                    leader: replicas[0],
+                    leader_epoch: 0,
+                    isr: replicas.clone(),
+                    partition_epoch: 0,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(id: i32) -> Command {
+        Command::RegisterBroker {
+            broker_id: id,
+            kafka_addr: format!("127.0.0.1:{}", 9090 + id),
+            http_addr: format!("127.0.0.1:{}", 8080 + id),
+            cluster_addr: format!("127.0.0.1:{}", 7070 + id),
+        }
+    }
+
+    fn three_brokers() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for id in 1..=3 {
+            image.apply(&register(id));
+        }
+        image
+    }
+
+    fn create(name: &str, assignments: Vec<Vec<i32>>) -> Command {
+        Command::CreateTopic {
+            name: name.into(),
+            topic_id: uuid::Uuid::new_v4(),
+            configs: BTreeMap::new(),
+            assignments,
+        }
+    }
+
+    #[test]
+    fn reregistering_a_broker_bumps_its_liveness_epoch() {
+        let mut image = three_brokers();
+        assert_eq!(
+            image.apply(&register(2)),
+            CommandResponse::BrokerRegistered { liveness_epoch: 2 }
+        );
+        assert_eq!(image.brokers[&2].liveness_epoch, 2);
+        assert_eq!(image.brokers[&1].liveness_epoch, 1);
+    }
+
+    #[test]
+    fn created_topic_starts_with_preferred_leader_and_full_isr() {
+        let mut image = three_brokers();
+        let response = image.apply(&create("orders", vec![vec![1, 2, 3], vec![2, 3, 1]]));
+        assert_eq!(response, CommandResponse::Applied);
+        let p1 = &image.topics["orders"].partitions[1];
+        assert_eq!((p1.leader, p1.leader_epoch, p1.partition_epoch), (2, 0, 0));
+        assert_eq!(p1.isr, vec![2, 3, 1]);
+    }
+
+    #[test]
+    fn invalid_commands_are_rejected_and_change_nothing() {
+        let mut image = three_brokers();
+        image.apply(&create("orders", vec![vec![1, 2]]));
+        let before = image.clone();
+        for command in [
+            create("orders", vec![vec![1]]),
+            create("dup", vec![vec![1, 1]]),
+            create("ghost", vec![vec![1, 9]]),
+            Command::DeleteTopic {
+                name: "nope".into(),
+            },
+            Command::CreatePartitions {
+                name: "orders".into(),
+                assignments: vec![vec![4]],
+            },
+        ] {
+            assert!(
+                matches!(image.apply(&command), CommandResponse::Rejected(_)),
+                "{command:?} should be rejected"
+            );
+            assert_eq!(image, before);
+        }
+    }
+
+    #[test]
+    fn leadership_change_bumps_epochs_and_refuses_stale_partition_epoch() {
+        let mut image = three_brokers();
+        image.apply(&create("orders", vec![vec![1, 2, 3]]));
+        let change = |leader, isr: Vec<i32>, partition_epoch| Command::UpdatePartitionLeadership {
+            name: "orders".into(),
+            partition: 0,
+            leader,
+            isr,
+            partition_epoch,
+        };
+        assert_eq!(
+            image.apply(&change(2, vec![2, 3], 0)),
+            CommandResponse::Applied
+        );
+        let p = &image.topics["orders"].partitions[0];
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (2, 1, 1));
+        // An ISR-only change keeps the leader epoch.
+        image.apply(&change(2, vec![2, 3, 1], 1));
+        let p = &image.topics["orders"].partitions[0];
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (2, 1, 2));
+        assert!(matches!(
+            image.apply(&change(3, vec![3], 1)),
+            CommandResponse::Rejected(Rejection::StalePartitionEpoch { .. })
+        ));
+        assert!(matches!(
+            image.apply(&change(1, vec![2], 2)),
+            CommandResponse::Rejected(Rejection::InvalidLeadership(_))
+        ));
+    }
+
+    #[test]
+    fn configs_and_partitions_can_be_altered_and_topics_deleted() {
+        let mut image = three_brokers();
+        image.apply(&create("orders", vec![vec![1]]));
+        image.apply(&Command::AlterConfigs {
+            name: "orders".into(),
+            set: BTreeMap::from([("min.insync.replicas".into(), "2".into())]),
+            delete: vec![],
+        });
+        image.apply(&Command::CreatePartitions {
+            name: "orders".into(),
+            assignments: vec![vec![2], vec![3]],
+        });
+        let topic = &image.topics["orders"];
+        assert_eq!(topic.configs["min.insync.replicas"], "2");
+        assert_eq!(topic.partitions.len(), 3);
+        image.apply(&Command::DeleteTopic {
+            name: "orders".into(),
+        });
+        assert!(image.topics.is_empty());
+    }
+
+    #[test]
+    fn image_survives_a_json_round_trip() {
+        let mut image = three_brokers();
+        image.apply(&create("orders", vec![vec![1, 2], vec![2, 3]]));
+        let json = serde_json::to_vec(&image).unwrap();
+        let back: MetadataImage = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, image);
+    }
+}

@@ -1,0 +1,186 @@
+//! `sluice cluster --nodes N`: the one-command way to try a cluster. Starts
+//! N child `sluice serve` processes on 127.0.0.1 with distinct ports and data
+//! dirs, prints them, forwards Ctrl-C/SIGTERM to every child and waits.
+//!
+//! Ports are chosen by binding 127.0.0.1:0 for every listener at once and
+//! releasing them just before the children start (another process could
+//! take one in between; then that child fails to bind and the launcher stops
+//! them all). Node 1 runs the shop and its dashboard; the others do not.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+/// `sluice cluster` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Number of nodes, each a child `sluice serve` process.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub nodes: u32,
+
+    /// Parent of the nodes' data dirs (`node-1`, `node-2`, ...); reusing it
+    /// restarts the same cluster. Default: a new directory under the temp dir.
+    #[arg(long)]
+    pub base_dir: Option<PathBuf>,
+}
+
+/// Addresses of one child node.
+struct NodePlan {
+    data_dir: PathBuf,
+    kafka_addr: String,
+    http_addr: String,
+    cluster_addr: String,
+}
+
+/// Run the cluster until Ctrl-C/SIGTERM or until a node exits on its own.
+pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    let base_dir = match args.base_dir {
+        Some(dir) => dir,
+        None => std::env::temp_dir().join(format!("sluice-cluster-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&base_dir)
+        .with_context(|| format!("cannot create {}", base_dir.display()))?;
+    let ports = free_ports(3 * args.nodes as usize)?;
+    let plans: BTreeMap<u32, NodePlan> = (1..=args.nodes)
+        .map(|id| {
+            let at = 3 * (id - 1) as usize;
+            let plan = NodePlan {
+                data_dir: base_dir.join(format!("node-{id}")),
+                kafka_addr: format!("127.0.0.1:{}", ports[at]),
+                http_addr: format!("127.0.0.1:{}", ports[at + 1]),
+                cluster_addr: format!("127.0.0.1:{}", ports[at + 2]),
+            };
+            (id, plan)
+        })
+        .collect();
+    let peers = plans
+        .iter()
+        .map(|(id, p)| format!("{id}={}", p.cluster_addr))
+        .collect::<Vec<_>>()
+        .join(",");
+
+    let exe = std::env::current_exe().context("cannot find the sluice binary")?;
+    println!(
+        "sluice cluster: {} nodes under {}",
+        args.nodes,
+        base_dir.display()
+    );
+    let (exited_tx, mut exited_rx) = mpsc::unbounded_channel();
+    let mut pids = BTreeMap::new();
+    for (id, plan) in &plans {
+        let mut command = Command::new(&exe);
+        command
+            .arg("serve")
+            .args(["--node-id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(&plan.data_dir)
+            .args(["--kafka-addr", &plan.kafka_addr])
+            .args(["--http-addr", &plan.http_addr])
+            .args(["--cluster-addr", &plan.cluster_addr])
+            .args(["--peers", &peers])
+            .args(["--shop", if *id == 1 { "true" } else { "false" }])
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start node {id}"))?;
+        let pid = child.id().context("child exited at once")?;
+        pids.insert(*id, pid);
+        println!(
+            "  node {id}: pid {pid}  kafka {}  http http://{}  cluster {}  data {}",
+            plan.kafka_addr,
+            plan.http_addr,
+            plan.cluster_addr,
+            plan.data_dir.display()
+        );
+        let tx = exited_tx.clone();
+        let node = *id;
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let _ = tx.send((node, status));
+        });
+    }
+    println!("  bootstrap servers: {}", bootstrap(&plans));
+    println!("  Raft status: GET http://{{http}}/api/raft on any node; Ctrl-C stops all");
+
+    let mut running = pids.clone();
+    let mut failed = None;
+    tokio::select! {
+        _ = crate::node::wait_for_signal() => println!("sluice cluster: stopping all nodes"),
+        Some((node, status)) = exited_rx.recv() => {
+            running.remove(&node);
+            eprintln!("sluice cluster: node {node} exited ({status:?}); stopping the others");
+            failed = Some(node);
+        }
+    }
+    for pid in running.values() {
+        signal(*pid, libc::SIGTERM);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !running.is_empty() {
+        match tokio::time::timeout_at(deadline, exited_rx.recv()).await {
+            Ok(Some((node, status))) => {
+                running.remove(&node);
+                println!("  node {node} stopped ({status:?})");
+            }
+            Ok(None) => break,
+            Err(_) => {
+                for (node, pid) in &running {
+                    eprintln!("  node {node} did not stop in time; killing it");
+                    signal(*pid, libc::SIGKILL);
+                }
+                break;
+            }
+        }
+    }
+    match failed {
+        Some(node) => anyhow::bail!("node {node} exited unexpectedly"),
+        None => Ok(()),
+    }
+}
+
+fn bootstrap(plans: &BTreeMap<u32, NodePlan>) -> String {
+    plans
+        .values()
+        .map(|p| p.kafka_addr.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `count` distinct free ports on 127.0.0.1 (all bound at once, then released).
+fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot find free ports on 127.0.0.1")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// Send `sig` to one child by its pid.
+fn signal(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) only takes plain integers; the pid is one of our
+        // own children, not yet reaped (its waiter task has not reported).
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let ports = free_ports(9).unwrap();
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), 9);
+    }
+}

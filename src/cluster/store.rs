@@ -1,0 +1,486 @@
+//! Raft's durable state in the node's own sled database: the log store
+//! (`raft:log` for entries, `raft:meta` for the vote, the committed and the
+//! last purged log id) and the state machine (`raft:sm`: the applied metadata
+//! image and the current snapshot).
+//!
+//! openraft's durability contract: a vote is on disk before `save_vote`
+//! returns, and appended entries are on disk before their `LogFlushed`
+//! callback fires. Both call sled's `flush_async` first. The state machine
+//! is written without a flush: sled recovers a prefix of its writes after a
+//! crash, so a lost tail of applied state is re-applied from the flushed log;
+//! a snapshot is flushed before the log it covers can be purged.
+//!
+//! This module never interprets commands; `image` does.
+
+// openraft's storage traits fix the error type (`StorageError`, large); the
+// helpers here return the same type so `?` needs no conversions.
+#![allow(clippy::result_large_err)]
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, LogState, RaftLogReader, RaftSnapshotBuilder,
+    Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
+};
+use serde::{Deserialize, Serialize};
+
+use super::image::{CommandResponse, MetadataImage};
+use super::TypeConfig;
+
+/// Tree of Raft log entries: index (u64 big-endian) -> JSON `Entry`.
+pub const RAFT_LOG_TREE: &str = "raft:log";
+/// Tree of Raft's small durable values (vote, committed, last purged).
+pub const RAFT_META_TREE: &str = "raft:meta";
+/// Tree of the state machine: the applied image and the current snapshot.
+pub const RAFT_SM_TREE: &str = "raft:sm";
+
+const VOTE_KEY: &[u8] = b"vote";
+const COMMITTED_KEY: &[u8] = b"committed";
+const LAST_PURGED_KEY: &[u8] = b"last_purged";
+const APPLIED_KEY: &[u8] = b"applied";
+const SNAPSHOT_KEY: &[u8] = b"snapshot";
+
+type NodeId = u64;
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::read(AnyError::new(&e)).into()
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::write(AnyError::new(&e)).into()
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn get_json<T: for<'de> Deserialize<'de>>(
+    tree: &sled::Tree,
+    key: &[u8],
+) -> StorageResult<Option<T>> {
+    match tree.get(key).map_err(read_err)? {
+        Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(read_err)?)),
+        None => Ok(None),
+    }
+}
+
+fn put_json<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> StorageResult<()> {
+    let bytes = serde_json::to_vec(value).map_err(write_err)?;
+    tree.insert(key, bytes).map_err(write_err)?;
+    Ok(())
+}
+
+/// The Raft log and vote, in `raft:log` and `raft:meta`. Cloning shares the trees.
+#[derive(Clone)]
+pub struct SledLogStore {
+    /// The node's database, flushed to honour the durability contract.
+    db: sled::Db,
+    /// Entries by index.
+    log: sled::Tree,
+    /// Vote, committed log id, last purged log id.
+    meta: sled::Tree,
+}
+
+impl SledLogStore {
+    /// Open the log store's trees in `db`.
+    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        Ok(SledLogStore {
+            db: db.clone(),
+            log: db.open_tree(RAFT_LOG_TREE)?,
+            meta: db.open_tree(RAFT_META_TREE)?,
+        })
+    }
+
+    async fn flush(&self) -> StorageResult<()> {
+        self.db.flush_async().await.map_err(write_err)?;
+        Ok(())
+    }
+
+    fn last_purged(&self) -> StorageResult<Option<LogId<NodeId>>> {
+        get_json(&self.meta, LAST_PURGED_KEY)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for SledLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => Bound::Included(index_key(*i)),
+            Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => Bound::Included(index_key(*i)),
+            Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        self.log
+            .range::<[u8; 8], _>((start, end))
+            .map(|item| {
+                let (_, bytes) = item.map_err(read_err)?;
+                serde_json::from_slice(&bytes).map_err(read_err)
+            })
+            .collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for SledLogStore {
+    type LogReader = SledLogStore;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let last_purged_log_id = self.last_purged()?;
+        let last_in_log = match self.log.last().map_err(read_err)? {
+            Some((_, bytes)) => {
+                let entry: Entry<TypeConfig> = serde_json::from_slice(&bytes).map_err(read_err)?;
+                Some(entry.log_id)
+            }
+            None => None,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id: last_in_log.or(last_purged_log_id),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        put_json(&self.meta, VOTE_KEY, vote)?;
+        self.flush().await
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+        get_json(&self.meta, VOTE_KEY)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        // No flush: a lost committed id is only an optimisation lost
+        // (openraft re-learns it from the leader).
+        put_json(&self.meta, COMMITTED_KEY, &committed)
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+        Ok(get_json::<Option<LogId<NodeId>>>(&self.meta, COMMITTED_KEY)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
+            batch.insert(&index_key(entry.log_id.index), bytes);
+        }
+        self.log.apply_batch(batch).map_err(write_err)?;
+        // The contract: report the entries done only once they are on disk.
+        let flushed = self.db.flush_async().await.map(|_| ());
+        let result = flushed.map_err(std::io::Error::other);
+        let failed = result
+            .as_ref()
+            .err()
+            .map(|e| std::io::Error::other(e.to_string()));
+        callback.log_io_completed(result);
+        match failed {
+            Some(e) => Err(write_err(e)),
+            None => Ok(()),
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        // Remove every entry at or after `log_id.index` (a conflicting suffix).
+        let mut batch = sled::Batch::default();
+        for item in self.log.range(index_key(log_id.index)..) {
+            let (key, _) = item.map_err(read_err)?;
+            batch.remove(key);
+        }
+        self.log.apply_batch(batch).map_err(write_err)?;
+        self.flush().await
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        // Record the purge point first: a crash in between leaves extra
+        // entries below it, which are ignored, never a hole above it.
+        put_json(&self.meta, LAST_PURGED_KEY, &log_id)?;
+        let mut batch = sled::Batch::default();
+        for item in self.log.range(..=index_key(log_id.index)) {
+            let (key, _) = item.map_err(read_err)?;
+            batch.remove(key);
+        }
+        self.log.apply_batch(batch).map_err(write_err)?;
+        self.flush().await
+    }
+}
+
+/// What the state machine has applied; persisted as one JSON value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AppliedState {
+    /// The last log entry applied.
+    pub last_applied: Option<LogId<NodeId>>,
+    /// The last membership entry applied (Raft's own configuration).
+    pub last_membership: StoredMembership<NodeId, BasicNode>,
+    /// The metadata image after `last_applied`.
+    pub image: MetadataImage,
+}
+
+/// A snapshot as stored in `raft:sm`: its metadata and its bytes.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+/// The metadata state machine, in `raft:sm`. Cloning shares the state; the
+/// cluster handle reads the image through a clone.
+#[derive(Clone)]
+pub struct SledStateMachine {
+    /// The node's database (snapshots are flushed).
+    db: sled::Db,
+    /// The `raft:sm` tree.
+    tree: sled::Tree,
+    /// The applied state, kept in memory for readers.
+    state: Arc<RwLock<AppliedState>>,
+    /// Distinguishes snapshots built at the same log id.
+    snapshot_seq: Arc<AtomicU64>,
+}
+
+impl SledStateMachine {
+    /// Open the state machine and load what was applied before.
+    pub fn open(db: &sled::Db) -> StorageResult<Self> {
+        let tree = db.open_tree(RAFT_SM_TREE).map_err(read_err)?;
+        let state: AppliedState = get_json(&tree, APPLIED_KEY)?.unwrap_or_default();
+        Ok(SledStateMachine {
+            db: db.clone(),
+            tree,
+            state: Arc::new(RwLock::new(state)),
+            snapshot_seq: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// A copy of the applied state.
+    pub fn applied(&self) -> AppliedState {
+        match self.state.read() {
+            Ok(state) => state.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, new_state: AppliedState) -> StorageResult<()> {
+        put_json(&self.tree, APPLIED_KEY, &new_state)?;
+        match self.state.write() {
+            Ok(mut state) => *state = new_state,
+            Err(poisoned) => *poisoned.into_inner() = new_state,
+        }
+        Ok(())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SledStateMachine {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let state = self.applied();
+        let data = serde_json::to_vec(&state.image).map_err(write_err)?;
+        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match &state.last_applied {
+            Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
+            None => format!("none-{seq}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.last_membership.clone(),
+            snapshot_id,
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
+        put_json(&self.tree, SNAPSHOT_KEY, &stored)?;
+        // Flushed before openraft may purge the log it covers.
+        self.db.flush_async().await.map_err(write_err)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for SledStateMachine {
+    type SnapshotBuilder = SledStateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+        let state = self.applied();
+        Ok((state.last_applied, state.last_membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<CommandResponse>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut state = self.applied();
+        let mut responses = Vec::new();
+        for entry in entries {
+            state.last_applied = Some(entry.log_id);
+            let response = match &entry.payload {
+                EntryPayload::Blank => CommandResponse::Applied,
+                EntryPayload::Normal(command) => state.image.apply(command),
+                EntryPayload::Membership(membership) => {
+                    state.last_membership =
+                        StoredMembership::new(Some(entry.log_id), membership.clone());
+                    CommandResponse::Applied
+                }
+            };
+            responses.push(response);
+        }
+        self.replace(state)?;
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
+        let data = snapshot.into_inner();
+        let image: MetadataImage = serde_json::from_slice(&data).map_err(read_err)?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        put_json(&self.tree, SNAPSHOT_KEY, &stored)?;
+        self.replace(AppliedState {
+            last_applied: meta.last_log_id,
+            last_membership: meta.last_membership.clone(),
+            image,
+        })?;
+        self.db.flush_async().await.map_err(write_err)?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        let stored: Option<StoredSnapshot> = get_json(&self.tree, SNAPSHOT_KEY)?;
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::image::Command;
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::{CommittedLeaderId, Membership};
+
+    /// Builds stores on a fresh temporary sled database for each suite case.
+    struct TempSledBuilder;
+
+    impl StoreBuilder<TypeConfig, SledLogStore, SledStateMachine, tempfile::TempDir>
+        for TempSledBuilder
+    {
+        async fn build(
+            &self,
+        ) -> StorageResult<(tempfile::TempDir, SledLogStore, SledStateMachine)> {
+            let dir = tempfile::tempdir().map_err(write_err)?;
+            let db = sled::Config::new()
+                .path(dir.path())
+                .open()
+                .map_err(write_err)?;
+            let log = SledLogStore::open(&db).map_err(write_err)?;
+            let sm = SledStateMachine::open(&db)?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn sled_store_passes_openraft_storage_suite() {
+        Suite::test_all(TempSledBuilder).expect("openraft storage suite");
+    }
+
+    fn register(id: i32) -> Command {
+        Command::RegisterBroker {
+            broker_id: id,
+            kafka_addr: format!("127.0.0.1:{}", 9090 + id),
+            http_addr: format!("127.0.0.1:{}", 8080 + id),
+            cluster_addr: format!("127.0.0.1:{}", 7070 + id),
+        }
+    }
+
+    fn entry(index: u64, command: Command) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(command),
+        }
+    }
+
+    #[tokio::test]
+    async fn snapshot_round_trip_restores_image_on_another_node() {
+        let source_dir = tempfile::tempdir().unwrap();
+        let source_db = sled::open(source_dir.path()).unwrap();
+        let mut source = SledStateMachine::open(&source_db).unwrap();
+        let membership = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Membership(Membership::new(
+                vec![[1u64, 2, 3].into_iter().collect()],
+                None,
+            )),
+        };
+        let responses = source
+            .apply(vec![
+                membership,
+                entry(2, register(1)),
+                entry(3, register(2)),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            responses[2],
+            CommandResponse::BrokerRegistered { liveness_epoch: 1 }
+        );
+        let snapshot = source.build_snapshot().await.unwrap();
+        assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(3));
+
+        let target_dir = tempfile::tempdir().unwrap();
+        let target_db = sled::open(target_dir.path()).unwrap();
+        let mut target = SledStateMachine::open(&target_db).unwrap();
+        target
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(target.applied().image, source.applied().image);
+        assert_eq!(target.applied().image.brokers.len(), 2);
+        drop(target);
+        drop(target_db);
+
+        // The installed state and snapshot survive reopening the database.
+        let reopened_db = sled::open(target_dir.path()).unwrap();
+        let mut reopened = SledStateMachine::open(&reopened_db).unwrap();
+        assert_eq!(reopened.applied().image, source.applied().image);
+        let (last_applied, membership) = reopened.applied_state().await.unwrap();
+        assert_eq!(last_applied.map(|l| l.index), Some(3));
+        assert_eq!(membership.membership().voter_ids().count(), 3);
+        let current = reopened.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.last_log_id.map(|l| l.index), Some(3));
+    }
+}
