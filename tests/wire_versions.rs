@@ -7,72 +7,11 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use sluice::kafka::SUPPORTED_APIS;
 use sluice::log::batch::{encode_plain, PlainRecord};
-
-struct Wire {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
-impl Wire {
-    fn connect(node: &common::Node) -> Wire {
-        let stream = TcpStream::connect(node.kafka_addr).expect("connect");
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .expect("timeout");
-        Wire {
-            stream,
-            correlation_id: 0,
-        }
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        req: &Req,
-    ) -> Resp {
-        self.correlation_id += 1;
-        let mut header = RequestHeader::default();
-        header.request_api_key = api as i16;
-        header.request_api_version = version;
-        header.correlation_id = self.correlation_id;
-        header.client_id = Some(StrBytes::from_static_str("wire-versions"));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, api.request_header_version(version))
-            .expect("encode header");
-        req.encode(&mut body, version)
-            .unwrap_or_else(|e| panic!("encode {api:?} v{version}: {e}"));
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        self.stream.write_all(&frame).expect("write");
-        let mut len = [0u8; 4];
-        self.stream
-            .read_exact(&mut len)
-            .unwrap_or_else(|e| panic!("{api:?} v{version}: no response ({e})"));
-        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut buf).expect("read body");
-        let mut buf = Bytes::from(buf);
-        let response_header_version = if api == ApiKey::ApiVersions {
-            0
-        } else {
-            api.response_header_version(version)
-        };
-        let rh =
-            ResponseHeader::decode(&mut buf, response_header_version).expect("response header");
-        assert_eq!(rh.correlation_id, self.correlation_id, "{api:?} v{version}");
-        let resp = Resp::decode(&mut buf, version)
-            .unwrap_or_else(|e| panic!("decode {api:?} v{version} response: {e}"));
-        assert_eq!(buf.remaining(), 0, "{api:?} v{version}: trailing bytes");
-        resp
-    }
-}
 
 fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -101,7 +40,7 @@ fn versions(api: ApiKey) -> std::ops::RangeInclusive<i16> {
 #[test]
 fn every_advertised_version_round_trips() {
     let node = common::Node::start(&[]);
-    let mut wire = Wire::connect(&node);
+    let mut wire = common::Wire::connect(&node);
     let topic = "versions";
 
     for v in versions(ApiKey::ApiVersions) {

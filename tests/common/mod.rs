@@ -4,7 +4,12 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -70,5 +75,67 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A raw Kafka connection speaking kafka-protocol's message types.
+pub struct Wire {
+    pub stream: TcpStream,
+    pub correlation_id: i32,
+}
+
+impl Wire {
+    pub fn connect(node: &Node) -> Wire {
+        let stream = TcpStream::connect(node.kafka_addr).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        Wire {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    pub fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
+        self.correlation_id += 1;
+        let mut header = RequestHeader::default();
+        header.request_api_key = api as i16;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation_id;
+        header.client_id = Some(StrBytes::from_static_str("wire-versions"));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, api.request_header_version(version))
+            .expect("encode header");
+        req.encode(&mut body, version)
+            .unwrap_or_else(|e| panic!("encode {api:?} v{version}: {e}"));
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame).expect("write");
+        let mut len = [0u8; 4];
+        self.stream
+            .read_exact(&mut len)
+            .unwrap_or_else(|e| panic!("{api:?} v{version}: no response ({e})"));
+        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut buf).expect("read body");
+        let mut buf = Bytes::from(buf);
+        let response_header_version = if api == ApiKey::ApiVersions {
+            0
+        } else {
+            api.response_header_version(version)
+        };
+        let rh =
+            ResponseHeader::decode(&mut buf, response_header_version).expect("response header");
+        assert_eq!(rh.correlation_id, self.correlation_id, "{api:?} v{version}");
+        let resp = Resp::decode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("decode {api:?} v{version} response: {e}"));
+        assert_eq!(buf.remaining(), 0, "{api:?} v{version}: trailing bytes");
+        resp
     }
 }
