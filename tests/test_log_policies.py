@@ -121,3 +121,32 @@ def test_auto_created_topics_take_num_partitions(fresh_broker):
     wait_until(lambda: len(admin(node.bootstrap).list_topics(topic=topic, timeout=10)
                            .topics[topic].partitions) == 4, 30, what="auto-created topic")
     assert md is not None
+
+
+def test_clients_cannot_write_delete_or_repartition_internal_topics(broker):
+    from kafka.admin import NewPartitions
+    from kafka.errors import InvalidTopicError
+    client = admin(broker.bootstrap)
+    internal = "__consumer_offsets"
+    errors = []
+    p = Producer({"bootstrap.servers": broker.bootstrap, "retries": 0})
+    p.produce(internal, b"forged", partition=0, on_delivery=lambda err, msg: errors.append(err))
+    p.flush(30)
+    assert errors and errors[0] is not None
+    assert errors[0].code() == KafkaError.TOPIC_EXCEPTION
+    deleted = client.delete_topics([internal])
+    try:
+        deleted[internal].result(timeout=30)
+        raise AssertionError("deleting an internal topic succeeded")
+    except Exception as err:  # KafkaException carrying INVALID_TOPIC_EXCEPTION
+        assert err.args[0].code() == KafkaError.TOPIC_EXCEPTION
+    kp_admin = clients.admin(broker.bootstrap)
+    try:
+        kp_admin.create_partitions({internal: NewPartitions(total_count=200)})
+        raise AssertionError("repartitioning an internal topic succeeded")
+    except InvalidTopicError:
+        pass
+    finally:
+        kp_admin.close()
+    md = client.list_topics(topic=internal, timeout=10)
+    assert len(md.topics[internal].partitions) == 50

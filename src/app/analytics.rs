@@ -30,6 +30,9 @@ pub struct Aggregates {
     pub revenue_by_currency: BTreeMap<String, i64>,
     /// Payment records by status.
     pub payments_by_status: BTreeMap<String, u64>,
+    /// Payment records by method, then status (the dashboard's bar chart).
+    #[serde(default)]
+    pub payments_by_method_status: BTreeMap<String, BTreeMap<String, u64>>,
     /// Orders that have a delivery, by the status of its latest step.
     pub deliveries_by_status: BTreeMap<String, u64>,
     /// Delivery steps applied.
@@ -88,8 +91,16 @@ impl Aggregates {
         status: PaymentStatus,
         amount_cents: i64,
         currency: &str,
+        method: &str,
     ) -> i64 {
         bump(&mut self.payments_by_status, status.as_str(), 1);
+        bump(
+            self.payments_by_method_status
+                .entry(method.to_owned())
+                .or_default(),
+            status.as_str(),
+            1,
+        );
         let delta = match status {
             PaymentStatus::Authorized => amount_cents,
             PaymentStatus::Refunded => -amount_cents,
@@ -168,6 +179,7 @@ pub fn stats_json(aggregates: &Aggregates, minutes: &[(i64, MinuteBucket)]) -> s
         "payments": {
             "total": aggregates.payments_by_status.values().sum::<u64>(),
             "by_status": aggregates.payments_by_status,
+            "by_method_status": aggregates.payments_by_method_status,
             "success_rate": aggregates.payment_success_rate(),
         },
         "deliveries": {
@@ -216,13 +228,15 @@ mod tests {
     fn revenue_and_success_rate() {
         let mut a = Aggregates::default();
         assert_eq!(a.payment_success_rate(), None);
-        a.record_payment(PaymentStatus::Authorized, 1000, "EUR");
-        a.record_payment(PaymentStatus::Failed, 500, "EUR");
-        a.record_payment(PaymentStatus::Authorized, 300, "USD");
-        a.record_payment(PaymentStatus::Refunded, 300, "USD");
+        a.record_payment(PaymentStatus::Authorized, 1000, "EUR", "card");
+        a.record_payment(PaymentStatus::Failed, 500, "EUR", "card");
+        a.record_payment(PaymentStatus::Authorized, 300, "USD", "paypal");
+        a.record_payment(PaymentStatus::Refunded, 300, "USD", "paypal");
         assert_eq!(a.revenue_cents, 1000);
         assert_eq!(a.revenue_by_currency["USD"], 0);
         assert_eq!(a.payment_success_rate(), Some(2.0 / 3.0));
+        assert_eq!(a.payments_by_method_status["card"]["failed"], 1);
+        assert_eq!(a.payments_by_method_status["paypal"]["refunded"], 1);
     }
 
     #[test]

@@ -792,7 +792,8 @@ fn apply_one(
                     reason: p.reason.clone(),
                     at,
                 };
-                let delta = aggregates.record_payment(status, p.amount_cents, &p.currency);
+                let delta =
+                    aggregates.record_payment(status, p.amount_cents, &p.currency, &p.method);
                 if delta != 0 {
                     minutes.entry(minute_of(at)).or_default().revenue_cents += delta;
                 }

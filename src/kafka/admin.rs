@@ -132,6 +132,14 @@ pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTo
             None => r.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
             Some(name) => {
                 r.name = Some(TopicName(str_bytes(name.clone())));
+                if is_internal(broker, &name) {
+                    r.error_code = code::INVALID_TOPIC_EXCEPTION;
+                    r.error_message = Some(str_bytes(format!(
+                        "internal topic {name} cannot be deleted"
+                    )));
+                    resp.responses.push(r);
+                    continue;
+                }
                 match broker.delete_topic(&name) {
                     Ok(id) => r.topic_id = id,
                     Err(e) => {
@@ -146,6 +154,12 @@ pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTo
     resp
 }
 
+/// Internal topics (`__consumer_offsets`) belong to the broker: clients may
+/// read them but not delete them or change their partitioning.
+fn is_internal(broker: &Broker, name: &str) -> bool {
+    broker.topic(name).map(|t| t.internal).unwrap_or(false)
+}
+
 pub fn create_partitions(
     broker: &Arc<Broker>,
     req: CreatePartitionsRequest,
@@ -154,7 +168,13 @@ pub fn create_partitions(
     for t in req.topics {
         let mut r = CreatePartitionsTopicResult::default();
         r.name = t.name.clone();
-        if let Err(e) = broker.create_partitions(&t.name.0, t.count, req.validate_only) {
+        if is_internal(broker, &t.name.0) {
+            r.error_code = code::INVALID_TOPIC_EXCEPTION;
+            r.error_message = Some(str_bytes(format!(
+                "the partitions of internal topic {} are fixed",
+                &*t.name.0
+            )));
+        } else if let Err(e) = broker.create_partitions(&t.name.0, t.count, req.validate_only) {
             r.error_code = topic_error_code(&e);
             r.error_message = Some(str_bytes(e.to_string()));
         }

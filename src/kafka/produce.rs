@@ -74,6 +74,16 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Option<Produce
                     continue;
                 }
             };
+            if topic.internal {
+                // Internal topics are written by the broker itself (the group
+                // coordinator owns __consumer_offsets), never by clients.
+                t.partition_responses.push(partition_error(
+                    part.index,
+                    code::INVALID_TOPIC_EXCEPTION,
+                    Some(format!("cannot produce to internal topic {name}")),
+                ));
+                continue;
+            }
             let Some(log) = topic.partition(part.index) else {
                 t.partition_responses.push(partition_error(
                     part.index,
