@@ -11,6 +11,18 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
+/// Hand memory the C allocator holds free back to the operating system
+/// (glibc's `malloc_trim`; a no-op elsewhere). sled's evicted pages are freed
+/// into malloc's arenas, which otherwise keep them: reading a 1.2 GB log left
+/// 920 MB resident; trimmed, 120 MB (see docs/BENCHMARKS.md).
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of malloc's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Allocations at least this large are mapped lazily.
 const LAZY_THRESHOLD: usize = 1 << 30;
 

@@ -73,6 +73,13 @@ pub struct NodeConfig {
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
 
+    /// How often freed heap memory is handed back to the operating system, in
+    /// ms (0 = never). sled frees what it evicts from its cache, but the C
+    /// allocator keeps it; reading a large log once could otherwise leave the
+    /// process holding the whole log's size in memory.
+    #[arg(long, env = "SLUICE_MEMORY_TRIM_INTERVAL_MS", default_value_t = 1000)]
+    pub memory_trim_interval_ms: u64,
+
     /// How long the first rebalance of an empty consumer group waits for more
     /// members to join, in ms (Kafka's group.initial.rebalance.delay.ms, 3000
     /// there; small here so a lone consumer starts fast).
@@ -143,6 +150,7 @@ impl NodeConfig {
             num_partitions: 1,
             retention_check_interval_ms: 30_000,
             max_connections: 4096,
+            memory_trim_interval_ms: 1000,
             group_initial_rebalance_delay_ms: 0,
             offsets_topic_partitions: 4,
             offsets_retention_minutes: 10_080,

@@ -175,6 +175,23 @@ pub async fn run_until(
         }
     });
 
+    let trim_interval = broker.config.memory_trim_interval_ms;
+    let mut trim_shutdown = shutdown.clone();
+    let trim_task = tokio::spawn(async move {
+        if trim_interval == 0 {
+            return;
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(trim_interval));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = trim_shutdown.wait_for(|s| *s) => return,
+            }
+            let _ = tokio::task::spawn_blocking(crate::alloc::release_free_memory).await;
+        }
+    });
+
     ready.store(true, Ordering::Release);
     tracing::info!(
         "listening kafka_addr={kafka_addr} http_addr={http_addr} node_id={} data_dir={} startup_ms={}",
@@ -194,6 +211,7 @@ pub async fn run_until(
     let _ = kafka_task.await;
     let _ = http_task.await;
     let _ = retention_task.await;
+    let _ = trim_task.await;
     if let Some(cluster) = &cluster {
         cluster.shutdown().await;
     }
