@@ -59,6 +59,13 @@ pub struct Topic {
 }
 
 impl Topic {
+    /// What Produce needs of the configs (max.message.bytes, whether
+    /// LogAppendTime), read without copying the overrides.
+    pub fn produce_settings(&self) -> (usize, bool) {
+        let c = self.configs.read().unwrap_or_else(|p| p.into_inner());
+        (c.max_message_bytes(), c.log_append_time())
+    }
+
     pub fn configs(&self) -> TopicConfigs {
         self.configs
             .read()
@@ -87,6 +94,11 @@ impl Topic {
         self.id.simple().to_string()
     }
 }
+
+/// Most partitions one topic may have. Each partition is two sled trees
+/// opened at once, so a CreateTopics or CreatePartitions asking for millions
+/// would tie up the node; requests beyond this get INVALID_PARTITIONS.
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
 /// Kafka's rule for topic names.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
@@ -244,9 +256,9 @@ impl Broker {
         } else {
             partitions
         };
-        if partitions <= 0 {
+        if partitions <= 0 || partitions > MAX_PARTITIONS_PER_TOPIC {
             return Err(TopicError::InvalidPartitions(format!(
-                "{partitions} partitions; it must be at least 1"
+                "{partitions} partitions; it must be between 1 and {MAX_PARTITIONS_PER_TOPIC}"
             )));
         }
         if replication_factor != -1 && replication_factor != 1 {
@@ -335,9 +347,10 @@ impl Broker {
             .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         let mut parts = topic.partitions.write().unwrap_or_else(|p| p.into_inner());
         let current = parts.len() as i32;
-        if count <= current {
+        if count <= current || count > MAX_PARTITIONS_PER_TOPIC {
             return Err(TopicError::InvalidPartitions(format!(
-                "topic {name} has {current} partitions; the new count {count} must be larger"
+                "topic {name} has {current} partitions; the new count {count} must be larger, \
+                 and at most {MAX_PARTITIONS_PER_TOPIC}"
             )));
         }
         if validate_only {
@@ -399,5 +412,30 @@ impl Broker {
             }
         }
         removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_partition_counts_are_refused_before_anything_is_created() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = Broker::open(NodeConfig::for_tests(dir.path().to_path_buf())).expect("open");
+        let too_many = MAX_PARTITIONS_PER_TOPIC + 1;
+        assert!(matches!(
+            broker.create_topic("huge", too_many, -1, BTreeMap::new(), false),
+            Err(TopicError::InvalidPartitions(_))
+        ));
+        assert!(broker.topic("huge").is_none());
+        broker
+            .create_topic("small", 1, -1, BTreeMap::new(), false)
+            .expect("create");
+        assert!(matches!(
+            broker.create_partitions("small", too_many, false),
+            Err(TopicError::InvalidPartitions(_))
+        ));
+        assert_eq!(broker.topic("small").map(|t| t.partition_count()), Some(1));
     }
 }

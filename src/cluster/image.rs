@@ -292,10 +292,11 @@ impl MetadataImage {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn register(id: i32) -> Command {
+    /// A RegisterBroker command for broker `id` on made-up local ports.
+    pub(crate) fn register(id: i32) -> Command {
         Command::RegisterBroker {
             broker_id: id,
             kafka_addr: format!("127.0.0.1:{}", 9090 + id),

@@ -389,6 +389,7 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::image::tests::register;
     use crate::cluster::image::Command;
     use openraft::testing::{StoreBuilder, Suite};
     use openraft::{CommittedLeaderId, Membership};
@@ -416,15 +417,6 @@ mod tests {
     #[test]
     fn sled_store_passes_openraft_storage_suite() {
         Suite::test_all(TempSledBuilder).expect("openraft storage suite");
-    }
-
-    fn register(id: i32) -> Command {
-        Command::RegisterBroker {
-            broker_id: id,
-            kafka_addr: format!("127.0.0.1:{}", 9090 + id),
-            http_addr: format!("127.0.0.1:{}", 8080 + id),
-            cluster_addr: format!("127.0.0.1:{}", 7070 + id),
-        }
     }
 
     fn entry(index: u64, command: Command) -> Entry<TypeConfig> {

@@ -15,9 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
 use crate::log::batch::{self, BatchError};
 use crate::log::{AppendError, PartitionLog, ReadError, ReadLimit};
@@ -181,35 +179,17 @@ impl OffsetsLog {
 
 /// Encode key/value records as one uncompressed, non-idempotent batch.
 pub fn encode_batch(records: &[KeyValue], timestamp: i64) -> Result<Bytes, StoreError> {
-    let records: Vec<Record> = records
+    let records: Vec<batch::PlainRecord> = records
         .iter()
-        .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // offset - sequence must stay constant for the records to share a
-            // batch; this makes the batch's base sequence -1 (not idempotent).
-            sequence: i as i32 - 1,
-            timestamp,
+        .map(|(k, v)| batch::PlainRecord {
             key: Some(k.clone()),
             value: v.clone(),
-            headers: Default::default(),
+            timestamp,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
-        .map_err(|e| StoreError::Encode(e.to_string()))?;
-    Ok(buf.freeze())
+    batch::encode_plain(&records, Compression::None)
+        .map(BytesMut::freeze)
+        .map_err(|e| StoreError::Encode(e.to_string()))
 }
 
 /// Every record of the partition from its log start, oldest first. Records

@@ -92,9 +92,9 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Option<Produce
                 ));
                 continue;
             };
-            let configs = topic.configs();
+            let (max_message_bytes, log_append_time) = topic.produce_settings();
             let records = part.records.unwrap_or_default();
-            let result = batch::split_and_validate(&records, configs.max_message_bytes())
+            let result = batch::split_and_validate(&records, max_message_bytes)
                 .map_err(AppendError::from)
                 .and_then(|batches| {
                     if req
@@ -107,7 +107,7 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Option<Produce
                             "transactions are not supported".into(),
                         )))
                     } else {
-                        log.append(batches, configs.log_append_time())
+                        log.append(batches, log_append_time)
                     }
                 });
             match result {

@@ -255,12 +255,14 @@ fn count_records(mut body: &[u8]) -> Result<usize, BatchError> {
     while !body.is_empty() {
         let (len, used) =
             read_varint(body).ok_or_else(|| BatchError::Corrupt("bad record length".into()))?;
-        if len < 0 || used + len as usize > body.len() {
-            return Err(BatchError::Corrupt(format!(
-                "record {n} length {len} runs past the batch"
-            )));
-        }
-        body = &body[used + len as usize..];
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| used.checked_add(len))
+            .filter(|end| *end <= body.len())
+            .ok_or_else(|| {
+                BatchError::Corrupt(format!("record {n} length {len} runs past the batch"))
+            })?;
+        body = &body[end..];
         n += 1;
     }
     Ok(n)

@@ -181,6 +181,10 @@ pub struct PartitionLog {
     batches: sled::Tree,
     /// base offset -> `BatchSummary` (without reading batches).
     index: sled::Tree,
+    /// The node's logmeta tree (log start offset, leader-epoch cache).
+    logmeta: sled::Tree,
+    /// The node's idempotent-producer tree (this partition's entries).
+    producers_tree: sled::Tree,
     /// Key of this partition in the logmeta and producers trees.
     meta_key: Vec<u8>,
     state: Mutex<LogState>,
@@ -301,6 +305,8 @@ impl PartitionLog {
             storage: storage.clone(),
             batches,
             index,
+            logmeta,
+            producers_tree,
             meta_key,
             state: Mutex::new(LogState {
                 log_start_offset,
@@ -420,8 +426,7 @@ impl PartitionLog {
                         last_offset: summary.last_offset,
                     },
                 );
-                self.storage
-                    .tree(storage::PRODUCERS_TREE)?
+                self.producers_tree
                     .insert(self.producer_key(h.producer_id), entry.encode())?;
                 state.producers.insert(h.producer_id, entry);
             }
@@ -745,7 +750,7 @@ impl PartitionLog {
     }
 
     fn persist_meta(&self, state: &LogState) -> Result<(), StorageError> {
-        self.storage.tree(storage::LOGMETA_TREE)?.insert(
+        self.logmeta.insert(
             &self.meta_key,
             encode_logmeta(state.log_start_offset, &state.epochs),
         )?;
@@ -758,15 +763,12 @@ impl PartitionLog {
             .drop_tree(&storage::log_tree_name(topic_id, self.partition))?;
         self.storage
             .drop_tree(&storage::index_tree_name(topic_id, self.partition))?;
-        self.storage
-            .tree(storage::LOGMETA_TREE)?
-            .remove(&self.meta_key)?;
+        self.logmeta.remove(&self.meta_key)?;
         let mut prefix = self.meta_key.clone();
         prefix.push(b'/');
-        let producers = self.storage.tree(storage::PRODUCERS_TREE)?;
-        for item in producers.scan_prefix(&prefix) {
+        for item in self.producers_tree.scan_prefix(&prefix) {
             let (k, _) = item?;
-            producers.remove(k)?;
+            self.producers_tree.remove(k)?;
         }
         Ok(())
     }
