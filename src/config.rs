@@ -130,6 +130,38 @@ pub struct NodeConfig {
         allow_negative_numbers = true
     )]
     pub shop_replication_factor: i16,
+
+    /// In a cluster: how often this broker heartbeats the controller.
+    #[arg(
+        long,
+        env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 250
+    )]
+    pub broker_heartbeat_interval_ms: u64,
+
+    /// In a cluster: a broker whose heartbeats stop for this long is fenced
+    /// and its partitions get new leaders from their ISR.
+    #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS", default_value_t = 1500)]
+    pub broker_session_timeout_ms: u64,
+
+    /// In a cluster: a follower that has not caught up with its leader for
+    /// this long leaves the ISR (Kafka's replica.lag.time.max.ms).
+    #[arg(long, env = "SLUICE_REPLICA_LAG_TIME_MAX_MS", default_value_t = 10_000)]
+    pub replica_lag_time_max_ms: u64,
+
+    /// In a cluster: the replication factor of topics created without one
+    /// (capped at the number of live brokers).
+    #[arg(long, env = "SLUICE_DEFAULT_REPLICATION_FACTOR", default_value_t = 3)]
+    pub default_replication_factor: i16,
+
+    /// In a cluster: how often the controller gives partitions back to
+    /// their preferred leader (first replica) when it is live and in sync.
+    #[arg(
+        long,
+        env = "SLUICE_PREFERRED_LEADER_INTERVAL_MS",
+        default_value_t = 5_000
+    )]
+    pub preferred_leader_interval_ms: u64,
 }
 
 impl NodeConfig {
@@ -158,6 +190,11 @@ impl NodeConfig {
             bootstrap: None,
             shop_partitions: 3,
             shop_replication_factor: -1,
+            broker_heartbeat_interval_ms: 250,
+            broker_session_timeout_ms: 1500,
+            replica_lag_time_max_ms: 10_000,
+            default_replication_factor: 3,
+            preferred_leader_interval_ms: 5_000,
         }
     }
 }

@@ -18,5 +18,6 @@ pub mod groups_cli;
 pub mod kafka;
 pub mod log;
 pub mod node;
+pub mod replication;
 pub mod storage;
 pub mod web;

@@ -78,32 +78,66 @@ pub async fn run_until(
         .with_context(|| format!("cannot bind HTTP listener on {}", broker.config.http_addr))?;
     let http_addr = http_listener.local_addr()?;
 
-    // With --peers the node is also a member of the Raft metadata quorum;
-    // the broker itself still serves its local topics as a single node does.
-    let cluster = match &broker.config.peers {
+    // With --peers the node is a member of the Raft metadata quorum: topics
+    // follow the image, partitions are replicated, groups follow the
+    // leadership of their __consumer_offsets partition.
+    let settings = CoordinatorSettings::from_config(&broker.config);
+    let (cluster, groups) = match &broker.config.peers {
         Some(peers) => {
             let (host, port) = broker.advertised();
-            let settings = crate::cluster::ClusterSettings::new(
+            let mut settings_cluster = crate::cluster::ClusterSettings::new(
                 broker.config.node_id,
                 peers,
                 broker.config.cluster_addr,
                 format!("{host}:{port}"),
                 http_addr.to_string(),
             )?;
+            settings_cluster.cluster_id = broker.cluster_id.clone();
             let db = broker.storage.db.clone();
-            Some(crate::cluster::start(settings, db, shutdown.clone()).await?)
+            let cluster = crate::cluster::start(settings_cluster, db, shutdown.clone()).await?;
+            let c = &broker.config;
+            crate::cluster::controller::start(
+                cluster.clone(),
+                crate::cluster::controller::ControllerSettings {
+                    heartbeat_interval: Duration::from_millis(
+                        c.broker_heartbeat_interval_ms.max(10),
+                    ),
+                    session_timeout: Duration::from_millis(c.broker_session_timeout_ms.max(100)),
+                    preferred_leader_interval: Duration::from_millis(
+                        c.preferred_leader_interval_ms.max(100),
+                    ),
+                },
+                shutdown.clone(),
+            );
+            let groups = GroupCoordinator::start_unloaded(broker.clone(), settings);
+            let replica_settings = crate::replication::ReplicaSettings {
+                replica_lag_time_max: Duration::from_millis(c.replica_lag_time_max_ms.max(100)),
+                fetch_max_wait: Duration::from_millis(500),
+                fetch_partition_max_bytes: 4 * 1024 * 1024,
+                default_replication_factor: c.default_replication_factor,
+                offsets_topic_partitions: c.offsets_topic_partitions,
+            };
+            crate::replication::ReplicaManager::start(
+                broker.clone(),
+                cluster.clone(),
+                replica_settings,
+                groups.clone(),
+                shutdown.clone(),
+            );
+            (Some(cluster), groups)
         }
-        None => None,
-    };
-
-    // The coordinator replays __consumer_offsets before the first client connects.
-    let settings = CoordinatorSettings::from_config(&broker.config);
-    let coordinator_broker = broker.clone();
-    let groups =
-        tokio::task::spawn_blocking(move || GroupCoordinator::start(coordinator_broker, settings))
+        None => {
+            // The coordinator replays __consumer_offsets before the first client connects.
+            let coordinator_broker = broker.clone();
+            let groups = tokio::task::spawn_blocking(move || {
+                GroupCoordinator::start(coordinator_broker, settings)
+            })
             .await
             .context("starting the group coordinator panicked")?
             .context("cannot start the group coordinator")?;
+            (None, groups)
+        }
+    };
 
     // The shop opens its read model now; it connects to Kafka once the listener runs.
     let shop = if broker.config.shop {
@@ -135,7 +169,8 @@ pub async fn run_until(
         },
         app: shop.clone(),
     })
-    .merge(crate::web::raft_api::router(cluster.clone()));
+    .merge(crate::web::raft_api::router(cluster.clone()))
+    .merge(crate::web::raft_api::replicas_router(broker.clone()));
     let mut http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         let serve = axum::serve(http_listener, router).with_graceful_shutdown(async move {
@@ -212,6 +247,9 @@ pub async fn run_until(
     let _ = http_task.await;
     let _ = retention_task.await;
     let _ = trim_task.await;
+    if let Some(rm) = broker.replicas() {
+        rm.checkpoint_all();
+    }
     if let Some(cluster) = &cluster {
         cluster.shutdown().await;
     }

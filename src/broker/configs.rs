@@ -232,6 +232,10 @@ impl TopicConfigs {
     pub fn log_append_time(&self) -> bool {
         self.get("message.timestamp.type") == Some("LogAppendTime")
     }
+    /// How many in-sync replicas an acks=all write needs (at least 1).
+    pub fn min_insync_replicas(&self) -> usize {
+        self.get_i64("min.insync.replicas").max(1) as usize
+    }
 }
 
 #[cfg(test)]

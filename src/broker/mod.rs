@@ -25,8 +25,10 @@ pub enum TopicError {
     InvalidName(String, &'static str),
     #[error("invalid partition count: {0}")]
     InvalidPartitions(String),
-    #[error("replication factor {0} is larger than the 1 available broker")]
-    InvalidReplicationFactor(i16),
+    #[error("replication factor {0} is invalid with {1} available broker(s)")]
+    InvalidReplicationFactor(i16, usize),
+    #[error("the controller is not reachable: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     InvalidConfig(String),
     #[error("storage: {0}")]
@@ -100,6 +102,14 @@ impl Topic {
 /// would tie up the node; requests beyond this get INVALID_PARTITIONS.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
+/// Check every override's name and value.
+pub fn validate_configs(overrides: &BTreeMap<String, String>) -> Result<(), TopicError> {
+    for (k, v) in overrides {
+        configs::validate(k, v).map_err(TopicError::InvalidConfig)?;
+    }
+    Ok(())
+}
+
 /// Kafka's rule for topic names.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     let bad = |why| Err(TopicError::InvalidName(name.to_string(), why));
@@ -129,6 +139,9 @@ pub struct Broker {
     /// Host and port given to clients; set once the listener is bound.
     advertised: OnceLock<(String, i32)>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// In a cluster: the replica manager, which routes topic changes through
+    /// the controller and knows who leads each partition.
+    replicas: OnceLock<Arc<crate::replication::ReplicaManager>>,
 }
 
 impl Broker {
@@ -184,11 +197,53 @@ impl Broker {
             cluster_id,
             advertised: OnceLock::new(),
             topics: RwLock::new(topics),
+            replicas: OnceLock::new(),
         })
     }
 
     pub fn node_id(&self) -> i32 {
         self.config.node_id
+    }
+
+    /// The replica manager, when this node is part of a cluster.
+    pub fn replicas(&self) -> Option<&Arc<crate::replication::ReplicaManager>> {
+        self.replicas.get()
+    }
+
+    /// Join a cluster: from now on topics follow the metadata image.
+    pub fn set_replicas(&self, manager: Arc<crate::replication::ReplicaManager>) {
+        let _ = self.replicas.set(manager);
+    }
+
+    /// Make the local topic `name` match the image: created with the
+    /// image's id and partition count (recreated if the id differs), grown
+    /// when partitions were added, configs replaced.
+    pub fn sync_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        if let Some(topic) = self.topic(name) {
+            if topic.id != id {
+                self.delete_topic(name)?;
+            } else {
+                if topic.partition_count() < partitions {
+                    self.create_partitions(name, partitions, false)?;
+                }
+                if &topic.configs().overrides != overrides {
+                    let new = TopicConfigs {
+                        overrides: overrides.clone(),
+                    };
+                    self.persist(&topic, topic.partition_count(), &new)?;
+                    *topic.configs.write().unwrap_or_else(|p| p.into_inner()) = new;
+                }
+                return Ok(topic);
+            }
+        }
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        self.insert_topic(&mut topics, name, id, partitions, overrides.clone())
     }
 
     /// Record the address clients should use (called once the listener is bound).
@@ -241,15 +296,9 @@ impl Broker {
         }
     }
 
-    /// Create a topic. `partitions`/`replication_factor` of -1 take the defaults.
-    pub fn create_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        overrides: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, TopicError> {
+    /// Check a new topic's name and partition count (-1: the default);
+    /// returns the partition count to create.
+    pub fn validate_new_topic(&self, name: &str, partitions: i32) -> Result<i32, TopicError> {
         validate_topic_name(name)?;
         let partitions = if partitions == -1 {
             self.config.num_partitions
@@ -261,37 +310,62 @@ impl Broker {
                 "{partitions} partitions; it must be between 1 and {MAX_PARTITIONS_PER_TOPIC}"
             )));
         }
+        Ok(partitions)
+    }
+
+    /// Create a topic. `partitions`/`replication_factor` of -1 take the defaults.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let partitions = self.validate_new_topic(name, partitions)?;
         if replication_factor != -1 && replication_factor != 1 {
-            return Err(TopicError::InvalidReplicationFactor(replication_factor));
+            return Err(TopicError::InvalidReplicationFactor(replication_factor, 1));
         }
-        for (k, v) in &overrides {
-            configs::validate(k, v).map_err(TopicError::InvalidConfig)?;
-        }
+        validate_configs(&overrides)?;
         let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
         if topics.contains_key(name) {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
-        let record = TopicRecord {
-            id: Uuid::new_v4(),
-            partitions,
-            configs: TopicConfigs { overrides },
-        };
+        if validate_only {
+            return Ok(Arc::new(Topic {
+                name: name.to_string(),
+                id: Uuid::new_v4(),
+                internal: name.starts_with("__"),
+                configs: RwLock::new(TopicConfigs { overrides }),
+                partitions: RwLock::new(Vec::new()),
+            }));
+        }
+        self.insert_topic(&mut topics, name, Uuid::new_v4(), partitions, overrides)
+    }
+
+    /// Open the logs of a new topic, persist it and add it to `topics`.
+    fn insert_topic(
+        &self,
+        topics: &mut BTreeMap<String, Arc<Topic>>,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let configs = TopicConfigs { overrides };
         let topic = Arc::new(Topic {
             name: name.to_string(),
-            id: record.id,
+            id,
             internal: name.starts_with("__"),
-            configs: RwLock::new(record.configs.clone()),
+            configs: RwLock::new(configs.clone()),
             partitions: RwLock::new(Vec::new()),
         });
-        if validate_only {
-            return Ok(topic);
-        }
         let tree_id = topic.tree_id();
         let logs = (0..partitions)
             .map(|p| PartitionLog::open(&self.storage, name, &tree_id, p).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         *topic.partitions.write().unwrap_or_else(|p| p.into_inner()) = logs;
-        self.persist(&topic, partitions, &record.configs)?;
+        self.persist(&topic, partitions, &configs)?;
         topics.insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, partitions, "topic created");
         Ok(topic)
@@ -391,10 +465,16 @@ impl Broker {
         Ok(())
     }
 
-    /// Allocate a new producer id (durable and unique across restarts).
+    /// Allocate a new producer id (durable and unique across restarts; in a
+    /// cluster also across nodes: the low 10 bits are the node id).
     pub fn allocate_producer_id(&self) -> Result<i64, StorageError> {
         // sled ids start at 0; Kafka producer ids are non-negative.
-        Ok(self.storage.generate_id()? as i64 + 1000)
+        let local = self.storage.generate_id()? as i64 + 1000;
+        if self.replicas().is_some() {
+            Ok((local << 10) | i64::from(self.node_id() & 0x3ff))
+        } else {
+            Ok(local)
+        }
     }
 
     /// Apply each topic's retention to each of its partitions.

@@ -30,6 +30,10 @@ pub struct BrokerRegistration {
     /// Bumped on every registration: a broker that restarts gets a new epoch,
     /// so requests carrying the old one can be told apart (fencing).
     pub liveness_epoch: u64,
+    /// Set by the controller when the broker missed its heartbeat session;
+    /// a fenced broker leads nothing and is not elected.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// One partition of a topic, as the controller decided it.
@@ -62,6 +66,10 @@ pub struct TopicImage {
 /// The cluster's metadata as of the last applied log entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
+    /// The cluster's id (Kafka's cluster id): the one proposed by the first
+    /// broker to register.
+    #[serde(default)]
+    pub cluster_id: String,
     /// Registered brokers by id.
     pub brokers: BTreeMap<i32, BrokerRegistration>,
     /// Topics by name.
@@ -78,6 +86,9 @@ pub enum Command {
         kafka_addr: String,
         http_addr: String,
         cluster_addr: String,
+        /// This broker's own cluster id, adopted if the image has none yet.
+        #[serde(default)]
+        cluster_id: String,
     },
     /// Create a topic with one replica list per partition; each partition
     /// starts with its first replica as leader and all replicas in sync.
@@ -100,6 +111,13 @@ pub enum Command {
         set: BTreeMap<String, String>,
         delete: Vec<String>,
     },
+    /// The broker missed its session: it loses the leadership of its
+    /// partitions (a new leader is elected from the ISR, the leader epoch
+    /// bumped) and leaves every ISR it is not the last member of.
+    FenceBroker { broker_id: i32 },
+    /// A fenced broker heartbeats again: it may be elected again, and
+    /// leaderless partitions whose ISR holds it get it as leader.
+    UnfenceBroker { broker_id: i32 },
     /// Change a partition's leader and ISR. Refused unless
     /// `partition_epoch` is the partition's current one (no lost updates).
     UpdatePartitionLeadership {
@@ -153,11 +171,21 @@ impl MetadataImage {
                 kafka_addr,
                 http_addr,
                 cluster_addr,
+                cluster_id,
             } => {
+                if self.cluster_id.is_empty() {
+                    self.cluster_id = cluster_id.clone();
+                }
                 let liveness_epoch = self
                     .brokers
                     .get(broker_id)
                     .map_or(1, |b| b.liveness_epoch + 1);
+                // A restarted broker may have lost the unflushed tail of its
+                // logs: its old incarnation gives up leadership and ISR
+                // places first, and it earns them back by catching up.
+                if self.brokers.contains_key(broker_id) {
+                    self.fence(*broker_id);
+                }
                 self.brokers.insert(
                     *broker_id,
                     BrokerRegistration {
@@ -166,8 +194,10 @@ impl MetadataImage {
                         http_addr: http_addr.clone(),
                         cluster_addr: cluster_addr.clone(),
                         liveness_epoch,
+                        fenced: false,
                     },
                 );
+                self.elect_leaderless();
                 Ok(CommandResponse::BrokerRegistered { liveness_epoch })
             }
             Command::CreateTopic {
@@ -222,6 +252,23 @@ impl MetadataImage {
                 }
                 Ok(CommandResponse::Applied)
             }
+            Command::FenceBroker { broker_id } => {
+                if !self.brokers.contains_key(broker_id) {
+                    return Err(Rejection::InvalidLeadership(format!(
+                        "broker {broker_id} is not registered"
+                    )));
+                }
+                self.fence(*broker_id);
+                Ok(CommandResponse::Applied)
+            }
+            Command::UnfenceBroker { broker_id } => {
+                let broker = self.brokers.get_mut(broker_id).ok_or_else(|| {
+                    Rejection::InvalidLeadership(format!("broker {broker_id} is not registered"))
+                })?;
+                broker.fenced = false;
+                self.elect_leaderless();
+                Ok(CommandResponse::Applied)
+            }
             Command::UpdatePartitionLeadership {
                 name,
                 partition,
@@ -252,6 +299,11 @@ impl MetadataImage {
                         "leader {leader} is not in the ISR"
                     )));
                 }
+                if isr.is_empty() {
+                    return Err(Rejection::InvalidLeadership(
+                        "the ISR cannot be empty".into(),
+                    ));
+                }
                 if *leader != state.leader {
                     state.leader_epoch += 1;
                 }
@@ -259,6 +311,79 @@ impl MetadataImage {
                 state.isr = isr.clone();
                 state.partition_epoch += 1;
                 Ok(CommandResponse::Applied)
+            }
+        }
+    }
+
+    /// Registered brokers that are not fenced.
+    pub fn live_brokers(&self) -> BTreeSet<i32> {
+        self.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.broker_id)
+            .collect()
+    }
+
+    /// True when broker `id` is registered and not fenced.
+    pub fn is_live(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+
+    /// Fence broker `id`: every partition it leads gets the first live ISR
+    /// member (in replica order) as leader, or no leader when there is none
+    /// (unclean election stays off: the ISR keeps its last member). It
+    /// leaves every ISR where others remain.
+    fn fence(&mut self, id: i32) {
+        if let Some(b) = self.brokers.get_mut(&id) {
+            b.fenced = true;
+        }
+        let live = self.live_brokers();
+        for p in self
+            .topics
+            .values_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+        {
+            let mut changed = false;
+            if p.isr.contains(&id) && p.isr.len() > 1 {
+                p.isr.retain(|b| *b != id);
+                changed = true;
+            }
+            if p.leader == id {
+                let next = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|r| *r != id && live.contains(r) && p.isr.contains(r));
+                p.leader = next.unwrap_or(NO_LEADER);
+                p.leader_epoch += 1;
+                changed = true;
+            }
+            if changed {
+                p.partition_epoch += 1;
+            }
+        }
+    }
+
+    /// Give every leaderless partition a live ISR member as leader.
+    fn elect_leaderless(&mut self) {
+        let live = self.live_brokers();
+        for p in self
+            .topics
+            .values_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+        {
+            if p.leader != NO_LEADER {
+                continue;
+            }
+            if let Some(next) = p
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| live.contains(r) && p.isr.contains(r))
+            {
+                p.leader = next;
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
             }
         }
     }
@@ -279,9 +404,16 @@ impl MetadataImage {
                         "broker {unknown} is not registered"
                     )));
                 }
+                // The first live replica leads; the preferred leader takes
+                // over once it is back.
+                let leader = replicas
+                    .iter()
+                    .copied()
+                    .find(|r| self.is_live(*r))
+                    .unwrap_or(replicas[0]);
                 Ok(PartitionImage {
                     replicas: replicas.clone(),
-                    leader: replicas[0],
+                    leader,
                     leader_epoch: 0,
                     isr: replicas.clone(),
                     partition_epoch: 0,
@@ -302,6 +434,7 @@ pub(crate) mod tests {
             kafka_addr: format!("127.0.0.1:{}", 9090 + id),
             http_addr: format!("127.0.0.1:{}", 8080 + id),
             cluster_addr: format!("127.0.0.1:{}", 7070 + id),
+            cluster_id: "test-cluster".into(),
         }
     }
 
@@ -397,6 +530,46 @@ pub(crate) mod tests {
             image.apply(&change(1, vec![2], 2)),
             CommandResponse::Rejected(Rejection::InvalidLeadership(_))
         ));
+    }
+
+    #[test]
+    fn fencing_moves_leadership_within_the_isr_and_unfencing_restores_leaderless() {
+        let mut image = three_brokers();
+        image.apply(&create(
+            "orders",
+            vec![vec![1, 2, 3], vec![2, 3, 1], vec![1]],
+        ));
+        image.apply(&Command::FenceBroker { broker_id: 1 });
+        let parts = &image.topics["orders"].partitions;
+        // Led by 1: the next replica in the ISR leads, with a new epoch.
+        assert_eq!((parts[0].leader, parts[0].leader_epoch), (2, 1));
+        assert_eq!(parts[0].isr, vec![2, 3]);
+        // Followed by 1: it leaves the ISR, the leader stays.
+        assert_eq!((parts[1].leader, parts[1].leader_epoch), (2, 0));
+        assert_eq!(parts[1].isr, vec![2, 3]);
+        // Its only replica: no leader, and the ISR keeps it (no unclean election).
+        assert_eq!(
+            (parts[2].leader, parts[2].isr.clone()),
+            (NO_LEADER, vec![1])
+        );
+        image.apply(&Command::UnfenceBroker { broker_id: 1 });
+        let parts = &image.topics["orders"].partitions;
+        assert_eq!((parts[2].leader, parts[2].leader_epoch), (1, 2));
+        // Leaders elected elsewhere stay until the preferred leader is restored.
+        assert_eq!(parts[0].leader, 2);
+    }
+
+    #[test]
+    fn a_restarted_broker_gives_up_its_leadership_until_it_catches_up() {
+        let mut image = three_brokers();
+        image.apply(&create("orders", vec![vec![1, 2, 3]]));
+        image.apply(&register(1));
+        let p = &image.topics["orders"].partitions[0];
+        assert_eq!(
+            (p.leader, p.leader_epoch, p.isr.clone()),
+            (2, 1, vec![2, 3])
+        );
+        assert!(image.is_live(1));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use openraft::{BasicNode, Raft};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub mod controller;
 pub mod image;
 pub mod launcher;
 pub mod network;
@@ -120,6 +121,8 @@ pub struct ClusterSettings {
     pub kafka_addr: String,
     /// The HTTP address of this node (registered in the image).
     pub http_addr: String,
+    /// This node's own cluster id, proposed for the image.
+    pub cluster_id: String,
 }
 
 impl ClusterSettings {
@@ -152,6 +155,7 @@ impl ClusterSettings {
             peers,
             kafka_addr,
             http_addr,
+            cluster_id: String::new(),
         })
     }
 }
@@ -192,6 +196,8 @@ struct Inner {
     raft: Raft<TypeConfig>,
     /// The state machine, read for the image.
     state_machine: SledStateMachine,
+    /// Brokers' heartbeats, as heard while this node is the controller.
+    heartbeats: controller::SharedHeartbeats,
 }
 
 impl ClusterHandle {
@@ -228,6 +234,42 @@ impl ClusterHandle {
     /// The metadata image as applied on this node (may lag the leader).
     pub fn image(&self) -> MetadataImage {
         self.inner.state_machine.applied().image
+    }
+
+    /// Heartbeats heard by this node as controller.
+    pub fn heartbeats(&self) -> &controller::Heartbeats {
+        &self.inner.heartbeats
+    }
+
+    /// Wakes after every change of the applied image.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.state_machine.subscribe()
+    }
+
+    /// The Raft leader this node knows of: the controller.
+    pub fn controller(&self) -> Option<u64> {
+        self.inner.raft.metrics().borrow().current_leader
+    }
+
+    /// True while this node is the Raft leader (and so the controller).
+    pub fn is_controller(&self) -> bool {
+        self.controller() == Some(self.inner.node_id)
+    }
+
+    /// Post `body` as JSON to `path` on the cluster listener of node `id`.
+    pub async fn call<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        id: u64,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, ProposeError> {
+        let addr = self
+            .address_of(id)
+            .ok_or_else(|| ProposeError::Failed(format!("node {id} has no known address")))?;
+        rpc::post_json(&addr, path, body, timeout)
+            .await
+            .map_err(|e| ProposeError::Failed(e.to_string()))
     }
 
     /// Commit `command` through the leader, from any node: proposed locally
@@ -380,6 +422,7 @@ pub async fn start(
             peers: settings.peers.clone(),
             raft,
             state_machine,
+            heartbeats: Default::default(),
         }),
     };
     let bound = listener.local_addr().unwrap_or(settings.bind_addr);
@@ -440,6 +483,7 @@ async fn bootstrap(
             .get(&settings.node_id)
             .cloned()
             .unwrap_or_default(),
+        cluster_id: settings.cluster_id.clone(),
     };
     loop {
         if *shutdown.borrow() {

@@ -47,6 +47,7 @@ pub fn router(handle: ClusterHandle) -> Router {
         .route(STATUS_PATH, get(status))
         .route(PROPOSE_PATH, post(propose))
         .route(ADD_VOTER_PATH, post(add_voter))
+        .route(super::controller::HEARTBEAT_PATH, post(heartbeat))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(handle)
 }
@@ -106,4 +107,15 @@ async fn add_voter(
             .add_voter(request.node_id, request.cluster_addr)
             .await,
     )
+}
+
+async fn heartbeat(
+    State(handle): State<ClusterHandle>,
+    Json(beat): Json<super::controller::Heartbeat>,
+) -> Json<super::controller::HeartbeatAck> {
+    let accepted = handle.is_controller();
+    if accepted {
+        handle.heartbeats().record(beat.broker_id);
+    }
+    Json(super::controller::HeartbeatAck { accepted })
 }

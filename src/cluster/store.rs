@@ -253,6 +253,9 @@ pub struct SledStateMachine {
     state: Arc<RwLock<AppliedState>>,
     /// Distinguishes snapshots built at the same log id.
     snapshot_seq: Arc<AtomicU64>,
+    /// Bumped after every change of the applied state; the replica manager
+    /// and the controller wait on it.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl SledStateMachine {
@@ -265,6 +268,7 @@ impl SledStateMachine {
             tree,
             state: Arc::new(RwLock::new(state)),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -276,12 +280,18 @@ impl SledStateMachine {
         }
     }
 
+    /// Wakes on every change of the applied state.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     fn replace(&self, new_state: AppliedState) -> StorageResult<()> {
         put_json(&self.tree, APPLIED_KEY, &new_state)?;
         match self.state.write() {
             Ok(mut state) => *state = new_state,
             Err(poisoned) => *poisoned.into_inner() = new_state,
         }
+        self.changes.send_modify(|n| *n += 1);
         Ok(())
     }
 }

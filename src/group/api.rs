@@ -66,19 +66,31 @@ pub fn find_coordinator(
     version: i16,
 ) -> FindCoordinatorResponse {
     let (host, port) = broker.advertised();
+    // Where each group's coordinator is: this node, or in a cluster the
+    // leader of the group's __consumer_offsets partition.
+    let locate = |group: &str| -> Result<(i32, String, i32), i16> {
+        match broker.replicas() {
+            Some(rm) => rm.coordinator_of(group),
+            None => match groups.coordinator_error(group) {
+                code::NONE => Ok((broker.node_id(), host.clone(), port)),
+                e => Err(e),
+            },
+        }
+    };
     let lookup = |key: &StrBytes| -> Coordinator {
-        let error = match req.key_type {
-            KEY_TYPE_GROUP => groups.coordinator_error(key),
+        let found = match req.key_type {
+            KEY_TYPE_GROUP => locate(key),
             // Transactions are not offered; say so the way InitProducerId does.
-            KEY_TYPE_TRANSACTION => code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-            _ => code::INVALID_REQUEST,
+            KEY_TYPE_TRANSACTION => Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+            _ => Err(code::INVALID_REQUEST),
         };
+        let error = found.as_ref().err().copied().unwrap_or(code::NONE);
         let mut c = Coordinator::default();
         c.key = key.clone();
         c.error_code = error;
-        if error == code::NONE {
-            c.node_id = BrokerId(broker.node_id());
-            c.host = str_bytes(host.clone());
+        if let Ok((node, host, port)) = found {
+            c.node_id = BrokerId(node);
+            c.host = str_bytes(host);
             c.port = port;
         } else {
             c.node_id = BrokerId(-1);

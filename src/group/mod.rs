@@ -25,7 +25,7 @@ pub mod state;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -128,8 +128,9 @@ pub struct GroupCoordinator {
     settings: CoordinatorSettings,
     /// Every known group by id.
     groups: Mutex<HashMap<String, GroupRef>>,
-    /// The writer of each `__consumer_offsets` partition, by index.
-    partitions: Vec<OffsetsLog>,
+    /// The writer of each `__consumer_offsets` partition this node leads,
+    /// by index (on a single node: all of them).
+    partitions: RwLock<Vec<Option<Arc<OffsetsLog>>>>,
     /// Turns true once; timers and the sweeper stop, waiting requests fail.
     shutdown: watch::Sender<bool>,
     /// The task that expires sessions and offsets.
@@ -140,7 +141,7 @@ impl std::fmt::Debug for GroupCoordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupCoordinator")
             .field("groups", &lock(&self.groups).len())
-            .field("partitions", &self.partitions.len())
+            .field("partitions", &self.partition_count())
             .finish()
     }
 }
@@ -187,7 +188,7 @@ impl GroupCoordinator {
             for (key, value) in records {
                 loading.apply(&key, value.as_ref(), now, now_wall);
             }
-            partitions.push(store);
+            partitions.push(Some(Arc::new(store)));
         }
         let groups = loading.finish();
         tracing::info!(
@@ -197,18 +198,110 @@ impl GroupCoordinator {
             load_ms = started.elapsed().as_millis() as u64,
             "group coordinator loaded {OFFSETS_TOPIC}"
         );
+        Ok(Self::with_partitions(broker, settings, groups, partitions))
+    }
+
+    /// A coordinator for a cluster node: it coordinates nothing until the
+    /// replica manager loads the `__consumer_offsets` partitions this node
+    /// leads (`load_partition`), and gives them up when leadership moves.
+    pub fn start_unloaded(broker: Arc<Broker>, settings: CoordinatorSettings) -> Arc<Self> {
+        let count = settings.offsets_topic_partitions.max(1) as usize;
+        Self::with_partitions(broker, settings, HashMap::new(), vec![None; count])
+    }
+
+    fn with_partitions(
+        broker: Arc<Broker>,
+        settings: CoordinatorSettings,
+        groups: HashMap<String, GroupRef>,
+        partitions: Vec<Option<Arc<OffsetsLog>>>,
+    ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
         let coordinator = Arc::new(GroupCoordinator {
             broker,
             settings,
             groups: Mutex::new(groups),
-            partitions,
+            partitions: RwLock::new(partitions),
             shutdown,
             sweeper: Mutex::new(None),
         });
         let task = tokio::spawn(Arc::clone(&coordinator).run_sweeper());
         *lock(&coordinator.sweeper) = Some(task);
-        Ok(coordinator)
+        coordinator
+    }
+
+    fn partition_count(&self) -> usize {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Become the coordinator of the groups in `__consumer_offsets`
+    /// partition `partition`: replay it (this node now leads it).
+    pub fn load_partition(&self, partition: i32) -> Result<(), GroupError> {
+        let index = usize::try_from(partition).unwrap_or(usize::MAX);
+        if index >= self.partition_count() {
+            return Ok(());
+        }
+        let log = self
+            .broker
+            .topic(OFFSETS_TOPIC)
+            .and_then(|t| t.partition(partition))
+            .ok_or_else(|| TopicError::Unknown(format!("{OFFSETS_TOPIC}-{partition}")))?;
+        let (store, records) = OffsetsLog::open(log)?;
+        let now = Instant::now();
+        let now_wall = now_ms();
+        let mut loading = Loading::default();
+        let replayed = records.len();
+        for (key, value) in records {
+            loading.apply(&key, value.as_ref(), now, now_wall);
+        }
+        let loaded = loading.finish();
+        let count = loaded.len();
+        {
+            let mut groups = lock(&self.groups);
+            for (id, g) in loaded {
+                groups.insert(id, g);
+            }
+        }
+        self.partitions.write().unwrap_or_else(|p| p.into_inner())[index] = Some(Arc::new(store));
+        tracing::info!(
+            partition,
+            groups = count,
+            records = replayed,
+            "now coordinating the groups of {OFFSETS_TOPIC}-{partition}"
+        );
+        Ok(())
+    }
+
+    /// Stop coordinating the groups of `partition` (leadership moved):
+    /// waiting requests get NOT_COORDINATOR and the groups are dropped.
+    pub fn unload_partition(&self, partition: i32) {
+        let index = usize::try_from(partition).unwrap_or(usize::MAX);
+        {
+            let mut partitions = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+            match partitions.get_mut(index) {
+                Some(slot) => *slot = None,
+                None => return,
+            }
+        }
+        let dropped: Vec<GroupRef> = {
+            let mut groups = lock(&self.groups);
+            let ids: Vec<String> = groups
+                .keys()
+                .filter(|id| self.partition_for(id) == partition)
+                .cloned()
+                .collect();
+            ids.iter().filter_map(|id| groups.remove(id)).collect()
+        };
+        for g in &dropped {
+            lock(g).fail_all_waiters(code::NOT_COORDINATOR);
+        }
+        tracing::info!(
+            partition,
+            groups = dropped.len(),
+            "no longer coordinating the groups of {OFFSETS_TOPIC}-{partition}"
+        );
     }
 
     /// Stop: fail every waiting JoinGroup/SyncGroup with NOT_COORDINATOR (so
@@ -234,7 +327,7 @@ impl GroupCoordinator {
 
     /// The `__consumer_offsets` partition that owns `group_id`.
     pub fn partition_for(&self, group_id: &str) -> i32 {
-        records::partition_for(group_id, self.partitions.len() as i32)
+        records::partition_for(group_id, self.partition_count() as i32)
     }
 
     /// NONE if this node coordinates `group_id` now, else the error to answer with.
@@ -245,13 +338,14 @@ impl GroupCoordinator {
         }
     }
 
-    fn store_for(&self, group_id: &str) -> Result<&OffsetsLog, i16> {
+    fn store_for(&self, group_id: &str) -> Result<Arc<OffsetsLog>, i16> {
         if self.is_shutting_down() {
             return Err(code::COORDINATOR_NOT_AVAILABLE);
         }
+        let partitions = self.partitions.read().unwrap_or_else(|p| p.into_inner());
         usize::try_from(self.partition_for(group_id))
             .ok()
-            .and_then(|p| self.partitions.get(p))
+            .and_then(|p| partitions.get(p).cloned().flatten())
             .ok_or(code::NOT_COORDINATOR)
     }
 
@@ -261,7 +355,11 @@ impl GroupCoordinator {
         store.append(records).map_err(|e| {
             tracing::error!(group = group_id, error = %e, "cannot write to {OFFSETS_TOPIC}");
             code::NOT_COORDINATOR
-        })
+        })?;
+        if let Some(rm) = self.broker.replicas() {
+            rm.appended(OFFSETS_TOPIC, store.partition());
+        }
+        Ok(())
     }
 
     /// Persist a group's membership, generation and assignments.

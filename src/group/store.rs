@@ -110,6 +110,7 @@ impl OffsetsLog {
             return Ok(());
         }
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let before = self.log.log_end_offset();
         self.append_batch(records)?;
         for (k, v) in records {
             match v {
@@ -118,8 +119,12 @@ impl OffsetsLog {
             };
         }
         let held = self.log.log_end_offset() - self.log.log_start_offset();
-        if held >= COMPACT_MIN_RECORDS && held >= COMPACT_RATIO * live.len() as i64 {
-            if let Err(e) = self.compact(&live) {
+        // In a cluster the log start may only move up to the high watermark:
+        // compact once every record before this append is replicated, and
+        // drop only those (the snapshot repeats this append's values).
+        let replicated = self.log.high_watermark() >= before;
+        if replicated && held >= COMPACT_MIN_RECORDS && held >= COMPACT_RATIO * live.len() as i64 {
+            if let Err(e) = self.compact(&live, before) {
                 // The append itself succeeded; compaction is retried on the next one.
                 tracing::warn!(partition = self.partition(), error = %e, "offsets compaction failed");
             }
@@ -127,9 +132,10 @@ impl OffsetsLog {
         Ok(())
     }
 
-    /// Write every live value again and drop everything before it.
-    fn compact(&self, live: &HashMap<Bytes, Bytes>) -> Result<(), StoreError> {
-        let snapshot_start = self.log.log_end_offset();
+    /// Write every live value again and drop everything before `drop_below`
+    /// (at most where the snapshot starts).
+    fn compact(&self, live: &HashMap<Bytes, Bytes>, drop_below: i64) -> Result<(), StoreError> {
+        let snapshot_start = self.log.log_end_offset().min(drop_below);
         let entries: Vec<KeyValue> = live
             .iter()
             .map(|(k, v)| (k.clone(), Some(v.clone())))

@@ -19,6 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::{code, str_bytes, topic_error_code};
 use crate::broker::configs::{self, ConfigType, TopicConfigs, TOPIC_CONFIGS};
 use crate::broker::{Broker, TopicError};
+use crate::replication::topics;
 
 /// Kafka's resource types.
 const RESOURCE_TOPIC: i8 = 2;
@@ -28,7 +29,7 @@ const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-pub fn create_topics(
+pub async fn create_topics(
     broker: &Arc<Broker>,
     req: CreateTopicsRequest,
     version: i16,
@@ -68,16 +69,36 @@ pub fn create_topics(
         } else {
             (ct.num_partitions, ct.replication_factor)
         };
-        match broker.create_topic(&name, partitions, rf, overrides, req.validate_only) {
-            Ok(topic) => {
-                r.topic_id = topic.id;
+        let result = topics::create(
+            broker,
+            &name,
+            partitions,
+            rf,
+            overrides.clone(),
+            req.validate_only,
+        )
+        .await;
+        match result {
+            Ok(()) => {
+                let created = broker.topic(&name).filter(|_| !req.validate_only);
+                r.topic_id = created.as_ref().map(|t| t.id).unwrap_or_default();
                 r.num_partitions = if partitions == -1 {
                     broker.config.num_partitions
                 } else {
                     partitions
                 };
-                r.replication_factor = 1;
-                let c = topic.configs();
+                r.replication_factor = match broker.replicas() {
+                    Some(rm) => rm
+                        .image()
+                        .topics
+                        .get(&name)
+                        .and_then(|t| t.partitions.first())
+                        .map_or(rf, |p| p.replicas.len() as i16),
+                    None => 1,
+                };
+                let c = created
+                    .map(|t| t.configs())
+                    .unwrap_or(TopicConfigs { overrides });
                 r.configs = (version >= 5).then(|| {
                     TOPIC_CONFIGS
                         .iter()
@@ -105,7 +126,7 @@ pub fn create_topics(
     resp
 }
 
-pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let mut resp = DeleteTopicsResponse::default();
     // v0-5 name the topics in topic_names, v6+ in topics (by name or id).
     let mut targets: Vec<(Option<String>, uuid::Uuid)> = req
@@ -140,8 +161,9 @@ pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTo
                     resp.responses.push(r);
                     continue;
                 }
-                match broker.delete_topic(&name) {
-                    Ok(id) => r.topic_id = id,
+                let id = broker.topic(&name).map(|t| t.id);
+                match topics::delete(broker, &name).await {
+                    Ok(()) => r.topic_id = id.unwrap_or_default(),
                     Err(e) => {
                         r.error_code = topic_error_code(&e);
                         r.error_message = Some(str_bytes(e.to_string()));
@@ -160,7 +182,7 @@ fn is_internal(broker: &Broker, name: &str) -> bool {
     broker.topic(name).map(|t| t.internal).unwrap_or(false)
 }
 
-pub fn create_partitions(
+pub async fn create_partitions(
     broker: &Arc<Broker>,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
@@ -174,7 +196,7 @@ pub fn create_partitions(
                 "the partitions of internal topic {} are fixed",
                 &*t.name.0
             )));
-        } else if let Err(e) = broker.create_partitions(&t.name.0, t.count, req.validate_only) {
+        } else if let Err(e) = topics::grow(broker, &t.name.0, t.count, req.validate_only).await {
             r.error_code = topic_error_code(&e);
             r.error_message = Some(str_bytes(e.to_string()));
         }
@@ -351,22 +373,25 @@ fn check_topic_resource(resource_type: i8) -> Result<(), TopicError> {
     }
 }
 
-pub fn alter_configs(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn alter_configs(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut resp = AlterConfigsResponse::default();
     for res in req.resources {
-        let result = check_topic_resource(res.resource_type).and_then(|_| {
-            // AlterConfigs replaces the whole set of overrides.
-            let overrides = res
-                .configs
-                .iter()
-                .filter_map(|c| {
-                    c.value
-                        .as_ref()
-                        .map(|v| (c.name.to_string(), v.to_string()))
-                })
-                .collect();
-            broker.set_topic_configs(&res.resource_name, overrides, req.validate_only)
-        });
+        let result = match check_topic_resource(res.resource_type) {
+            Ok(()) => {
+                // AlterConfigs replaces the whole set of overrides.
+                let overrides = res
+                    .configs
+                    .iter()
+                    .filter_map(|c| {
+                        c.value
+                            .as_ref()
+                            .map(|v| (c.name.to_string(), v.to_string()))
+                    })
+                    .collect();
+                topics::set_configs(broker, &res.resource_name, overrides, req.validate_only).await
+            }
+            Err(e) => Err(e),
+        };
         let (error_code, error_message, resource_type, resource_name) =
             alter_result(res.resource_type, res.resource_name, result);
         let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
@@ -429,19 +454,24 @@ fn apply_incremental(
     Ok(overrides)
 }
 
-pub fn incremental_alter_configs(
+pub async fn incremental_alter_configs(
     broker: &Arc<Broker>,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut resp = IncrementalAlterConfigsResponse::default();
     for res in req.resources {
-        let result = check_topic_resource(res.resource_type).and_then(|_| {
+        let overrides = check_topic_resource(res.resource_type).and_then(|_| {
             let topic = broker
                 .topic(&res.resource_name)
                 .ok_or_else(|| TopicError::Unknown(res.resource_name.to_string()))?;
-            let overrides = apply_incremental(&topic.configs(), &res.configs)?;
-            broker.set_topic_configs(&res.resource_name, overrides, req.validate_only)
+            apply_incremental(&topic.configs(), &res.configs)
         });
+        let result = match overrides {
+            Ok(overrides) => {
+                topics::set_configs(broker, &res.resource_name, overrides, req.validate_only).await
+            }
+            Err(e) => Err(e),
+        };
         let (error_code, error_message, resource_type, resource_name) =
             alter_result(res.resource_type, res.resource_name, result);
         let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
@@ -463,6 +493,27 @@ pub fn describe_cluster(
     resp.cluster_id = str_bytes(broker.cluster_id.clone());
     resp.controller_id = BrokerId(broker.node_id());
     resp.cluster_authorized_operations = i32::MIN;
+    if let Some(rm) = broker.replicas() {
+        let image = rm.image();
+        if !image.cluster_id.is_empty() {
+            resp.cluster_id = str_bytes(image.cluster_id.clone());
+        }
+        resp.controller_id = BrokerId(rm.cluster().controller().map_or(-1, |c| c as i32));
+        resp.brokers = image
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|reg| {
+                let (host, port) = super::metadata::host_port(&reg.kafka_addr);
+                let mut b = DescribeClusterBroker::default();
+                b.broker_id = BrokerId(reg.broker_id);
+                b.host = str_bytes(host);
+                b.port = port;
+                b
+            })
+            .collect();
+        return resp;
+    }
     let (host, port) = broker.advertised();
     let mut b = DescribeClusterBroker::default();
     b.broker_id = BrokerId(broker.node_id());

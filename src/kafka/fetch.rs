@@ -55,7 +55,18 @@ fn read_once(broker: &Broker, req: &FetchRequest) -> (FetchResponse, RecordsAren
                 ));
                 continue;
             };
-            let epoch_error = leader_epoch_error(fp.current_leader_epoch, log.leader_epoch());
+            let epoch_error = match broker.replicas() {
+                // A follower's fetch reports its progress to the leader.
+                Some(rm) if req.replica_id.0 >= 0 => rm.follower_fetched(
+                    &ft.topic.0,
+                    fp.partition,
+                    req.replica_id.0,
+                    fp.fetch_offset,
+                    fp.current_leader_epoch,
+                ),
+                Some(rm) => rm.leader_error(&ft.topic.0, fp.partition, fp.current_leader_epoch),
+                None => leader_epoch_error(fp.current_leader_epoch, log.leader_epoch()),
+            };
             if epoch_error != code::NONE {
                 t.partitions
                     .push(empty_partition(fp.partition, epoch_error));
@@ -117,7 +128,9 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest) -> (FetchResponse, 
     }
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    // Subscribe before the first read so that an append in between still wakes us.
+    // Subscribe before the first read so that an append in between still
+    // wakes us. Followers wait for the log end, consumers for the high watermark.
+    let replica = req.replica_id.0 >= 0;
     let mut watchers: Vec<_> = req
         .topics
         .iter()
@@ -126,7 +139,13 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest) -> (FetchResponse, 
             ft.partitions
                 .iter()
                 .filter_map(move |fp| t.partition(fp.partition))
-                .map(|log| log.subscribe())
+                .map(|log| {
+                    if replica {
+                        log.subscribe_end()
+                    } else {
+                        log.subscribe()
+                    }
+                })
                 .collect::<Vec<_>>()
         })
         .collect();

@@ -4,13 +4,16 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 
 use super::{code, str_bytes, topic_error_code};
-use crate::broker::{Broker, Topic};
+use crate::broker::{Broker, Topic, TopicError};
+use crate::cluster::image::{MetadataImage, TopicImage, NO_LEADER};
+use crate::replication::{topics, ReplicaManager};
 
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
@@ -38,7 +41,158 @@ pub fn topic_metadata(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
     t
 }
 
-pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+/// The entry of a topic that could not be described.
+fn error_topic(name: String, error: i16) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(TopicName(str_bytes(name)));
+    t.error_code = error;
+    t.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    t
+}
+
+/// The topics a request names; `None` means all (v0: an empty list, v1+: null).
+fn requested(
+    topics: Option<Vec<MetadataRequestTopic>>,
+    version: i16,
+) -> Option<Vec<MetadataRequestTopic>> {
+    match topics {
+        None => None,
+        Some(list) if list.is_empty() && version == 0 => None,
+        Some(list) => Some(list),
+    }
+}
+
+/// `host:port` split for a Metadata broker entry.
+pub fn host_port(addr: &str) -> (String, i32) {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => (
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port.parse().unwrap_or(-1),
+        ),
+        None => (addr.to_string(), -1),
+    }
+}
+
+/// The metadata of one topic as the cluster's image has it.
+fn image_topic_metadata(
+    image: &MetadataImage,
+    name: &str,
+    t: &TopicImage,
+) -> MetadataResponseTopic {
+    let mut out = MetadataResponseTopic::default();
+    out.name = Some(TopicName(str_bytes(name.to_string())));
+    out.topic_id = t.topic_id;
+    out.is_internal = name.starts_with("__");
+    out.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    out.partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut mp = MetadataResponsePartition::default();
+            mp.partition_index = i as i32;
+            mp.leader_id = BrokerId(p.leader);
+            mp.leader_epoch = p.leader_epoch;
+            mp.replica_nodes = p.replicas.iter().map(|b| BrokerId(*b)).collect();
+            mp.isr_nodes = p.isr.iter().map(|b| BrokerId(*b)).collect();
+            mp.offline_replicas = p
+                .replicas
+                .iter()
+                .filter(|b| !image.is_live(**b))
+                .map(|b| BrokerId(*b))
+                .collect();
+            if p.leader == NO_LEADER {
+                mp.error_code = code::LEADER_NOT_AVAILABLE;
+            }
+            mp
+        })
+        .collect();
+    out
+}
+
+/// Metadata of a cluster node: every live broker and every partition's
+/// leader, replicas and ISR, from the applied image.
+async fn cluster_metadata(
+    broker: &Arc<Broker>,
+    rm: &ReplicaManager,
+    req: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let mut resp = MetadataResponse::default();
+    let requested = requested(req.topics, version);
+    let mut errors = Vec::new();
+    if let Some(list) = &requested {
+        let auto = version < 4 || req.allow_auto_topic_creation;
+        for name in list.iter().filter_map(|t| t.name.as_ref()) {
+            let name = name.0.to_string();
+            if rm.image().topics.contains_key(&name) {
+                continue;
+            }
+            let found = if auto {
+                topics::get_or_create(broker, &name).await.map(|_| ())
+            } else {
+                Err(TopicError::Unknown(name.clone()))
+            };
+            if let Err(e) = found {
+                errors.push((name, topic_error_code(&e)));
+            }
+        }
+    }
+    let image = rm.image();
+    resp.brokers = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            let (host, port) = host_port(&b.kafka_addr);
+            let mut mb = MetadataResponseBroker::default();
+            mb.node_id = BrokerId(b.broker_id);
+            mb.host = str_bytes(host);
+            mb.port = port;
+            mb
+        })
+        .collect();
+    resp.cluster_id = Some(str_bytes(if image.cluster_id.is_empty() {
+        broker.cluster_id.clone()
+    } else {
+        image.cluster_id.clone()
+    }));
+    resp.controller_id = BrokerId(rm.cluster().controller().map_or(-1, |c| c as i32));
+    resp.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    resp.topics = match requested {
+        None => image
+            .topics
+            .iter()
+            .filter(|(name, _)| !name.starts_with("__"))
+            .map(|(name, t)| image_topic_metadata(&image, name, t))
+            .collect(),
+        Some(list) => list
+            .into_iter()
+            .filter_map(|t| t.name)
+            .map(|name| {
+                let name = name.0.to_string();
+                match image.topics.get(&name) {
+                    Some(t) => image_topic_metadata(&image, &name, t),
+                    None => {
+                        let error = errors
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map_or(code::UNKNOWN_TOPIC_OR_PARTITION, |(_, e)| *e);
+                        error_topic(name, error)
+                    }
+                }
+            })
+            .collect(),
+    };
+    resp
+}
+
+pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    if let Some(rm) = broker.replicas() {
+        return cluster_metadata(broker, rm, req, version).await;
+    }
     let (host, port) = broker.advertised();
     let mut resp = MetadataResponse::default();
     let mut me = MetadataResponseBroker::default();
@@ -50,12 +204,7 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Metad
     resp.controller_id = BrokerId(broker.node_id());
     resp.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
 
-    // v0: an empty list means all topics; v1+: null means all topics.
-    let requested = match req.topics {
-        None => None,
-        Some(list) if list.is_empty() && version == 0 => None,
-        Some(list) => Some(list),
-    };
+    let requested = requested(req.topics, version);
     resp.topics = match requested {
         None => broker
             .topics()
@@ -78,13 +227,7 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Metad
                 };
                 match found {
                     Ok(topic) => topic_metadata(broker, &topic),
-                    Err(e) => {
-                        let mut t = MetadataResponseTopic::default();
-                        t.name = Some(TopicName(str_bytes(name)));
-                        t.error_code = topic_error_code(&e);
-                        t.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
-                        t
-                    }
+                    Err(e) => error_topic(name, topic_error_code(&e)),
                 }
             })
             .collect(),

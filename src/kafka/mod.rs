@@ -81,6 +81,11 @@ pub mod code {
     pub const INVALID_RECORD: i16 = E::InvalidRecord.code();
     pub const RESOURCE_NOT_FOUND: i16 = E::ResourceNotFound.code();
     pub const FENCED_LEADER_EPOCH: i16 = E::FencedLeaderEpoch.code();
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = E::NotLeaderOrFollower.code();
+    pub const NOT_ENOUGH_REPLICAS: i16 = E::NotEnoughReplicas.code();
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = E::NotEnoughReplicasAfterAppend.code();
+    pub const REQUEST_TIMED_OUT: i16 = E::RequestTimedOut.code();
+    pub const LEADER_NOT_AVAILABLE: i16 = E::LeaderNotAvailable.code();
     pub const UNKNOWN_LEADER_EPOCH: i16 = E::UnknownLeaderEpoch.code();
     // Group coordinator.
     pub const OFFSET_METADATA_TOO_LARGE: i16 = E::OffsetMetadataTooLarge.code();
@@ -108,7 +113,8 @@ pub fn topic_error_code(e: &crate::broker::TopicError) -> i16 {
         T::Unknown(_) => code::UNKNOWN_TOPIC_OR_PARTITION,
         T::InvalidName(..) => code::INVALID_TOPIC_EXCEPTION,
         T::InvalidPartitions(_) => code::INVALID_PARTITIONS,
-        T::InvalidReplicationFactor(_) => code::INVALID_REPLICATION_FACTOR,
+        T::InvalidReplicationFactor(..) => code::INVALID_REPLICATION_FACTOR,
+        T::Unavailable(_) => code::REQUEST_TIMED_OUT,
         T::InvalidConfig(_) => code::INVALID_CONFIG,
         T::Storage(_) => code::KAFKA_STORAGE_ERROR,
     }
@@ -123,6 +129,20 @@ pub fn leader_epoch_error(requested: i32, current: i32) -> i16 {
         code::FENCED_LEADER_EPOCH
     } else {
         code::UNKNOWN_LEADER_EPOCH
+    }
+}
+
+/// NONE when this node may answer for `log` (on one node: always; in a
+/// cluster: when it leads the partition), checked against the client's
+/// leader epoch; else the error to answer with.
+pub fn partition_epoch_error(
+    broker: &crate::broker::Broker,
+    log: &crate::log::PartitionLog,
+    requested: i32,
+) -> i16 {
+    match broker.replicas() {
+        Some(rm) => rm.leader_error(&log.topic, log.partition, requested),
+        None => leader_epoch_error(requested, log.leader_epoch()),
     }
 }
 

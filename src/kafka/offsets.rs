@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 
-use super::{code, leader_epoch_error};
+use super::{code, partition_epoch_error};
 use crate::broker::Broker;
 use crate::log::{PartitionLog, ReadError};
 
@@ -67,8 +67,7 @@ pub fn list_offsets(
             match topic.as_ref().and_then(|t| t.partition(rp.partition_index)) {
                 None => p.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
                 Some(log) => {
-                    let epoch_error =
-                        leader_epoch_error(rp.current_leader_epoch, log.leader_epoch());
+                    let epoch_error = partition_epoch_error(broker, &log, rp.current_leader_epoch);
                     if epoch_error != code::NONE {
                         p.error_code = epoch_error;
                     } else {
@@ -112,8 +111,7 @@ pub fn offset_for_leader_epoch(
             match topic.as_ref().and_then(|t| t.partition(rp.partition)) {
                 None => p.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
                 Some(log) => {
-                    let epoch_error =
-                        leader_epoch_error(rp.current_leader_epoch, log.leader_epoch());
+                    let epoch_error = partition_epoch_error(broker, &log, rp.current_leader_epoch);
                     if epoch_error != code::NONE {
                         p.error_code = epoch_error;
                     } else {
@@ -142,6 +140,9 @@ pub fn delete_records(broker: &Arc<Broker>, req: DeleteRecordsRequest) -> Delete
             p.low_watermark = -1;
             match topic.as_ref().and_then(|t| t.partition(rp.partition_index)) {
                 None => p.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
+                Some(log) if partition_epoch_error(broker, &log, -1) != code::NONE => {
+                    p.error_code = code::NOT_LEADER_OR_FOLLOWER
+                }
                 Some(log) => match log.delete_records_before(rp.offset) {
                     Ok(low) => p.low_watermark = low,
                     Err(ReadError::OffsetOutOfRange { .. }) => {

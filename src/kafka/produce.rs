@@ -2,6 +2,7 @@
 //! logs, answer with offsets (or nothing for acks=0).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
@@ -12,6 +13,7 @@ use super::{code, str_bytes, topic_error_code};
 use crate::broker::Broker;
 use crate::log::batch::{self, BatchError};
 use crate::log::AppendError;
+use crate::replication::{topics, CommitWait};
 
 fn partition_error(
     index: i32,
@@ -45,6 +47,8 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Option<Produce
     let acks = req.acks;
     let mut resp = ProduceResponse::default();
     let mut appended = false;
+    // acks=all in a cluster: (topic index, partition index, what to wait for).
+    let mut waits: Vec<(usize, usize, CommitWait)> = Vec::new();
     for topic_data in req.topic_data {
         let name = topic_data.name.0.to_string();
         let mut t = TopicProduceResponse::default();
@@ -52,7 +56,7 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Option<Produce
         let topic = if acks != 0 && acks != 1 && acks != -1 {
             Err(None)
         } else {
-            broker.topic_or_auto_create(&name).map_err(Some)
+            topics::get_or_create(broker, &name).await.map_err(Some)
         };
         for part in topic_data.partition_data {
             let topic = match &topic {
@@ -92,6 +96,21 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Option<Produce
                 ));
                 continue;
             };
+            let mut min_insync = 1;
+            if let Some(rm) = broker.replicas() {
+                let mut error = rm.leader_error(&name, part.index, -1);
+                if error == code::NONE && acks == -1 {
+                    min_insync = topic.configs().min_insync_replicas();
+                    if rm.isr_len(&name, part.index).unwrap_or(0) < min_insync {
+                        error = code::NOT_ENOUGH_REPLICAS;
+                    }
+                }
+                if error != code::NONE {
+                    t.partition_responses
+                        .push(partition_error(part.index, error, None));
+                    continue;
+                }
+            }
             let (max_message_bytes, log_append_time) = topic.produce_settings();
             let records = part.records.unwrap_or_default();
             let result = batch::split_and_validate(&records, max_message_bytes)
@@ -113,6 +132,20 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Option<Produce
             match result {
                 Ok(outcome) => {
                     appended = true;
+                    if let Some(rm) = broker.replicas() {
+                        rm.appended(&name, part.index);
+                        if acks == -1 {
+                            waits.push((
+                                resp.responses.len(),
+                                t.partition_responses.len(),
+                                CommitWait {
+                                    log: log.clone(),
+                                    target: outcome.last_offset + 1,
+                                    min_insync,
+                                },
+                            ));
+                        }
+                    }
                     let mut p = PartitionProduceResponse::default();
                     p.index = part.index;
                     p.base_offset = outcome.base_offset;
@@ -131,6 +164,18 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Option<Produce
             }
         }
         resp.responses.push(t);
+    }
+    if let (Some(rm), false) = (broker.replicas(), waits.is_empty()) {
+        let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+        let (places, waits): (Vec<_>, Vec<_>) =
+            waits.into_iter().map(|(t, p, w)| ((t, p), w)).unzip();
+        let results = rm.wait_committed(&waits, timeout).await;
+        for ((t, p), error) in places.into_iter().zip(results) {
+            if error != code::NONE {
+                let slot = &mut resp.responses[t].partition_responses[p];
+                *slot = partition_error(slot.index, error, None);
+            }
+        }
     }
     if acks == 0 {
         return None;

@@ -301,11 +301,9 @@ pub async fn dispatch(
             let _req: ApiVersionsRequest = decode(&mut frame, api, version)?;
             respond!(api_versions::handle())
         }
-        ApiKey::Metadata => respond!(metadata::handle(
-            broker,
-            decode(&mut frame, api, version)?,
-            version
-        )),
+        ApiKey::Metadata => {
+            respond!(metadata::handle(broker, decode(&mut frame, api, version)?, version).await)
+        }
         ApiKey::Produce => {
             let req: ProduceRequest = decode(&mut frame, api, version)?;
             match produce::handle(broker, req).await {
@@ -339,13 +337,11 @@ pub async fn dispatch(
             broker,
             decode(&mut frame, api, version)?
         )),
-        ApiKey::CreateTopics => respond!(admin::create_topics(
-            broker,
-            decode(&mut frame, api, version)?,
-            version
-        )),
+        ApiKey::CreateTopics => {
+            respond!(admin::create_topics(broker, decode(&mut frame, api, version)?, version).await)
+        }
         ApiKey::DeleteTopics => {
-            let resp = admin::delete_topics(broker, decode(&mut frame, api, version)?);
+            let resp = admin::delete_topics(broker, decode(&mut frame, api, version)?).await;
             // Committed offsets of deleted topics go with them.
             for deleted in resp.responses.iter().filter(|t| t.error_code == code::NONE) {
                 if let Some(name) = &deleted.name {
@@ -355,10 +351,7 @@ pub async fn dispatch(
             respond!(resp)
         }
         ApiKey::CreatePartitions => {
-            respond!(admin::create_partitions(
-                broker,
-                decode(&mut frame, api, version)?
-            ))
+            respond!(admin::create_partitions(broker, decode(&mut frame, api, version)?).await)
         }
         ApiKey::DescribeConfigs => {
             respond!(admin::describe_configs(
@@ -366,15 +359,13 @@ pub async fn dispatch(
                 decode(&mut frame, api, version)?
             ))
         }
-        ApiKey::AlterConfigs => respond!(admin::alter_configs(
-            broker,
-            decode(&mut frame, api, version)?
-        )),
+        ApiKey::AlterConfigs => {
+            respond!(admin::alter_configs(broker, decode(&mut frame, api, version)?).await)
+        }
         ApiKey::IncrementalAlterConfigs => {
-            respond!(admin::incremental_alter_configs(
-                broker,
-                decode(&mut frame, api, version)?
-            ))
+            respond!(
+                admin::incremental_alter_configs(broker, decode(&mut frame, api, version)?).await
+            )
         }
         ApiKey::DescribeCluster => respond!(admin::describe_cluster(
             broker,
@@ -384,12 +375,17 @@ pub async fn dispatch(
             broker,
             decode(&mut frame, api, version)?
         )),
-        ApiKey::FindCoordinator => respond!(group_api::find_coordinator(
-            groups,
-            broker,
-            decode(&mut frame, api, version)?,
-            version
-        )),
+        ApiKey::FindCoordinator => {
+            if let Some(rm) = broker.replicas() {
+                rm.ensure_offsets_topic().await;
+            }
+            respond!(group_api::find_coordinator(
+                groups,
+                broker,
+                decode(&mut frame, api, version)?,
+                version
+            ))
+        }
         ApiKey::JoinGroup => {
             let client = ClientInfo {
                 client_id: header

@@ -170,6 +170,9 @@ struct LogState {
     producers: ProducerTable,
     /// Leader-epoch cache: (epoch, start offset), ascending by epoch.
     epochs: Vec<(i32, i64)>,
+    /// In a cluster the high watermark follows the ISR (moved by the
+    /// replica manager); on a single node it follows every append.
+    replicated: bool,
 }
 
 /// One partition's log.
@@ -190,6 +193,8 @@ pub struct PartitionLog {
     state: Mutex<LogState>,
     /// Publishes the high watermark; fetchers waiting for data subscribe.
     high_watermark_tx: watch::Sender<i64>,
+    /// Publishes the log end offset; replica fetches wait on it.
+    log_end_tx: watch::Sender<i64>,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -299,6 +304,7 @@ impl PartitionLog {
 
         let leader_epoch = epochs.last().map(|e| e.0).unwrap_or(0);
         let (high_watermark_tx, _) = watch::channel(log_end_offset);
+        let (log_end_tx, _) = watch::channel(log_end_offset);
         Ok(PartitionLog {
             topic: topic.to_string(),
             partition,
@@ -316,8 +322,10 @@ impl PartitionLog {
                 size_bytes,
                 producers,
                 epochs,
+                replicated: false,
             }),
             high_watermark_tx,
+            log_end_tx,
         })
     }
 
@@ -405,41 +413,18 @@ impl PartitionLog {
                 size: produced.bytes.len() as u32,
                 leader_epoch: state.leader_epoch,
             };
-            let mut chunks = sled::Batch::default();
-            for (i, chunk) in produced.bytes.chunks(CHUNK_BYTES).enumerate() {
-                chunks.insert(&chunk_key(base, i as u16), chunk);
-            }
-            self.batches.apply_batch(chunks)?;
-            self.index.insert(offset_key(base), &summary.encode())?;
-            if idempotent {
-                let mut entry = state
-                    .producers
-                    .get(&h.producer_id)
-                    .cloned()
-                    .unwrap_or_default();
-                entry.record(
-                    h.producer_epoch,
-                    SequencedBatch {
-                        first_sequence: h.base_sequence,
-                        last_sequence: h.last_sequence(),
-                        base_offset: summary.base_offset,
-                        last_offset: summary.last_offset,
-                    },
-                );
-                self.producers_tree
-                    .insert(self.producer_key(h.producer_id), entry.encode())?;
-                state.producers.insert(h.producer_id, entry);
-            }
-            state.log_end_offset = summary.last_offset + 1;
-            state.size_bytes += summary.size as u64;
+            self.store_batch(&mut state, &produced.bytes, &h, summary)?;
             first_base.get_or_insert(base);
             last_offset = summary.last_offset;
             wrote = true;
         }
         if wrote {
-            // One node: every appended record is committed at once.
-            state.high_watermark = state.log_end_offset;
-            self.high_watermark_tx.send_replace(state.high_watermark);
+            self.log_end_tx.send_replace(state.log_end_offset);
+            if !state.replicated {
+                // One node: every appended record is committed at once.
+                state.high_watermark = state.log_end_offset;
+                self.high_watermark_tx.send_replace(state.high_watermark);
+            }
         }
         Ok(AppendOutcome {
             base_offset: first_base.unwrap_or(state.log_end_offset),
@@ -447,6 +432,252 @@ impl PartitionLog {
             log_append_time: append_time.unwrap_or(-1),
             log_start_offset: state.log_start_offset,
         })
+    }
+
+    /// Write one batch (already given its offsets) as chunks plus its index
+    /// entry, record its producer sequence, and move the log end.
+    fn store_batch(
+        &self,
+        state: &mut LogState,
+        bytes: &[u8],
+        h: &batch::BatchHeader,
+        summary: BatchSummary,
+    ) -> Result<(), AppendError> {
+        let mut chunks = sled::Batch::default();
+        for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
+            chunks.insert(&chunk_key(summary.base_offset, i as u16), chunk);
+        }
+        self.batches.apply_batch(chunks)?;
+        self.index
+            .insert(offset_key(summary.base_offset), &summary.encode())?;
+        if h.producer_id >= 0 && h.base_sequence >= 0 {
+            let mut entry = state
+                .producers
+                .get(&h.producer_id)
+                .cloned()
+                .unwrap_or_default();
+            entry.record(
+                h.producer_epoch,
+                SequencedBatch {
+                    first_sequence: h.base_sequence,
+                    last_sequence: h.last_sequence(),
+                    base_offset: summary.base_offset,
+                    last_offset: summary.last_offset,
+                },
+            );
+            self.producers_tree
+                .insert(self.producer_key(h.producer_id), entry.encode())?;
+            state.producers.insert(h.producer_id, entry);
+        }
+        state.log_end_offset = summary.last_offset + 1;
+        state.size_bytes += summary.size as u64;
+        Ok(())
+    }
+
+    /// Append batches fetched from the leader, as they are: offsets, leader
+    /// epochs and producer sequences come from the leader (so a follower
+    /// that becomes leader deduplicates retries as the old one did). Batches
+    /// the log already holds are skipped; the first batch that does not
+    /// start at the log end stops the append. Returns how many were written.
+    pub fn append_replicated(&self, records: Bytes) -> Result<usize, AppendError> {
+        let mut state = self.lock();
+        let mut written = 0;
+        for bytes in batch::iter_batches(records) {
+            let h = batch::parse_header(&bytes)?;
+            if h.last_offset() < state.log_end_offset {
+                continue;
+            }
+            if h.base_offset != state.log_end_offset {
+                break;
+            }
+            let summary = BatchSummary {
+                base_offset: h.base_offset,
+                last_offset: h.last_offset(),
+                max_timestamp: h.max_timestamp,
+                size: bytes.len() as u32,
+                leader_epoch: h.partition_leader_epoch,
+            };
+            if state
+                .epochs
+                .last()
+                .is_none_or(|(e, _)| h.partition_leader_epoch > *e)
+            {
+                state.epochs.push((h.partition_leader_epoch, h.base_offset));
+                self.persist_meta(&state)?;
+            }
+            self.store_batch(&mut state, &bytes, &h, summary)?;
+            written += 1;
+        }
+        if written > 0 {
+            self.log_end_tx.send_replace(state.log_end_offset);
+        }
+        Ok(written)
+    }
+
+    /// Make the high watermark follow the ISR (cluster mode): it restarts
+    /// from the last checkpoint and moves only by `set_high_watermark`.
+    pub fn set_replicated(&self) -> Result<(), StorageError> {
+        let checkpoint = self.logmeta.get(self.hw_key())?.and_then(|v| {
+            let b: [u8; 8] = v.as_ref().try_into().ok()?;
+            Some(i64::from_be_bytes(b))
+        });
+        let mut state = self.lock();
+        if !state.replicated {
+            state.replicated = true;
+            state.high_watermark = checkpoint
+                .unwrap_or(state.log_start_offset)
+                .clamp(state.log_start_offset, state.log_end_offset);
+            self.high_watermark_tx.send_replace(state.high_watermark);
+        }
+        Ok(())
+    }
+
+    /// Move the high watermark forward to `hw` (never past the log end, never back).
+    pub fn set_high_watermark(&self, hw: i64) {
+        let mut state = self.lock();
+        let hw = hw.min(state.log_end_offset);
+        if hw > state.high_watermark {
+            state.high_watermark = hw;
+            self.high_watermark_tx.send_replace(hw);
+        }
+    }
+
+    /// Persist the high watermark (read back by `set_replicated`).
+    pub fn checkpoint_high_watermark(&self) -> Result<(), StorageError> {
+        let hw = self.high_watermark();
+        self.logmeta.insert(self.hw_key(), &hw.to_be_bytes())?;
+        Ok(())
+    }
+
+    fn hw_key(&self) -> Vec<u8> {
+        let mut k = self.meta_key.clone();
+        k.extend_from_slice(b"/hw");
+        k
+    }
+
+    /// Subscribe to log-end changes (for replica fetches).
+    pub fn subscribe_end(&self) -> watch::Receiver<i64> {
+        self.log_end_tx.subscribe()
+    }
+
+    /// Lead with `epoch`: later appends carry it, and the epoch cache
+    /// records that it starts at the current log end.
+    pub fn become_leader(&self, epoch: i32) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        if state.epochs.last().is_none_or(|(e, _)| epoch > *e) {
+            let start = state.log_end_offset;
+            state.epochs.push((epoch, start));
+            self.persist_meta(&state)?;
+        }
+        state.leader_epoch = epoch;
+        Ok(())
+    }
+
+    /// Follow a leader in `epoch` (what fetch requests are checked against).
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.lock().leader_epoch = epoch;
+    }
+
+    /// The newest epoch in the epoch cache (what a follower asks the leader about).
+    pub fn latest_epoch(&self) -> i32 {
+        self.lock().epochs.last().map(|e| e.0).unwrap_or(0)
+    }
+
+    /// Remove everything from `offset` on (a follower diverged from its new
+    /// leader). A batch that spans `offset` goes whole. Returns the new log end.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64, ReadError> {
+        let mut state = self.lock();
+        if offset >= state.log_end_offset {
+            return Ok(state.log_end_offset);
+        }
+        let doomed: Vec<BatchSummary> = self
+            .index
+            .iter()
+            .rev()
+            .filter_map(|r| r.ok())
+            .filter_map(|(k, v)| BatchSummary::decode(&k, &v))
+            .take_while(|s| s.last_offset >= offset)
+            .collect();
+        let mut new_end = offset.min(state.log_end_offset);
+        for s in &doomed {
+            self.remove_batch(&mut state, s)?;
+            new_end = new_end.min(s.base_offset);
+        }
+        let new_end = new_end.max(state.log_start_offset);
+        state.log_end_offset = new_end;
+        state.high_watermark = state.high_watermark.min(new_end);
+        state.epochs.retain(|(_, start)| *start < new_end);
+        if state.epochs.is_empty() {
+            let start = state.log_start_offset;
+            state.epochs.push((0, start));
+        }
+        let mut emptied = Vec::new();
+        for (pid, entry) in state.producers.iter_mut() {
+            entry.batches.retain(|b| b.last_offset < new_end);
+            if entry.batches.is_empty() {
+                emptied.push(*pid);
+            } else {
+                self.producers_tree
+                    .insert(self.producer_key(*pid), entry.encode())?;
+            }
+        }
+        for pid in emptied {
+            state.producers.remove(&pid);
+            self.producers_tree.remove(self.producer_key(pid))?;
+        }
+        self.persist_meta(&state)?;
+        self.log_end_tx.send_replace(new_end);
+        tracing::info!(topic = %self.topic, partition = self.partition, log_end_offset = new_end, "log truncated to the leader's");
+        Ok(new_end)
+    }
+
+    /// Drop the whole log and start it empty at `offset` (a follower so far
+    /// behind that its leader no longer holds the records it needs).
+    pub fn reset_to(&self, offset: i64) -> Result<(), ReadError> {
+        let mut state = self.lock();
+        let end = state.log_end_offset;
+        self.remove_batches_below(&mut state, end.max(offset))?;
+        for (pid, _) in state.producers.drain() {
+            self.producers_tree.remove(self.producer_key(pid))?;
+        }
+        let epoch = state.epochs.last().map_or(0, |e| e.0);
+        state.epochs = vec![(epoch, offset)];
+        state.log_start_offset = offset;
+        state.log_end_offset = offset;
+        state.high_watermark = offset;
+        state.size_bytes = 0;
+        self.persist_meta(&state)?;
+        self.log_end_tx.send_replace(offset);
+        self.high_watermark_tx.send_replace(offset);
+        tracing::info!(topic = %self.topic, partition = self.partition, offset, "log reset to the leader's start");
+        Ok(())
+    }
+
+    /// SHA-256 of the stored bytes of every batch that ends before `upto`,
+    /// and how many batches that is (replicas compare these).
+    pub fn digest(&self, upto: i64) -> Result<(usize, String), ReadError> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut count = 0;
+        for s in self.summaries() {
+            if s.last_offset >= upto {
+                break;
+            }
+            for chunk in self
+                .batches
+                .range(chunk_key(s.base_offset, 0)..chunk_key(s.base_offset + 1, 0))
+                .values()
+            {
+                hasher.update(&chunk?);
+            }
+            count += 1;
+        }
+        let hex = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok((count, hex))
     }
 
     fn producer_key(&self, producer_id: i64) -> Vec<u8> {
@@ -683,18 +914,24 @@ impl PartitionLog {
             .summaries()
             .take_while(|s| s.last_offset < offset)
             .collect();
-        for s in doomed {
-            self.index.remove(offset_key(s.base_offset))?;
-            let chunks: Vec<sled::IVec> = self
-                .batches
-                .range(chunk_key(s.base_offset, 0)..chunk_key(s.base_offset + 1, 0))
-                .keys()
-                .collect::<Result<_, _>>()?;
-            for k in chunks {
-                self.batches.remove(k)?;
-            }
-            state.size_bytes = state.size_bytes.saturating_sub(s.size as u64);
+        for s in &doomed {
+            self.remove_batch(state, s)?;
         }
+        Ok(())
+    }
+
+    /// Remove one batch: its index entry and its chunks.
+    fn remove_batch(&self, state: &mut LogState, s: &BatchSummary) -> Result<(), ReadError> {
+        self.index.remove(offset_key(s.base_offset))?;
+        let chunks: Vec<sled::IVec> = self
+            .batches
+            .range(chunk_key(s.base_offset, 0)..chunk_key(s.base_offset + 1, 0))
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for k in chunks {
+            self.batches.remove(k)?;
+        }
+        state.size_bytes = state.size_bytes.saturating_sub(s.size as u64);
         Ok(())
     }
 
@@ -764,6 +1001,7 @@ impl PartitionLog {
         self.storage
             .drop_tree(&storage::index_tree_name(topic_id, self.partition))?;
         self.logmeta.remove(&self.meta_key)?;
+        self.logmeta.remove(self.hw_key())?;
         let mut prefix = self.meta_key.clone();
         prefix.push(b'/');
         for item in self.producers_tree.scan_prefix(&prefix) {
@@ -841,4 +1079,111 @@ fn decode_logmeta(b: &[u8]) -> Option<(i64, Vec<(i32, i64)>)> {
             epochs
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batch::{encode_plain, split_and_validate, PlainRecord};
+
+    fn open(dir: &std::path::Path, name: &str) -> (Storage, PartitionLog) {
+        let storage = Storage::open(dir, 500, 8 * 1024 * 1024).expect("storage");
+        let log = PartitionLog::open(&storage, name, name, 0).expect("log");
+        (storage, log)
+    }
+
+    fn produce(log: &PartitionLog, values: &[&str]) -> AppendOutcome {
+        let records: Vec<PlainRecord> = values
+            .iter()
+            .map(|v| PlainRecord {
+                key: None,
+                value: Some(Bytes::from(v.to_string())),
+                timestamp: 1,
+            })
+            .collect();
+        let bytes = encode_plain(&records, kafka_protocol::records::Compression::None).unwrap();
+        let batches = split_and_validate(&bytes, 1 << 20).unwrap();
+        log.append(batches, false).unwrap()
+    }
+
+    fn everything(log: &PartitionLog) -> Bytes {
+        let read = log
+            .read(0, usize::MAX, true, ReadLimit::LogEndOffset)
+            .unwrap();
+        read.batches.concat().into()
+    }
+
+    #[test]
+    fn a_follower_copies_the_leaders_batches_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s1, leader) = open(&dir.path().join("l"), "t");
+        let (_s2, follower) = open(&dir.path().join("f"), "t");
+        leader.set_replicated().unwrap();
+        follower.set_replicated().unwrap();
+        leader.become_leader(3).unwrap();
+        produce(&leader, &["a", "b"]);
+        produce(&leader, &["c"]);
+        // Nothing is committed until the ISR has it.
+        assert_eq!(leader.high_watermark(), 0);
+        let sent = everything(&leader);
+        assert_eq!(follower.append_replicated(sent.clone()).unwrap(), 2);
+        // Again: batches it already holds are skipped.
+        assert_eq!(follower.append_replicated(sent).unwrap(), 0);
+        assert_eq!(follower.log_end_offset(), 3);
+        assert_eq!(follower.latest_epoch(), 3);
+        assert_eq!(follower.digest(3).unwrap(), leader.digest(3).unwrap());
+        leader.set_high_watermark(10);
+        assert_eq!(leader.high_watermark(), 3, "capped at the log end");
+    }
+
+    #[test]
+    fn truncation_removes_whole_batches_and_their_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open(dir.path(), "t");
+        log.set_replicated().unwrap();
+        log.become_leader(1).unwrap();
+        produce(&log, &["a", "b"]);
+        log.become_leader(2).unwrap();
+        produce(&log, &["c", "d"]);
+        produce(&log, &["e"]);
+        assert_eq!(log.end_offset_for_epoch(1), (1, 2));
+        // Offset 3 is inside the batch [2, 3]: the whole batch goes.
+        assert_eq!(log.truncate_to(3).unwrap(), 2);
+        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(log.latest_epoch(), 1);
+        assert_eq!(
+            log.read(0, 1 << 20, true, ReadLimit::LogEndOffset)
+                .unwrap()
+                .batches
+                .len(),
+            1
+        );
+        // Appends continue from the cut.
+        assert_eq!(produce(&log, &["x"]).base_offset, 2);
+    }
+
+    #[test]
+    fn high_watermark_checkpoint_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_s, log) = open(dir.path(), "t");
+            log.set_replicated().unwrap();
+            produce(&log, &["a", "b", "c"]);
+            log.set_high_watermark(2);
+            log.checkpoint_high_watermark().unwrap();
+        }
+        let (_s, log) = open(dir.path(), "t");
+        assert_eq!(log.high_watermark(), 3, "a single node commits everything");
+        log.set_replicated().unwrap();
+        assert_eq!(log.high_watermark(), 2);
+        log.reset_to(10).unwrap();
+        assert_eq!(
+            (
+                log.log_start_offset(),
+                log.log_end_offset(),
+                log.high_watermark()
+            ),
+            (10, 10, 10)
+        );
+    }
 }

@@ -2,11 +2,15 @@
 //! voters and the applied metadata image, for the dashboard's cluster page.
 //! A node started without `--peers` answers `{"enabled": false}`.
 
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::broker::Broker;
 use crate::cluster::ClusterHandle;
 
 /// The `/api/raft` route; `cluster` is None on a single node without Raft.
@@ -26,6 +30,51 @@ async fn raft_status(State(cluster): State<Option<ClusterHandle>>) -> Json<Value
             "image": cluster.image(),
         })),
     }
+}
+
+/// `GET /api/replicas` (this node's replicas: role, leader, ISR, offsets)
+/// and `GET /api/replicas/digest?topic=&partition=&upto=` (a digest of the
+/// stored batches below `upto`, which every in-sync replica shares).
+pub fn replicas_router(broker: Arc<Broker>) -> Router {
+    Router::new()
+        .route("/api/replicas", get(replicas))
+        .route("/api/replicas/digest", get(digest))
+        .with_state(broker)
+}
+
+async fn replicas(State(broker): State<Arc<Broker>>) -> Json<Value> {
+    match broker.replicas() {
+        Some(rm) => Json(json!(rm.describe())),
+        None => Json(json!([])),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DigestQuery {
+    topic: String,
+    partition: i32,
+    upto: i64,
+}
+
+async fn digest(
+    State(broker): State<Arc<Broker>>,
+    Query(q): Query<DigestQuery>,
+) -> Result<Json<Value>, (StatusCode, String)> {
+    let log = broker
+        .topic(&q.topic)
+        .and_then(|t| t.partition(q.partition))
+        .ok_or((StatusCode::NOT_FOUND, "no such partition".to_string()))?;
+    let (batches, sha256) = tokio::task::spawn_blocking(move || log.digest(q.upto))
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({
+        "topic": q.topic,
+        "partition": q.partition,
+        "upto": q.upto,
+        "batches": batches,
+        "sha256": sha256,
+    })))
 }
 
 #[cfg(test)]

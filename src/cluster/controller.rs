@@ -1,0 +1,206 @@
+//! The controller: the Raft leader watches broker liveness. Every broker
+//! heartbeats the controller; a broker silent for longer than its session
+//! is fenced (the image moves its leaderships within the ISR); a fenced
+//! broker that heartbeats again is unfenced. In the background, partitions
+//! whose preferred leader (first replica) is live and in sync get it back.
+//!
+//! Heartbeat times are kept only in the controller's memory: a node that
+//! becomes controller gives every broker a full session before fencing it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::image::{Command, CommandResponse};
+use super::{ClusterHandle, PROPOSE_TIMEOUT};
+
+/// Path of heartbeats on the cluster listener.
+pub const HEARTBEAT_PATH: &str = "/cluster/heartbeat";
+
+/// A broker's heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub broker_id: i32,
+}
+
+/// The controller's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    /// False when the receiver is not the controller.
+    pub accepted: bool,
+}
+
+/// Controller timing.
+#[derive(Debug, Clone)]
+pub struct ControllerSettings {
+    /// How often brokers heartbeat.
+    pub heartbeat_interval: Duration,
+    /// A broker silent this long is fenced.
+    pub session_timeout: Duration,
+    /// How often preferred leaders are restored.
+    pub preferred_leader_interval: Duration,
+}
+
+/// Last heartbeat of each broker, as the controller heard it.
+#[derive(Default)]
+pub struct Heartbeats {
+    seen: Mutex<HashMap<i32, Instant>>,
+}
+
+impl Heartbeats {
+    pub fn record(&self, broker_id: i32) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(broker_id, Instant::now());
+    }
+
+    fn last(&self, broker_id: i32) -> Option<Instant> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&broker_id)
+            .copied()
+    }
+
+    fn clear(&self) {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// Start this node's heartbeats and its controller duties (active while it
+/// is the Raft leader).
+pub fn start(handle: ClusterHandle, settings: ControllerSettings, shutdown: watch::Receiver<bool>) {
+    tokio::spawn(send_heartbeats(
+        handle.clone(),
+        settings.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(control(handle, settings, shutdown));
+}
+
+async fn send_heartbeats(
+    handle: ClusterHandle,
+    settings: ControllerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let me = handle.node_id() as i32;
+    let mut tick = tokio::time::interval(settings.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        match handle.controller() {
+            Some(c) if c == handle.node_id() => handle.heartbeats().record(me),
+            Some(c) => {
+                let sent: Result<HeartbeatAck, _> = handle
+                    .call(
+                        c,
+                        HEARTBEAT_PATH,
+                        &Heartbeat { broker_id: me },
+                        settings.heartbeat_interval * 2,
+                    )
+                    .await;
+                if let Err(e) = sent {
+                    tracing::debug!(controller = c, error = %e, "heartbeat not delivered");
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+async fn control(
+    handle: ClusterHandle,
+    settings: ControllerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since: Option<Instant> = None;
+    let mut last_preferred = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if !handle.is_controller() {
+            since = None;
+            continue;
+        }
+        let now = Instant::now();
+        let became = *since.get_or_insert_with(|| {
+            handle.heartbeats().clear();
+            tracing::info!("this node is the controller");
+            now
+        });
+        let image = handle.image();
+        for b in image.brokers.values() {
+            let heard = handle.heartbeats().last(b.broker_id);
+            let last = heard.map_or(became, |h| h.max(became));
+            let silent = now.duration_since(last) > settings.session_timeout;
+            let command = if !b.fenced && silent {
+                tracing::warn!(
+                    broker = b.broker_id,
+                    "broker missed its session; fencing it"
+                );
+                Command::FenceBroker {
+                    broker_id: b.broker_id,
+                }
+            } else if b.fenced && heard.is_some() && !silent {
+                tracing::info!(broker = b.broker_id, "fenced broker is back; unfencing it");
+                Command::UnfenceBroker {
+                    broker_id: b.broker_id,
+                }
+            } else {
+                continue;
+            };
+            if let Err(e) = handle.propose_local(command).await {
+                tracing::warn!(broker = b.broker_id, error = %e, "liveness change not committed");
+            }
+        }
+        if now.duration_since(last_preferred) >= settings.preferred_leader_interval {
+            last_preferred = now;
+            restore_preferred_leaders(&handle).await;
+        }
+    }
+}
+
+/// Give partitions back to their first replica when it is live and in sync.
+async fn restore_preferred_leaders(handle: &ClusterHandle) {
+    let image = handle.image();
+    for (name, topic) in &image.topics {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let Some(&preferred) = p.replicas.first() else {
+                continue;
+            };
+            if p.leader == preferred || !image.is_live(preferred) || !p.isr.contains(&preferred) {
+                continue;
+            }
+            let command = Command::UpdatePartitionLeadership {
+                name: name.clone(),
+                partition: index as i32,
+                leader: preferred,
+                isr: p.isr.clone(),
+                partition_epoch: p.partition_epoch,
+            };
+            match handle.propose(command, PROPOSE_TIMEOUT).await {
+                Ok(CommandResponse::Applied) => {
+                    tracing::info!(topic = %name, partition = index, leader = preferred, "preferred leader restored")
+                }
+                other => {
+                    tracing::debug!(topic = %name, partition = index, result = ?other, "preferred leader not restored")
+                }
+            }
+        }
+    }
+}
+
+/// Shared by the listener (which records heartbeats) and the controller loop.
+pub type SharedHeartbeats = Arc<Heartbeats>;

@@ -1,0 +1,737 @@
+//! Partition replication in a cluster, Kafka's way: the metadata image says
+//! who leads each partition; followers fetch from the leader (`fetcher`);
+//! the leader tracks each follower's log end, moves the high watermark to
+//! the minimum over the ISR, shrinks the ISR when a follower lags longer
+//! than `replica.lag.time.max.ms` and expands it when it catches up
+//! (proposing the change to the controller, as AlterPartition does).
+//!
+//! Owns: the role of every local replica (leader with its ISR state, or
+//! follower of a leader in an epoch), the follower fetchers, the topic
+//! changes that go through the controller (`topics`), and loading and
+//! unloading the group coordinator's `__consumer_offsets` partitions as
+//! their leadership moves.
+//!
+//! Must never: decide leadership itself (the controller does, through the
+//! image), or append to a partition it does not lead except with batches
+//! fetched from its leader.
+//!
+//! Locks: `roles` is held only for bookkeeping, never across I/O or an await.
+
+mod fetcher;
+pub mod placement;
+pub mod topics;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::broker::Broker;
+use crate::cluster::image::{Command, CommandResponse, MetadataImage, NO_LEADER};
+use crate::cluster::{ClusterHandle, PROPOSE_TIMEOUT};
+use crate::group::records::OFFSETS_TOPIC;
+use crate::group::GroupCoordinator;
+use crate::kafka::code;
+use crate::log::PartitionLog;
+
+/// How replication behaves (Kafka's `replica.*` settings).
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// A follower that has not caught up for this long leaves the ISR.
+    pub replica_lag_time_max: Duration,
+    /// How long a follower's fetch waits at the leader for new data.
+    pub fetch_max_wait: Duration,
+    /// Most bytes per partition in one follower fetch.
+    pub fetch_partition_max_bytes: i32,
+    /// Replication factor of topics created without one.
+    pub default_replication_factor: i16,
+    /// Partitions of `__consumer_offsets` when it is created.
+    pub offsets_topic_partitions: i32,
+}
+
+/// What a follower's fetch progress looks like to the leader.
+#[derive(Debug, Clone, Copy)]
+struct FollowerProgress {
+    /// The follower's log end offset (its last fetch offset); -1 unknown.
+    log_end_offset: i64,
+    /// The last time its fetch asked for the leader's log end or beyond.
+    last_caught_up: Instant,
+}
+
+/// A partition this node leads.
+#[derive(Debug)]
+struct LeaderState {
+    epoch: i32,
+    partition_epoch: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    followers: HashMap<i32, FollowerProgress>,
+    /// An ISR change was proposed and is not applied yet.
+    isr_change_pending: bool,
+}
+
+/// The role of one local replica.
+#[derive(Debug)]
+enum Role {
+    Leader(LeaderState),
+    /// Following the partition's leader (or waiting for one to be elected).
+    Follower,
+}
+
+type PartitionKey = (String, i32);
+
+/// A partition whose produce waits for acks=all.
+pub struct CommitWait {
+    pub log: Arc<PartitionLog>,
+    /// The offset the high watermark must reach.
+    pub target: i64,
+    /// `min.insync.replicas` of the topic.
+    pub min_insync: usize,
+}
+
+/// The replication side of one cluster node.
+pub struct ReplicaManager {
+    broker: Arc<Broker>,
+    cluster: ClusterHandle,
+    settings: ReplicaSettings,
+    me: i32,
+    roles: Mutex<HashMap<PartitionKey, Role>>,
+    fetchers: Mutex<HashMap<i32, fetcher::FetcherHandle>>,
+    groups: OnceLock<Arc<GroupCoordinator>>,
+    /// Bumped after each reconcile, so topic changes can wait for it.
+    reconciled: watch::Sender<u64>,
+    shutdown: watch::Receiver<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ReplicaManager {
+    /// Create the manager and start following the image: reconcile on every
+    /// change, check ISRs, checkpoint high watermarks.
+    pub fn start(
+        broker: Arc<Broker>,
+        cluster: ClusterHandle,
+        settings: ReplicaSettings,
+        groups: Arc<GroupCoordinator>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        let manager = Arc::new(ReplicaManager {
+            me: broker.node_id(),
+            broker,
+            cluster,
+            settings,
+            roles: Mutex::new(HashMap::new()),
+            fetchers: Mutex::new(HashMap::new()),
+            groups: OnceLock::new(),
+            reconciled: watch::channel(0).0,
+            shutdown,
+        });
+        let _ = manager.groups.set(groups);
+        manager.broker.set_replicas(Arc::clone(&manager));
+        tokio::spawn(Arc::clone(&manager).follow_image());
+        tokio::spawn(Arc::clone(&manager).maintain());
+        manager
+    }
+
+    /// Persist every partition's high watermark (at shutdown).
+    pub fn checkpoint_all(&self) {
+        for log in self.all_logs() {
+            if let Err(e) = log.checkpoint_high_watermark() {
+                tracing::warn!(topic = %log.topic, partition = log.partition, error = %e, "cannot checkpoint the high watermark");
+            }
+        }
+    }
+
+    pub fn cluster(&self) -> &ClusterHandle {
+        &self.cluster
+    }
+
+    pub fn settings(&self) -> &ReplicaSettings {
+        &self.settings
+    }
+
+    /// This node's broker id.
+    pub fn node_id(&self) -> i32 {
+        self.me
+    }
+
+    /// The applied image.
+    pub fn image(&self) -> MetadataImage {
+        self.cluster.image()
+    }
+
+    /// Reconcile whenever the image changes, until shutdown.
+    async fn follow_image(self: Arc<Self>) {
+        let mut changes = self.cluster.subscribe();
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let me = Arc::clone(&self);
+            match tokio::task::spawn_blocking(move || me.reconcile()).await {
+                Ok(()) => {}
+                Err(e) => tracing::error!(error = %e, "reconcile panicked"),
+            }
+            self.reconciled.send_modify(|n| *n += 1);
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return },
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+        }
+        for (_, f) in lock(&self.fetchers).drain() {
+            f.stop();
+        }
+        for log in self.all_logs() {
+            let _ = log.checkpoint_high_watermark();
+        }
+    }
+
+    /// Wait until the image has been reconciled after now (topic changes
+    /// made through the controller are then visible in the local broker).
+    pub async fn wait_reconciled(
+        &self,
+        until: impl Fn(&Broker) -> bool,
+        timeout: Duration,
+    ) -> bool {
+        let mut rx = self.reconciled.subscribe();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if until(&self.broker) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return until(&self.broker),
+            }
+        }
+    }
+
+    fn all_logs(&self) -> Vec<Arc<PartitionLog>> {
+        self.broker
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions())
+            .collect()
+    }
+
+    /// Make local topics and replica roles match the image.
+    fn reconcile(self: &Arc<Self>) {
+        let image = self.cluster.image();
+        for local in self.broker.topics() {
+            if !image.topics.contains_key(&local.name) {
+                lock(&self.roles).retain(|(t, _), _| t != &local.name);
+                if let Err(e) = self.broker.delete_topic(&local.name) {
+                    tracing::error!(topic = %local.name, error = %e, "cannot delete a topic the image dropped");
+                }
+            }
+        }
+        let mut wanted_fetches: HashMap<i32, Vec<(PartitionKey, i32)>> = HashMap::new();
+        for (name, t) in &image.topics {
+            let topic = match self.broker.sync_topic(
+                name,
+                t.topic_id,
+                t.partitions.len() as i32,
+                &t.configs,
+            ) {
+                Ok(topic) => topic,
+                Err(e) => {
+                    tracing::error!(topic = %name, error = %e, "cannot create a topic of the image");
+                    continue;
+                }
+            };
+            for (index, p) in t.partitions.iter().enumerate() {
+                let index = index as i32;
+                let Some(log) = topic.partition(index) else {
+                    continue;
+                };
+                if let Err(e) = log.set_replicated() {
+                    tracing::error!(topic = %name, partition = index, error = %e, "cannot read the high watermark checkpoint");
+                }
+                let key = (name.clone(), index);
+                if !p.replicas.contains(&self.me) {
+                    self.drop_role(&key);
+                    continue;
+                }
+                if p.leader == self.me {
+                    self.lead(&key, &log, p);
+                } else {
+                    let became = {
+                        let mut roles = lock(&self.roles);
+                        let was_leader = matches!(roles.get(&key), Some(Role::Leader(_)));
+                        roles.insert(key.clone(), Role::Follower);
+                        was_leader
+                    };
+                    log.set_leader_epoch(p.leader_epoch);
+                    if became {
+                        tracing::info!(topic = %name, partition = index, leader = p.leader, epoch = p.leader_epoch, "now following");
+                        self.on_leadership_lost(&key);
+                    }
+                    if p.leader != NO_LEADER {
+                        wanted_fetches
+                            .entry(p.leader)
+                            .or_default()
+                            .push((key, p.leader_epoch));
+                    }
+                }
+            }
+        }
+        self.update_fetchers(&image, wanted_fetches);
+    }
+
+    /// Take or keep the leadership of a partition as the image says.
+    fn lead(
+        self: &Arc<Self>,
+        key: &PartitionKey,
+        log: &Arc<PartitionLog>,
+        p: &crate::cluster::image::PartitionImage,
+    ) {
+        let newly = {
+            let mut roles = lock(&self.roles);
+            match roles.get_mut(key) {
+                Some(Role::Leader(ls)) if ls.epoch == p.leader_epoch => {
+                    if ls.partition_epoch != p.partition_epoch {
+                        ls.partition_epoch = p.partition_epoch;
+                        ls.isr = p.isr.clone();
+                        ls.replicas = p.replicas.clone();
+                        ls.isr_change_pending = false;
+                    }
+                    false
+                }
+                _ => {
+                    let now = Instant::now();
+                    let followers = p
+                        .replicas
+                        .iter()
+                        .filter(|r| **r != self.me)
+                        .map(|r| {
+                            (
+                                *r,
+                                FollowerProgress {
+                                    log_end_offset: -1,
+                                    last_caught_up: now,
+                                },
+                            )
+                        })
+                        .collect();
+                    roles.insert(
+                        key.clone(),
+                        Role::Leader(LeaderState {
+                            epoch: p.leader_epoch,
+                            partition_epoch: p.partition_epoch,
+                            replicas: p.replicas.clone(),
+                            isr: p.isr.clone(),
+                            followers,
+                            isr_change_pending: false,
+                        }),
+                    );
+                    true
+                }
+            }
+        };
+        if newly {
+            if let Err(e) = log.become_leader(p.leader_epoch) {
+                tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot record the new leader epoch");
+            }
+            tracing::info!(topic = %key.0, partition = key.1, epoch = p.leader_epoch, "now leading");
+            if key.0 == OFFSETS_TOPIC {
+                if let Some(groups) = self.groups.get() {
+                    if let Err(e) = groups.load_partition(key.1) {
+                        tracing::error!(partition = key.1, error = %e, "cannot load groups");
+                    }
+                }
+            }
+        }
+        self.update_high_watermark(key, log);
+    }
+
+    fn drop_role(&self, key: &PartitionKey) {
+        let was_leader = matches!(lock(&self.roles).remove(key), Some(Role::Leader(_)));
+        if was_leader {
+            self.on_leadership_lost(key);
+        }
+    }
+
+    fn on_leadership_lost(&self, key: &PartitionKey) {
+        if key.0 == OFFSETS_TOPIC {
+            if let Some(groups) = self.groups.get() {
+                groups.unload_partition(key.1);
+            }
+        }
+    }
+
+    /// Start, retarget and stop follower fetchers.
+    fn update_fetchers(
+        self: &Arc<Self>,
+        image: &MetadataImage,
+        wanted: HashMap<i32, Vec<(PartitionKey, i32)>>,
+    ) {
+        let mut fetchers = lock(&self.fetchers);
+        fetchers.retain(|leader, f| {
+            let keep = wanted.contains_key(leader) && !f.is_finished();
+            if !keep {
+                f.stop();
+            }
+            keep
+        });
+        for (leader, partitions) in wanted {
+            let addr = image
+                .brokers
+                .get(&leader)
+                .map(|b| b.kafka_addr.clone())
+                .unwrap_or_default();
+            let f = fetchers.entry(leader).or_insert_with(|| {
+                fetcher::FetcherHandle::spawn(Arc::clone(self), leader, self.shutdown.clone())
+            });
+            f.set_target(addr, partitions.into_iter().collect::<BTreeMap<_, _>>());
+        }
+    }
+
+    /// The log of a local partition.
+    fn log(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
+        self.broker.topic(topic)?.partition(partition)
+    }
+
+    /// NONE when this node leads the partition (in `epoch`, if the client
+    /// gave one), else the error a client should see.
+    pub fn leader_error(&self, topic: &str, partition: i32, epoch: i32) -> i16 {
+        match lock(&self.roles).get(&(topic.to_owned(), partition)) {
+            Some(Role::Leader(ls)) => crate::kafka::leader_epoch_error(epoch, ls.epoch),
+            Some(Role::Follower) | None => code::NOT_LEADER_OR_FOLLOWER,
+        }
+    }
+
+    /// The ISR size, if this node leads the partition.
+    pub fn isr_len(&self, topic: &str, partition: i32) -> Option<usize> {
+        match lock(&self.roles).get(&(topic.to_owned(), partition)) {
+            Some(Role::Leader(ls)) => Some(ls.isr.len()),
+            _ => None,
+        }
+    }
+
+    /// After a local append on a leader: an ISR of one commits at once.
+    pub fn appended(&self, topic: &str, partition: i32) {
+        if let Some(log) = self.log(topic, partition) {
+            self.update_high_watermark(&(topic.to_owned(), partition), &log);
+        }
+    }
+
+    /// A follower fetched from `fetch_offset`: record its progress, move the
+    /// high watermark, and propose it back into the ISR once caught up.
+    /// Returns NONE, or the error for the follower.
+    pub fn follower_fetched(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: i32,
+        replica: i32,
+        fetch_offset: i64,
+        epoch: i32,
+    ) -> i16 {
+        let key = (topic.to_owned(), partition);
+        let Some(log) = self.log(topic, partition) else {
+            return code::UNKNOWN_TOPIC_OR_PARTITION;
+        };
+        let leo = log.log_end_offset();
+        let expand = {
+            let mut roles = lock(&self.roles);
+            let Some(Role::Leader(ls)) = roles.get_mut(&key) else {
+                return code::NOT_LEADER_OR_FOLLOWER;
+            };
+            let e = crate::kafka::leader_epoch_error(epoch, ls.epoch);
+            if e != code::NONE {
+                return e;
+            }
+            if !ls.replicas.contains(&replica) {
+                return code::NOT_LEADER_OR_FOLLOWER;
+            }
+            let now = Instant::now();
+            let progress = ls.followers.entry(replica).or_insert(FollowerProgress {
+                log_end_offset: -1,
+                last_caught_up: now,
+            });
+            progress.log_end_offset = fetch_offset;
+            if fetch_offset >= leo {
+                progress.last_caught_up = now;
+            }
+            let caught_up = fetch_offset >= log.high_watermark() && fetch_offset >= leo;
+            if caught_up && !ls.isr.contains(&replica) && !ls.isr_change_pending {
+                ls.isr_change_pending = true;
+                let mut isr = ls.isr.clone();
+                isr.push(replica);
+                isr.sort_by_key(|b| ls.replicas.iter().position(|r| r == b));
+                Some((isr, ls.partition_epoch))
+            } else {
+                None
+            }
+        };
+        self.update_high_watermark(&key, &log);
+        if let Some((isr, partition_epoch)) = expand {
+            tracing::info!(
+                topic,
+                partition,
+                replica,
+                "follower caught up; expanding the ISR"
+            );
+            self.propose_isr(key, isr, partition_epoch);
+        }
+        code::NONE
+    }
+
+    /// Set the high watermark to the smallest log end over the ISR.
+    fn update_high_watermark(&self, key: &PartitionKey, log: &PartitionLog) {
+        let leo = log.log_end_offset();
+        let hw = {
+            let roles = lock(&self.roles);
+            let Some(Role::Leader(ls)) = roles.get(key) else {
+                return;
+            };
+            ls.isr
+                .iter()
+                .map(|b| {
+                    if *b == self.me {
+                        leo
+                    } else {
+                        ls.followers.get(b).map_or(-1, |f| f.log_end_offset)
+                    }
+                })
+                .min()
+                .unwrap_or(leo)
+        };
+        if hw >= 0 {
+            log.set_high_watermark(hw);
+        }
+    }
+
+    /// Propose a new ISR for a partition this node leads (AlterPartition).
+    fn propose_isr(self: &Arc<Self>, key: PartitionKey, isr: Vec<i32>, partition_epoch: i32) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let command = Command::UpdatePartitionLeadership {
+                name: key.0.clone(),
+                partition: key.1,
+                leader: me.me,
+                isr: isr.clone(),
+                partition_epoch,
+            };
+            let result = me.cluster.propose(command, PROPOSE_TIMEOUT).await;
+            match &result {
+                Ok(CommandResponse::Applied) => {
+                    tracing::info!(topic = %key.0, partition = key.1, ?isr, "ISR changed")
+                }
+                other => {
+                    tracing::info!(topic = %key.0, partition = key.1, result = ?other, "ISR change not applied")
+                }
+            }
+            if !matches!(result, Ok(CommandResponse::Applied)) {
+                if let Some(Role::Leader(ls)) = lock(&me.roles).get_mut(&key) {
+                    ls.isr_change_pending = false;
+                }
+            }
+        });
+    }
+
+    /// Every half second: shrink ISRs of lagging followers; every few
+    /// seconds: checkpoint high watermarks.
+    async fn maintain(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.clone();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_checkpoint = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            let now = Instant::now();
+            let mut shrinks = Vec::new();
+            {
+                let mut roles = lock(&self.roles);
+                for (key, role) in roles.iter_mut() {
+                    let Role::Leader(ls) = role else { continue };
+                    if ls.isr_change_pending {
+                        continue;
+                    }
+                    let lagging: HashSet<i32> = ls
+                        .isr
+                        .iter()
+                        .filter(|b| **b != self.me)
+                        .filter(|b| {
+                            ls.followers.get(b).is_none_or(|f| {
+                                now.duration_since(f.last_caught_up)
+                                    > self.settings.replica_lag_time_max
+                            })
+                        })
+                        .copied()
+                        .collect();
+                    if !lagging.is_empty() {
+                        ls.isr_change_pending = true;
+                        let isr: Vec<i32> = ls
+                            .isr
+                            .iter()
+                            .filter(|b| !lagging.contains(b))
+                            .copied()
+                            .collect();
+                        shrinks.push((key.clone(), isr, ls.partition_epoch));
+                    }
+                }
+            }
+            for (key, isr, partition_epoch) in shrinks {
+                tracing::info!(topic = %key.0, partition = key.1, ?isr, "followers lagging; shrinking the ISR");
+                self.propose_isr(key, isr, partition_epoch);
+            }
+            if now.duration_since(last_checkpoint) >= Duration::from_secs(2) {
+                last_checkpoint = now;
+                let logs = self.all_logs();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for log in logs {
+                        let _ = log.checkpoint_high_watermark();
+                    }
+                })
+                .await;
+            }
+        }
+    }
+
+    /// Wait until each partition's high watermark reaches its target
+    /// (acks=all). Per partition: NONE, NOT_ENOUGH_REPLICAS_AFTER_APPEND
+    /// when the ISR shrank below `min.insync.replicas` meanwhile,
+    /// NOT_LEADER_OR_FOLLOWER when leadership moved, or REQUEST_TIMED_OUT.
+    pub async fn wait_committed(&self, waits: &[CommitWait], timeout: Duration) -> Vec<i16> {
+        let deadline = Instant::now() + timeout;
+        let mut results = Vec::with_capacity(waits.len());
+        for w in waits {
+            let mut rx = w.log.subscribe();
+            let outcome = loop {
+                if self.leader_error(&w.log.topic, w.log.partition, -1) != code::NONE {
+                    break code::NOT_LEADER_OR_FOLLOWER;
+                }
+                if *rx.borrow_and_update() >= w.target || w.log.high_watermark() >= w.target {
+                    let isr = self.isr_len(&w.log.topic, w.log.partition).unwrap_or(0);
+                    break if isr >= w.min_insync {
+                        code::NONE
+                    } else {
+                        code::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+                    };
+                }
+                // Leadership changes do not touch the watermark: look again
+                // now and then.
+                let step = (Instant::now() + Duration::from_millis(200)).min(deadline);
+                match tokio::time::timeout_at(step, rx.changed()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break code::NOT_LEADER_OR_FOLLOWER,
+                    Err(_) if Instant::now() >= deadline => break code::REQUEST_TIMED_OUT,
+                    Err(_) => {}
+                }
+            };
+            results.push(outcome);
+        }
+        results
+    }
+
+    /// One line per local replica for `/api/replicas`.
+    pub fn describe(&self) -> Vec<ReplicaView> {
+        let image = self.cluster.image();
+        let roles = lock(&self.roles);
+        let mut out = Vec::new();
+        for (name, t) in &image.topics {
+            let Some(topic) = self.broker.topic(name) else {
+                continue;
+            };
+            for (index, p) in t.partitions.iter().enumerate() {
+                if !p.replicas.contains(&self.me) {
+                    continue;
+                }
+                let Some(log) = topic.partition(index as i32) else {
+                    continue;
+                };
+                let role = match roles.get(&(name.clone(), index as i32)) {
+                    Some(Role::Leader(_)) => "leader",
+                    Some(Role::Follower) => "follower",
+                    None => "none",
+                };
+                out.push(ReplicaView {
+                    topic: name.clone(),
+                    partition: index as i32,
+                    role,
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    log_start_offset: log.log_start_offset(),
+                    log_end_offset: log.log_end_offset(),
+                    high_watermark: log.high_watermark(),
+                });
+            }
+        }
+        out
+    }
+
+    /// The coordinator of `group_id`: the leader of its `__consumer_offsets`
+    /// partition, as (broker id, host, port).
+    pub fn coordinator_of(&self, group_id: &str) -> Result<(i32, String, i32), i16> {
+        let image = self.image();
+        let topic = image
+            .topics
+            .get(OFFSETS_TOPIC)
+            .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
+        let index = crate::group::records::partition_for(group_id, topic.partitions.len() as i32);
+        let leader = topic
+            .partitions
+            .get(index as usize)
+            .map_or(NO_LEADER, |p| p.leader);
+        let registration = image
+            .brokers
+            .get(&leader)
+            .filter(|b| !b.fenced)
+            .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
+        let (host, port) = crate::kafka::metadata::host_port(&registration.kafka_addr);
+        Ok((leader, host, port))
+    }
+
+    /// Create `__consumer_offsets` through the controller if the image has
+    /// none yet (the first FindCoordinator does this, as Kafka does).
+    pub async fn ensure_offsets_topic(&self) {
+        if self.image().topics.contains_key(OFFSETS_TOPIC) {
+            return;
+        }
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_owned(), "compact".to_owned()),
+            ("retention.ms".to_owned(), "-1".to_owned()),
+            ("retention.bytes".to_owned(), "-1".to_owned()),
+        ]);
+        match self
+            .create_topic(
+                OFFSETS_TOPIC,
+                self.settings.offsets_topic_partitions,
+                -1,
+                configs,
+                false,
+            )
+            .await
+        {
+            Ok(()) | Err(crate::broker::TopicError::AlreadyExists(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC} yet"),
+        }
+    }
+
+    /// The broker this manager serves.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+}
+
+/// One local replica as `/api/replicas` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReplicaView {
+    pub topic: String,
+    pub partition: i32,
+    pub role: &'static str,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+}
