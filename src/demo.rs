@@ -32,11 +32,28 @@ pub struct DemoArgs {
     /// generator starts at; 0 leaves it off.
     #[arg(long, env = "SLUICE_DEMO_RATE", default_value_t = 10.0)]
     pub rate: f64,
+
+    /// Nodes: 1 runs one node in this process; 3 (or more) starts a
+    /// localhost cluster of child processes (as `sluice cluster`) with the
+    /// shop on every node.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub nodes: u32,
 }
 
 /// Run the demo until SIGINT/SIGTERM. `data_dir_given`: whether `--data-dir`
 /// (or `SLUICE_DATA_DIR`) was set; if not, a fresh temporary one is used.
 pub async fn run(args: DemoArgs, data_dir_given: bool) -> anyhow::Result<()> {
+    if args.nodes > 1 {
+        let cluster = crate::cluster::launcher::ClusterArgs {
+            nodes: args.nodes,
+            base_dir: data_dir_given.then(|| args.node.data_dir.clone()),
+        };
+        let options = crate::cluster::launcher::LaunchOptions {
+            shop_on_every_node: true,
+            demo_rate: Some(args.rate),
+        };
+        return crate::cluster::launcher::run_with(cluster, options).await;
+    }
     let mut config = args.node;
     let fresh_dir = if data_dir_given {
         None
@@ -55,7 +72,7 @@ pub async fn run(args: DemoArgs, data_dir_given: bool) -> anyhow::Result<()> {
 
     let announce = tokio::spawn(start_traffic_and_announce(
         config.http_addr,
-        config.kafka_addr,
+        config.kafka_addr.to_string(),
         config.data_dir.clone(),
         fresh_dir.is_some(),
         args.rate,
@@ -83,9 +100,9 @@ fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 }
 
 /// Wait for the node, switch the simulator on, and print the addresses.
-async fn start_traffic_and_announce(
+pub async fn start_traffic_and_announce(
     http: SocketAddr,
-    kafka: SocketAddr,
+    kafka: String,
     data_dir: PathBuf,
     temporary: bool,
     rate: f64,

@@ -13,27 +13,15 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import urllib.request
 
+from cluster import free_ports
 from harness import Broker, _die_with_parent, sluice_binary, wait_until
 
 # Seconds a three-node cluster may take to elect a leader and register brokers.
 CONVERGE_TIMEOUT = 30.0
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports: all bound at once, then released."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def raft_view(http_addr: str) -> dict | None:

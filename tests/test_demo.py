@@ -118,3 +118,53 @@ def test_demo_keeps_a_given_data_dir_and_rate_zero_leaves_traffic_off(demos, tmp
     assert get_json(url + "/api/simulator")["enabled"] is False
     assert demo.stop() == 0
     assert data_dir.is_dir(), "a data dir that was asked for stays"
+
+
+NODE_LINE = re.compile(r"node (?P<id>\d+): pid (?P<pid>\d+)\s+kafka \S+\s+http (?P<http>http://\S+)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+@pytest.mark.timeout(240)
+def test_demo_with_three_nodes_runs_the_shop_on_every_node_of_a_cluster(demos, tmp_path):
+    demo = demos(["--nodes", "3", "--data-dir", str(tmp_path / "cluster"), "--rate", "20"])
+    pids: list[int] = []
+    try:
+        (url, data_dir) = wait_until(demo.announced, 90, what="the demo's announcement")
+        assert data_dir == tmp_path / "cluster"
+        nodes = {int(m["id"]): (int(m["pid"]), m["http"]) for m in NODE_LINE.finditer(demo.text())}
+        assert sorted(nodes) == [1, 2, 3]
+        pids = [pid for pid, _ in nodes.values()]
+
+        def three_live_brokers():
+            view = get_json(url + "/api/cluster")
+            alive = [b for b in view["brokers"] if b["alive"]]
+            return view if view["mode"] == "cluster" and len(alive) == 3 else None
+
+        view = wait_until(three_live_brokers, 60, interval=0.2, what="three live brokers")
+        assert sum(1 for b in view["brokers"] if b["controller"]) == 1
+
+        def orders_replicated():
+            topics = {t["name"]: t for t in get_json(url + "/api/cluster")["topics"]}
+            orders = topics.get("orders")
+            return orders and all(len(p["replicas"]) == 3 for p in orders["partitions"])
+
+        wait_until(orders_replicated, 60, interval=0.2, what="the shop's topics on all three")
+        # Every node's shop keeps its own read model of the whole shop.
+        for _, http in nodes.values():
+            wait_until(lambda http=http: get_json(http + "/api/stats")["orders"]["total"] > 0,
+                       60, interval=0.2, what=f"orders in the read model of {http}")
+    finally:
+        code = demo.stop()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert code == 0, demo.text()[-3000:]
+    for pid in pids:
+        wait_until(lambda pid=pid: not _alive(pid), 15, what=f"node pid {pid} gone")

@@ -18,6 +18,9 @@ use tokio::time::Instant;
 use super::image::{Command, CommandResponse};
 use super::{ClusterHandle, PROPOSE_TIMEOUT};
 
+/// How long a new controller's reachability probe of a broker may take.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
 /// Path of heartbeats on the cluster listener.
 pub const HEARTBEAT_PATH: &str = "/cluster/heartbeat";
 
@@ -135,11 +138,16 @@ async fn control(
             continue;
         }
         let now = Instant::now();
-        let became = *since.get_or_insert_with(|| {
-            handle.heartbeats().clear();
-            tracing::info!("this node is the controller");
-            now
-        });
+        let became = match since {
+            Some(t) => t,
+            None => {
+                handle.heartbeats().clear();
+                tracing::info!("this node is the controller");
+                since = Some(now);
+                fence_unreachable(&handle).await;
+                now
+            }
+        };
         let image = handle.image();
         for b in image.brokers.values() {
             let heard = handle.heartbeats().last(b.broker_id);
@@ -168,6 +176,38 @@ async fn control(
         if now.duration_since(last_preferred) >= settings.preferred_leader_interval {
             last_preferred = now;
             restore_preferred_leaders(&handle).await;
+        }
+    }
+}
+
+/// A new controller has heard no heartbeats yet. Brokers whose cluster
+/// listener refuses connections are down (their process is gone): fence
+/// them at once instead of waiting out a whole session for them.
+async fn fence_unreachable(handle: &ClusterHandle) {
+    let image = handle.image();
+    let me = handle.node_id() as i32;
+    let probes = image
+        .brokers
+        .values()
+        .filter(|b| b.broker_id != me && !b.fenced)
+        .map(|b| async move {
+            let probe: Result<super::RaftStatus, _> =
+                super::rpc::get_json(&b.cluster_addr, super::server::STATUS_PATH, PROBE_TIMEOUT)
+                    .await;
+            (b.broker_id, probe)
+        });
+    for (broker_id, probe) in futures::future::join_all(probes).await {
+        if let Err(super::rpc::RpcError::Unreachable { .. }) = probe {
+            tracing::warn!(
+                broker = broker_id,
+                "broker unreachable at controller change; fencing it"
+            );
+            if let Err(e) = handle
+                .propose_local(Command::FenceBroker { broker_id })
+                .await
+            {
+                tracing::warn!(broker = broker_id, error = %e, "fencing not committed");
+            }
         }
     }
 }

@@ -36,8 +36,23 @@ struct NodePlan {
     cluster_addr: String,
 }
 
+/// How `sluice demo --nodes N` changes the launch.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchOptions {
+    /// Run the shop on every node (each keeps its own read model), not only node 1.
+    pub shop_on_every_node: bool,
+    /// Once node 1 is ready, switch its traffic generator on at this rate
+    /// (events/s) and print the dashboard's address.
+    pub demo_rate: Option<f64>,
+}
+
 /// Run the cluster until Ctrl-C/SIGTERM or until a node exits on its own.
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    run_with(args, LaunchOptions::default()).await
+}
+
+/// `run`, with the demo's options.
+pub async fn run_with(args: ClusterArgs, options: LaunchOptions) -> anyhow::Result<()> {
     let base_dir = match args.base_dir {
         Some(dir) => dir,
         None => std::env::temp_dir().join(format!("sluice-cluster-{}", std::process::id())),
@@ -82,7 +97,14 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             .args(["--http-addr", &plan.http_addr])
             .args(["--cluster-addr", &plan.cluster_addr])
             .args(["--peers", &peers])
-            .args(["--shop", if *id == 1 { "true" } else { "false" }])
+            .args([
+                "--shop",
+                if *id == 1 || options.shop_on_every_node {
+                    "true"
+                } else {
+                    "false"
+                },
+            ])
             .kill_on_drop(true);
         let mut child = command
             .spawn()
@@ -105,9 +127,24 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     }
     println!("  bootstrap servers: {}", bootstrap(&plans));
     println!("  Raft status: GET http://{{http}}/api/raft on any node; Ctrl-C stops all");
+    let announce = match (options.demo_rate, plans.get(&1)) {
+        (Some(rate), Some(first)) => {
+            let http = first.http_addr.parse().context("node 1's HTTP address")?;
+            let kafka = bootstrap(&plans);
+            Some(tokio::spawn(crate::demo::start_traffic_and_announce(
+                http,
+                kafka,
+                base_dir.clone(),
+                false,
+                rate,
+            )))
+        }
+        _ => None,
+    };
 
     let mut running = pids.clone();
     let mut failed = None;
+    let _announce = announce;
     tokio::select! {
         _ = crate::node::wait_for_signal() => println!("sluice cluster: stopping all nodes"),
         Some((node, status)) = exited_rx.recv() => {

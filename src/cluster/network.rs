@@ -28,6 +28,9 @@ pub const SNAPSHOT_PATH: &str = "/raft/snapshot";
 
 /// First wait after a peer was found unreachable; doubled up to `BACKOFF_MAX`.
 const BACKOFF_START: Duration = Duration::from_millis(100);
+/// openraft's deadline for an RPC is about one heartbeat; a busy peer (a
+/// follower catching up on a loaded machine) gets at least this long.
+const MIN_RPC_TIMEOUT: Duration = Duration::from_millis(400);
 const BACKOFF_MAX: Duration = Duration::from_millis(1_000);
 
 /// Creates one `PeerClient` per peer the Raft core talks to.
@@ -68,16 +71,20 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let answer: Result<Resp, RaftError<u64, E>> =
-            rpc::post_json(&self.addr, path, request, option.hard_ttl())
-                .await
-                .map_err(|e| match e {
-                    // Down or hanging: openraft backs off before the next try.
-                    RpcError::Unreachable { .. } | RpcError::Timeout { .. } => {
-                        RPCError::Unreachable(Unreachable::new(&e))
-                    }
-                    other => RPCError::Network(NetworkError::new(&other)),
-                })?;
+        let answer: Result<Resp, RaftError<u64, E>> = rpc::post_json(
+            &self.addr,
+            path,
+            request,
+            option.hard_ttl().max(MIN_RPC_TIMEOUT),
+        )
+        .await
+        .map_err(|e| match e {
+            // Down or hanging: openraft backs off before the next try.
+            RpcError::Unreachable { .. } | RpcError::Timeout { .. } => {
+                RPCError::Unreachable(Unreachable::new(&e))
+            }
+            other => RPCError::Network(NetworkError::new(&other)),
+        })?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

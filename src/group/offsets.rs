@@ -12,11 +12,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::records::{OffsetValue, RecordKey};
+use super::records::{OffsetValue, RecordKey, OFFSETS_TOPIC};
 use super::state::{Group, GroupState, CONSUMER_PROTOCOL_TYPE};
 use super::store::KeyValue;
 use super::{lock, now_ms, GroupCoordinator};
 use crate::kafka::code;
+
+/// How long an offset commit waits for the offsets partition's ISR.
+const COMMIT_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Kafka's `offset.metadata.max.bytes`.
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
@@ -118,7 +121,40 @@ impl GroupCoordinator {
                 return all(code::NOT_COORDINATOR);
             }
         }
+        if wrote {
+            // In a cluster a commit is acknowledged once the offsets
+            // partition's ISR holds it (as acks=all), so it survives the
+            // coordinator moving to another node.
+            if let Err(e) = self.wait_replicated(&req.group_id).await {
+                return all(e);
+            }
+        }
         errors
+    }
+
+    /// In a cluster: wait until everything written so far to the group's
+    /// offsets partition is replicated to its ISR.
+    async fn wait_replicated(&self, group_id: &str) -> Result<(), i16> {
+        let Some(rm) = self.broker.replicas() else {
+            return Ok(());
+        };
+        let Some(log) = self
+            .broker
+            .topic(OFFSETS_TOPIC)
+            .and_then(|t| t.partition(self.partition_for(group_id)))
+        else {
+            return Err(code::NOT_COORDINATOR);
+        };
+        let wait = crate::replication::CommitWait {
+            target: log.log_end_offset(),
+            log,
+            min_insync: 1,
+        };
+        match rm.wait_committed(&[wait], COMMIT_REPLICATION_TIMEOUT).await[..] {
+            [code::NONE] => Ok(()),
+            [code::NOT_LEADER_OR_FOLLOWER] => Err(code::NOT_COORDINATOR),
+            _ => Err(code::REQUEST_TIMED_OUT),
+        }
     }
 
     /// Kafka's checks before storing a commit (`doCommitOffsets`).

@@ -168,6 +168,15 @@ impl ReplicaManager {
     async fn follow_image(self: Arc<Self>) {
         let mut changes = self.cluster.subscribe();
         let mut shutdown = self.shutdown.clone();
+        // The image on disk is the previous run's: this node may have lost
+        // the unflushed tail of its logs since. It takes no role until this
+        // run's registration is committed, which also moves its old
+        // leaderships and ISR places elsewhere.
+        let mut registered = self.cluster.registered_epoch();
+        tokio::select! {
+            r = registered.wait_for(|e| e.is_some()) => if r.is_err() { return },
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
         loop {
             let me = Arc::clone(&self);
             match tokio::task::spawn_blocking(move || me.reconcile()).await {
@@ -219,6 +228,12 @@ impl ReplicaManager {
     /// Make local topics and replica roles match the image.
     fn reconcile(self: &Arc<Self>) {
         let image = self.cluster.image();
+        let registered = *self.cluster.registered_epoch().borrow();
+        let applied = image.brokers.get(&self.me).map(|b| b.liveness_epoch);
+        if registered.is_none() || applied < registered {
+            // This run's registration is not in the local image yet.
+            return;
+        }
         for local in self.broker.topics() {
             if !image.topics.contains_key(&local.name) {
                 lock(&self.roles).retain(|(t, _), _| t != &local.name);

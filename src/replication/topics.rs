@@ -196,9 +196,26 @@ impl ReplicaManager {
     ) -> Result<(), TopicError> {
         let partitions = self.broker().validate_new_topic(name, partitions)?;
         validate_configs(&overrides)?;
-        let brokers = self.live_brokers();
+        let mut brokers = self.live_brokers();
         let rf = if replication_factor == -1 {
-            (self.settings().default_replication_factor.max(1) as usize).min(brokers.len())
+            // The default, capped at the cluster's size; while the cluster
+            // starts, wait (briefly) for its brokers to register (a broker
+            // that registered once and is down now is not waited for).
+            let voters = self
+                .cluster()
+                .status()
+                .voters
+                .len()
+                .max(self.cluster().peers().len())
+                .max(1);
+            let wanted = (self.settings().default_replication_factor.max(1) as usize).min(voters);
+            let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
+            let mut changes = self.cluster().subscribe();
+            while self.image().brokers.len() < wanted && tokio::time::Instant::now() < deadline {
+                let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+            }
+            brokers = self.live_brokers();
+            wanted.min(brokers.len())
         } else {
             replication_factor.max(0) as usize
         };

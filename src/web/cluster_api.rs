@@ -33,7 +33,7 @@ pub struct ClusterView {
 #[derive(Debug, Serialize)]
 pub struct ClusterInfo {
     pub cluster_id: String,
-    /// `single-node` until the Raft quorum of the cluster issue exists.
+    /// `single-node`, or `cluster` for a member of a Raft quorum.
     pub mode: &'static str,
     pub controller_id: i32,
     pub brokers: Vec<BrokerInfo>,
@@ -52,8 +52,10 @@ pub struct BrokerInfo {
     pub http_addr: String,
     pub alive: bool,
     pub controller: bool,
-    /// `leader`: a single node decides alone (it is its own quorum of one).
-    pub raft_role: &'static str,
+    /// `leader`: a single node decides alone (it is its own quorum of one);
+    /// in a cluster this node's own Raft role, and `leader`/`follower` for
+    /// the others as this node knows them.
+    pub raft_role: String,
     /// 0: no election has ever taken place on a single node.
     pub raft_term: u64,
     /// True for the node that answered.
@@ -128,40 +130,42 @@ pub fn describe(view: &ClusterView) -> ClusterInfo {
     let broker = &view.broker;
     let id = broker.node_id();
     let (host, port) = broker.advertised();
-    let brokers = vec![BrokerInfo {
-        id,
-        kafka_addr: format!("{host}:{port}"),
-        http_addr: view.http_addr.to_string(),
-        alive: true,
-        controller: true,
-        raft_role: "leader",
-        raft_term: 0,
-        this_node: true,
-    }];
-    let topics = broker
-        .topics()
-        .iter()
-        .map(|topic| TopicInfo {
-            name: topic.name.clone(),
-            id: topic.id.to_string(),
-            internal: topic.internal,
-            partitions: topic
-                .partitions()
+    let (brokers, topics, mode, controller_id, cluster_id) = match broker.replicas() {
+        Some(rm) => cluster_parts(view, rm),
+        None => {
+            let brokers = vec![BrokerInfo {
+                id,
+                kafka_addr: format!("{host}:{port}"),
+                http_addr: view.http_addr.to_string(),
+                alive: true,
+                controller: true,
+                raft_role: "leader".into(),
+                raft_term: 0,
+                this_node: true,
+            }];
+            let topics = broker
+                .topics()
                 .iter()
-                .map(|log| PartitionInfo {
-                    partition: log.partition,
-                    leader: id,
-                    replicas: vec![id],
-                    isr: vec![id],
-                    leader_epoch: log.leader_epoch(),
-                    log_start_offset: log.log_start_offset(),
-                    log_end_offset: log.log_end_offset(),
-                    high_watermark: log.high_watermark(),
-                    size_bytes: log.size_bytes(),
+                .map(|topic| TopicInfo {
+                    name: topic.name.clone(),
+                    id: topic.id.to_string(),
+                    internal: topic.internal,
+                    partitions: topic
+                        .partitions()
+                        .iter()
+                        .map(|log| partition_info(log, id, vec![id], vec![id], log.leader_epoch()))
+                        .collect(),
                 })
-                .collect(),
-        })
-        .collect();
+                .collect();
+            (
+                brokers,
+                topics,
+                "single-node",
+                id,
+                broker.cluster_id.clone(),
+            )
+        }
+    };
     let groups = view
         .groups
         .list_groups(&[])
@@ -208,9 +212,9 @@ pub fn describe(view: &ClusterView) -> ClusterInfo {
         })
         .collect();
     ClusterInfo {
-        cluster_id: broker.cluster_id.clone(),
-        mode: "single-node",
-        controller_id: id,
+        cluster_id,
+        mode,
+        controller_id,
         brokers,
         topics,
         groups,
@@ -219,6 +223,91 @@ pub fn describe(view: &ClusterView) -> ClusterInfo {
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0),
     }
+}
+
+/// One partition as this node's log has it, with the leadership given.
+fn partition_info(
+    log: &crate::log::PartitionLog,
+    leader: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    leader_epoch: i32,
+) -> PartitionInfo {
+    PartitionInfo {
+        partition: log.partition,
+        leader,
+        replicas,
+        isr,
+        leader_epoch,
+        log_start_offset: log.log_start_offset(),
+        log_end_offset: log.log_end_offset(),
+        high_watermark: log.high_watermark(),
+        size_bytes: log.size_bytes(),
+    }
+}
+
+type ClusterParts = (Vec<BrokerInfo>, Vec<TopicInfo>, &'static str, i32, String);
+
+/// Brokers and partitions of a cluster node, from the metadata image
+/// (leaders, replicas, ISR) and this node's replicas (offsets).
+fn cluster_parts(view: &ClusterView, rm: &crate::replication::ReplicaManager) -> ClusterParts {
+    let image = rm.image();
+    let status = rm.cluster().status();
+    let me = view.broker.node_id();
+    let controller = status.leader.map_or(-1, |l| l as i32);
+    let brokers = image
+        .brokers
+        .values()
+        .map(|b| BrokerInfo {
+            id: b.broker_id,
+            kafka_addr: b.kafka_addr.clone(),
+            http_addr: b.http_addr.clone(),
+            alive: !b.fenced,
+            controller: b.broker_id == controller,
+            raft_role: if b.broker_id == me {
+                status.role.to_lowercase()
+            } else if b.broker_id == controller {
+                "leader".into()
+            } else {
+                "follower".into()
+            },
+            raft_term: status.term,
+            this_node: b.broker_id == me,
+        })
+        .collect();
+    let topics = image
+        .topics
+        .iter()
+        .filter_map(|(name, t)| {
+            let local = view.broker.topic(name)?;
+            Some(TopicInfo {
+                name: name.clone(),
+                id: t.topic_id.to_string(),
+                internal: name.starts_with("__"),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| {
+                        let log = local.partition(i as i32)?;
+                        Some(partition_info(
+                            &log,
+                            p.leader,
+                            p.replicas.clone(),
+                            p.isr.clone(),
+                            p.leader_epoch,
+                        ))
+                    })
+                    .collect(),
+            })
+        })
+        .collect();
+    let cluster_id = if image.cluster_id.is_empty() {
+        view.broker.cluster_id.clone()
+    } else {
+        image.cluster_id.clone()
+    };
+    (brokers, topics, "cluster", controller, cluster_id)
 }
 
 /// `orders:0,1 payments:2` from a consumer-protocol assignment; empty if it is
@@ -281,7 +370,7 @@ mod tests {
         assert_eq!(info.brokers.len(), 1);
         let me = &info.brokers[0];
         assert!(me.alive && me.controller && me.this_node);
-        assert_eq!((me.raft_role, me.raft_term), ("leader", 0));
+        assert_eq!((me.raft_role.as_str(), me.raft_term), ("leader", 0));
         assert_eq!(me.http_addr, "127.0.0.1:8080");
 
         let orders = info
