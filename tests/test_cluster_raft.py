@@ -177,7 +177,7 @@ def test_fourth_node_joins_as_voter(request, tmp_path):
 
 
 _NODE_LINE = re.compile(
-    r"node (?P<id>\d+): pid (?P<pid>\d+)\s+kafka \S+\s+http http://(?P<http>\S+)"
+    r"node (?P<id>\d+): pid (?P<pid>\d+)\s+kafka (?P<kafka>\S+)\s+http http://(?P<http>\S+)"
 )
 
 
@@ -192,6 +192,7 @@ def test_cluster_command_starts_three_nodes_and_stops_them_on_sigterm(tmp_path):
     )
     lines: list[str] = []
     nodes: dict[int, tuple[int, str]] = {}
+    kafka: dict[int, str] = {}
     lock = threading.Lock()
 
     def read():
@@ -202,6 +203,7 @@ def test_cluster_command_starts_three_nodes_and_stops_them_on_sigterm(tmp_path):
                 match = _NODE_LINE.search(text)
                 if match:
                     nodes[int(match["id"])] = (int(match["pid"]), match["http"])
+                    kafka[int(match["id"])] = match["kafka"]
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -218,6 +220,20 @@ def test_cluster_command_starts_three_nodes_and_stops_them_on_sigterm(tmp_path):
             and len(c["image"]["brokers"]) == 3 and c,
             CONVERGE_TIMEOUT, interval=0.1, what="the launched cluster to agree")
         assert agreed["leader"] in (1, 2, 3)
+
+        # Kafka clients see the three brokers from any of them.
+        def kcat_brokers(bootstrap: str):
+            out = subprocess.run(["kcat", "-L", "-J", "-b", bootstrap, "-m", "5"],
+                                 capture_output=True, timeout=30)
+            if out.returncode != 0:
+                return None
+            brokers = json.loads(out.stdout)["brokers"]
+            return brokers if len(brokers) == 3 else None
+
+        for i in (1, 2, 3):
+            brokers = wait_until(lambda i=i: kcat_brokers(kafka[i]), CONVERGE_TIMEOUT,
+                                 interval=0.2, what=f"kcat -L from node {i}")
+            assert sorted(b["id"] for b in brokers) == [1, 2, 3]
 
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=40) == 0, "\n".join(lines[-40:])
