@@ -47,6 +47,8 @@ struct TopicRecord {
     id: Uuid,
     partitions: i32,
     configs: TopicConfigs,
+    #[serde(default)]
+    from_image: bool,
 }
 
 /// A topic and its partition logs.
@@ -56,6 +58,11 @@ pub struct Topic {
     pub id: Uuid,
     /// Internal topics (`__consumer_offsets`) are hidden from Metadata unless asked for.
     pub internal: bool,
+    /// Created because the cluster's metadata image has it (not by this
+    /// node on its own): only such topics are removed when the image drops
+    /// them, so a data dir of a single node never loses its topics by
+    /// joining a cluster.
+    pub from_image: bool,
     configs: RwLock<TopicConfigs>,
     partitions: RwLock<Vec<Arc<PartitionLog>>>,
 }
@@ -186,6 +193,7 @@ impl Broker {
                     internal: name.starts_with("__"),
                     name,
                     id: record.id,
+                    from_image: record.from_image,
                     configs: RwLock::new(record.configs),
                     partitions: RwLock::new(logs),
                 }),
@@ -226,6 +234,10 @@ impl Broker {
         overrides: &BTreeMap<String, String>,
     ) -> Result<Arc<Topic>, TopicError> {
         if let Some(topic) = self.topic(name) {
+            if !topic.from_image {
+                // A topic this node created before it joined the cluster.
+                return Err(TopicError::AlreadyExists(name.to_string()));
+            }
             if topic.id != id {
                 self.delete_topic(name)?;
             } else {
@@ -243,7 +255,7 @@ impl Broker {
             }
         }
         let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        self.insert_topic(&mut topics, name, id, partitions, overrides.clone())
+        self.insert_topic(&mut topics, name, id, partitions, overrides.clone(), true)
     }
 
     /// Record the address clients should use (called once the listener is bound).
@@ -336,11 +348,19 @@ impl Broker {
                 name: name.to_string(),
                 id: Uuid::new_v4(),
                 internal: name.starts_with("__"),
+                from_image: false,
                 configs: RwLock::new(TopicConfigs { overrides }),
                 partitions: RwLock::new(Vec::new()),
             }));
         }
-        self.insert_topic(&mut topics, name, Uuid::new_v4(), partitions, overrides)
+        self.insert_topic(
+            &mut topics,
+            name,
+            Uuid::new_v4(),
+            partitions,
+            overrides,
+            false,
+        )
     }
 
     /// Open the logs of a new topic, persist it and add it to `topics`.
@@ -351,12 +371,14 @@ impl Broker {
         id: Uuid,
         partitions: i32,
         overrides: BTreeMap<String, String>,
+        from_image: bool,
     ) -> Result<Arc<Topic>, TopicError> {
         let configs = TopicConfigs { overrides };
         let topic = Arc::new(Topic {
             name: name.to_string(),
             id,
             internal: name.starts_with("__"),
+            from_image,
             configs: RwLock::new(configs.clone()),
             partitions: RwLock::new(Vec::new()),
         });
@@ -381,6 +403,7 @@ impl Broker {
             id: topic.id,
             partitions,
             configs: configs.clone(),
+            from_image: topic.from_image,
         };
         let bytes =
             serde_json::to_vec(&record).map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
@@ -498,6 +521,31 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_image_never_replaces_a_topic_this_node_created_on_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = Broker::open(NodeConfig::for_tests(dir.path().to_path_buf())).expect("open");
+        let own = broker
+            .create_topic("orders", 1, -1, BTreeMap::new(), false)
+            .expect("create");
+        assert!(!own.from_image);
+        let other = Uuid::new_v4();
+        assert!(matches!(
+            broker.sync_topic("orders", other, 3, &BTreeMap::new()),
+            Err(TopicError::AlreadyExists(_))
+        ));
+        assert_eq!(broker.topic("orders").map(|t| t.id), Some(own.id));
+        // A topic of the image is created, grown and recreated as the image says.
+        let t = broker.sync_topic("payments", other, 1, &BTreeMap::new()).expect("sync");
+        assert!(t.from_image);
+        broker.sync_topic("payments", other, 2, &BTreeMap::new()).expect("grow");
+        assert_eq!(broker.topic("payments").map(|t| t.partition_count()), Some(2));
+        drop((broker, own, t));
+        let broker = Broker::open(NodeConfig::for_tests(dir.path().to_path_buf())).expect("reopen");
+        assert!(broker.topic("payments").is_some_and(|t| t.from_image));
+        assert!(broker.topic("orders").is_some_and(|t| !t.from_image));
+    }
 
     #[test]
     fn absurd_partition_counts_are_refused_before_anything_is_created() {

@@ -1,16 +1,17 @@
-//! The cluster foundation: a Raft metadata quorum (openraft) whose log and
-//! state machine live in this node's sled database, and whose state machine
-//! is the metadata image (brokers, topics, partitions).
+//! The metadata quorum: a Raft group (openraft) whose log and state machine
+//! live in this node's sled database, and whose state machine is the
+//! metadata image (brokers, topics, partitions). The Raft leader is the
+//! controller (`controller`).
 //!
 //! Owns: the Raft node (`start`), its storage (`store`), the image and its
-//! commands (`image`), the cluster listener (`server`) and its client
-//! (`network`, `rpc`), and `sluice cluster` (`launcher`). Other modules see
-//! only `ClusterHandle`: Raft role, term and leader, the applied image, and
-//! `propose` (which reaches the leader from any node).
+//! commands (`image`), the controller's liveness duties (`controller`), the
+//! cluster listener (`server`) and its client (`network`, `rpc`), and
+//! `sluice cluster` (`launcher`). Other modules see only `ClusterHandle`:
+//! Raft role, term and leader, the applied image and its changes, this
+//! run's registration, and `propose` (which reaches the leader from any node).
 //!
-//! Must never touch partition logs or answer Kafka requests: the broker
-//! still serves from its local topics; replication and the controller are
-//! built on top of this later.
+//! Must never touch partition logs or answer Kafka requests: replication
+//! (`crate::replication`) follows the image and does both.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;

@@ -235,7 +235,7 @@ impl ReplicaManager {
             return;
         }
         for local in self.broker.topics() {
-            if !image.topics.contains_key(&local.name) {
+            if local.from_image && !image.topics.contains_key(&local.name) {
                 lock(&self.roles).retain(|(t, _), _| t != &local.name);
                 if let Err(e) = self.broker.delete_topic(&local.name) {
                     tracing::error!(topic = %local.name, error = %e, "cannot delete a topic the image dropped");
