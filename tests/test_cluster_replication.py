@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -457,6 +459,67 @@ def test_killing_a_partition_leader_under_an_idempotent_producer_loses_and_dupli
 def test_killing_the_controller_under_an_idempotent_producer_loses_and_duplicates_nothing(
         cluster):
     run_failover_under_producer(cluster, "failover-controller", kill_controller=True)
+
+
+@pytest.mark.timeout(300)
+def test_a_frozen_leader_is_fenced_and_rejoins_without_diverging(cluster):
+    """SIGSTOP a partition leader (a hung node, or one cut off from the
+    others): it is fenced and its partitions move while it cannot know; on
+    SIGCONT it still believes it leads until it hears the new image, then
+    truncates what it alone took and follows. Nothing acknowledged is lost
+    or doubled, and all three replicas end byte-identical."""
+    partitions = 6
+    topic = unique_topic("frozen")
+    create_topic(cluster, topic, partitions, 3, {"min.insync.replicas": "2"})
+    controller = cluster.raft_leader()
+    leaders = cluster.leaders(topic)
+    victim = min(i for i in set(leaders.values()) if i != controller)
+    others = [i for i in cluster.ids if i != victim]
+    pid = cluster.nodes[victim].pid
+
+    producer = NumberedProducer(cluster.bootstrap, topic, partitions)
+    producer.start()
+    finished = False
+    frozen = False
+    try:
+        wait_until(lambda: all(producer.acked_count(p) >= 50 for p in range(partitions)),
+                   TIMEOUT, interval=POLL, what="50 acknowledged records per partition")
+        os.kill(pid, signal.SIGSTOP)
+        frozen = True
+        frozen_at = time.monotonic()
+        cluster.wait_image(
+            lambda image: all(part["leader"] != victim and victim not in part["isr"]
+                              for part in Cluster.partitions(image, topic)),
+            f"{topic}: partitions moved off frozen node {victim}", ids=others)
+        wait_until(lambda: all(producer.acked_produced_after(p, frozen_at) >= 20
+                               for p in range(partitions)),
+                   TIMEOUT * 1.5, interval=POLL, what="acks on every partition while frozen")
+        os.kill(pid, signal.SIGCONT)
+        frozen = False
+        cluster.wait_healthy(topic, partitions, 3, timeout=TIMEOUT * 1.5)
+        finished = True
+    finally:
+        if frozen:
+            os.kill(pid, signal.SIGCONT)
+        producer.stop(FLUSH_TIMEOUT if finished else 10.0)
+
+    assert producer.exception is None, repr(producer.exception)
+    assert producer.fatal_errors() == [], "fatal producer errors"
+    log = read_partitions(cluster, topic, partitions)
+    assert_acked_kept(log, producer.all_acked())
+    assert_in_order_without_duplicates(log)
+    for p in range(partitions):
+        def settled(p=p):
+            entries = {i: cluster.replica(i, topic, p) for i in cluster.ids}
+            if any(e is None for e in entries.values()):
+                return None
+            ends = {e["log_end_offset"] for e in entries.values()}
+            hws = {e["high_watermark"] for e in entries.values()}
+            return ends.pop() if len(ends) == 1 and hws == ends else None
+        upto = wait_until(settled, TIMEOUT, interval=POLL,
+                          what=f"partition {p}: replicas level after the writes")
+        digests = {cluster.digest(i, topic, p, upto)["sha256"] for i in cluster.ids}
+        assert len(digests) == 1, f"partition {p}: replicas differ below {upto}"
 
 
 # -- 4. restart and catch up ---------------------------------------------------

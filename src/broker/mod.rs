@@ -537,10 +537,17 @@ mod tests {
         ));
         assert_eq!(broker.topic("orders").map(|t| t.id), Some(own.id));
         // A topic of the image is created, grown and recreated as the image says.
-        let t = broker.sync_topic("payments", other, 1, &BTreeMap::new()).expect("sync");
+        let t = broker
+            .sync_topic("payments", other, 1, &BTreeMap::new())
+            .expect("sync");
         assert!(t.from_image);
-        broker.sync_topic("payments", other, 2, &BTreeMap::new()).expect("grow");
-        assert_eq!(broker.topic("payments").map(|t| t.partition_count()), Some(2));
+        broker
+            .sync_topic("payments", other, 2, &BTreeMap::new())
+            .expect("grow");
+        assert_eq!(
+            broker.topic("payments").map(|t| t.partition_count()),
+            Some(2)
+        );
         drop((broker, own, t));
         let broker = Broker::open(NodeConfig::for_tests(dir.path().to_path_buf())).expect("reopen");
         assert!(broker.topic("payments").is_some_and(|t| t.from_image));

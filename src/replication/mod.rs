@@ -56,8 +56,12 @@ pub struct ReplicaSettings {
 struct FollowerProgress {
     /// The follower's log end offset (its last fetch offset); -1 unknown.
     log_end_offset: i64,
-    /// The last time its fetch asked for the leader's log end or beyond.
+    /// The last time it was caught up: its fetch asked for everything the
+    /// leader held when it answered the previous fetch (Kafka's rule, which
+    /// a follower of a partition under constant load can meet).
     last_caught_up: Instant,
+    /// The leader's log end when it answered this follower's last fetch.
+    leader_end_at_last_fetch: i64,
 }
 
 /// A partition this node leads.
@@ -326,6 +330,7 @@ impl ReplicaManager {
                                 FollowerProgress {
                                     log_end_offset: -1,
                                     last_caught_up: now,
+                                    leader_end_at_last_fetch: -1,
                                 },
                             )
                         })
@@ -464,12 +469,17 @@ impl ReplicaManager {
             let progress = ls.followers.entry(replica).or_insert(FollowerProgress {
                 log_end_offset: -1,
                 last_caught_up: now,
+                leader_end_at_last_fetch: -1,
             });
             progress.log_end_offset = fetch_offset;
-            if fetch_offset >= leo {
+            let caught_up = fetch_offset >= leo
+                || (progress.leader_end_at_last_fetch >= 0
+                    && fetch_offset >= progress.leader_end_at_last_fetch);
+            progress.leader_end_at_last_fetch = leo;
+            if caught_up {
                 progress.last_caught_up = now;
             }
-            let caught_up = fetch_offset >= log.high_watermark() && fetch_offset >= leo;
+            let caught_up = caught_up && fetch_offset >= log.high_watermark();
             if caught_up && !ls.isr.contains(&replica) && !ls.isr_change_pending {
                 ls.isr_change_pending = true;
                 let mut isr = ls.isr.clone();
