@@ -35,9 +35,11 @@ from collections import Counter, defaultdict
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                  NewPartitions, NewTopic)
 
 import clients
+import wire
 from cluster import POLL, Cluster
 from harness import unique_topic, wait_until
 
@@ -520,6 +522,53 @@ def test_a_frozen_leader_is_fenced_and_rejoins_without_diverging(cluster):
                           what=f"partition {p}: replicas level after the writes")
         digests = {cluster.digest(i, topic, p, upto)["sha256"] for i in cluster.ids}
         assert len(digests) == 1, f"partition {p}: replicas differ below {upto}"
+
+
+@pytest.mark.timeout(300)
+def test_admin_requests_through_any_node_reach_the_controller_and_non_leaders_refuse(cluster):
+    topic = unique_topic("admin")
+    create_topic(cluster, topic, 2, 3, via=1)
+
+    # CreatePartitions through node 3: every node serves four partitions.
+    grow = admin(cluster.nodes[3].bootstrap)
+    grow.create_partitions([NewPartitions(topic, 4)],
+                           operation_timeout=TIMEOUT)[topic].result(timeout=TIMEOUT)
+    for i in cluster.ids:
+        wait_equal(lambda i=i: sorted(
+            (p["partition"], len(p["replicas"]), len(p["isrs"]))
+            for p in next(t for t in kcat_metadata(cluster.nodes[i].bootstrap, "-t", topic)
+                          ["topics"] if t["topic"] == topic)["partitions"]),
+            [(p, 3, 3) for p in range(4)], TIMEOUT, f"four replicated partitions on node {i}")
+
+    # A config change through node 2 is seen by node 1's DescribeConfigs.
+    conf = admin(cluster.nodes[2].bootstrap)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", "7654321",
+                    incremental_operation=AlterConfigOpType.SET)])
+    conf.incremental_alter_configs([resource])[resource].result(timeout=TIMEOUT)
+    describe = admin(cluster.nodes[1].bootstrap)
+
+    def retention():
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        return describe.describe_configs([res])[res].result(timeout=TIMEOUT)["retention.ms"].value
+
+    wait_equal(retention, "7654321", TIMEOUT, "retention.ms through node 1")
+
+    # Produce to a follower is refused with NOT_LEADER_OR_FOLLOWER (6); the leader takes it.
+    leader = cluster.leaders(topic)[0]
+    follower = next(i for i in cluster.ids if i != leader)
+    batch = bytes(wire.record_batch([b"x"]))
+    with wire.Connection(cluster.nodes[follower].bootstrap) as conn:
+        assert wire.produce(conn, topic, 0, batch, acks=-1)[0] == 6
+    with wire.Connection(cluster.nodes[leader].bootstrap) as conn:
+        assert wire.produce(conn, topic, 0, batch, acks=-1) == (0, 0)
+
+    # DeleteTopics through node 3: gone from every node.
+    grow.delete_topics([topic], operation_timeout=TIMEOUT)[topic].result(timeout=TIMEOUT)
+    for i in cluster.ids:
+        wait_until(lambda i=i: topic not in {
+            t["topic"] for t in kcat_metadata(cluster.nodes[i].bootstrap)["topics"]},
+            TIMEOUT, interval=POLL, what=f"{topic} deleted on node {i}")
 
 
 # -- 4. restart and catch up ---------------------------------------------------
