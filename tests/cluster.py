@@ -89,11 +89,16 @@ class Cluster:
     """N `sluice serve --peers ...` processes forming one cluster."""
 
     def __init__(self, base_dir: Path | str, request=None, size: int = 3,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None,
+                 hosts: dict[int, str] | None = None,
+                 prefixes: dict[int, list[str]] | None = None):
+        """`hosts`: the address each node listens on (default 127.0.0.1);
+        `prefixes`: a command each node runs through (a network namespace)."""
         base_dir = Path(base_dir)
         self.ids = list(range(1, size + 1))
         ports = free_ports(2 * size)
-        self.cluster_addrs = {i: f"127.0.0.1:{ports[i - 1]}" for i in self.ids}
+        host = {i: (hosts or {}).get(i, "127.0.0.1") for i in self.ids}
+        self.cluster_addrs = {i: f"{host[i]}:{ports[i - 1]}" for i in self.ids}
         peers = ",".join(f"{i}={self.cluster_addrs[i]}" for i in self.ids)
         self.nodes: dict[int, Broker] = {
             i: Broker(
@@ -112,7 +117,9 @@ class Cluster:
         }
         # Fixed Kafka ports (kept across restarts), like the cluster ports.
         for i in self.ids:
-            self.nodes[i].kafka_addr = f"127.0.0.1:{ports[size + i - 1]}"
+            self.nodes[i].kafka_addr = f"{host[i]}:{ports[size + i - 1]}"
+            self.nodes[i].http_addr = f"{host[i]}:0"
+            self.nodes[i].command_prefix = list((prefixes or {}).get(i, []))
         if request is not None:
             request.node._sluice_brokers = list(self.nodes.values())
 

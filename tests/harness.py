@@ -30,8 +30,8 @@ STOP_TIMEOUT = 20.0
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _LISTENING = re.compile(
-    r"listening\b.*?kafka_addr=(?P<kafka>127\.0\.0\.1:\d+)"
-    r".*?http_addr=(?P<http>127\.0\.0\.1:\d+)"
+    r"listening\b.*?kafka_addr=(?P<kafka>[0-9.]+:\d+)"
+    r".*?http_addr=(?P<http>[0-9.]+:\d+)"
     r".*?node_id=(?P<node>\d+)"
 )
 
@@ -104,6 +104,11 @@ class Broker:
         self.extra_args = list(extra_args or [])
         # Where the Kafka listener binds; port 0 until a restart keeps its port.
         self.kafka_addr = "127.0.0.1:0"
+        # Where the HTTP listener binds.
+        self.http_addr = "127.0.0.1:0"
+        # Run the binary through this (e.g. `ip netns exec NS`, which execs it,
+        # so the PID is still the broker's).
+        self.command_prefix: list[str] = []
         self.proc: subprocess.Popen | None = None
         self.bootstrap: str | None = None
         self.http: str | None = None
@@ -129,6 +134,7 @@ class Broker:
         self.starts += 1
         self._note("harness", f"--- start #{self.starts} ---")
         cmd = [
+            *self.command_prefix,
             str(self.binary),
             "serve",
             "--data-dir",
@@ -136,7 +142,7 @@ class Broker:
             "--kafka-addr",
             self.kafka_addr,
             "--http-addr",
-            "127.0.0.1:0",
+            self.http_addr,
             *self.extra_args,
         ]
         env = dict(os.environ)

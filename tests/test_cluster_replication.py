@@ -316,6 +316,9 @@ class NumberedProducer(threading.Thread):
             "linger.ms": 5,
             "message.timeout.ms": 120_000,
             "request.timeout.ms": 15_000,
+            # Metadata requests use this; librdkafka's default (60 s) keeps a
+            # producer waiting on a broker that is cut off, not dead.
+            "socket.timeout.ms": 10_000,
             "error_cb": self._error,
         })
 
