@@ -51,6 +51,7 @@ pub async fn run(args: DemoArgs, data_dir_given: bool) -> anyhow::Result<()> {
         let options = crate::cluster::launcher::LaunchOptions {
             shop_on_every_node: true,
             demo_rate: Some(args.rate),
+            remove_temporary_dir: true,
         };
         return crate::cluster::launcher::run_with(cluster, options).await;
     }

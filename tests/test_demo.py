@@ -131,6 +131,15 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def stop_cluster_demo(demo: Demo, pids: list[int]) -> int | None:
+    """Stop the demo (it stops its nodes); SIGKILL any node left behind."""
+    code = demo.stop()
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    return code
+
+
 @pytest.mark.timeout(240)
 def test_demo_with_three_nodes_runs_the_shop_on_every_node_of_a_cluster(demos, tmp_path):
     demo = demos(["--nodes", "3", "--data-dir", str(tmp_path / "cluster"), "--rate", "20"])
@@ -161,10 +170,24 @@ def test_demo_with_three_nodes_runs_the_shop_on_every_node_of_a_cluster(demos, t
             wait_until(lambda http=http: get_json(http + "/api/stats")["orders"]["total"] > 0,
                        60, interval=0.2, what=f"orders in the read model of {http}")
     finally:
-        code = demo.stop()
-        for pid in pids:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        code = stop_cluster_demo(demo, pids)
     assert code == 0, demo.text()[-3000:]
     for pid in pids:
         wait_until(lambda pid=pid: not _alive(pid), 15, what=f"node pid {pid} gone")
+
+
+@pytest.mark.timeout(180)
+def test_demo_with_three_nodes_removes_its_temporary_data_dir_on_a_clean_exit(demos):
+    demo = demos(["--nodes", "3", "--rate", "0"])
+    pids: list[int] = []
+    try:
+        (url, data_dir) = wait_until(demo.announced, 90, what="the demo's announcement")
+        pids = [int(m["pid"]) for m in NODE_LINE.finditer(demo.text())]
+        assert len(pids) == 3
+        assert data_dir.resolve().parent == Path(tempfile.gettempdir()).resolve()
+        assert sorted(p.name for p in data_dir.iterdir()) == ["node-1", "node-2", "node-3"]
+        assert get_json(url + "/api/simulator")["enabled"] is False
+    finally:
+        code = stop_cluster_demo(demo, pids)
+    assert code == 0, demo.text()[-3000:]
+    assert not data_dir.exists(), "the temporary data dirs are removed on a clean exit"

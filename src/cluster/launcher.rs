@@ -44,6 +44,9 @@ pub struct LaunchOptions {
     /// Once node 1 is ready, switch its traffic generator on at this rate
     /// (events/s) and print the dashboard's address.
     pub demo_rate: Option<f64>,
+    /// Remove the data dirs on a clean exit when no `--base-dir` was given
+    /// (as a single-node demo removes its temporary dir).
+    pub remove_temporary_dir: bool,
 }
 
 /// Run the cluster until Ctrl-C/SIGTERM or until a node exits on its own.
@@ -53,6 +56,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
 
 /// `run`, with the demo's options.
 pub async fn run_with(args: ClusterArgs, options: LaunchOptions) -> anyhow::Result<()> {
+    let temporary = args.base_dir.is_none();
     let base_dir = match args.base_dir {
         Some(dir) => dir,
         None => std::env::temp_dir().join(format!("sluice-cluster-{}", std::process::id())),
@@ -135,7 +139,7 @@ pub async fn run_with(args: ClusterArgs, options: LaunchOptions) -> anyhow::Resu
                 http,
                 kafka,
                 base_dir.clone(),
-                false,
+                temporary && options.remove_temporary_dir,
                 rate,
             )))
         }
@@ -175,7 +179,14 @@ pub async fn run_with(args: ClusterArgs, options: LaunchOptions) -> anyhow::Resu
     }
     match failed {
         Some(node) => anyhow::bail!("node {node} exited unexpectedly"),
-        None => Ok(()),
+        None => {
+            if temporary && options.remove_temporary_dir && running.is_empty() {
+                if let Err(e) = std::fs::remove_dir_all(&base_dir) {
+                    tracing::warn!(dir = %base_dir.display(), error = %e, "cannot remove the demo data dirs");
+                }
+            }
+            Ok(())
+        }
     }
 }
 

@@ -214,10 +214,23 @@ impl ReplicaManager {
             if until(&self.broker) {
                 return true;
             }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => {}
+            match self
+                .unless_stopping(tokio::time::timeout_at(deadline, rx.changed()))
+                .await
+            {
+                Some(Ok(Ok(()))) => {}
                 _ => return until(&self.broker),
             }
+        }
+    }
+
+    /// `fut`'s result, or `None` as soon as this node starts to stop (so
+    /// requests waiting on the cluster do not hold up the shutdown).
+    pub async fn unless_stopping<T>(&self, fut: impl std::future::Future<Output = T>) -> Option<T> {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            out = fut => Some(out),
+            _ = shutdown.wait_for(|s| *s) => None,
         }
     }
 
@@ -628,7 +641,11 @@ impl ReplicaManager {
         for w in waits {
             let mut rx = w.log.subscribe();
             let outcome = loop {
-                if self.leader_error(&w.log.topic, w.log.partition, -1) != code::NONE {
+                // A node that stops hands its clients to the next leader
+                // instead of holding them until their timeout.
+                if *self.shutdown.borrow()
+                    || self.leader_error(&w.log.topic, w.log.partition, -1) != code::NONE
+                {
                     break code::NOT_LEADER_OR_FOLLOWER;
                 }
                 if *rx.borrow_and_update() >= w.target || w.log.high_watermark() >= w.target {

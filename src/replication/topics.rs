@@ -212,7 +212,12 @@ impl ReplicaManager {
             let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
             let mut changes = self.cluster().subscribe();
             while self.image().brokers.len() < wanted && tokio::time::Instant::now() < deadline {
-                let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+                let waited = self
+                    .unless_stopping(tokio::time::timeout_at(deadline, changes.changed()))
+                    .await;
+                if waited.is_none() {
+                    break;
+                }
             }
             brokers = self.live_brokers();
             wanted.min(brokers.len())
@@ -250,7 +255,11 @@ impl ReplicaManager {
 
     /// Commit a topic command through the controller.
     pub(super) async fn commit(&self, command: Command, name: &str) -> Result<(), TopicError> {
-        match self.cluster().propose(command, PROPOSE_TIMEOUT).await {
+        let proposed = self
+            .unless_stopping(self.cluster().propose(command, PROPOSE_TIMEOUT))
+            .await
+            .ok_or_else(|| TopicError::Unavailable("this node is stopping".into()))?;
+        match proposed {
             Ok(CommandResponse::Rejected(Rejection::TopicAlreadyExists(_))) => {
                 Err(TopicError::AlreadyExists(name.into()))
             }
