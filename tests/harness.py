@@ -74,6 +74,15 @@ def sluice_binary() -> Path:
     return path
 
 
+def pid_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
 def unique_topic(prefix: str = "t") -> str:
     """A topic name no other test (or earlier run) uses."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"

@@ -18,7 +18,7 @@ import threading
 import urllib.request
 
 from cluster import free_ports
-from harness import Broker, _die_with_parent, sluice_binary, wait_until
+from harness import Broker, _die_with_parent, pid_alive, sluice_binary, wait_until
 
 # Seconds a three-node cluster may take to elect a leader and register brokers.
 CONVERGE_TIMEOUT = 30.0
@@ -238,7 +238,7 @@ def test_cluster_command_starts_three_nodes_and_stops_them_on_sigterm(tmp_path):
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=40) == 0, "\n".join(lines[-40:])
         for pid, _ in printed.values():
-            wait_until(lambda pid=pid: not _alive(pid), 10, what=f"node pid {pid} gone")
+            wait_until(lambda pid=pid: not pid_alive(pid), 10, what=f"node pid {pid} gone")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -246,15 +246,6 @@ def test_cluster_command_starts_three_nodes_and_stops_them_on_sigterm(tmp_path):
         with lock:
             pids = [pid for pid, _ in nodes.values()]
         for pid in pids:
-            if _alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
         reader.join(timeout=5)
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import sluice_binary, wait_until
+from harness import pid_alive, sluice_binary, wait_until
 
 DASHBOARD = re.compile(r"Dashboard:\s+(http://127\.0\.0\.1:\d+)/")
 DATA_DIR = re.compile(r"Data dir:\s+(\S+)")
@@ -123,19 +123,11 @@ def test_demo_keeps_a_given_data_dir_and_rate_zero_leaves_traffic_off(demos, tmp
 NODE_LINE = re.compile(r"node (?P<id>\d+): pid (?P<pid>\d+)\s+kafka \S+\s+http (?P<http>http://\S+)")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-
-
 def stop_cluster_demo(demo: Demo, pids: list[int]) -> int | None:
     """Stop the demo (it stops its nodes); SIGKILL any node left behind."""
     code = demo.stop()
     for pid in pids:
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
     return code
 
@@ -173,7 +165,7 @@ def test_demo_with_three_nodes_runs_the_shop_on_every_node_of_a_cluster(demos, t
         code = stop_cluster_demo(demo, pids)
     assert code == 0, demo.text()[-3000:]
     for pid in pids:
-        wait_until(lambda pid=pid: not _alive(pid), 15, what=f"node pid {pid} gone")
+        wait_until(lambda pid=pid: not pid_alive(pid), 15, what=f"node pid {pid} gone")
 
 
 @pytest.mark.timeout(180)

@@ -75,6 +75,14 @@ impl Topic {
         (c.max_message_bytes(), c.log_append_time())
     }
 
+    /// `min.insync.replicas`, read without copying the overrides.
+    pub fn min_insync_replicas(&self) -> usize {
+        self.configs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .min_insync_replicas()
+    }
+
     pub fn configs(&self) -> TopicConfigs {
         self.configs
             .read()

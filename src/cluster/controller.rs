@@ -148,29 +148,29 @@ async fn control(
                 now
             }
         };
-        let image = handle.image();
-        for b in image.brokers.values() {
-            let heard = handle.heartbeats().last(b.broker_id);
+        // Only the brokers' fencing is needed here, ten times a second.
+        let brokers: Vec<(i32, bool)> = handle.read_image(|image| {
+            image
+                .brokers
+                .values()
+                .map(|b| (b.broker_id, b.fenced))
+                .collect()
+        });
+        for (broker_id, fenced) in brokers {
+            let heard = handle.heartbeats().last(broker_id);
             let last = heard.map_or(became, |h| h.max(became));
             let silent = now.duration_since(last) > settings.session_timeout;
-            let command = if !b.fenced && silent {
-                tracing::warn!(
-                    broker = b.broker_id,
-                    "broker missed its session; fencing it"
-                );
-                Command::FenceBroker {
-                    broker_id: b.broker_id,
-                }
-            } else if b.fenced && heard.is_some() && !silent {
-                tracing::info!(broker = b.broker_id, "fenced broker is back; unfencing it");
-                Command::UnfenceBroker {
-                    broker_id: b.broker_id,
-                }
+            let command = if !fenced && silent {
+                tracing::warn!(broker = broker_id, "broker missed its session; fencing it");
+                Command::FenceBroker { broker_id }
+            } else if fenced && heard.is_some() && !silent {
+                tracing::info!(broker = broker_id, "fenced broker is back; unfencing it");
+                Command::UnfenceBroker { broker_id }
             } else {
                 continue;
             };
             if let Err(e) = handle.propose_local(command).await {
-                tracing::warn!(broker = b.broker_id, error = %e, "liveness change not committed");
+                tracing::warn!(broker = broker_id, error = %e, "liveness change not committed");
             }
         }
         if now.duration_since(last_preferred) >= settings.preferred_leader_interval {

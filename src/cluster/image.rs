@@ -52,6 +52,17 @@ pub struct PartitionImage {
     pub partition_epoch: i32,
 }
 
+impl PartitionImage {
+    /// The first replica (in preference order) that is live and in sync:
+    /// who leads when the leader goes (unclean election stays off).
+    fn first_live_in_sync(&self, live: &BTreeSet<i32>) -> Option<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .find(|r| live.contains(r) && self.isr.contains(r))
+    }
+}
+
 /// One topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
@@ -214,7 +225,7 @@ impl MetadataImage {
                         "a topic needs at least one partition".into(),
                     ));
                 }
-                let partitions = self.new_partitions(assignments)?;
+                let partitions = self.new_partitions(0, assignments)?;
                 self.topics.insert(
                     name.clone(),
                     TopicImage {
@@ -230,10 +241,12 @@ impl MetadataImage {
                 None => Err(Rejection::UnknownTopicOrPartition(name.clone())),
             },
             Command::CreatePartitions { name, assignments } => {
-                if !self.topics.contains_key(name) {
-                    return Err(Rejection::UnknownTopicOrPartition(name.clone()));
-                }
-                let added = self.new_partitions(assignments)?;
+                let existing = self
+                    .topics
+                    .get(name)
+                    .map(|t| t.partitions.len())
+                    .ok_or_else(|| Rejection::UnknownTopicOrPartition(name.clone()))?;
+                let added = self.new_partitions(existing, assignments)?;
                 if let Some(topic) = self.topics.get_mut(name) {
                     topic.partitions.extend(added);
                 }
@@ -349,12 +362,8 @@ impl MetadataImage {
                 changed = true;
             }
             if p.leader == id {
-                let next = p
-                    .replicas
-                    .iter()
-                    .copied()
-                    .find(|r| *r != id && live.contains(r) && p.isr.contains(r));
-                p.leader = next.unwrap_or(NO_LEADER);
+                // `id` is fenced by now, so never its own successor.
+                p.leader = p.first_live_in_sync(&live).unwrap_or(NO_LEADER);
                 p.leader_epoch += 1;
                 changed = true;
             }
@@ -375,12 +384,7 @@ impl MetadataImage {
             if p.leader != NO_LEADER {
                 continue;
             }
-            if let Some(next) = p
-                .replicas
-                .iter()
-                .copied()
-                .find(|r| live.contains(r) && p.isr.contains(r))
-            {
+            if let Some(next) = p.first_live_in_sync(&live) {
                 p.leader = next;
                 p.leader_epoch += 1;
                 p.partition_epoch += 1;
@@ -389,7 +393,20 @@ impl MetadataImage {
     }
 
     /// Fresh partitions for replica lists that must name distinct, registered brokers.
-    fn new_partitions(&self, assignments: &[Vec<i32>]) -> Result<Vec<PartitionImage>, Rejection> {
+    /// `existing` is how many partitions the topic has already: the total
+    /// stays within what a broker opens for one topic.
+    fn new_partitions(
+        &self,
+        existing: usize,
+        assignments: &[Vec<i32>],
+    ) -> Result<Vec<PartitionImage>, Rejection> {
+        let max = crate::broker::MAX_PARTITIONS_PER_TOPIC as usize;
+        if existing.saturating_add(assignments.len()) > max {
+            return Err(Rejection::InvalidReplicaAssignment(format!(
+                "{} partitions; a topic has at most {max}",
+                existing.saturating_add(assignments.len())
+            )));
+        }
         assignments
             .iter()
             .map(|replicas| {
@@ -491,6 +508,10 @@ pub(crate) mod tests {
             Command::CreatePartitions {
                 name: "orders".into(),
                 assignments: vec![vec![4]],
+            },
+            Command::CreatePartitions {
+                name: "orders".into(),
+                assignments: vec![vec![1]; crate::broker::MAX_PARTITIONS_PER_TOPIC as usize],
             },
         ] {
             assert!(

@@ -252,6 +252,12 @@ impl ClusterHandle {
         &self.inner.heartbeats
     }
 
+    /// Run `f` on the applied image without copying it (for lookups that
+    /// need a few fields; `image()` copies the whole image).
+    pub fn read_image<R>(&self, f: impl FnOnce(&MetadataImage) -> R) -> R {
+        self.inner.state_machine.read_image(f)
+    }
+
     /// Wakes after every change of the applied image.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.state_machine.subscribe()

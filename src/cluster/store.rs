@@ -272,6 +272,14 @@ impl SledStateMachine {
         })
     }
 
+    /// Run `f` on the applied image without copying it.
+    pub fn read_image<R>(&self, f: impl FnOnce(&super::image::MetadataImage) -> R) -> R {
+        match self.state.read() {
+            Ok(state) => f(&state.image),
+            Err(poisoned) => f(&poisoned.into_inner().image),
+        }
+    }
+
     /// A copy of the applied state.
     pub fn applied(&self) -> AppliedState {
         match self.state.read() {

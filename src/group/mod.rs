@@ -357,7 +357,7 @@ impl GroupCoordinator {
             code::NOT_COORDINATOR
         })?;
         if let Some(rm) = self.broker.replicas() {
-            rm.appended(OFFSETS_TOPIC, store.partition());
+            rm.appended(store.log());
         }
         Ok(())
     }

@@ -98,6 +98,11 @@ impl OffsetsLog {
         ))
     }
 
+    /// The partition's log.
+    pub fn log(&self) -> &PartitionLog {
+        &self.log
+    }
+
     /// The partition index.
     pub fn partition(&self) -> i32 {
         self.log.partition

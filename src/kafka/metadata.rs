@@ -127,7 +127,7 @@ async fn cluster_metadata(
         let auto = version < 4 || req.allow_auto_topic_creation;
         for name in list.iter().filter_map(|t| t.name.as_ref()) {
             let name = name.0.to_string();
-            if rm.image().topics.contains_key(&name) {
+            if rm.has_topic(&name) {
                 continue;
             }
             let found = if auto {

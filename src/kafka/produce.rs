@@ -98,13 +98,18 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Option<Produce
             };
             let mut min_insync = 1;
             if let Some(rm) = broker.replicas() {
-                let mut error = rm.leader_error(&name, part.index, -1);
-                if error == code::NONE && acks == -1 {
-                    min_insync = topic.configs().min_insync_replicas();
-                    if rm.isr_len(&name, part.index).unwrap_or(0) < min_insync {
-                        error = code::NOT_ENOUGH_REPLICAS;
+                let error = match rm.leader_isr_len(&name, part.index) {
+                    Err(error) => error,
+                    Ok(isr) if acks == -1 => {
+                        min_insync = topic.min_insync_replicas();
+                        if isr < min_insync {
+                            code::NOT_ENOUGH_REPLICAS
+                        } else {
+                            code::NONE
+                        }
                     }
-                }
+                    Ok(_) => code::NONE,
+                };
                 if error != code::NONE {
                     t.partition_responses
                         .push(partition_error(part.index, error, None));
@@ -133,7 +138,7 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Option<Produce
                 Ok(outcome) => {
                     appended = true;
                     if let Some(rm) = broker.replicas() {
-                        rm.appended(&name, part.index);
+                        rm.appended(&log);
                         if acks == -1 {
                             waits.push((
                                 resp.responses.len(),

@@ -83,7 +83,9 @@ impl BatchHeader {
         self.attributes & CONTROL_BIT != 0
     }
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        // Saturating: the header may come from a peer's fetch response.
+        self.base_offset
+            .saturating_add(self.last_offset_delta as i64)
     }
     /// The last sequence number of an idempotent batch (wrapping as Kafka does).
     pub fn last_sequence(&self) -> i32 {
@@ -189,13 +191,7 @@ pub fn split_and_validate(
         }
         let bytes = &rest[..total];
         let header = parse_header(bytes)?;
-        let computed = crc32c::crc32c(&bytes[ATTRIBUTES_AT..]);
-        if computed != header.crc {
-            return Err(BatchError::Corrupt(format!(
-                "CRC-32C mismatch: batch says {:#010x}, content gives {computed:#010x}",
-                header.crc
-            )));
-        }
+        check_crc(bytes, &header)?;
         if header.record_count <= 0 {
             return Err(BatchError::InvalidRecord(format!(
                 "record count {} must be positive",
@@ -234,6 +230,19 @@ pub fn split_and_validate(
         rest = &rest[total..];
     }
     Ok(out)
+}
+
+/// Check a whole batch's CRC-32C (over everything after the CRC field)
+/// against its header.
+pub fn check_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    let computed = crc32c::crc32c(batch.get(ATTRIBUTES_AT..).unwrap_or_default());
+    if computed != header.crc {
+        return Err(BatchError::Corrupt(format!(
+            "CRC-32C mismatch: batch says {:#010x}, content gives {computed:#010x}",
+            header.crc
+        )));
+    }
+    Ok(())
 }
 
 /// Read a zig-zag varint; returns (value, bytes used).

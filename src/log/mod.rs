@@ -173,6 +173,8 @@ struct LogState {
     /// In a cluster the high watermark follows the ISR (moved by the
     /// replica manager); on a single node it follows every append.
     replicated: bool,
+    /// The high watermark last written by `checkpoint_high_watermark`.
+    checkpointed_high_watermark: i64,
 }
 
 /// One partition's log.
@@ -323,6 +325,7 @@ impl PartitionLog {
                 producers,
                 epochs,
                 replicated: false,
+                checkpointed_high_watermark: -1,
             }),
             high_watermark_tx,
             log_end_tx,
@@ -490,6 +493,8 @@ impl PartitionLog {
             if h.base_offset != state.log_end_offset {
                 break;
             }
+            // As Kafka's followers do: never store what arrived damaged.
+            batch::check_crc(&bytes, &h)?;
             let summary = BatchSummary {
                 base_offset: h.base_offset,
                 last_offset: h.last_offset(),
@@ -517,6 +522,9 @@ impl PartitionLog {
     /// Make the high watermark follow the ISR (cluster mode): it restarts
     /// from the last checkpoint and moves only by `set_high_watermark`.
     pub fn set_replicated(&self) -> Result<(), StorageError> {
+        if self.lock().replicated {
+            return Ok(());
+        }
         let checkpoint = self.logmeta.get(self.hw_key())?.and_then(|v| {
             let b: [u8; 8] = v.as_ref().try_into().ok()?;
             Some(i64::from_be_bytes(b))
@@ -542,10 +550,17 @@ impl PartitionLog {
         }
     }
 
-    /// Persist the high watermark (read back by `set_replicated`).
+    /// Persist the high watermark (read back by `set_replicated`) if it
+    /// moved since the last checkpoint.
     pub fn checkpoint_high_watermark(&self) -> Result<(), StorageError> {
-        let hw = self.high_watermark();
-        self.logmeta.insert(self.hw_key(), &hw.to_be_bytes())?;
+        let (hw, last) = {
+            let s = self.lock();
+            (s.high_watermark, s.checkpointed_high_watermark)
+        };
+        if hw != last {
+            self.logmeta.insert(self.hw_key(), &hw.to_be_bytes())?;
+            self.lock().checkpointed_high_watermark = hw;
+        }
         Ok(())
     }
 
@@ -1132,8 +1147,15 @@ mod tests {
         assert_eq!(follower.log_end_offset(), 3);
         assert_eq!(follower.latest_epoch(), 3);
         assert_eq!(follower.digest(3).unwrap(), leader.digest(3).unwrap());
+        // A batch damaged on the way is refused, not stored.
+        produce(&leader, &["d"]);
+        let mut damaged = bytes::BytesMut::from(&everything(&leader)[..]);
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xff;
+        assert!(follower.append_replicated(damaged.freeze()).is_err());
+        assert_eq!(follower.log_end_offset(), 3);
         leader.set_high_watermark(10);
-        assert_eq!(leader.high_watermark(), 3, "capped at the log end");
+        assert_eq!(leader.high_watermark(), 4, "capped at the log end");
     }
 
     #[test]

@@ -34,9 +34,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 #[derive(Default)]
 struct Target {
     /// The leader's Kafka address.
-    addr: String,
+    addr: Arc<str>,
     /// Partitions to fetch, with the leader epoch they are followed in.
-    partitions: BTreeMap<PartitionKey, i32>,
+    /// Shared so that each fetch round takes it without copying.
+    partitions: Arc<BTreeMap<PartitionKey, i32>>,
 }
 
 /// The replica manager's handle on a running fetcher.
@@ -76,11 +77,11 @@ impl FetcherHandle {
     pub(super) fn set_target(&self, addr: String, partitions: BTreeMap<PartitionKey, i32>) {
         {
             let mut t = self.target.lock().unwrap_or_else(|p| p.into_inner());
-            if t.addr == addr && t.partitions == partitions {
+            if *t.addr == *addr && *t.partitions == partitions {
                 return;
             }
-            t.addr = addr;
-            t.partitions = partitions;
+            t.addr = addr.into();
+            t.partitions = Arc::new(partitions);
         }
         self.changed.notify_one();
     }
@@ -111,7 +112,7 @@ impl Fetcher {
     }
 
     async fn run(mut self) {
-        let mut connection: Option<(String, BrokerConnection)> = None;
+        let mut connection: Option<(Arc<str>, BrokerConnection)> = None;
         let mut backoff = BACKOFF_MIN;
         let config = ConnectionConfig {
             client_id: format!("sluice-replica-{}", self.manager.node_id()),
@@ -122,7 +123,7 @@ impl Fetcher {
         while !self.stopping() {
             let (addr, partitions) = {
                 let t = self.target.lock().unwrap_or_else(|p| p.into_inner());
-                (t.addr.clone(), t.partitions.clone())
+                (Arc::clone(&t.addr), Arc::clone(&t.partitions))
             };
             self.truncated
                 .retain(|k, e| partitions.get(k).is_some_and(|want| want == e));
@@ -132,10 +133,10 @@ impl Fetcher {
             }
             if connection
                 .as_ref()
-                .is_none_or(|(a, c)| a != &addr || c.is_poisoned())
+                .is_none_or(|(a, c)| **a != *addr || c.is_poisoned())
             {
                 connection = match BrokerConnection::connect(&addr, &config).await {
-                    Ok(c) => Some((addr.clone(), c)),
+                    Ok(c) => Some((Arc::clone(&addr), c)),
                     Err(e) => {
                         tracing::debug!(leader = self.leader, error = %e, "cannot reach the leader");
                         self.wait(backoff).await;

@@ -22,7 +22,7 @@ pub mod placement;
 pub mod topics;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -103,7 +103,7 @@ pub struct ReplicaManager {
     me: i32,
     roles: Mutex<HashMap<PartitionKey, Role>>,
     fetchers: Mutex<HashMap<i32, fetcher::FetcherHandle>>,
-    groups: OnceLock<Arc<GroupCoordinator>>,
+    groups: Arc<GroupCoordinator>,
     /// Bumped after each reconcile, so topic changes can wait for it.
     reconciled: watch::Sender<u64>,
     shutdown: watch::Receiver<bool>,
@@ -130,11 +130,10 @@ impl ReplicaManager {
             settings,
             roles: Mutex::new(HashMap::new()),
             fetchers: Mutex::new(HashMap::new()),
-            groups: OnceLock::new(),
+            groups,
             reconciled: watch::channel(0).0,
             shutdown,
         });
-        let _ = manager.groups.set(groups);
         manager.broker.set_replicas(Arc::clone(&manager));
         tokio::spawn(Arc::clone(&manager).follow_image());
         tokio::spawn(Arc::clone(&manager).maintain());
@@ -163,9 +162,15 @@ impl ReplicaManager {
         self.me
     }
 
-    /// The applied image.
+    /// The applied image (a copy).
     pub fn image(&self) -> MetadataImage {
         self.cluster.image()
+    }
+
+    /// Whether the applied image has topic `name` (without copying it).
+    pub fn has_topic(&self, name: &str) -> bool {
+        self.cluster
+            .read_image(|image| image.topics.contains_key(name))
     }
 
     /// Reconcile whenever the image changes, until shutdown.
@@ -196,9 +201,7 @@ impl ReplicaManager {
         for (_, f) in lock(&self.fetchers).drain() {
             f.stop();
         }
-        for log in self.all_logs() {
-            let _ = log.checkpoint_high_watermark();
-        }
+        self.checkpoint_all();
     }
 
     /// Wait until the image has been reconciled after now (topic changes
@@ -369,10 +372,8 @@ impl ReplicaManager {
             }
             tracing::info!(topic = %key.0, partition = key.1, epoch = p.leader_epoch, "now leading");
             if key.0 == OFFSETS_TOPIC {
-                if let Some(groups) = self.groups.get() {
-                    if let Err(e) = groups.load_partition(key.1) {
-                        tracing::error!(partition = key.1, error = %e, "cannot load groups");
-                    }
+                if let Err(e) = self.groups.load_partition(key.1) {
+                    tracing::error!(partition = key.1, error = %e, "cannot load groups");
                 }
             }
         }
@@ -388,9 +389,7 @@ impl ReplicaManager {
 
     fn on_leadership_lost(&self, key: &PartitionKey) {
         if key.0 == OFFSETS_TOPIC {
-            if let Some(groups) = self.groups.get() {
-                groups.unload_partition(key.1);
-            }
+            self.groups.unload_partition(key.1);
         }
     }
 
@@ -435,19 +434,18 @@ impl ReplicaManager {
         }
     }
 
-    /// The ISR size, if this node leads the partition.
-    pub fn isr_len(&self, topic: &str, partition: i32) -> Option<usize> {
+    /// The ISR size when this node leads the partition (one lookup for
+    /// the produce path), else the error a client should see.
+    pub fn leader_isr_len(&self, topic: &str, partition: i32) -> Result<usize, i16> {
         match lock(&self.roles).get(&(topic.to_owned(), partition)) {
-            Some(Role::Leader(ls)) => Some(ls.isr.len()),
-            _ => None,
+            Some(Role::Leader(ls)) => Ok(ls.isr.len()),
+            Some(Role::Follower) | None => Err(code::NOT_LEADER_OR_FOLLOWER),
         }
     }
 
     /// After a local append on a leader: an ISR of one commits at once.
-    pub fn appended(&self, topic: &str, partition: i32) {
-        if let Some(log) = self.log(topic, partition) {
-            self.update_high_watermark(&(topic.to_owned(), partition), &log);
-        }
+    pub fn appended(&self, log: &PartitionLog) {
+        self.update_high_watermark(&(log.topic.clone(), log.partition), log);
     }
 
     /// A follower fetched from `fetch_offset`: record its progress, move the
@@ -492,6 +490,7 @@ impl ReplicaManager {
             if caught_up {
                 progress.last_caught_up = now;
             }
+            log.set_high_watermark(high_watermark(ls, self.me, leo));
             let caught_up = caught_up && fetch_offset >= log.high_watermark();
             if caught_up && !ls.isr.contains(&replica) && !ls.isr_change_pending {
                 ls.isr_change_pending = true;
@@ -503,7 +502,6 @@ impl ReplicaManager {
                 None
             }
         };
-        self.update_high_watermark(&key, &log);
         if let Some((isr, partition_epoch)) = expand {
             tracing::info!(
                 topic,
@@ -516,28 +514,11 @@ impl ReplicaManager {
         code::NONE
     }
 
-    /// Set the high watermark to the smallest log end over the ISR.
+    /// Set the high watermark of a partition this node leads.
     fn update_high_watermark(&self, key: &PartitionKey, log: &PartitionLog) {
         let leo = log.log_end_offset();
-        let hw = {
-            let roles = lock(&self.roles);
-            let Some(Role::Leader(ls)) = roles.get(key) else {
-                return;
-            };
-            ls.isr
-                .iter()
-                .map(|b| {
-                    if *b == self.me {
-                        leo
-                    } else {
-                        ls.followers.get(b).map_or(-1, |f| f.log_end_offset)
-                    }
-                })
-                .min()
-                .unwrap_or(leo)
-        };
-        if hw >= 0 {
-            log.set_high_watermark(hw);
+        if let Some(Role::Leader(ls)) = lock(&self.roles).get(key) {
+            log.set_high_watermark(high_watermark(ls, self.me, leo));
         }
     }
 
@@ -620,13 +601,8 @@ impl ReplicaManager {
             }
             if now.duration_since(last_checkpoint) >= Duration::from_secs(2) {
                 last_checkpoint = now;
-                let logs = self.all_logs();
-                let _ = tokio::task::spawn_blocking(move || {
-                    for log in logs {
-                        let _ = log.checkpoint_high_watermark();
-                    }
-                })
-                .await;
+                let me = Arc::clone(&self);
+                let _ = tokio::task::spawn_blocking(move || me.checkpoint_all()).await;
             }
         }
     }
@@ -643,13 +619,11 @@ impl ReplicaManager {
             let outcome = loop {
                 // A node that stops hands its clients to the next leader
                 // instead of holding them until their timeout.
-                if *self.shutdown.borrow()
-                    || self.leader_error(&w.log.topic, w.log.partition, -1) != code::NONE
-                {
-                    break code::NOT_LEADER_OR_FOLLOWER;
-                }
+                let isr = match self.leader_isr_len(&w.log.topic, w.log.partition) {
+                    Ok(isr) if !*self.shutdown.borrow() => isr,
+                    _ => break code::NOT_LEADER_OR_FOLLOWER,
+                };
                 if *rx.borrow_and_update() >= w.target || w.log.high_watermark() >= w.target {
-                    let isr = self.isr_len(&w.log.topic, w.log.partition).unwrap_or(0);
                     break if isr >= w.min_insync {
                         code::NONE
                     } else {
@@ -712,7 +686,11 @@ impl ReplicaManager {
     /// The coordinator of `group_id`: the leader of its `__consumer_offsets`
     /// partition, as (broker id, host, port).
     pub fn coordinator_of(&self, group_id: &str) -> Result<(i32, String, i32), i16> {
-        let image = self.image();
+        self.cluster
+            .read_image(|image| Self::coordinator_in(image, group_id))
+    }
+
+    fn coordinator_in(image: &MetadataImage, group_id: &str) -> Result<(i32, String, i32), i16> {
         let topic = image
             .topics
             .get(OFFSETS_TOPIC)
@@ -734,7 +712,7 @@ impl ReplicaManager {
     /// Create `__consumer_offsets` through the controller if the image has
     /// none yet (the first FindCoordinator does this, as Kafka does).
     pub async fn ensure_offsets_topic(&self) {
-        if self.image().topics.contains_key(OFFSETS_TOPIC) {
+        if self.has_topic(OFFSETS_TOPIC) {
             return;
         }
         let configs = BTreeMap::from([
@@ -761,6 +739,22 @@ impl ReplicaManager {
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
+}
+
+/// The smallest log end over the ISR (`leo` for this node, -1 for a
+/// follower not heard from yet, which holds the watermark where it is).
+fn high_watermark(ls: &LeaderState, me: i32, leo: i64) -> i64 {
+    ls.isr
+        .iter()
+        .map(|b| {
+            if *b == me {
+                leo
+            } else {
+                ls.followers.get(b).map_or(-1, |f| f.log_end_offset)
+            }
+        })
+        .min()
+        .unwrap_or(leo)
 }
 
 /// One local replica as `/api/replicas` shows it.

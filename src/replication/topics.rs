@@ -182,7 +182,8 @@ pub async fn get_or_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<Topic
 impl ReplicaManager {
     /// Registered brokers that are not fenced, by id.
     pub fn live_brokers(&self) -> Vec<i32> {
-        self.image().live_brokers().into_iter().collect()
+        self.cluster()
+            .read_image(|image| image.live_brokers().into_iter().collect())
     }
 
     /// Validate, place and propose a new topic; wait until it is local.
@@ -211,7 +212,9 @@ impl ReplicaManager {
             let wanted = (self.settings().default_replication_factor.max(1) as usize).min(voters);
             let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
             let mut changes = self.cluster().subscribe();
-            while self.image().brokers.len() < wanted && tokio::time::Instant::now() < deadline {
+            while self.cluster().read_image(|image| image.brokers.len()) < wanted
+                && tokio::time::Instant::now() < deadline
+            {
                 let waited = self
                     .unless_stopping(tokio::time::timeout_at(deadline, changes.changed()))
                     .await;
@@ -230,7 +233,7 @@ impl ReplicaManager {
                 brokers.len(),
             ));
         }
-        if self.image().topics.contains_key(name) {
+        if self.has_topic(name) {
             return Err(TopicError::AlreadyExists(name.into()));
         }
         if validate_only {
