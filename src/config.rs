@@ -6,10 +6,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::storage::LogStoreKind;
+
 /// How one node is configured (`sluice serve --help` lists every flag).
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeConfig {
-    /// Directory holding this node's sled database.
+    /// Directory holding this node's sled database and its partition logs (`logs/`).
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
     pub data_dir: PathBuf,
 
@@ -44,10 +46,26 @@ pub struct NodeConfig {
     #[arg(long, env = "SLUICE_MAX_FRAME_BYTES", default_value_t = 100 * 1024 * 1024)]
     pub max_frame_bytes: usize,
 
-    /// How often sled writes its buffers to disk, in ms. 0 means every produce is
-    /// flushed before it is acknowledged (slower, nothing acknowledged is lost on kill -9).
+    /// How often appended records are fsynced (and sled writes its buffers), in
+    /// ms; the node default of the topic config `flush.ms`. 0 means every produce
+    /// is fsynced before it is acknowledged. A produce is acknowledged once its
+    /// bytes are in the kernel either way, so a crash of the process loses nothing.
     #[arg(long, env = "SLUICE_FLUSH_INTERVAL_MS", default_value_t = 500)]
     pub flush_interval_ms: u64,
+
+    /// Where partition logs keep their record batches: `segments` (files per
+    /// partition, Kafka's layout) or `sled` (trees in the node's database, for comparison).
+    #[arg(long, env = "SLUICE_LOG_STORE", value_enum, default_value_t = LogStoreKind::Segments)]
+    pub log_store: LogStoreKind,
+
+    /// Most segment file handles kept open at once (least recently used closed first).
+    #[arg(long, env = "SLUICE_LOG_OPEN_FILES", default_value_t = 1024)]
+    pub log_open_files: usize,
+
+    /// Produce requests are refused with KAFKA_STORAGE_ERROR while the data dir's
+    /// file system has less than this many MiB free (room kept for metadata).
+    #[arg(long, env = "SLUICE_DISK_RESERVE_MB", default_value_t = 64)]
+    pub disk_reserve_mb: u64,
 
     /// sled page cache size in MiB (bounds the node's memory use).
     #[arg(long, env = "SLUICE_CACHE_CAPACITY_MB", default_value_t = 64)]
@@ -177,6 +195,9 @@ impl NodeConfig {
             peers: None,
             max_frame_bytes: 100 * 1024 * 1024,
             flush_interval_ms: 500,
+            log_store: LogStoreKind::Segments,
+            log_open_files: 1024,
+            disk_reserve_mb: 0,
             cache_capacity_mb: 64,
             auto_create_topics: true,
             num_partitions: 1,

@@ -24,7 +24,8 @@ def create(bootstrap, name, partitions=1, config=None):
 def test_retention_ms_removes_old_batches_and_moves_the_log_start(fresh_broker):
     node = fresh_broker(["--retention-check-interval-ms", "100"])
     topic = unique_topic("retention-ms")
-    create(node.bootstrap, topic)
+    # Retention removes whole segments: one small segment per batch here.
+    create(node.bootstrap, topic, config={"segment.bytes": "100"})
     now_ms = int(time.time() * 1000)
     old = now_ms - 3_600_000
     p = Producer({"bootstrap.servers": node.bootstrap, "linger.ms": 0})
@@ -51,7 +52,7 @@ def test_retention_ms_removes_old_batches_and_moves_the_log_start(fresh_broker):
 def test_retention_bytes_keeps_the_partition_under_its_limit(fresh_broker):
     node = fresh_broker(["--retention-check-interval-ms", "100"])
     topic = unique_topic("retention-bytes")
-    create(node.bootstrap, topic, config={"retention.bytes": "2000"})
+    create(node.bootstrap, topic, config={"retention.bytes": "2000", "segment.bytes": "100"})
     p = Producer({"bootstrap.servers": node.bootstrap, "linger.ms": 0})
     for i in range(20):  # twenty batches of a little over 100 bytes
         p.produce(topic, (f"r{i:02d}-" + "x" * 100).encode(), partition=0)

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::log::{LogPolicy, RollPolicy};
+
 /// Kafka's DescribeConfigs config types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigType {
@@ -62,14 +64,15 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         default: LONG_MAX,
         kind: ConfigType::Long,
         allowed: &[],
-        doc: "Accepted for compatibility; flushing is set per node with --flush-interval-ms.",
+        doc: "fsync before acknowledging once this many records are unflushed.",
     },
     ConfigDef {
         name: "flush.ms",
         default: LONG_MAX,
         kind: ConfigType::Long,
         allowed: &[],
-        doc: "Accepted for compatibility; flushing is set per node with --flush-interval-ms.",
+        doc:
+            "fsync appended records at most this old (the node's --flush-interval-ms applies too).",
     },
     ConfigDef {
         name: "max.compaction.lag.ms",
@@ -153,14 +156,14 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         default: "1073741824",
         kind: ConfigType::Int,
         allowed: &[],
-        doc: "Accepted for compatibility; sled has no segments.",
+        doc: "Size at which the active segment file is closed and a new one started.",
     },
     ConfigDef {
         name: "segment.ms",
         default: "604800000",
         kind: ConfigType::Long,
         allowed: &[],
-        doc: "Accepted for compatibility; sled has no segments.",
+        doc: "Age at which the active segment file is closed and a new one started.",
     },
     ConfigDef {
         name: "unclean.leader.election.enable",
@@ -223,6 +226,9 @@ impl TopicConfigs {
     pub fn retention_ms(&self) -> i64 {
         self.get_i64("retention.ms")
     }
+    pub fn delete_retention_ms(&self) -> i64 {
+        self.get_i64("delete.retention.ms")
+    }
     pub fn retention_bytes(&self) -> i64 {
         self.get_i64("retention.bytes")
     }
@@ -231,6 +237,21 @@ impl TopicConfigs {
     }
     pub fn log_append_time(&self) -> bool {
         self.get("message.timestamp.type") == Some("LogAppendTime")
+    }
+    /// What the partition logs apply themselves: segment rolling and fsync.
+    pub fn log_policy(&self) -> LogPolicy {
+        let positive = |name: &str, default: i64| match self.get_i64(name) {
+            v if v > 0 => v,
+            _ => default,
+        };
+        LogPolicy {
+            roll: RollPolicy {
+                segment_bytes: positive("segment.bytes", 1 << 30) as u64,
+                segment_ms: positive("segment.ms", 604_800_000),
+            },
+            flush_messages: positive("flush.messages", i64::MAX),
+            flush_ms: positive("flush.ms", i64::MAX),
+        }
     }
     /// How many in-sync replicas an acks=all write needs (at least 1).
     pub fn min_insync_replicas(&self) -> usize {

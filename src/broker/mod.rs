@@ -83,6 +83,27 @@ impl Topic {
             .min_insync_replicas()
     }
 
+    /// Replace the configs and hand the logs their roll and flush policy.
+    fn set_configs(&self, new: TopicConfigs) {
+        let policy = new.log_policy();
+        *self.configs.write().unwrap_or_else(|p| p.into_inner()) = new;
+        for log in self.partitions() {
+            log.set_policy(policy);
+        }
+    }
+
+    /// Hand every log the topic's roll and flush policy.
+    fn apply_log_policy(&self) {
+        let policy = self
+            .configs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .log_policy();
+        for log in self.partitions() {
+            log.set_policy(policy);
+        }
+    }
+
     pub fn configs(&self) -> TopicConfigs {
         self.configs
             .read()
@@ -168,10 +189,15 @@ impl Broker {
                 what: format!("cannot create data dir: {e}"),
             })
         })?;
-        let storage = Storage::open(
+        let storage = Storage::open_with(
             &config.data_dir,
-            config.flush_interval_ms,
-            config.cache_capacity_mb * 1024 * 1024,
+            &storage::StorageOptions {
+                flush_interval_ms: config.flush_interval_ms,
+                cache_capacity_bytes: config.cache_capacity_mb * 1024 * 1024,
+                log_store: config.log_store,
+                log_open_files: config.log_open_files,
+                disk_reserve_bytes: config.disk_reserve_mb * 1024 * 1024,
+            },
         )?;
         let meta = storage.tree("meta")?;
         let cluster_id = match meta.get("cluster_id")? {
@@ -195,17 +221,16 @@ impl Broker {
             let logs = (0..record.partitions)
                 .map(|p| PartitionLog::open(&storage, &name, &tree_id, p).map(Arc::new))
                 .collect::<Result<Vec<_>, _>>()?;
-            topics.insert(
-                name.clone(),
-                Arc::new(Topic {
-                    internal: name.starts_with("__"),
-                    name,
-                    id: record.id,
-                    from_image: record.from_image,
-                    configs: RwLock::new(record.configs),
-                    partitions: RwLock::new(logs),
-                }),
-            );
+            let topic = Arc::new(Topic {
+                internal: name.starts_with("__"),
+                name: name.clone(),
+                id: record.id,
+                from_image: record.from_image,
+                configs: RwLock::new(record.configs),
+                partitions: RwLock::new(logs),
+            });
+            topic.apply_log_policy();
+            topics.insert(name, topic);
         }
         Ok(Broker {
             config,
@@ -257,7 +282,7 @@ impl Broker {
                         overrides: overrides.clone(),
                     };
                     self.persist(&topic, topic.partition_count(), &new)?;
-                    *topic.configs.write().unwrap_or_else(|p| p.into_inner()) = new;
+                    topic.set_configs(new);
                 }
                 return Ok(topic);
             }
@@ -395,6 +420,7 @@ impl Broker {
             .map(|p| PartitionLog::open(&self.storage, name, &tree_id, p).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         *topic.partitions.write().unwrap_or_else(|p| p.into_inner()) = logs;
+        topic.apply_log_policy();
         self.persist(&topic, partitions, &configs)?;
         topics.insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, partitions, "topic created");
@@ -418,6 +444,9 @@ impl Broker {
         self.storage
             .tree(storage::TOPICS_TREE)?
             .insert(topic.name.as_bytes(), bytes)?;
+        // A topic's records are durable as soon as they are written; its
+        // definition must be too, or a crash would orphan them.
+        self.storage.flush_sync()?;
         Ok(())
     }
 
@@ -470,6 +499,8 @@ impl Broker {
                 p,
             )?));
         }
+        drop(parts);
+        topic.apply_log_policy();
         self.persist(&topic, count, &topic.configs())?;
         Ok(())
     }
@@ -492,7 +523,7 @@ impl Broker {
         }
         let new = TopicConfigs { overrides };
         self.persist(&topic, topic.partition_count(), &new)?;
-        *topic.configs.write().unwrap_or_else(|p| p.into_inner()) = new;
+        topic.set_configs(new);
         Ok(())
     }
 
@@ -508,21 +539,69 @@ impl Broker {
         }
     }
 
-    /// Apply each topic's retention to each of its partitions.
-    pub fn apply_retention(&self) -> usize {
-        let mut removed = 0;
+    /// fsync the logs whose appends waited longer than their `flush.ms` or
+    /// the node's `--flush-interval-ms`. Returns how many were flushed.
+    pub fn flush_due_logs(&self) -> usize {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let mut flushed = 0;
         for topic in self.topics() {
-            let c = topic.configs();
             for log in topic.partitions() {
-                match log.apply_retention(c.retention_ms(), c.retention_bytes()) {
-                    Ok(n) => removed += n,
+                match log.flush_if_due(now) {
+                    Ok(true) => flushed += 1,
+                    Ok(false) => {}
                     Err(e) => {
-                        tracing::warn!(topic = %topic.name, partition = log.partition, error = %e, "retention failed")
+                        tracing::error!(topic = %topic.name, partition = log.partition, error = %e, "fsync failed")
                     }
                 }
             }
         }
-        removed
+        flushed
+    }
+
+    /// fsync every log (at shutdown).
+    pub fn flush_all_logs(&self) -> Result<(), StorageError> {
+        for topic in self.topics() {
+            for log in topic.partitions() {
+                log.flush_now()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply each topic's cleanup policy to each of its partitions:
+    /// retention (`delete`) and compaction (`compact`). Returns how many
+    /// segments were removed or rewritten.
+    pub fn apply_retention(&self) -> usize {
+        let mut changed = 0;
+        for topic in self.topics() {
+            let c = topic.configs();
+            let policy = c.get("cleanup.policy").unwrap_or("delete").to_string();
+            // The group coordinator keeps __consumer_offsets small itself.
+            let compact = policy.contains("compact") && !topic.internal;
+            let delete = policy.contains("delete") || !policy.contains("compact");
+            for log in topic.partitions() {
+                if delete {
+                    match log.apply_retention(c.retention_ms(), c.retention_bytes()) {
+                        Ok(n) => changed += n,
+                        Err(e) => {
+                            tracing::warn!(topic = %topic.name, partition = log.partition, error = %e, "retention failed")
+                        }
+                    }
+                }
+                if compact {
+                    match log.compact(c.delete_retention_ms()) {
+                        Ok(stats) => changed += stats.segments_rewritten,
+                        Err(e) => {
+                            tracing::warn!(topic = %topic.name, partition = log.partition, error = %e, "compaction failed")
+                        }
+                    }
+                }
+            }
+        }
+        changed
     }
 }
 

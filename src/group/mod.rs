@@ -161,6 +161,9 @@ impl GroupCoordinator {
                     ("cleanup.policy".to_owned(), "compact".to_owned()),
                     ("retention.ms".to_owned(), "-1".to_owned()),
                     ("retention.bytes".to_owned(), "-1".to_owned()),
+                    // As Kafka: small segments, so that what the coordinator's
+                    // snapshots make obsolete leaves the disk soon.
+                    ("segment.bytes".to_owned(), "104857600".to_owned()),
                 ]);
                 match broker.create_topic(
                     OFFSETS_TOPIC,

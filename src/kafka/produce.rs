@@ -46,7 +46,7 @@ fn append_error_code(e: &AppendError) -> i16 {
 pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Option<ProduceResponse> {
     let acks = req.acks;
     let mut resp = ProduceResponse::default();
-    let mut appended = false;
+    let mut syncs: Vec<(usize, usize, Arc<crate::log::PartitionLog>)> = Vec::new();
     // acks=all in a cluster: (topic index, partition index, what to wait for).
     let mut waits: Vec<(usize, usize, CommitWait)> = Vec::new();
     for topic_data in req.topic_data {
@@ -136,7 +136,13 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Option<Produce
                 });
             match result {
                 Ok(outcome) => {
-                    appended = true;
+                    if log.must_sync_before_ack() {
+                        syncs.push((
+                            resp.responses.len(),
+                            t.partition_responses.len(),
+                            log.clone(),
+                        ));
+                    }
                     if let Some(rm) = broker.replicas() {
                         rm.appended(&log);
                         if acks == -1 {
@@ -185,19 +191,14 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Option<Produce
     if acks == 0 {
         return None;
     }
-    if appended && broker.config.flush_interval_ms == 0 {
-        if let Err(e) = broker.storage.flush().await {
-            tracing::error!(error = %e, "flush before acknowledging failed");
-            for t in &mut resp.responses {
-                for p in &mut t.partition_responses {
-                    if p.error_code == code::NONE {
-                        *p = partition_error(
-                            p.index,
-                            code::KAFKA_STORAGE_ERROR,
-                            Some(e.to_string()),
-                        );
-                    }
-                }
+    // fsync where the topic's flush.messages or --flush-interval-ms 0 asks
+    // for it; concurrent requests share one fsync per partition.
+    for (t, p, log) in syncs {
+        if let Err(e) = log.sync().await {
+            tracing::error!(topic = %log.topic, partition = log.partition, error = %e, "fsync before acknowledging failed");
+            let slot = &mut resp.responses[t].partition_responses[p];
+            if slot.error_code == code::NONE {
+                *slot = partition_error(slot.index, code::KAFKA_STORAGE_ERROR, Some(e.to_string()));
             }
         }
     }

@@ -1,23 +1,38 @@
-//! One partition's log: batches keyed by base offset in a sled tree (each
-//! batch stored as chunks of at most `CHUNK_BYTES`, see below), a small index
-//! tree (base offset -> last offset, max timestamp, size, leader epoch),
-//! log start/end offsets, the high watermark, the leader-epoch cache and the
-//! idempotent-producer table.
+//! One partition's log: offsets, the high watermark, the leader-epoch cache
+//! and the idempotent-producer table, over a `LogStore` that holds the record
+//! batches (segment files by default, see `store`).
+//!
+//! The small state (log start offset, leader-epoch cache, high-watermark
+//! checkpoint, producer table) lives in the node's sled trees, keyed by
+//! partition; the record bytes never do (unless `--log-store sled`). After a
+//! crash, whatever sled had not yet written of that state is rebuilt from the
+//! batches themselves (producer sequences and epochs are in their headers).
 //!
 //! It stores and returns batches as bytes. It never speaks the wire protocol and
 //! never decodes records on the append or fetch path.
+//!
+//! Lock order: the partition's state lock, then the store's own locks; the
+//! flush lock (async) is never taken while holding the state lock.
 
 pub mod batch;
+mod cleaner;
 pub mod producers;
+mod segments;
+mod sled_store;
+pub mod store;
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::storage::{self, Storage, StorageError};
+use crate::storage::{self, LogStoreKind, Storage, StorageError};
 use batch::{BatchError, ProducedBatch};
+pub use cleaner::CleanerStats;
 use producers::{ProducerEntry, ProducerTable, SequenceCheck, SequencedBatch};
+pub use sled_store::CHUNK_BYTES;
+pub use store::{BatchSummary, LogStore, RollPolicy, SegmentInfo};
 
 /// Why an append was refused.
 #[derive(Debug, thiserror::Error)]
@@ -94,68 +109,27 @@ pub enum ReadLimit {
     LogEndOffset,
 }
 
-/// Summary of one stored batch, the value of the index tree.
+/// The topic configs a log applies itself (Kafka's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchSummary {
-    pub base_offset: i64,
-    pub last_offset: i64,
-    pub max_timestamp: i64,
-    pub size: u32,
-    pub leader_epoch: i32,
+pub struct LogPolicy {
+    /// `segment.bytes`, `segment.ms`.
+    pub roll: RollPolicy,
+    /// `flush.messages`: fsync before acknowledging once this many records
+    /// are unflushed (`i64::MAX`: leave it to time).
+    pub flush_messages: i64,
+    /// `flush.ms`: fsync appends at most this old (`i64::MAX`: the node's
+    /// `--flush-interval-ms` decides).
+    pub flush_ms: i64,
 }
 
-impl BatchSummary {
-    fn encode(&self) -> [u8; 24] {
-        let mut out = [0u8; 24];
-        out[0..8].copy_from_slice(&self.last_offset.to_be_bytes());
-        out[8..16].copy_from_slice(&self.max_timestamp.to_be_bytes());
-        out[16..20].copy_from_slice(&self.size.to_be_bytes());
-        out[20..24].copy_from_slice(&self.leader_epoch.to_be_bytes());
-        out
-    }
-
-    fn decode(key: &[u8], value: &[u8]) -> Option<Self> {
-        if key.len() != 8 || value.len() != 24 {
-            return None;
+impl Default for LogPolicy {
+    fn default() -> Self {
+        LogPolicy {
+            roll: RollPolicy::default(),
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
         }
-        let i64_of = |b: &[u8]| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            i64::from_be_bytes(a)
-        };
-        Some(BatchSummary {
-            base_offset: i64_of(key),
-            last_offset: i64_of(&value[0..8]),
-            max_timestamp: i64_of(&value[8..16]),
-            size: u32::from_be_bytes([value[16], value[17], value[18], value[19]]),
-            leader_epoch: i32::from_be_bytes([value[20], value[21], value[22], value[23]]),
-        })
     }
-}
-
-fn offset_key(offset: i64) -> [u8; 8] {
-    (offset.max(0) as u64).to_be_bytes()
-}
-
-/// Largest value stored in the batches tree. sled 0.34 accounts a cached page
-/// by its on-log size, and a large value (a "blob") counts as a pointer, so
-/// storing 1 MiB batches whole lets its cache hold gigabytes. Batches are
-/// therefore stored as chunks of this size, which keeps the node's memory
-/// within a small multiple of `--cache-capacity-mb` (measured in
-/// docs/BENCHMARKS.md). Chunks are passed to the network by reference.
-pub const CHUNK_BYTES: usize = 8 * 1024;
-
-/// Key of chunk `index` of the batch at `base_offset`.
-fn chunk_key(base_offset: i64, index: u16) -> [u8; 10] {
-    let mut k = [0u8; 10];
-    k[..8].copy_from_slice(&offset_key(base_offset));
-    k[8..].copy_from_slice(&index.to_be_bytes());
-    k
-}
-
-fn base_of_chunk_key(key: &[u8]) -> Option<i64> {
-    let b: [u8; 8] = key.get(..8)?.try_into().ok()?;
-    Some(u64::from_be_bytes(b) as i64)
 }
 
 /// The mutable part of a partition log, behind one lock so that offset
@@ -166,7 +140,6 @@ struct LogState {
     log_end_offset: i64,
     high_watermark: i64,
     leader_epoch: i32,
-    size_bytes: u64,
     producers: ProducerTable,
     /// Leader-epoch cache: (epoch, start offset), ascending by epoch.
     epochs: Vec<(i32, i64)>,
@@ -175,24 +148,36 @@ struct LogState {
     replicated: bool,
     /// The high watermark last written by `checkpoint_high_watermark`.
     checkpointed_high_watermark: i64,
+    /// Records appended since the last fsync (for `flush.messages`).
+    unflushed_messages: i64,
 }
 
 /// One partition's log.
 pub struct PartitionLog {
     pub topic: String,
     pub partition: i32,
-    storage: Storage,
-    /// base offset -> batch bytes, exactly as served.
-    batches: sled::Tree,
-    /// base offset -> `BatchSummary` (without reading batches).
-    index: sled::Tree,
-    /// The node's logmeta tree (log start offset, leader-epoch cache).
+    /// Where the record batches are.
+    store: Box<dyn LogStore>,
+    /// The node's logmeta tree (log start offset, leader-epoch cache, checkpoints).
     logmeta: sled::Tree,
     /// The node's idempotent-producer tree (this partition's entries).
     producers_tree: sled::Tree,
     /// Key of this partition in the logmeta and producers trees.
     meta_key: Vec<u8>,
     state: Mutex<LogState>,
+    /// The topic's roll and flush configs.
+    policy: RwLock<LogPolicy>,
+    /// The node's `--flush-interval-ms` (0: fsync before every acknowledgement).
+    node_flush_interval_ms: u64,
+    /// Appended since the last fsync, and since when (ms since the epoch).
+    dirty: AtomicBool,
+    dirty_since_ms: AtomicI64,
+    /// Batches stored since the log was opened.
+    appends: AtomicU64,
+    /// Held while an fsync runs: requests that wait for one queue here and
+    /// find their records already covered (group commit). Holds the count of
+    /// `appends` the last fsync covered.
+    flushed: tokio::sync::Mutex<u64>,
     /// Publishes the high watermark; fetchers waiting for data subscribe.
     high_watermark_tx: watch::Sender<i64>,
     /// Publishes the log end offset; replica fetches wait on it.
@@ -212,16 +197,44 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The directory name of a partition: `topic-partition` as in Kafka when the
+/// topic name is a plain file name, else the topic id.
+fn partition_dir_name(topic: &str, topic_id: &str, partition: i32) -> String {
+    let plain = !topic.is_empty()
+        && topic.len() <= 200
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if plain {
+        format!("{topic}-{partition}")
+    } else {
+        format!("{topic_id}-{partition}")
+    }
+}
+
 impl PartitionLog {
-    /// Open (or create) the log of `topic`-`partition` whose trees are named by `topic_id`.
+    /// Open (or create) the log of `topic`-`partition` (`topic_id` names its
+    /// state), recovering what a crash left.
     pub fn open(
         storage: &Storage,
         topic: &str,
         topic_id: &str,
         partition: i32,
     ) -> Result<Self, StorageError> {
-        let batches = storage.tree(&storage::log_tree_name(topic_id, partition))?;
-        let index = storage.tree(&storage::index_tree_name(topic_id, partition))?;
+        let store: Box<dyn LogStore> = match storage.logs.kind {
+            LogStoreKind::Segments => Box::new(segments::SegmentStore::open(
+                storage
+                    .logs
+                    .root
+                    .join(partition_dir_name(topic, topic_id, partition)),
+                storage.logs.clone(),
+            )?),
+            LogStoreKind::Sled => {
+                Box::new(sled_store::SledStore::open(storage, topic_id, partition)?)
+            }
+        };
         let meta_key = format!("{topic_id}:{partition}").into_bytes();
         let logmeta = storage.tree(storage::LOGMETA_TREE)?;
 
@@ -232,60 +245,12 @@ impl PartitionLog {
             })?,
             None => (0, vec![(0, 0)]),
         };
-
-        // Chunks of a batch are written atomically (one sled batch) before its
-        // index entry. After a crash, chunks past the last index entry belong to
-        // an append that was never acknowledged: remove them. An index entry
-        // whose chunks do not add up is dropped with them.
-        loop {
-            let last = index.last()?;
-            let tail_start = match &last {
-                Some((k, v)) => match BatchSummary::decode(k, v) {
-                    Some(s) => chunk_key(s.last_offset + 1, 0).to_vec(),
-                    None => k.to_vec(),
-                },
-                None => Vec::new(),
-            };
-            let unindexed: Vec<sled::IVec> = batches
-                .range(tail_start.as_slice()..)
-                .keys()
-                .collect::<Result<_, _>>()?;
-            for k in unindexed {
-                batches.remove(k)?;
-            }
-            let Some((k, v)) = last else { break };
-            let complete = match BatchSummary::decode(&k, &v) {
-                Some(s) => {
-                    let stored: usize = batches
-                        .range(chunk_key(s.base_offset, 0)..chunk_key(s.base_offset + 1, 0))
-                        .values()
-                        .map(|v| v.map(|v| v.len()))
-                        .sum::<Result<usize, _>>()?;
-                    stored == s.size as usize
-                }
-                None => false,
-            };
-            if complete {
-                break;
-            }
-            index.remove(&k)?;
-        }
-
-        let mut size_bytes = 0u64;
-        let mut log_end_offset = log_start_offset;
-        for item in index.iter() {
-            let (k, v) = item?;
-            let s = BatchSummary::decode(&k, &v).ok_or_else(|| StorageError::Corrupt {
-                tree: storage::index_tree_name(topic_id, partition),
-                what: "index entry".into(),
-            })?;
-            size_bytes += s.size as u64;
-            log_end_offset = log_end_offset.max(s.last_offset + 1);
-        }
-        if let Some((k, v)) = index.first()? {
-            if let Some(s) = BatchSummary::decode(&k, &v) {
-                log_start_offset = log_start_offset.max(s.base_offset).min(log_end_offset);
-            }
+        let log_end_offset = store
+            .next_offset()
+            .unwrap_or(log_start_offset)
+            .max(log_start_offset);
+        if let Some(first) = store.first_offset() {
+            log_start_offset = log_start_offset.max(first).min(log_end_offset);
         }
 
         let producers_tree = storage.tree(storage::PRODUCERS_TREE)?;
@@ -307,12 +272,10 @@ impl PartitionLog {
         let leader_epoch = epochs.last().map(|e| e.0).unwrap_or(0);
         let (high_watermark_tx, _) = watch::channel(log_end_offset);
         let (log_end_tx, _) = watch::channel(log_end_offset);
-        Ok(PartitionLog {
+        let log = PartitionLog {
             topic: topic.to_string(),
             partition,
-            storage: storage.clone(),
-            batches,
-            index,
+            store,
             logmeta,
             producers_tree,
             meta_key,
@@ -321,20 +284,122 @@ impl PartitionLog {
                 log_end_offset,
                 high_watermark: log_end_offset,
                 leader_epoch,
-                size_bytes,
                 producers,
                 epochs,
                 replicated: false,
                 checkpointed_high_watermark: -1,
+                unflushed_messages: 0,
             }),
+            policy: RwLock::new(LogPolicy::default()),
+            node_flush_interval_ms: storage.logs.flush_interval_ms,
+            dirty: AtomicBool::new(false),
+            dirty_since_ms: AtomicI64::new(0),
+            appends: AtomicU64::new(0),
+            flushed: tokio::sync::Mutex::new(0),
             high_watermark_tx,
             log_end_tx,
-        })
+        };
+        log.replay_tail()?;
+        Ok(log)
+    }
+
+    /// Bring the producer table and the leader-epoch cache up to the log
+    /// end: sled writes them a little after the batches, so a crash can
+    /// leave batches they do not know of. Their headers say it all.
+    fn replay_tail(&self) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        let checkpoint = self
+            .logmeta
+            .get(self.state_checkpoint_key())?
+            .and_then(|v| Some(i64::from_be_bytes(v.as_ref().try_into().ok()?)))
+            .unwrap_or(state.log_start_offset);
+        let mut offset = checkpoint.max(state.log_start_offset);
+        let end = state.log_end_offset;
+        let mut replayed = 0usize;
+        let mut meta_changed = false;
+        while offset < end {
+            let read = self.store.read(offset, end, 1 << 20, true)?;
+            if read.chunks.is_empty() {
+                break;
+            }
+            let mut next = offset;
+            for chunk in read.chunks {
+                for bytes in batch::iter_batches(chunk) {
+                    let Ok(h) = batch::parse_header(&bytes) else {
+                        continue;
+                    };
+                    next = next.max(h.last_offset() + 1);
+                    if state
+                        .epochs
+                        .last()
+                        .is_none_or(|(e, _)| h.partition_leader_epoch > *e)
+                    {
+                        state.epochs.push((h.partition_leader_epoch, h.base_offset));
+                        meta_changed = true;
+                    }
+                    if h.producer_id >= 0 && h.base_sequence >= 0 {
+                        let mut entry = state
+                            .producers
+                            .get(&h.producer_id)
+                            .cloned()
+                            .unwrap_or_default();
+                        let known = entry
+                            .batches
+                            .iter()
+                            .any(|b| b.last_offset >= h.last_offset());
+                        if !known && entry.epoch <= h.producer_epoch {
+                            entry.record(
+                                h.producer_epoch,
+                                SequencedBatch {
+                                    first_sequence: h.base_sequence,
+                                    last_sequence: h.last_sequence(),
+                                    base_offset: h.base_offset,
+                                    last_offset: h.last_offset(),
+                                },
+                            );
+                            self.producers_tree
+                                .insert(self.producer_key(h.producer_id), entry.encode())?;
+                            state.producers.insert(h.producer_id, entry);
+                            replayed += 1;
+                        }
+                    }
+                }
+            }
+            if next <= offset {
+                break;
+            }
+            offset = next;
+        }
+        if meta_changed {
+            self.persist_meta(&state)?;
+        }
+        if replayed > 0 {
+            tracing::info!(topic = %self.topic, partition = self.partition, batches = replayed, "producer state rebuilt from the log");
+        }
+        drop(state);
+        self.checkpoint_state()?;
+        Ok(())
+    }
+
+    fn state_checkpoint_key(&self) -> Vec<u8> {
+        let mut k = self.meta_key.clone();
+        k.extend_from_slice(b"/state");
+        k
+    }
+
+    /// Record that the producer table and the epoch cache in sled cover the
+    /// log up to its end (written after them, so sled never has the mark
+    /// without them).
+    fn checkpoint_state(&self) -> Result<(), StorageError> {
+        let end = self.lock().log_end_offset;
+        self.logmeta
+            .insert(self.state_checkpoint_key(), &end.to_be_bytes())?;
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LogState> {
         // A panic while holding the lock leaves consistent state (every write
-        // to sled happens before the in-memory update), so poisoning is ignored.
+        // to the store happens before the in-memory update), so poisoning is ignored.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -351,7 +416,16 @@ impl PartitionLog {
         self.lock().leader_epoch
     }
     pub fn size_bytes(&self) -> u64 {
-        self.lock().size_bytes
+        self.store.size_bytes()
+    }
+
+    /// Apply the topic's roll and flush configs.
+    pub fn set_policy(&self, policy: LogPolicy) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    fn policy(&self) -> LogPolicy {
+        *self.policy.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Subscribe to high-watermark changes (for long-polling fetches).
@@ -366,6 +440,7 @@ impl PartitionLog {
         batches: Vec<ProducedBatch>,
         log_append_time: bool,
     ) -> Result<AppendOutcome, AppendError> {
+        let roll = self.policy().roll;
         let mut state = self.lock();
         let append_time = if log_append_time {
             Some(now_ms())
@@ -416,7 +491,7 @@ impl PartitionLog {
                 size: produced.bytes.len() as u32,
                 leader_epoch: state.leader_epoch,
             };
-            self.store_batch(&mut state, &produced.bytes, &h, summary)?;
+            self.store_batch(&mut state, &produced.bytes, &h, summary, roll)?;
             first_base.get_or_insert(base);
             last_offset = summary.last_offset;
             wrote = true;
@@ -437,22 +512,23 @@ impl PartitionLog {
         })
     }
 
-    /// Write one batch (already given its offsets) as chunks plus its index
-    /// entry, record its producer sequence, and move the log end.
+    /// Write one batch (already given its offsets) to the store, record its
+    /// producer sequence, and move the log end.
     fn store_batch(
         &self,
         state: &mut LogState,
         bytes: &[u8],
         h: &batch::BatchHeader,
         summary: BatchSummary,
+        roll: RollPolicy,
     ) -> Result<(), AppendError> {
-        let mut chunks = sled::Batch::default();
-        for (i, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
-            chunks.insert(&chunk_key(summary.base_offset, i as u16), chunk);
+        self.store.append(&summary, bytes, roll)?;
+        self.appends.fetch_add(1, Ordering::AcqRel);
+        if !self.dirty.swap(true, Ordering::AcqRel) {
+            self.dirty_since_ms.store(now_ms(), Ordering::Release);
         }
-        self.batches.apply_batch(chunks)?;
-        self.index
-            .insert(offset_key(summary.base_offset), &summary.encode())?;
+        state.unflushed_messages += h.record_count.max(1) as i64;
+        state.log_end_offset = summary.last_offset + 1;
         if h.producer_id >= 0 && h.base_sequence >= 0 {
             let mut entry = state
                 .producers
@@ -468,13 +544,78 @@ impl PartitionLog {
                     last_offset: summary.last_offset,
                 },
             );
-            self.producers_tree
-                .insert(self.producer_key(h.producer_id), entry.encode())?;
+            // The batch is stored: a failure to record its producer entry in
+            // sled is repaired from the log at the next start.
+            if let Err(e) = self
+                .producers_tree
+                .insert(self.producer_key(h.producer_id), entry.encode())
+            {
+                tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "producer state not saved");
+            }
             state.producers.insert(h.producer_id, entry);
         }
-        state.log_end_offset = summary.last_offset + 1;
-        state.size_bytes += summary.size as u64;
         Ok(())
+    }
+
+    /// Whether the records just appended must be fsynced before they are
+    /// acknowledged (`--flush-interval-ms 0`, or `flush.messages` reached).
+    pub fn must_sync_before_ack(&self) -> bool {
+        self.node_flush_interval_ms == 0
+            || self.lock().unflushed_messages >= self.policy().flush_messages
+    }
+
+    /// fsync everything appended so far. Concurrent callers share one fsync:
+    /// who waits while another runs finds its records covered (group commit).
+    pub async fn sync(self: &Arc<Self>) -> Result<(), StorageError> {
+        let target = self.appends.load(Ordering::Acquire);
+        let mut flushed = self.flushed.lock().await;
+        if *flushed >= target {
+            return Ok(());
+        }
+        let log = self.clone();
+        let covered = tokio::task::spawn_blocking(move || log.flush_now())
+            .await
+            .map_err(|e| StorageError::Io(std::io::Error::other(e.to_string())))??;
+        *flushed = covered;
+        Ok(())
+    }
+
+    /// fsync now (blocking); returns the count of appends it covers.
+    pub fn flush_now(&self) -> Result<u64, StorageError> {
+        let (end, covered) = {
+            let mut state = self.lock();
+            state.unflushed_messages = 0;
+            (state.log_end_offset, self.appends.load(Ordering::Acquire))
+        };
+        self.dirty.store(false, Ordering::Release);
+        if let Err(e) = self.store.flush() {
+            self.dirty.store(true, Ordering::Release);
+            return Err(e);
+        }
+        // The producer table and epochs in sled cover the log up to `end`;
+        // a restart replays only what comes after.
+        self.logmeta
+            .insert(self.state_checkpoint_key(), &end.to_be_bytes())?;
+        Ok(covered)
+    }
+
+    /// fsync if appends have waited longer than `flush.ms` or the node's
+    /// `--flush-interval-ms` (the node's flusher calls this).
+    pub fn flush_if_due(&self, now_ms: i64) -> Result<bool, StorageError> {
+        if !self.dirty.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let node = if self.node_flush_interval_ms == 0 {
+            0
+        } else {
+            self.node_flush_interval_ms as i64
+        };
+        let due_after = self.policy().flush_ms.min(node);
+        if now_ms - self.dirty_since_ms.load(Ordering::Acquire) < due_after {
+            return Ok(false);
+        }
+        self.flush_now()?;
+        Ok(true)
     }
 
     /// Append batches fetched from the leader, as they are: offsets, leader
@@ -483,6 +624,7 @@ impl PartitionLog {
     /// the log already holds are skipped; the first batch that does not
     /// start at the log end stops the append. Returns how many were written.
     pub fn append_replicated(&self, records: Bytes) -> Result<usize, AppendError> {
+        let roll = self.policy().roll;
         let mut state = self.lock();
         let mut written = 0;
         for bytes in batch::iter_batches(records) {
@@ -510,7 +652,7 @@ impl PartitionLog {
                 state.epochs.push((h.partition_leader_epoch, h.base_offset));
                 self.persist_meta(&state)?;
             }
-            self.store_batch(&mut state, &bytes, &h, summary)?;
+            self.store_batch(&mut state, &bytes, &h, summary, roll)?;
             written += 1;
         }
         if written > 0 {
@@ -605,20 +747,11 @@ impl PartitionLog {
         if offset >= state.log_end_offset {
             return Ok(state.log_end_offset);
         }
-        let doomed: Vec<BatchSummary> = self
-            .index
-            .iter()
-            .rev()
-            .filter_map(|r| r.ok())
-            .filter_map(|(k, v)| BatchSummary::decode(&k, &v))
-            .take_while(|s| s.last_offset >= offset)
-            .collect();
-        let mut new_end = offset.min(state.log_end_offset);
-        for s in &doomed {
-            self.remove_batch(&mut state, s)?;
-            new_end = new_end.min(s.base_offset);
-        }
-        let new_end = new_end.max(state.log_start_offset);
+        let remaining = self.store.truncate_from(offset)?;
+        let new_end = remaining
+            .unwrap_or(state.log_start_offset)
+            .min(offset)
+            .max(state.log_start_offset);
         state.log_end_offset = new_end;
         state.high_watermark = state.high_watermark.min(new_end);
         state.epochs.retain(|(_, start)| *start < new_end);
@@ -641,6 +774,8 @@ impl PartitionLog {
             self.producers_tree.remove(self.producer_key(pid))?;
         }
         self.persist_meta(&state)?;
+        self.logmeta
+            .insert(self.state_checkpoint_key(), &new_end.to_be_bytes())?;
         self.log_end_tx.send_replace(new_end);
         tracing::info!(topic = %self.topic, partition = self.partition, log_end_offset = new_end, "log truncated to the leader's");
         Ok(new_end)
@@ -650,8 +785,7 @@ impl PartitionLog {
     /// behind that its leader no longer holds the records it needs).
     pub fn reset_to(&self, offset: i64) -> Result<(), ReadError> {
         let mut state = self.lock();
-        let end = state.log_end_offset;
-        self.remove_batches_below(&mut state, end.max(offset))?;
+        self.store.clear()?;
         for (pid, _) in state.producers.drain() {
             self.producers_tree.remove(self.producer_key(pid))?;
         }
@@ -660,8 +794,9 @@ impl PartitionLog {
         state.log_start_offset = offset;
         state.log_end_offset = offset;
         state.high_watermark = offset;
-        state.size_bytes = 0;
         self.persist_meta(&state)?;
+        self.logmeta
+            .insert(self.state_checkpoint_key(), &offset.to_be_bytes())?;
         self.log_end_tx.send_replace(offset);
         self.high_watermark_tx.send_replace(offset);
         tracing::info!(topic = %self.topic, partition = self.partition, offset, "log reset to the leader's start");
@@ -674,18 +809,29 @@ impl PartitionLog {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
         let mut count = 0;
-        for s in self.summaries() {
-            if s.last_offset >= upto {
+        let mut offset = self.log_start_offset();
+        let end = self.log_end_offset();
+        'read: while offset < end {
+            let read = self.store.read(offset, end, 4 << 20, true)?;
+            if read.chunks.is_empty() {
                 break;
             }
-            for chunk in self
-                .batches
-                .range(chunk_key(s.base_offset, 0)..chunk_key(s.base_offset + 1, 0))
-                .values()
-            {
-                hasher.update(&chunk?);
+            let mut next = offset;
+            for batch in join_batches(read.chunks) {
+                let Ok(h) = batch::parse_header(&batch) else {
+                    break 'read;
+                };
+                if h.last_offset() >= upto {
+                    break 'read;
+                }
+                hasher.update(&batch);
+                count += 1;
+                next = h.last_offset() + 1;
             }
-            count += 1;
+            if next <= offset {
+                break;
+            }
+            offset = next;
         }
         let hex = hasher
             .finalize()
@@ -703,9 +849,8 @@ impl PartitionLog {
     }
 
     /// Read whole batches from `fetch_offset`, up to `max_bytes` (the first
-    /// batch is returned whole even when larger, if `allow_oversized_first`).
-    /// A batch stored in several chunks is joined (one copy); the fetch path
-    /// uses `read_segments` instead.
+    /// batch is returned whole even when larger, if `allow_oversized_first`),
+    /// one `Bytes` per batch.
     pub fn read(
         &self,
         fetch_offset: i64,
@@ -718,8 +863,8 @@ impl PartitionLog {
         Ok(out)
     }
 
-    /// Like `read`, but `batches` holds the stored chunks (in order; a batch may
-    /// span several), shared with sled's cache rather than copied.
+    /// Read whole batches from `fetch_offset` as the store hands them over:
+    /// pieces whose concatenation is the batches (what a Fetch response sends).
     pub fn read_segments(
         &self,
         fetch_offset: i64,
@@ -752,98 +897,29 @@ impl PartitionLog {
         if fetch_offset >= upper {
             return Ok(out);
         }
-        let start = match self.index.range(..=offset_key(fetch_offset)).next_back() {
-            Some(item) => {
-                let (k, v) = item?;
-                match BatchSummary::decode(&k, &v) {
-                    Some(s) if s.last_offset >= fetch_offset => s.base_offset,
-                    _ => fetch_offset,
-                }
-            }
-            None => fetch_offset,
-        };
-        // Bytes of the current batch still to come, and whether it is taken.
-        let mut pending = 0usize;
-        let mut taking = false;
-        // Where the current batch starts in `out.batches`, and its size.
-        let mut batch_start = 0usize;
-        let mut batch_total = 0usize;
-        for item in self.batches.range(chunk_key(start, 0)..) {
-            let (k, v) = item?;
-            if pending == 0 {
-                // The first chunk of a batch: decide on the whole batch.
-                let Ok(h) = batch::parse_header(&v) else {
-                    break;
-                };
-                if base_of_chunk_key(&k) != Some(h.base_offset) || h.base_offset >= upper {
-                    break;
-                }
-                let total = h.total_len();
-                let first = out.bytes == 0 && allow_oversized_first;
-                if out.bytes + total > max_bytes && !first {
-                    break;
-                }
-                pending = total;
-                taking = true;
-                batch_start = out.batches.len();
-                batch_total = total;
-                out.bytes += total;
-            }
-            if !taking {
-                break;
-            }
-            pending = pending.saturating_sub(v.len());
-            out.batches.push(Bytes::from_owner(v));
-            if pending == 0 && out.bytes >= max_bytes {
-                break;
-            }
-        }
-        if pending > 0 {
-            // The last batch is missing chunks (retention is removing it, or
-            // the range ended): leave it out.
-            out.batches.truncate(batch_start);
-            out.bytes -= batch_total;
-        }
+        let read = self
+            .store
+            .read(fetch_offset, upper, max_bytes, allow_oversized_first)?;
+        out.batches = read.chunks;
+        out.bytes = read.bytes;
         Ok(out)
     }
 
-    /// Summaries of all batches, oldest first (for timestamp lookups and retention).
-    pub fn summaries(&self) -> impl Iterator<Item = BatchSummary> + '_ {
-        self.index
-            .iter()
-            .filter_map(|r| r.ok())
-            .filter_map(|(k, v)| BatchSummary::decode(&k, &v))
-    }
-
-    /// The stored batch with this base offset (its chunks joined).
-    pub fn batch_at(&self, base_offset: i64) -> Result<Option<Bytes>, ReadError> {
-        let chunks: Vec<Bytes> = self
-            .batches
-            .range(chunk_key(base_offset, 0)..chunk_key(base_offset + 1, 0))
-            .values()
-            .map(|v| v.map(Bytes::from_owner))
-            .collect::<Result<_, _>>()?;
-        Ok(match chunks.len() {
-            0 => None,
-            _ => join_batches(chunks).into_iter().next(),
-        })
+    /// The stored batch holding `offset`.
+    pub fn batch_at(&self, offset: i64) -> Result<Option<Bytes>, ReadError> {
+        Ok(self.store.batch_at(offset)?.map(|(_, b)| b))
     }
 
     /// Earliest offset whose timestamp is >= `timestamp`, with that timestamp
     /// (ListOffsets by time). `None` when no record is that recent.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, ReadError> {
-        let start = self.log_start_offset();
+        let mut from = self.log_start_offset();
         let hw = self.high_watermark();
-        for s in self.summaries() {
-            if s.base_offset >= hw {
-                break;
-            }
-            if s.max_timestamp < timestamp || s.last_offset < start {
-                continue;
-            }
-            if let Some(found) = self.find_in_batch(s, |off, ts| off >= start && ts >= timestamp)? {
+        while let Some(s) = self.store.find_by_timestamp(timestamp, from, hw)? {
+            if let Some(found) = self.find_in_batch(s, |off, ts| off >= from && ts >= timestamp)? {
                 return Ok(Some(found));
             }
+            from = s.last_offset + 1;
         }
         Ok(None)
     }
@@ -851,14 +927,7 @@ impl PartitionLog {
     /// Offset and timestamp of the record with the largest timestamp (ListOffsets -3).
     pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, ReadError> {
         let hw = self.high_watermark();
-        let best = self.summaries().filter(|s| s.base_offset < hw).fold(
-            None::<BatchSummary>,
-            |best, s| match best {
-                Some(b) if b.max_timestamp >= s.max_timestamp => Some(b),
-                _ => Some(s),
-            },
-        );
-        match best {
+        match self.store.max_timestamp_batch(hw)? {
             Some(s) => {
                 let max = s.max_timestamp;
                 Ok(self
@@ -900,7 +969,8 @@ impl PartitionLog {
     }
 
     /// Move the log start offset forward (DeleteRecords); -1 means the high
-    /// watermark. Returns the new log start offset.
+    /// watermark. Returns the new log start offset. Whole segments below it
+    /// are removed; the one it falls in stays, and reads start at it.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, ReadError> {
         let mut state = self.lock();
         let target = if offset == -1 {
@@ -917,41 +987,14 @@ impl PartitionLog {
         }
         if target > state.log_start_offset {
             state.log_start_offset = target;
-            self.remove_batches_below(&mut state, target)?;
             self.persist_meta(&state)?;
+            self.store.delete_before(target)?;
         }
         Ok(state.log_start_offset)
     }
 
-    /// Remove whole batches that end before `offset`.
-    fn remove_batches_below(&self, state: &mut LogState, offset: i64) -> Result<(), ReadError> {
-        let doomed: Vec<BatchSummary> = self
-            .summaries()
-            .take_while(|s| s.last_offset < offset)
-            .collect();
-        for s in &doomed {
-            self.remove_batch(state, s)?;
-        }
-        Ok(())
-    }
-
-    /// Remove one batch: its index entry and its chunks.
-    fn remove_batch(&self, state: &mut LogState, s: &BatchSummary) -> Result<(), ReadError> {
-        self.index.remove(offset_key(s.base_offset))?;
-        let chunks: Vec<sled::IVec> = self
-            .batches
-            .range(chunk_key(s.base_offset, 0)..chunk_key(s.base_offset + 1, 0))
-            .keys()
-            .collect::<Result<_, _>>()?;
-        for k in chunks {
-            self.batches.remove(k)?;
-        }
-        state.size_bytes = state.size_bytes.saturating_sub(s.size as u64);
-        Ok(())
-    }
-
-    /// Apply `retention.ms` and `retention.bytes` (negative = unlimited).
-    /// Returns how many batches were removed.
+    /// Apply `retention.ms` and `retention.bytes` (negative = unlimited) to
+    /// whole segments below the high watermark. Returns how many were removed.
     pub fn apply_retention(
         &self,
         retention_ms: i64,
@@ -960,27 +1003,52 @@ impl PartitionLog {
         let now = now_ms();
         let mut state = self.lock();
         let mut new_start = state.log_start_offset;
-        let mut size = state.size_bytes as i64;
+        let mut size = self.store.size_bytes() as i64;
         let mut removed = 0;
-        for s in self.summaries() {
-            if s.base_offset >= state.high_watermark {
+        for s in self.store.segments() {
+            if s.next_offset > state.high_watermark || s.size_bytes == 0 {
                 break;
             }
             let expired = retention_ms >= 0 && s.max_timestamp < now - retention_ms;
-            let oversized = retention_bytes >= 0 && size - s.size as i64 >= retention_bytes;
+            let oversized = retention_bytes >= 0 && size - s.size_bytes as i64 >= retention_bytes;
             if !(expired || oversized) {
                 break;
             }
-            size -= s.size as i64;
-            new_start = s.last_offset + 1;
+            size -= s.size_bytes as i64;
+            new_start = s.next_offset;
             removed += 1;
         }
         if removed > 0 {
             state.log_start_offset = new_start.max(state.log_start_offset);
-            self.remove_batches_below(&mut state, new_start)?;
             self.persist_meta(&state)?;
+            self.store.delete_before(new_start)?;
         }
         Ok(removed)
+    }
+
+    /// Compact the closed segments (`cleanup.policy=compact`): keep the
+    /// latest record of each key, and tombstones younger than
+    /// `delete_retention_ms`.
+    pub fn compact(&self, delete_retention_ms: i64) -> Result<CleanerStats, ReadError> {
+        let (start, hw) = {
+            let s = self.lock();
+            (s.log_start_offset, s.high_watermark)
+        };
+        let tombstones_before = now_ms().saturating_sub(delete_retention_ms.max(0));
+        let (plans, mut stats) = cleaner::plan(self.store.as_ref(), start, hw, tombstones_before)?;
+        let mut swapped = 0;
+        for (run, bytes) in plans {
+            // Appends, truncation and retention wait for the swap.
+            let _state = self.lock();
+            if self.store.replace_segment(&run, bytes)? {
+                swapped += 1;
+            }
+        }
+        stats.segments_rewritten = swapped;
+        if swapped > 0 {
+            tracing::info!(topic = %self.topic, partition = self.partition, segments = swapped, records_removed = stats.records_removed, "log compacted");
+        }
+        Ok(stats)
     }
 
     /// The end offset of `epoch` (OffsetForLeaderEpoch): the start offset of the
@@ -1010,13 +1078,11 @@ impl PartitionLog {
     }
 
     /// Remove this log and everything it stored.
-    pub fn destroy(&self, topic_id: &str) -> Result<(), StorageError> {
-        self.storage
-            .drop_tree(&storage::log_tree_name(topic_id, self.partition))?;
-        self.storage
-            .drop_tree(&storage::index_tree_name(topic_id, self.partition))?;
+    pub fn destroy(&self, _topic_id: &str) -> Result<(), StorageError> {
+        self.store.destroy()?;
         self.logmeta.remove(&self.meta_key)?;
         self.logmeta.remove(self.hw_key())?;
+        self.logmeta.remove(self.state_checkpoint_key())?;
         let mut prefix = self.meta_key.clone();
         prefix.push(b'/');
         for item in self.producers_tree.scan_prefix(&prefix) {
@@ -1027,32 +1093,31 @@ impl PartitionLog {
     }
 }
 
-/// Join stored chunks back into whole batches (by their header lengths).
+/// Cut pieces whose concatenation is whole batches into one `Bytes` per
+/// batch (a batch split across pieces is joined: one copy).
 fn join_batches(chunks: Vec<Bytes>) -> Vec<Bytes> {
     let mut out = Vec::with_capacity(chunks.len());
-    let mut current: Option<(bytes::BytesMut, usize)> = None;
+    let mut partial = bytes::BytesMut::new();
     for chunk in chunks {
-        match current.take() {
-            None => {
-                let total = batch::parse_header(&chunk)
-                    .map(|h| h.total_len())
-                    .unwrap_or(chunk.len());
-                if total <= chunk.len() {
-                    out.push(chunk);
-                } else {
-                    let mut joined = bytes::BytesMut::with_capacity(total);
-                    joined.extend_from_slice(&chunk);
-                    current = Some((joined, total));
-                }
+        let mut rest = if partial.is_empty() {
+            chunk
+        } else {
+            partial.extend_from_slice(&chunk);
+            std::mem::take(&mut partial).freeze()
+        };
+        loop {
+            if rest.len() < batch::LOG_OVERHEAD {
+                break;
             }
-            Some((mut joined, total)) => {
-                joined.extend_from_slice(&chunk);
-                if joined.len() >= total {
-                    out.push(joined.freeze());
-                } else {
-                    current = Some((joined, total));
-                }
+            let len = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]).max(0) as usize;
+            let total = batch::LOG_OVERHEAD + len;
+            if total > rest.len() {
+                break;
             }
+            out.push(rest.split_to(total));
+        }
+        if !rest.is_empty() {
+            partial.extend_from_slice(&rest);
         }
     }
     out
@@ -1207,5 +1272,382 @@ mod tests {
             ),
             (10, 10, 10)
         );
+    }
+
+    // ---- The same suite against both stores -------------------------------
+
+    fn open_kind(dir: &std::path::Path, kind: LogStoreKind) -> (Storage, PartitionLog) {
+        let storage = Storage::open_with(
+            dir,
+            &storage::StorageOptions {
+                log_store: kind,
+                log_open_files: 16,
+                ..storage::StorageOptions::default()
+            },
+        )
+        .expect("storage");
+        let log = PartitionLog::open(&storage, "t", "tid", 0).expect("log");
+        (storage, log)
+    }
+
+    const KINDS: [LogStoreKind; 2] = [LogStoreKind::Segments, LogStoreKind::Sled];
+
+    fn values(log: &PartitionLog, from: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut offset = from;
+        loop {
+            let read = log
+                .read(offset, 1 << 20, true, ReadLimit::HighWatermark)
+                .unwrap();
+            if read.batches.is_empty() {
+                return out;
+            }
+            for b in read.batches {
+                let mut buf = b.clone();
+                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
+                for r in set.records {
+                    if r.offset >= offset {
+                        let v = r.value.map(|v| String::from_utf8(v.to_vec()).unwrap());
+                        out.push(v.unwrap_or_else(|| "<null>".into()));
+                    }
+                }
+                offset = batch::parse_header(&b).unwrap().last_offset() + 1;
+            }
+        }
+    }
+
+    fn small_segments(log: &PartitionLog, bytes: u64) {
+        log.set_policy(LogPolicy {
+            roll: RollPolicy {
+                segment_bytes: bytes,
+                ..RollPolicy::default()
+            },
+            ..LogPolicy::default()
+        });
+    }
+
+    #[test]
+    fn every_store_serves_what_was_appended_across_restarts() {
+        for kind in KINDS {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let (_s, log) = open_kind(dir.path(), kind);
+                small_segments(&log, 300);
+                for i in 0..50 {
+                    produce(&log, &[&format!("v{i}"), &format!("w{i}")]);
+                }
+                assert_eq!(log.log_end_offset(), 100);
+                log.flush_now().unwrap();
+            }
+            let (_s, log) = open_kind(dir.path(), kind);
+            assert_eq!(
+                (log.log_start_offset(), log.log_end_offset()),
+                (0, 100),
+                "{kind:?}"
+            );
+            let got = values(&log, 0);
+            assert_eq!(got.len(), 100, "{kind:?}");
+            assert_eq!(got[99], "w49");
+            // A read from the middle of a batch starts with that batch.
+            let from_middle = log
+                .read(7, 1 << 20, true, ReadLimit::HighWatermark)
+                .unwrap();
+            let first = batch::parse_header(&from_middle.batches[0]).unwrap();
+            assert_eq!(first.base_offset, 6, "{kind:?}");
+            // max_bytes stops at a batch boundary, but the first batch is whole.
+            let tiny = log.read(0, 1, true, ReadLimit::HighWatermark).unwrap();
+            assert_eq!(tiny.batches.len(), 1);
+            let none = log.read(0, 1, false, ReadLimit::HighWatermark).unwrap();
+            assert!(none.batches.is_empty());
+            assert_eq!(produce(&log, &["after"]).base_offset, 100);
+        }
+    }
+
+    #[test]
+    fn both_stores_return_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_a, seg) = open_kind(&dir.path().join("a"), LogStoreKind::Segments);
+        let (_b, sled) = open_kind(&dir.path().join("b"), LogStoreKind::Sled);
+        small_segments(&seg, 500);
+        for i in 0..40 {
+            let v = format!("record-{i}-{}", "x".repeat(i * 7));
+            produce(&seg, &[&v]);
+            produce(&sled, &[&v]);
+        }
+        for from in [0, 1, 13, 39] {
+            for max in [1usize, 200, 1000, 1 << 20] {
+                let a = seg.read(from, max, true, ReadLimit::HighWatermark).unwrap();
+                let b = sled
+                    .read(from, max, true, ReadLimit::HighWatermark)
+                    .unwrap();
+                assert_eq!(a.batches, b.batches, "from {from} max {max}");
+                assert_eq!(a.bytes, b.bytes);
+            }
+        }
+        assert_eq!(seg.digest(40).unwrap(), sled.digest(40).unwrap());
+        assert_eq!(seg.size_bytes(), sled.size_bytes());
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_at_start_and_the_rest_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_s, log) = open_kind(dir.path(), LogStoreKind::Segments);
+            for i in 0..10 {
+                produce(&log, &[&format!("v{i}")]);
+            }
+        }
+        // Cut the active segment in the middle of its last batch.
+        let seg_dir = dir.path().join("logs").join("t-0");
+        let file = seg_dir.join(format!("{:020}.log", 0));
+        let len = std::fs::metadata(&file).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.set_len(len - 5).unwrap();
+        drop(f);
+        let (_s, log) = open_kind(dir.path(), LogStoreKind::Segments);
+        assert_eq!(log.log_end_offset(), 9);
+        assert_eq!(
+            values(&log, 0),
+            (0..9).map(|i| format!("v{i}")).collect::<Vec<_>>()
+        );
+        assert_eq!(produce(&log, &["again"]).base_offset, 9);
+        assert_eq!(values(&log, 9), vec!["again".to_string()]);
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_active_segment_ends_the_log_there() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_s, log) = open_kind(dir.path(), LogStoreKind::Segments);
+            for i in 0..6 {
+                produce(&log, &[&format!("v{i}")]);
+            }
+        }
+        let file = dir.path().join("logs/t-0").join(format!("{:020}.log", 0));
+        let mut bytes = std::fs::read(&file).unwrap();
+        let batch_len = bytes.len() / 6;
+        bytes[batch_len * 4 + batch_len / 2 + 10] ^= 0xff;
+        std::fs::write(&file, &bytes).unwrap();
+        let (_s, log) = open_kind(dir.path(), LogStoreKind::Segments);
+        assert_eq!(log.log_end_offset(), 4);
+    }
+
+    #[test]
+    fn retention_removes_whole_segments_and_delete_records_moves_inside_one() {
+        for kind in KINDS {
+            let dir = tempfile::tempdir().unwrap();
+            let (_s, log) = open_kind(dir.path(), kind);
+            small_segments(&log, 250);
+            for i in 0..30 {
+                produce(&log, &[&format!("value-{i:02}")]);
+            }
+            let before = log.size_bytes();
+            // Keep about 1000 bytes: whole runs from the oldest go.
+            let removed = log.apply_retention(-1, 1000).unwrap();
+            assert!(removed > 0, "{kind:?}");
+            assert!(log.size_bytes() < before);
+            assert!(
+                log.size_bytes() >= 1000 - 300,
+                "{kind:?}: {}",
+                log.size_bytes()
+            );
+            let start = log.log_start_offset();
+            assert!(start > 0);
+            assert_eq!(values(&log, start)[0], format!("value-{start:02}"));
+            // DeleteRecords may stop inside a segment: reads start there.
+            assert_eq!(log.delete_records_before(start + 1).unwrap(), start + 1);
+            assert!(matches!(
+                log.read(start, 100, true, ReadLimit::HighWatermark),
+                Err(ReadError::OffsetOutOfRange { .. })
+            ));
+            assert_eq!(
+                values(&log, start + 1)[0],
+                format!("value-{:02}", start + 1)
+            );
+            // Everything old: every segment goes, the log end stays.
+            log.apply_retention(0, -1).unwrap();
+            assert_eq!(log.log_start_offset(), 30, "{kind:?}");
+            assert_eq!(log.log_end_offset(), 30);
+            assert_eq!(produce(&log, &["x"]).base_offset, 30);
+        }
+    }
+
+    #[test]
+    fn timestamps_are_found_across_segments() {
+        for kind in KINDS {
+            let dir = tempfile::tempdir().unwrap();
+            let (_s, log) = open_kind(dir.path(), kind);
+            small_segments(&log, 200);
+            for i in 0..20i64 {
+                let records = vec![PlainRecord {
+                    key: None,
+                    value: Some(Bytes::from(format!("v{i}"))),
+                    timestamp: 1000 + i * 10,
+                }];
+                let bytes =
+                    encode_plain(&records, kafka_protocol::records::Compression::None).unwrap();
+                log.append(split_and_validate(&bytes, 1 << 20).unwrap(), false)
+                    .unwrap();
+            }
+            assert_eq!(log.offset_for_timestamp(1000).unwrap(), Some((0, 1000)));
+            assert_eq!(log.offset_for_timestamp(1095).unwrap(), Some((10, 1100)));
+            assert_eq!(log.offset_for_timestamp(1190).unwrap(), Some((19, 1190)));
+            assert_eq!(log.offset_for_timestamp(5000).unwrap(), None);
+            assert_eq!(
+                log.max_timestamp_offset().unwrap(),
+                Some((19, 1190)),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn producer_state_lost_by_a_crash_is_rebuilt_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let idempotent = |seq: i32, v: &str| {
+            let records = vec![PlainRecord {
+                key: None,
+                value: Some(Bytes::from(v.to_string())),
+                timestamp: 1,
+            }];
+            let mut bytes =
+                encode_plain(&records, kafka_protocol::records::Compression::None).unwrap();
+            // producer id 7, epoch 0, base sequence `seq`; then a fresh CRC.
+            bytes[43..51].copy_from_slice(&7i64.to_be_bytes());
+            bytes[51..53].copy_from_slice(&0i16.to_be_bytes());
+            bytes[53..57].copy_from_slice(&seq.to_be_bytes());
+            let crc = crc32c::crc32c(&bytes[21..]);
+            bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+            split_and_validate(&bytes, 1 << 20).unwrap()
+        };
+        {
+            let (storage, log) = open_kind(dir.path(), LogStoreKind::Segments);
+            for seq in 0..3 {
+                log.append(idempotent(seq, "a"), false).unwrap();
+            }
+            // What sled had not written when the process died.
+            let producers = storage.tree(storage::PRODUCERS_TREE).unwrap();
+            producers.clear().unwrap();
+            storage
+                .tree(storage::LOGMETA_TREE)
+                .unwrap()
+                .insert(log.state_checkpoint_key(), &0i64.to_be_bytes())
+                .unwrap();
+        }
+        let (_s, log) = open_kind(dir.path(), LogStoreKind::Segments);
+        // A retry of the last batch is a duplicate, the next one appends.
+        assert_eq!(
+            log.append(idempotent(2, "a"), false).unwrap().base_offset,
+            2
+        );
+        assert_eq!(log.log_end_offset(), 3);
+        assert_eq!(
+            log.append(idempotent(3, "b"), false).unwrap().base_offset,
+            3
+        );
+    }
+
+    #[test]
+    fn truncation_across_segments_keeps_the_earlier_ones() {
+        for kind in KINDS {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let (_s, log) = open_kind(dir.path(), kind);
+                small_segments(&log, 200);
+                for i in 0..20 {
+                    produce(&log, &[&format!("v{i}")]);
+                }
+                assert_eq!(log.truncate_to(7).unwrap(), 7, "{kind:?}");
+                let expected: Vec<String> = (0..7).map(|i| format!("v{i}")).collect();
+                assert_eq!(values(&log, 0), expected);
+                assert_eq!(produce(&log, &["n"]).base_offset, 7);
+            }
+            let (_s, log) = open_kind(dir.path(), kind);
+            assert_eq!(log.log_end_offset(), 8, "{kind:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_syncs_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_s, log) = open_kind(dir.path(), LogStoreKind::Segments);
+        let log = Arc::new(log);
+        produce(&log, &["a"]);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let log = log.clone();
+                tokio::spawn(async move { log.sync().await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert!(!log.dirty.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn compaction_keeps_the_latest_record_of_each_key_in_closed_segments() {
+        for kind in KINDS {
+            let dir = tempfile::tempdir().unwrap();
+            let (_s, log) = open_kind(dir.path(), kind);
+            small_segments(&log, 300);
+            let keyed = |k: &str, v: Option<&str>, ts: i64| {
+                let records = vec![PlainRecord {
+                    key: Some(Bytes::from(k.to_string())),
+                    value: v.map(|v| Bytes::from(v.to_string())),
+                    timestamp: ts,
+                }];
+                let bytes =
+                    encode_plain(&records, kafka_protocol::records::Compression::None).unwrap();
+                split_and_validate(&bytes, 1 << 20).unwrap()
+            };
+            let now = now_ms();
+            for round in 0..10 {
+                for k in ["a", "b", "c"] {
+                    log.append(keyed(k, Some(&format!("{k}{round}")), now), false)
+                        .unwrap();
+                }
+            }
+            // "b" deleted long ago: its tombstone has expired too.
+            log.append(keyed("b", None, now - 10_000_000), false)
+                .unwrap();
+            log.append(keyed("z", Some("active"), now), false).unwrap();
+            let end = log.log_end_offset();
+            let stats = log.compact(86_400_000).unwrap();
+            assert!(stats.segments_rewritten > 0, "{kind:?}");
+            assert_eq!(log.log_end_offset(), end);
+            let mut latest = std::collections::BTreeMap::new();
+            let mut offset = 0;
+            let read = log
+                .read(0, 1 << 24, true, ReadLimit::HighWatermark)
+                .unwrap();
+            let mut count = 0;
+            for b in read.batches {
+                let mut buf = b.clone();
+                for r in kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+                    .unwrap()
+                    .records
+                {
+                    assert!(r.offset >= offset, "offsets only grow");
+                    offset = r.offset;
+                    count += 1;
+                    latest.insert(r.key.unwrap(), r.value);
+                }
+            }
+            assert_eq!(latest[&Bytes::from("a")], Some(Bytes::from("a9")));
+            assert_eq!(latest[&Bytes::from("c")], Some(Bytes::from("c9")));
+            assert!(count < 32, "{kind:?}: {count} records left");
+            // Reads still find every offset that remains, and compacted
+            // segments survive a restart.
+            drop(log);
+            drop(_s);
+            let (_s, log) = open_kind(dir.path(), kind);
+            assert_eq!(log.log_end_offset(), end);
+            let start = log.log_start_offset();
+            assert_eq!(
+                values(&log, start).last().map(String::as_str),
+                Some("active")
+            );
+        }
     }
 }

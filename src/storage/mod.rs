@@ -1,9 +1,17 @@
-//! The node's sled database and the names of its trees.
+//! The node's storage: its sled database (and the names of its trees), and
+//! the directory where partition logs keep their segment files, with the
+//! resources every log shares (bounded file handles, the disk-space guard).
 //!
 //! Owns opening, flushing and the key layout of every tree. It knows nothing
 //! about Kafka semantics; `log` and `broker` give the bytes their meaning.
 
-use std::path::Path;
+mod files;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use files::{free_bytes, FileKind};
+use files::{DiskSpace, FileCache};
 
 /// Errors from the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +20,81 @@ pub enum StorageError {
     Sled(#[from] sled::Error),
     #[error("corrupt record in tree {tree}: {what}")]
     Corrupt { tree: String, what: String },
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("disk full: {free} bytes free, {reserve} kept in reserve")]
+    DiskFull { free: u64, reserve: u64 },
+}
+
+/// Where partition logs keep their record batches (`--log-store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogStoreKind {
+    /// Append-only segment files per partition (Kafka's layout).
+    #[default]
+    Segments,
+    /// Sled trees per partition (kept for comparison).
+    Sled,
+}
+
+/// How the node's storage is set up.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// sled's flush interval; 0 disables its background flusher.
+    pub flush_interval_ms: u64,
+    /// sled's page cache.
+    pub cache_capacity_bytes: u64,
+    pub log_store: LogStoreKind,
+    /// Most segment file handles open at once.
+    pub log_open_files: usize,
+    /// Appends are refused while less than this is free on the log disk.
+    pub disk_reserve_bytes: u64,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            flush_interval_ms: 500,
+            cache_capacity_bytes: 64 * 1024 * 1024,
+            log_store: LogStoreKind::Segments,
+            log_open_files: 1024,
+            disk_reserve_bytes: 0,
+        }
+    }
+}
+
+/// The directory of the partition logs and what they share.
+pub struct LogDirs {
+    /// `<data dir>/logs`: one directory per partition.
+    pub root: PathBuf,
+    pub kind: LogStoreKind,
+    /// The node's `--flush-interval-ms` (0: fsync before acknowledging).
+    pub flush_interval_ms: u64,
+    pub(crate) files: FileCache,
+    pub(crate) space: DiskSpace,
+}
+
+impl LogDirs {
+    /// Bounded open handles of segment files.
+    pub fn file(
+        &self,
+        segment: u64,
+        kind: FileKind,
+        path: &Path,
+    ) -> std::io::Result<Arc<std::fs::File>> {
+        self.files.get(segment, kind, path)
+    }
+    /// Close a deleted segment's handles.
+    pub fn forget(&self, segment: u64) {
+        self.files.forget(segment)
+    }
+    /// Admit an append of `len` bytes, or refuse it while the disk is full.
+    pub fn admit(&self, len: u64) -> Result<(), StorageError> {
+        self.space.admit(len)
+    }
+    /// Segment file handles open now.
+    pub fn open_files(&self) -> usize {
+        self.files.open_count()
+    }
 }
 
 /// Tree holding topic definitions: topic name -> JSON `TopicRecord`.
@@ -31,11 +114,13 @@ pub fn index_tree_name(topic_id: &str, partition: i32) -> String {
     format!("idx:{topic_id}:{partition}")
 }
 
-/// The node's sled database.
+/// The node's sled database and its log directory.
 #[derive(Clone)]
 pub struct Storage {
     /// The one sled database of this node's data directory.
     pub db: sled::Db,
+    /// Where partition logs put their segments.
+    pub logs: Arc<LogDirs>,
 }
 
 impl Storage {
@@ -48,18 +133,52 @@ impl Storage {
         flush_interval_ms: u64,
         cache_capacity_bytes: u64,
     ) -> Result<Self, StorageError> {
-        let flush_every = if flush_interval_ms == 0 {
+        Self::open_with(
+            dir,
+            &StorageOptions {
+                flush_interval_ms,
+                cache_capacity_bytes,
+                ..StorageOptions::default()
+            },
+        )
+    }
+
+    /// Open (or create) the database and the log directory in `dir`.
+    pub fn open_with(dir: &Path, options: &StorageOptions) -> Result<Self, StorageError> {
+        let flush_every = if options.flush_interval_ms == 0 {
             None
         } else {
-            Some(flush_interval_ms)
+            Some(options.flush_interval_ms)
         };
+        std::fs::create_dir_all(dir)?;
+        remove_unfinished_snapshots(dir);
+        if options.disk_reserve_bytes > 0 {
+            let free = free_bytes(dir)?;
+            if free < options.disk_reserve_bytes {
+                // Opening sled may write (a snapshot, a new log file); on a
+                // full disk that can leave a half-written file behind.
+                return Err(StorageError::DiskFull {
+                    free,
+                    reserve: options.disk_reserve_bytes,
+                });
+            }
+        }
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(cache_capacity_bytes)
+            .cache_capacity(options.cache_capacity_bytes)
             .flush_every_ms(flush_every)
             .mode(sled::Mode::HighThroughput)
             .open()?;
-        Ok(Storage { db })
+        let root = dir.join("logs");
+        std::fs::create_dir_all(&root)?;
+        let logs = Arc::new(LogDirs {
+            space: DiskSpace::new(root.clone(), options.disk_reserve_bytes),
+            files: FileCache::new(options.log_open_files),
+            kind: options.log_store,
+            flush_interval_ms: options.flush_interval_ms,
+            root,
+        });
+        Ok(Storage { db, logs })
     }
 
     /// Open a tree by name.
@@ -79,8 +198,35 @@ impl Storage {
         Ok(())
     }
 
+    /// `flush` for callers that may block (sled's own thread-blocking flush).
+    pub fn flush_sync(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// A durable, monotonically increasing id (used for producer ids).
     pub fn generate_id(&self) -> Result<u64, StorageError> {
         Ok(self.db.generate_id()?)
+    }
+}
+
+/// sled writes a snapshot as `snap.<n>.generating` and renames it when
+/// complete; one left behind by a crash (or a full disk) is garbage that
+/// would keep sled from opening the directory.
+fn remove_unfinished_snapshots(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::warn!(file = %name, "removed an unfinished sled snapshot"),
+                Err(e) => {
+                    tracing::warn!(file = %name, error = %e, "cannot remove an unfinished sled snapshot")
+                }
+            }
+        }
     }
 }
