@@ -115,7 +115,7 @@ pub struct DiskSpace {
 }
 
 /// How long a free-space reading is trusted.
-const RECHECK_EVERY: Duration = Duration::from_millis(500);
+const RECHECK_EVERY: Duration = Duration::from_millis(100);
 
 impl DiskSpace {
     pub fn new(path: PathBuf, reserve: u64) -> Self {
