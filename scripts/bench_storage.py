@@ -202,7 +202,7 @@ def detect_stores(binary):
 
 def create_topic(bootstrap, topic, partitions, timeout=600.0):
     """Creates the topic; returns (seconds CreateTopics took, partitions in Metadata)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap,
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4,
                          "socket.timeout.ms": min(300_000, int(timeout * 1000))})
     admin.list_topics(timeout=30)  # connected before the clock starts
     t0 = time.monotonic()
