@@ -206,11 +206,17 @@ def detect_stores(binary):
     if "--log-store" not in out:
         return {"sled": []}, "the binary has no --log-store flag: its only store (sled) runs without it"
     section = out[out.index("--log-store"):]
-    # Only this option's own help, up to the next option.
-    nxt = re.search(r"\n\s+-", section)
+    # Only this option's own help, up to the next option (option lines are
+    # indented less than their descriptions).
+    nxt = re.search(r"\n {0,6}-", section)
     section = section[:nxt.start()] if nxt else section
+    # clap writes either "[possible values: a, b]" or, with long help,
+    # "Possible values:" followed by "- a: ..." lines.
     m = re.search(r"possible values: ([^\]]+)\]", section)
-    values = [v.strip() for v in m.group(1).split(",")] if m else list(STORES)
+    if m:
+        values = [v.strip() for v in m.group(1).split(",")]
+    else:
+        values = re.findall(r"^\s+- ([\w-]+)", section, re.M) or list(STORES)
     return {s: ["--log-store", s] for s in STORES if s in values}, None
 
 
@@ -663,7 +669,8 @@ def ratio_table(results):
         va, vb = a.get(row[0]), b.get(row[0])
         ratio = f"{va / vb:.2f}" if isinstance(va, (int, float)) and isinstance(vb, (int, float)) \
             and vb else "n/a"
-        lines.append(f"| {row[1]} | {fmt(a, row)} | {fmt(b, row)} | {ratio} |")
+        lines.append(f"| {label(row, a if 'params' in a else b)} | {fmt(a, row)} | "
+                     f"{fmt(b, row)} | {ratio} |")
     return lines + [""]
 
 
