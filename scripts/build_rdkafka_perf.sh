@@ -78,10 +78,10 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     zlib1g-dev libssl-dev libzstd-dev liblz4-dev >/dev/null
 
 mkdir -p "$SRC_DIR"
-srcpkg=$(find "$SRC_DIR" -mindepth 1 -maxdepth 1 -type d -name 'librdkafka-*' | head -n 1)
+srcpkg=$(find "$SRC_DIR" -mindepth 1 -maxdepth 1 -type d -name 'librdkafka-*' -print -quit)
 if [[ -z "$srcpkg" ]]; then
     (cd "$SRC_DIR" && apt-get source -qq librdkafka)
-    srcpkg=$(find "$SRC_DIR" -mindepth 1 -maxdepth 1 -type d -name 'librdkafka-*' | head -n 1)
+    srcpkg=$(find "$SRC_DIR" -mindepth 1 -maxdepth 1 -type d -name 'librdkafka-*' -print -quit)
 fi
 if [[ -z "$srcpkg" || ! -f "$srcpkg/examples/rdkafka_performance.c" ]]; then
     echo "librdkafka source not found under $SRC_DIR" >&2
