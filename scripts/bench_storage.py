@@ -591,7 +591,7 @@ def run_store(store, store_args, args, client, workdir, log, res):
                                                   timeout=args.admin_timeout)
         if got != parts:
             raise SetupError(f"topic has {got} of {parts} partitions after CreateTopics")
-        log(f"  created {parts:,} partitions in {res['parts_create_s']:.2f} s ")
+        log(f"  created {parts:,} partitions in {res['parts_create_s']:.2f} s")
         res["parts_stop_s"] = b.stop()
         res["parts_restart_ready_s"] = b.start()
         time.sleep(1)
