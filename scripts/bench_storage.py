@@ -20,12 +20,10 @@ on 127.0.0.1 with ephemeral ports in a temporary directory and measures:
      (CreateTopics), then a graceful restart (SIGTERM, wait for exit) and
      the time from spawn to /readyz 200.
 
-Throughput (a-d, e's load) is measured with librdkafka's C client
-`rdkafka_performance` (built by scripts/build_rdkafka_perf.sh into
-target/tools/); without it, with confluent-kafka from Python (marked in the
-output: such figures are bound by the Python loop). (c) and (g) always use
-confluent-kafka for what they need from the client (statistics, timestamps)
-when the C tool is missing; (g) always uses confluent-kafka.
+(a)-(e) are measured with librdkafka's C client `rdkafka_performance`
+(built by scripts/build_rdkafka_perf.sh into target/tools/); without it,
+with confluent-kafka driven from Python, and the output says so (such
+figures are bound by the Python loop). (g) always uses confluent-kafka.
 
 A binary without the `--log-store` flag (before the segment store) is run
 once with its only store, sled, and `segments` is reported as skipped.
