@@ -2,8 +2,10 @@
 //
 // One node and one browser for the whole file; the tests run in order (the
 // later ones use the traffic of the earlier ones). Screenshots (1280x800) go to
-// docs/screenshots/, figures (asset sizes, main-thread busy time) to
-// tests/.work/browser-figures.json and to the test output.
+// tests/.work/screenshots/ (or $SLUICE_SCREENSHOT_DIR: `bash scripts/screenshots.sh`
+// renews docs/screenshots/), figures (asset sizes, main-thread busy time) to
+// tests/.work/browser-figures.json and to the test output. The tests never
+// write a tracked file.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +14,7 @@ import { join } from 'node:path';
 import { gzipSync, brotliCompressSync } from 'node:zlib';
 import { Sluice, launchChromium, openPage, waitUntil, sleep, REPO_ROOT } from './harness.mjs';
 
-const SCREENSHOTS = join(REPO_ROOT, 'docs', 'screenshots');
+const SCREENSHOTS = process.env.SLUICE_SCREENSHOT_DIR || join(REPO_ROOT, 'tests', '.work', 'screenshots');
 const WORK = join(REPO_ROOT, 'tests', '.work');
 const PAGES = ['dashboard', 'orders', 'payments', 'deliveries', 'cluster'];
 const figures = {};

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Renew docs/screenshots/*.png: runs the dashboard's browser tests (headless
+# Chromium against a fresh node with the simulator on) with the screenshots
+# written into docs/ instead of tests/.work/. Needs what `bash scripts/test.sh`
+# installs (chromium, tests/browser/node_modules) and a release build.
+set -euo pipefail
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+cargo build --release
+cd tests/browser
+SLUICE_BIN="$REPO_ROOT/target/release/sluice" \
+    SLUICE_SCREENSHOT_DIR="$REPO_ROOT/docs/screenshots" \
+    node --test
