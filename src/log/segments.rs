@@ -202,34 +202,27 @@ fn empty_meta(base_offset: i64) -> SegmentMeta {
     }
 }
 
-/// Record a batch written at `pos` in a segment's metadata; returns the index
-/// entries to write, if this batch gets one.
+/// Record a batch written at `pos` in a segment's metadata (and its index
+/// entries, every `INDEX_INTERVAL` bytes).
 fn account(
     m: &mut SegmentMeta,
     base_offset: i64,
-    h_last: i64,
+    last_offset: i64,
     max_ts: i64,
     pos: u64,
     len: u64,
-) -> Option<((i64, u64), Option<(i64, i64, u64)>)> {
-    let mut entry = None;
+) {
     m.max_timestamp = m.max_timestamp.max(max_ts);
     if pos > 0 && m.since_index >= INDEX_INTERVAL {
         m.index.push((base_offset, pos));
         m.since_index = 0;
-        let time = if m.time_index.last().is_none_or(|t| m.max_timestamp > t.0) {
-            let t = (m.max_timestamp, base_offset, pos);
-            m.time_index.push(t);
-            Some(t)
-        } else {
-            None
-        };
-        entry = Some(((base_offset, pos), time));
+        if m.time_index.last().is_none_or(|t| m.max_timestamp > t.0) {
+            m.time_index.push((m.max_timestamp, base_offset, pos));
+        }
     }
     m.since_index += len;
     m.size = pos + len;
-    m.next_offset = h_last + 1;
-    entry
+    m.next_offset = last_offset + 1;
 }
 
 /// One partition's segments.
@@ -544,32 +537,48 @@ impl LogStore for SegmentStore {
             let _ = file.set_len(pos);
             return Err(e.into());
         }
+        // The index entries this batch gets, if any, are written before the
+        // metadata says the batch is there (an index may point at a batch
+        // that never became visible; recovery drops such entries).
+        let (index_at, time_entry) = {
+            let m = active.meta();
+            if pos > 0 && m.since_index >= INDEX_INTERVAL {
+                let max_ts = m.max_timestamp.max(summary.max_timestamp);
+                let time = m
+                    .time_index
+                    .last()
+                    .is_none_or(|t| max_ts > t.0)
+                    .then_some((max_ts, m.time_index.len()));
+                (Some(m.index.len()), time)
+            } else {
+                (None, None)
+            }
+        };
+        if let Some(slot) = index_at {
+            let rel = ((summary.base_offset - active.base_offset) as u32).to_be_bytes();
+            let mut raw = [0u8; INDEX_ENTRY];
+            raw[..4].copy_from_slice(&rel);
+            raw[4..].copy_from_slice(&(pos as u32).to_be_bytes());
+            let index = active.file(&self.env, FileKind::Index)?;
+            index.write_all_at(&raw, (slot * INDEX_ENTRY) as u64)?;
+            if let Some((ts, slot)) = time_entry {
+                let mut raw = [0u8; TIME_ENTRY];
+                raw[..8].copy_from_slice(&ts.to_be_bytes());
+                raw[8..].copy_from_slice(&rel);
+                let time_file = active.file(&self.env, FileKind::TimeIndex)?;
+                time_file.write_all_at(&raw, (slot * TIME_ENTRY) as u64)?;
+            }
+        }
         let mut m = active.meta_mut();
-        let mut trial = m.clone();
-        let entry = account(
-            &mut trial,
+        account(
+            &mut m,
             summary.base_offset,
             summary.last_offset,
             summary.max_timestamp,
             pos,
             len,
         );
-        if let Some(((offset, at), time)) = entry {
-            let mut raw = [0u8; INDEX_ENTRY];
-            raw[..4].copy_from_slice(&((offset - active.base_offset) as u32).to_be_bytes());
-            raw[4..].copy_from_slice(&(at as u32).to_be_bytes());
-            let index = active.file(&self.env, FileKind::Index)?;
-            index.write_all_at(&raw, ((trial.index.len() - 1) * INDEX_ENTRY) as u64)?;
-            if let Some((ts, offset, _)) = time {
-                let mut raw = [0u8; TIME_ENTRY];
-                raw[..8].copy_from_slice(&ts.to_be_bytes());
-                raw[8..].copy_from_slice(&((offset - active.base_offset) as u32).to_be_bytes());
-                let time_file = active.file(&self.env, FileKind::TimeIndex)?;
-                time_file.write_all_at(&raw, ((trial.time_index.len() - 1) * TIME_ENTRY) as u64)?;
-            }
-        }
-        trial.dirty = true;
-        *m = trial;
+        m.dirty = true;
         Ok(())
     }
 
