@@ -423,6 +423,22 @@ def high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
 # `sluice bench produce`
 
 
+def cluster_cpu_seconds(cluster) -> float:
+    """utime+stime of every node process of `cluster`, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for node in cluster.nodes.values():
+        if node.proc is None or node.proc.poll() is not None:
+            continue
+        try:
+            with open(f"/proc/{node.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def bench_produce(binary: str, bootstrap: str, topic: str, records: int, size: int, acks: int,
                   rf: int, timeout: float) -> dict:
     cmd = [binary, "bench", "produce", "--bootstrap", bootstrap, "--topic", topic,
@@ -466,6 +482,7 @@ def run_throughput(args, work: str) -> list[dict]:
             cluster.start()
             topic = "bench"
             cluster.create_topic(topic, size)
+            cpu_before = cluster_cpu_seconds(cluster)
             res = bench_produce(args.bin, cluster.bootstrap(), topic, args.records, args.record_size,
                                 acks, size, timeout=600)
             done = time.monotonic()
@@ -487,6 +504,9 @@ def run_throughput(args, work: str) -> list[dict]:
                 row["in_sync_after"] = time.monotonic() - done
                 hws = o["hw"]
             row["per_partition"] = [hws[p] for p in range(PARTITIONS)]
+            # Every node's CPU from before the producer until every replica
+            # holds the records: leaders' and followers' work together.
+            row["cpu_s_per_m"] = (cluster_cpu_seconds(cluster) - cpu_before) / args.records * 1e6
         except Exception as e:  # noqa: BLE001
             row["failed"] = f"{type(e).__name__}: {e}"
             log(f"FAILED: {e}")
@@ -503,16 +523,16 @@ def run_throughput(args, work: str) -> list[dict]:
 def print_throughput(args, rows: list[dict]) -> None:
     base = next((r for r in rows if r["setup"] == "1 node" and r["acks"] == "1" and "failed" not in r), None)
     print(f"\n### Throughput: {args.records:,} records of {args.record_size} B, {PARTITIONS} partitions\n")
-    print("| setup | acks | records/s | MB/s | p50 | p99 | vs 1 node acks=1 | all replicas equal after |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| setup | acks | records/s | MB/s | p50 | p99 | vs 1 node acks=1 | all replicas equal after | broker CPU-s per M records (all nodes) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         if "failed" in r:
-            print(f"| {r['setup']} | {r['acks']} | failed: {r['failed']} | | | | | |")
+            print(f"| {r['setup']} | {r['acks']} | failed: {r['failed']} | | | | | | |")
             continue
         ratio = f"{r['records_per_sec'] / base['records_per_sec']:.2f}" if base else "-"
         after = "-" if r["in_sync_after"] is None else f"{r['in_sync_after'] * 1000:,.0f} ms"
         print(f"| {r['setup']} | {r['acks']} | {r['records_per_sec']:,.0f} | {r['mb_per_sec']:.1f} | "
-              f"{r['p50_ms']:,.0f} ms | {r['p99_ms']:,.0f} ms | {ratio} | {after} |")
+              f"{r['p50_ms']:,.0f} ms | {r['p99_ms']:,.0f} ms | {ratio} | {after} | {r['cpu_s_per_m']:.2f} |")
     print("\nMB = 2^20 bytes (as `sluice bench` prints it); latencies are `sluice bench produce`'s, "
           "from a record's send to its acknowledgement.", flush=True)
 

@@ -1650,4 +1650,27 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_log_emptied_by_retention_keeps_its_end_even_if_sled_lost_its_state() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (storage, log) = open_kind(dir.path(), LogStoreKind::Segments);
+            small_segments(&log, 200);
+            for i in 0..12 {
+                produce(&log, &[&format!("v{i}")]);
+            }
+            log.apply_retention(0, -1).unwrap();
+            assert_eq!((log.log_start_offset(), log.log_end_offset()), (12, 12));
+            // A crash before sled wrote the new log start.
+            storage
+                .tree(storage::LOGMETA_TREE)
+                .unwrap()
+                .remove(&log.meta_key)
+                .unwrap();
+        }
+        let (_s, log) = open_kind(dir.path(), LogStoreKind::Segments);
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (12, 12));
+        assert_eq!(produce(&log, &["next"]).base_offset, 12);
+    }
 }

@@ -472,17 +472,15 @@ impl SegmentStore {
 impl LogStore for SegmentStore {
     fn first_offset(&self) -> Option<i64> {
         let list = self.segments.read().unwrap_or_else(|p| p.into_inner());
-        list.iter()
-            .find(|s| s.meta().size > 0)
-            .map(|s| s.base_offset)
+        list.first().map(|s| s.base_offset)
     }
 
     fn next_offset(&self) -> Option<i64> {
+        // The active segment may be empty: its base is then the log end
+        // (kept so that a restart after retention removed everything
+        // continues from the same offset).
         let list = self.segments.read().unwrap_or_else(|p| p.into_inner());
-        list.iter()
-            .rev()
-            .find(|s| s.meta().size > 0)
-            .map(|s| s.meta().next_offset)
+        list.last().map(|s| s.meta().next_offset)
     }
 
     fn size_bytes(&self) -> u64 {
@@ -628,7 +626,13 @@ impl LogStore for SegmentStore {
                 break;
             }
             let mut buf = vec![0u8; want as usize];
-            file.read_exact_at(&mut buf, start)?;
+            if let Err(e) = file.read_exact_at(&mut buf, start) {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    // Truncated under this read (a follower cut its log).
+                    break;
+                }
+                return Err(e.into());
+            }
             // Keep whole batches below `upper`.
             let mut cut = 0usize;
             let mut stopped = false;
@@ -790,12 +794,29 @@ impl LogStore for SegmentStore {
     fn delete_before(&self, offset: i64) -> Result<(), StorageError> {
         let doomed: Vec<Arc<Segment>> = {
             let mut list = self.segments.write().unwrap_or_else(|p| p.into_inner());
-            let keep_from = list
+            let mut keep_from = list
                 .iter()
                 .position(|s| s.meta().next_offset > offset)
                 .unwrap_or(list.len());
+            if list.last().is_some_and(|s| s.meta().size == 0) {
+                // An empty active segment stays: it names the log end.
+                keep_from = keep_from.min(list.len() - 1);
+            }
             list.drain(..keep_from).collect()
         };
+        // Never leave the partition without a segment: an empty one named
+        // for the log end keeps that offset across a restart.
+        if let Some(last) = doomed.last() {
+            let next = last.meta().next_offset;
+            let empty = self
+                .segments
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            if empty {
+                self.roll(next)?;
+            }
+        }
         for segment in doomed {
             self.remove_segment(&segment);
         }
