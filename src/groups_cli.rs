@@ -4,7 +4,7 @@
 //! against any Kafka-compatible cluster, not only Sluice.
 //!
 //! It talks to brokers through `crate::client` and never reaches into a
-//! broker's internals.
+//! broker's internals. Must never: import anything but `crate::client`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

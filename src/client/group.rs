@@ -44,10 +44,10 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::cluster::Client;
 use super::connection::BrokerConnection;
 use super::consumer::{ConsumerConfig, FetchedBatch, PartitionFetcher, StartOffset};
 use super::error::ClientError;
-use super::Client;
 
 /// The protocol type of consumers, as opposed to Connect workers.
 pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";

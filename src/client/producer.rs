@@ -52,10 +52,10 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::cluster::Client;
 use super::connection::PendingResponse;
 use super::error::ClientError;
 use super::partitioner::partition_for_key;
-use super::Client;
 
 /// Size of a v2 record batch header, in bytes.
 const BATCH_HEADER_BYTES: usize = 61;
