@@ -4,7 +4,9 @@
 //! against any Kafka-compatible cluster, not only Sluice.
 //!
 //! It talks to brokers through `crate::client` and never reaches into a
-//! broker's internals. Must never: import anything but `crate::client`.
+//! broker's internals. Must never: import the broker's state; the one
+//! exception today is `group::state::decode_assignment`, a pure decoder of
+//! the wire bytes of an assignment.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! The read model against a temporary sled database: the projection rule,
-//! its independence from topic interleaving, and the listings.
+//! its independence from topic interleaving, and the listings. Must never:
+//! write outside their temporary directory.
 
 use std::collections::HashMap;
 
