@@ -32,6 +32,6 @@ pub use cluster::{Client, ClientConfig};
 pub use connection::{BrokerConnection, ConnectionConfig};
 pub use consumer::{ConsumerConfig, FetchedBatch, PartitionFetcher, StartOffset};
 pub use error::ClientError;
-pub use group::{GroupConfig, GroupConsumer, GroupEvent};
+pub use group::{decode_assignment_by_topic, GroupConfig, GroupConsumer, GroupEvent};
 pub use metadata::{BrokerInfo, PartitionInfo, TopicInfo};
 pub use producer::{Delivery, Producer, ProducerConfig, RecordMetadata};

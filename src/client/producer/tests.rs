@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ProduceResponse, TopicName};
-use kafka_protocol::records::{Compression, Record, TimestampType};
+use kafka_protocol::records::{Compression, Record};
 use tokio::time::Instant;
 
 use super::accumulator::ProducerBatch;
@@ -18,21 +18,12 @@ use super::encoding::ProducerIdentity;
 use super::*;
 
 fn record(i: i64) -> Record {
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: i,
-        sequence: -1,
-        timestamp: 1_700_000_000_000 + i,
-        key: Some(Bytes::from(format!("k{i}"))),
-        value: Some(Bytes::from(format!("v{i}"))),
-        headers: IndexMap::new(),
-    }
+    let key = Bytes::from(format!("k{i}"));
+    let value = Bytes::from(format!("v{i}"));
+    let mut record = new_record(Some(key), Some(value), IndexMap::new());
+    record.offset = i;
+    record.timestamp = 1_700_000_000_000 + i;
+    record
 }
 
 #[test]
