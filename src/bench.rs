@@ -8,6 +8,9 @@
 //! avg_ms=... p50_ms=... p99_ms=... p999_ms=... max_ms=...`. MB means 2^20
 //! bytes, as in Kafka's tools. Produce latency runs from `send` to the
 //! acknowledgement; consume latency is the Fetch round trip.
+//!
+//! Must never: import anything but `crate::client` (no broker internals, no
+//! shop), so what it measures is what any Kafka client would see.
 
 use std::collections::VecDeque;
 use std::time::Duration;

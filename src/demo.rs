@@ -8,6 +8,8 @@
 //! waits for `/readyz`, then `POST /api/simulator` until the shop accepts it.
 //!
 //! Must never: reach into the node's internals (it is a client of the node).
+//! It sits above `cluster::launcher`, which it calls; the launcher never
+//! calls back into it except through the task handed over in `LaunchOptions`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,9 +50,18 @@ pub async fn run(args: DemoArgs, data_dir_given: bool) -> anyhow::Result<()> {
             nodes: args.nodes,
             base_dir: data_dir_given.then(|| args.node.data_dir.clone()),
         };
+        let rate = args.rate;
         let options = crate::cluster::launcher::LaunchOptions {
             shop_on_every_node: true,
-            demo_rate: Some(args.rate),
+            on_first_node: Some(Box::new(move |launched| {
+                Box::pin(start_traffic_and_announce(
+                    launched.first_http,
+                    launched.bootstrap,
+                    launched.base_dir,
+                    launched.temporary,
+                    rate,
+                ))
+            })),
             remove_temporary_dir: true,
         };
         return crate::cluster::launcher::run_with(cluster, options).await;
@@ -101,7 +112,7 @@ fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 }
 
 /// Wait for the node, switch the simulator on, and print the addresses.
-pub async fn start_traffic_and_announce(
+async fn start_traffic_and_announce(
     http: SocketAddr,
     kafka: String,
     data_dir: PathBuf,

@@ -4,7 +4,7 @@
 //! against any Kafka-compatible cluster, not only Sluice.
 //!
 //! It talks to brokers through `crate::client` and never reaches into a
-//! broker's internals.
+//! broker's internals. Must never: import anything but `crate::client`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -17,8 +17,7 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use crate::client::{BrokerConnection, Client, ClientConfig};
-use crate::group::state::decode_assignment;
+use crate::client::{decode_assignment_by_topic, BrokerConnection, Client, ClientConfig};
 
 /// The `groups` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -275,7 +274,7 @@ async fn describe(client: &Client, group: &str) -> anyhow::Result<()> {
         "ASSIGNMENT",
     ])];
     for m in &described.members {
-        let assigned = decode_assignment(&m.member_assignment).unwrap_or_default();
+        let assigned = decode_assignment_by_topic(&m.member_assignment).unwrap_or_default();
         let mut shown = Vec::new();
         for (topic, partitions) in &assigned {
             for p in partitions {

@@ -7,7 +7,8 @@
 //! ListOffsets helper ([`Client::list_offsets`]).
 //!
 //! The fetcher owns fetch positions only; committing them is a consumer
-//! group's job, not this module's.
+//! group's job, not this module's. Must never: join a group or commit
+//! offsets, or import the producer or the group member.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,8 +25,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 use uuid::Uuid;
 
+use super::cluster::Client;
 use super::error::{is_stale_metadata_error, ClientError};
-use super::Client;
 
 /// Offset of the magic byte in a record batch.
 const MAGIC_OFFSET: usize = 16;

@@ -2,6 +2,8 @@
 //! version, broker, Kafka error name) to be read in a log line without the
 //! code at hand. Errors are `Clone` because one failed produce request fails
 //! every record waiting on it.
+//!
+//! Must never: import anything of the client (it is a leaf every layer uses).
 
 use std::sync::Arc;
 

@@ -44,10 +44,10 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::cluster::Client;
 use super::connection::BrokerConnection;
 use super::consumer::{ConsumerConfig, FetchedBatch, PartitionFetcher, StartOffset};
 use super::error::ClientError;
-use super::Client;
 
 /// The protocol type of consumers, as opposed to Connect workers.
 pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
@@ -225,6 +225,29 @@ pub fn decode_assignment(mut bytes: Bytes) -> Result<Vec<(String, i32)>, String>
     }
     out.sort();
     Ok(out)
+}
+
+/// Decode an assignment as its topics with their partitions, in the order
+/// the assignor wrote them (what `sluice groups describe` shows). Empty
+/// bytes mean nothing assigned; None if the bytes are not an assignment.
+pub fn decode_assignment_by_topic(bytes: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let (version, body) = bytes.split_first_chunk::<2>()?;
+    let version = i16::from_be_bytes(*version);
+    if version < 0 {
+        return None;
+    }
+    let mut body = Bytes::copy_from_slice(body);
+    let assignment = ConsumerProtocolAssignment::decode(&mut body, version.min(3)).ok()?;
+    Some(
+        assignment
+            .assigned_partitions
+            .into_iter()
+            .map(|t| (t.topic.0.to_string(), t.partitions))
+            .collect(),
+    )
 }
 
 /// The range assignor: for each topic, its partitions in order are cut into
@@ -852,6 +875,22 @@ async fn heartbeat_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn assignment_by_topic_keeps_the_wire_order() {
+        let plan = BTreeMap::from([("a".to_owned(), vec![2, 0]), ("b".to_owned(), vec![1])]);
+        let bytes = encode_assignment(&plan);
+        assert_eq!(
+            decode_assignment_by_topic(&bytes),
+            Some(vec![
+                ("a".to_owned(), vec![2, 0]),
+                ("b".to_owned(), vec![1])
+            ])
+        );
+        assert_eq!(decode_assignment_by_topic(&[]), Some(Vec::new()));
+        assert_eq!(decode_assignment_by_topic(&[0]), None);
+        assert_eq!(decode_assignment_by_topic(&[0xff, 0xff, 0]), None);
+    }
 
     #[test]
     fn range_assignor_matches_kafka() {

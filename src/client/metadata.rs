@@ -1,27 +1,24 @@
 //! The client's view of the cluster: brokers, topics, and for every partition
 //! its leader. Filled from Metadata responses and refreshed when a broker says
 //! our view is stale (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION,
-//! LEADER_NOT_AVAILABLE, ...). Also creates topics with CreateTopics.
+//! LEADER_NOT_AVAILABLE, ...).
 //!
 //! The cache never guesses: a partition without a known leader has
 //! `leader_id == -1`, and callers refresh and retry.
+//!
+//! Owns the cache and the shapes it hands out; the requests that fill it
+//! (Metadata, CreateTopics) are `Client` methods in `cluster`. Must never:
+//! open connections or import anything of the client above `error`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, MetadataRequest, MetadataResponse, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::MetadataResponse;
 use uuid::Uuid;
 
-use super::error::{is_stale_metadata_error, ClientError};
-use super::Client;
+use super::error::is_stale_metadata_error;
 
 /// One broker as advertised in Metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +98,7 @@ pub(crate) struct MetadataCache {
     /// Topics by name; absent means "not known to exist".
     topics: RwLock<HashMap<String, Arc<TopicInfo>>>,
     /// The controller's broker id, or -1 if unknown.
-    controller_id: AtomicI32,
+    pub(crate) controller_id: AtomicI32,
 }
 
 impl Default for MetadataCache {
@@ -199,181 +196,14 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Client {
-    /// Fetch metadata for `topics` (none: brokers only) and update the cache.
-    /// Topics the cluster does not know are dropped from the cache.
-    pub async fn refresh_metadata(&self, topics: &[&str]) -> Result<(), ClientError> {
-        let conn = self.any_broker().await?;
-        let version = conn.version_for::<MetadataRequest>()?;
-        let request_topics = if version == 0 && topics.is_empty() {
-            // Version 0 reads an empty list as "all topics", which is also fine.
-            Some(Vec::new())
-        } else {
-            Some(
-                topics
-                    .iter()
-                    .map(|t| {
-                        MetadataRequestTopic::default()
-                            .with_name(Some(TopicName(StrBytes::from_string((*t).to_owned()))))
-                    })
-                    .collect(),
-            )
-        };
-        let request = MetadataRequest::default()
-            .with_topics(request_topics)
-            .with_allow_auto_topic_creation(false);
-        let response = conn.request_with_version(&request, version).await?;
-        if response.error_code != 0 {
-            return Err(ClientError::broker(
-                ApiKey::Metadata,
-                ResponseError::try_from_code(response.error_code)
-                    .unwrap_or(ResponseError::UnknownServerError),
-                None,
-            ));
-        }
-        self.metadata_cache().apply(&response);
-        Ok(())
-    }
-
-    /// The cached metadata of `topic`, without any network round trip.
-    pub fn cached_topic(&self, topic: &str) -> Option<Arc<TopicInfo>> {
-        self.metadata_cache().topic(topic)
-    }
-
-    /// The metadata of `topic`, fetched if not cached. Fails with
-    /// UNKNOWN_TOPIC_OR_PARTITION if the cluster does not have it.
-    pub async fn topic(&self, topic: &str) -> Result<Arc<TopicInfo>, ClientError> {
-        if let Some(info) = self.cached_topic(topic) {
-            return Ok(info);
-        }
-        self.refresh_metadata(&[topic]).await?;
-        self.cached_topic(topic).ok_or_else(|| ClientError::Broker {
-            api: ApiKey::Metadata,
-            error: ResponseError::UnknownTopicOrPartition,
-            topic: Some(topic.to_owned()),
-            partition: None,
-            message: None,
-        })
-    }
-
-    /// Known brokers, sorted by id.
-    pub fn brokers(&self) -> Vec<BrokerInfo> {
-        let cache = self.metadata_cache();
-        cache
-            .broker_ids()
-            .into_iter()
-            .filter_map(|id| cache.broker(id))
-            .collect()
-    }
-
-    /// Create a topic. Returns `Ok(false)` if it already existed.
-    /// `replication_factor` -1 means the broker's default.
-    pub async fn create_topic(
-        &self,
-        name: &str,
-        num_partitions: i32,
-        replication_factor: i16,
-        configs: &[(&str, &str)],
-    ) -> Result<bool, ClientError> {
-        let controller = self.metadata_cache().controller_id.load(Ordering::Relaxed);
-        let conn = match self.broker(controller).await {
-            Ok(conn) if controller >= 0 => conn,
-            _ => self.any_broker().await?,
-        };
-        let version = conn.version_for::<CreateTopicsRequest>()?;
-        // Versions below 4 cannot ask for the broker default replication factor.
-        let replication_factor = if replication_factor < 0 && version < 4 {
-            1
-        } else {
-            replication_factor
-        };
-        let topic = CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_string(name.to_owned())))
-            .with_num_partitions(num_partitions)
-            .with_replication_factor(replication_factor)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string((*k).to_owned()))
-                            .with_value(Some(StrBytes::from_string((*v).to_owned())))
-                    })
-                    .collect(),
-            );
-        let request = CreateTopicsRequest::default()
-            .with_topics(vec![topic])
-            .with_timeout_ms(30_000)
-            .with_validate_only(false);
-        let response = conn.request_with_version(&request, version).await?;
-        let result = response
-            .topics
-            .iter()
-            .find(|t| t.name.0.as_str() == name)
-            .ok_or_else(|| {
-                ClientError::Metadata(format!("CreateTopics response does not mention {name}"))
-            })?;
-        match ResponseError::try_from_code(result.error_code) {
-            None => Ok(true),
-            Some(ResponseError::TopicAlreadyExists) => Ok(false),
-            Some(error) => Err(ClientError::Broker {
-                api: ApiKey::CreateTopics,
-                error,
-                topic: Some(name.to_owned()),
-                partition: None,
-                message: result.error_message.as_ref().map(|m| m.to_string()),
-            }),
-        }
-    }
-
-    /// Make sure `name` exists (creating it with `num_partitions` partitions if
-    /// not) and wait until every partition has a leader.
-    pub async fn ensure_topic(
-        &self,
-        name: &str,
-        num_partitions: i32,
-        replication_factor: i16,
-    ) -> Result<Arc<TopicInfo>, ClientError> {
-        self.refresh_metadata(&[name]).await?;
-        if self.cached_topic(name).is_none() {
-            self.create_topic(name, num_partitions, replication_factor, &[])
-                .await?;
-        }
-        self.wait_for_leaders(name, Duration::from_secs(30)).await
-    }
-
-    /// Poll metadata until every partition of `name` has a leader.
-    pub async fn wait_for_leaders(
-        &self,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<Arc<TopicInfo>, ClientError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            match self.cached_topic(name) {
-                Some(info) if info.all_leaders_known() => return Ok(info),
-                _ => {}
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ClientError::Metadata(format!(
-                    "topic {name} has no leader for every partition after {} ms",
-                    timeout.as_millis()
-                )));
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
-            self.refresh_metadata(&[name]).await?;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use kafka_protocol::messages::metadata_response::{
         MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
     };
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
 
     fn partition(index: i32, leader: i32, error: i16) -> MetadataResponsePartition {
         MetadataResponsePartition::default()

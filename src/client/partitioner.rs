@@ -4,7 +4,8 @@
 //! `toPositive(murmur2(key)) % numPartitions`.
 //!
 //! Records without a key are spread by the producer (sticky per batch); this
-//! module only owns the keyed rule and the hash.
+//! module only owns the keyed rule and the hash. Must never: import anything
+//! of the client (it is a leaf).
 
 /// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), returning
 /// the same signed 32-bit value as the Java code.

@@ -6,9 +6,16 @@
 //! releasing them just before the children start (another process could
 //! take one in between; then that child fails to bind and the launcher stops
 //! them all). Node 1 runs the shop and its dashboard; the others do not.
+//!
+//! Must never: import the demo or anything of the shop. What `sluice demo
+//! --nodes N` does once node 1 is up comes in as a callback
+//! ([`LaunchOptions::on_first_node`]), registered by the caller above.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,17 +43,45 @@ struct NodePlan {
     cluster_addr: String,
 }
 
+/// Where the launched cluster can be reached, as handed to
+/// [`LaunchOptions::on_first_node`].
+#[derive(Debug, Clone)]
+pub struct LaunchedCluster {
+    /// Node 1's HTTP address.
+    pub first_http: SocketAddr,
+    /// The bootstrap servers of every node, comma separated.
+    pub bootstrap: String,
+    /// The parent of the nodes' data dirs.
+    pub base_dir: PathBuf,
+    /// True when `base_dir` is removed on a clean exit.
+    pub temporary: bool,
+}
+
+/// A task the launcher spawns beside the children once they are started.
+pub type FirstNodeTask =
+    Box<dyn FnOnce(LaunchedCluster) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
 /// How `sluice demo --nodes N` changes the launch.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct LaunchOptions {
     /// Run the shop on every node (each keeps its own read model), not only node 1.
     pub shop_on_every_node: bool,
-    /// Once node 1 is ready, switch its traffic generator on at this rate
-    /// (events/s) and print the dashboard's address.
-    pub demo_rate: Option<f64>,
+    /// Run once the children are started (the demo switches node 1's traffic
+    /// generator on and prints the dashboard's address).
+    pub on_first_node: Option<FirstNodeTask>,
     /// Remove the data dirs on a clean exit when no `--base-dir` was given
     /// (as a single-node demo removes its temporary dir).
     pub remove_temporary_dir: bool,
+}
+
+impl std::fmt::Debug for LaunchOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaunchOptions")
+            .field("shop_on_every_node", &self.shop_on_every_node)
+            .field("on_first_node", &self.on_first_node.is_some())
+            .field("remove_temporary_dir", &self.remove_temporary_dir)
+            .finish()
+    }
 }
 
 /// Run the cluster until Ctrl-C/SIGTERM or until a node exits on its own.
@@ -131,17 +166,15 @@ pub async fn run_with(args: ClusterArgs, options: LaunchOptions) -> anyhow::Resu
     }
     println!("  bootstrap servers: {}", bootstrap(&plans));
     println!("  Raft status: GET http://{{http}}/api/raft on any node; Ctrl-C stops all");
-    let announce = match (options.demo_rate, plans.get(&1)) {
-        (Some(rate), Some(first)) => {
-            let http = first.http_addr.parse().context("node 1's HTTP address")?;
-            let kafka = bootstrap(&plans);
-            Some(tokio::spawn(crate::demo::start_traffic_and_announce(
-                http,
-                kafka,
-                base_dir.clone(),
-                temporary && options.remove_temporary_dir,
-                rate,
-            )))
+    let announce = match (options.on_first_node, plans.get(&1)) {
+        (Some(task), Some(first)) => {
+            let launched = LaunchedCluster {
+                first_http: first.http_addr.parse().context("node 1's HTTP address")?,
+                bootstrap: bootstrap(&plans),
+                base_dir: base_dir.clone(),
+                temporary: temporary && options.remove_temporary_dir,
+            };
+            Some(tokio::spawn(task(launched)))
         }
         _ => None,
     };

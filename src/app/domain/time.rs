@@ -1,6 +1,8 @@
 //! Wall-clock helpers: milliseconds since the Unix epoch, and the few date
 //! formats the query API accepts. Kept here so the rest of the shop never
 //! handles calendars.
+//!
+//! Must never: import anything of the shop (it is a leaf).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -9,27 +9,26 @@
 //! notification's id is derived from its source event, so readers can drop
 //! the repeats. Every node's projector relays `notifications` to its
 //! WebSocket clients.
+//!
+//! Must never: touch the read model, or import the other workers or HTTP.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::analytics::money;
-use super::events::{
+use crate::app::domain::events::{
     DeliveryStatus, Event, EventBody, NotificationData, DELIVERIES_TOPIC, NOTIFICATIONS_TOPIC,
     PAYMENTS_TOPIC,
 };
-use super::Shop;
-use crate::client::group::{GroupConfig, GroupConsumer, GroupEvent};
-use crate::client::{Client, Producer};
+use crate::app::domain::money::money;
+use crate::client::{Client, GroupConfig, GroupConsumer, GroupEvent, Producer};
 
 /// The notifier's consumer group.
-pub const GROUP_ID: &str = "sluice-shop-notifier";
+pub(crate) const GROUP_ID: &str = "sluice-shop-notifier";
 
 /// The notification an event deserves, if any.
-pub fn notification_for(event: &Event) -> Option<Event> {
+pub(crate) fn notification_for(event: &Event) -> Option<Event> {
     let (kind, severity, message) = match &event.body {
         EventBody::PaymentFailed(p) => (
             "payment_failed",
@@ -97,12 +96,7 @@ pub fn notification_for(event: &Event) -> Option<Event> {
 }
 
 /// Run the notifier until `shutdown`.
-pub async fn run(
-    _shop: Arc<Shop>,
-    client: Client,
-    producer: Producer,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub(crate) async fn run(client: Client, producer: Producer, mut shutdown: watch::Receiver<bool>) {
     let mut config = GroupConfig::new(GROUP_ID, &[PAYMENTS_TOPIC, DELIVERIES_TOPIC]);
     config.fetch.max_wait = Duration::from_millis(250);
     let mut consumer = GroupConsumer::new(client, config);
@@ -184,7 +178,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::events::{DeliveryData, PaymentData};
+    use crate::app::domain::events::{DeliveryData, PaymentData};
 
     #[test]
     fn notable_events_get_a_stable_notification_id() {

@@ -2,6 +2,9 @@
 //! and the OpenAPI document. Handlers only translate between HTTP and the
 //! shop: parse and validate (`validation`), call a command or a query, and
 //! shape the answer. Every error is `{"error": {"code", "message", "fields"?}}`.
+//!
+//! Must never: write to the read model or produce to Kafka except through
+//! the command side; it holds no policy of its own.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,28 +17,37 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::error::ApiError;
-use super::events::{DeliveryStatus, PaymentStatus};
-use super::model::{
-    payment_json, timeline_json, DeliveryFilter, OrderFilter, OrderStatus, PaymentFilter,
+use super::state::AppState;
+use super::views::{
+    accepted_json, delivery_json, model_stats_json, order_detail_json, order_summary_json,
+    payment_json, timeline_json,
 };
-use super::{replay, simulator, validation, AppState};
+use crate::app::commands;
+use crate::app::domain::error::ApiError;
+use crate::app::domain::events::{DeliveryStatus, PaymentStatus, SHOP_TOPICS};
+use crate::app::domain::order::OrderRecord;
+use crate::app::domain::status::OrderStatus;
+use crate::app::domain::{time, validation};
+use crate::app::read_model::{DeliveryFilter, OrderFilter, PaymentFilter};
+use crate::app::workers::{notifier, projector, replay, simulator};
 
 /// Default page size of listings.
-pub const DEFAULT_LIMIT: usize = 50;
+pub(crate) const DEFAULT_LIMIT: usize = 50;
 /// Largest page size of listings.
-pub const MAX_LIMIT: usize = 500;
+pub(crate) const MAX_LIMIT: usize = 500;
 
 /// The HTTP methods the shop routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verb {
+pub(crate) enum Verb {
     Get,
     Post,
 }
 
 impl Verb {
-    /// The lower-case name OpenAPI uses.
-    pub fn name(self) -> &'static str {
+    /// The lower-case name OpenAPI uses (read by the test that checks the
+    /// OpenAPI document against the route table).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Verb::Get => "get",
             Verb::Post => "post",
@@ -51,9 +63,10 @@ impl Verb {
 }
 
 /// One route of the shop.
-pub struct Route {
-    pub verb: Verb,
-    pub path: &'static str,
+pub(crate) struct Route {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) verb: Verb,
+    pub(crate) path: &'static str,
     handler: MethodRouter<AppState>,
 }
 
@@ -71,7 +84,7 @@ where
 
 /// Every route; the router is built from this table, and a test checks that
 /// the OpenAPI document lists exactly these.
-pub fn route_table() -> Vec<Route> {
+pub(crate) fn route_table() -> Vec<Route> {
     use Verb::{Get, Post};
     vec![
         route(Post, "/api/orders", create_order),
@@ -100,8 +113,8 @@ pub fn route_table() -> Vec<Route> {
 }
 
 /// The shop's router, with its state applied (merge it into the node's router).
-pub fn routes(state: AppState) -> Router {
-    let limit = state.config.max_body_bytes;
+pub(crate) fn routes(state: AppState) -> Router {
+    let limit = state.link.config().max_body_bytes;
     let mut router = Router::new();
     for r in route_table() {
         router = router.route(r.path, r.handler);
@@ -111,7 +124,7 @@ pub fn routes(state: AppState) -> Router {
 
 /// A request body parsed as JSON, with JSON errors for every failure
 /// (400 not JSON, 413 too large).
-pub struct JsonBody(pub Option<Value>);
+pub(crate) struct JsonBody(pub(crate) Option<Value>);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
@@ -147,8 +160,8 @@ impl JsonBody {
 
 type Accepted = (StatusCode, Json<Value>);
 
-fn accepted(a: super::Accepted) -> Accepted {
-    (StatusCode::ACCEPTED, Json(a.json()))
+fn accepted(a: commands::Accepted) -> Accepted {
+    (StatusCode::ACCEPTED, Json(accepted_json(&a)))
 }
 
 type QueryParams = Result<Query<HashMap<String, String>>, QueryRejection>;
@@ -204,7 +217,7 @@ fn text(q: &HashMap<String, String>, name: &str) -> Option<String> {
 
 async fn create_order(State(app): State<AppState>, body: JsonBody) -> Result<Accepted, ApiError> {
     let order = validation::parse_new_order(&body.required()?)?;
-    Ok(accepted(app.create_order(order).await?))
+    Ok(accepted(app.commands.create_order(order).await?))
 }
 
 async fn list_orders(State(app): State<AppState>, q: QueryParams) -> Result<Json<Value>, ApiError> {
@@ -214,20 +227,21 @@ async fn list_orders(State(app): State<AppState>, q: QueryParams) -> Result<Json
         status: parsed(&q, "status", OrderStatus::parse, "an order status")?,
         customer: text(&q, "customer"),
     };
-    let page = app.model().orders(&filter, offset, limit)?;
+    let page = app.read_model.current().orders(&filter, offset, limit)?;
     Ok(Json(json!({
-        "orders": page.items.iter().map(|o| o.summary_json()).collect::<Vec<_>>(),
+        "orders": page.items.iter().map(order_summary_json).collect::<Vec<_>>(),
         "total": page.total,
         "offset": offset,
         "limit": limit,
     })))
 }
 
-fn known_order(app: &AppState, order_id: &str) -> Result<super::model::OrderRecord, ApiError> {
+fn known_order(app: &AppState, order_id: &str) -> Result<OrderRecord, ApiError> {
     if !validation::valid_order_id(order_id) {
         return Err(ApiError::order_not_found(order_id));
     }
-    app.model()
+    app.read_model
+        .current()
         .order(order_id)?
         .filter(|o| o.created.is_some())
         .ok_or_else(|| ApiError::order_not_found(order_id))
@@ -237,7 +251,7 @@ async fn get_order(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(known_order(&app, &order_id)?.detail_json()))
+    Ok(Json(order_detail_json(&known_order(&app, &order_id)?)))
 }
 
 async fn cancel_order(
@@ -249,12 +263,14 @@ async fn cancel_order(
     if !validation::valid_order_id(&order_id) {
         return Err(ApiError::order_not_found(&order_id));
     }
-    Ok(accepted(app.cancel_order(&order_id, reason).await?))
+    Ok(accepted(
+        app.commands.cancel_order(&order_id, reason).await?,
+    ))
 }
 
 async fn create_payment(State(app): State<AppState>, body: JsonBody) -> Result<Accepted, ApiError> {
     let payment = validation::parse_new_payment(&body.required()?)?;
-    Ok(accepted(app.add_payment(payment).await?))
+    Ok(accepted(app.commands.add_payment(payment).await?))
 }
 
 async fn list_payments(
@@ -273,7 +289,7 @@ async fn list_payments(
         method: text(&q, "method"),
         order_id: text(&q, "order_id"),
     };
-    let page = app.model().payments(&filter, offset, limit)?;
+    let page = app.read_model.current().payments(&filter, offset, limit)?;
     Ok(Json(json!({
         "payments": page.items.iter().map(|(o, p)| payment_json(o, p)).collect::<Vec<_>>(),
         "total": page.total,
@@ -287,7 +303,7 @@ async fn create_delivery(
     body: JsonBody,
 ) -> Result<Accepted, ApiError> {
     let delivery = validation::parse_new_delivery(&body.required()?)?;
-    Ok(accepted(app.add_delivery(delivery).await?))
+    Ok(accepted(app.commands.add_delivery(delivery).await?))
 }
 
 async fn list_deliveries(
@@ -300,12 +316,15 @@ async fn list_deliveries(
     let filter = DeliveryFilter {
         status: parsed(&q, "status", DeliveryStatus::parse, "a delivery status")?,
         carrier: text(&q, "carrier"),
-        from: parsed(&q, "from", super::time::parse_instant, instant)?,
-        to: parsed(&q, "to", super::time::parse_instant, instant)?,
+        from: parsed(&q, "from", time::parse_instant, instant)?,
+        to: parsed(&q, "to", time::parse_instant, instant)?,
     };
-    let page = app.model().deliveries(&filter, offset, limit)?;
+    let page = app
+        .read_model
+        .current()
+        .deliveries(&filter, offset, limit)?;
     Ok(Json(json!({
-        "deliveries": page.items.iter().map(|o| o.delivery_json()).collect::<Vec<_>>(),
+        "deliveries": page.items.iter().map(delivery_json).collect::<Vec<_>>(),
         "total": page.total,
         "offset": offset,
         "limit": limit,
@@ -327,11 +346,30 @@ async fn delivery_timeline(
 }
 
 async fn stats(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(app.model().stats_json()?))
+    Ok(Json(model_stats_json(&app.read_model.current())?))
 }
 
 async fn status(State(app): State<AppState>) -> Json<Value> {
-    Json(app.status_json())
+    let applied: Vec<Value> = {
+        let mut v: Vec<_> = app.read_model.progress.applied().into_iter().collect();
+        v.sort();
+        v.into_iter()
+            .map(|((t, p), o)| json!({"topic": t, "partition": p, "next_offset": o}))
+            .collect()
+    };
+    Json(json!({
+        "ready": app.link.is_ready(),
+        "bootstrap": app.link.config().bootstrap,
+        "instance_id": app.instance_id,
+        "generation": app.read_model.current().generation,
+        "topics": SHOP_TOPICS,
+        "groups": {
+            "projector": projector::group_id(&app.instance_id),
+            "notifier": notifier::GROUP_ID,
+        },
+        "applied": applied,
+        "websocket_clients": app.hub.client_count(),
+    }))
 }
 
 async fn simulator_status(State(app): State<AppState>) -> Json<Value> {
@@ -343,7 +381,7 @@ async fn set_simulator(
     body: JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let settings = simulator::parse_settings(&body.required()?, app.simulator.settings())?;
-    if settings.enabled && !app.is_ready() {
+    if settings.enabled && !app.link.is_ready() {
         return Err(ApiError::unavailable(
             "the shop is still connecting to Kafka",
         ));
@@ -362,12 +400,12 @@ async fn start_replay(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let q = params(q)?;
     let wait = parsed(&q, "wait", |v| v.parse::<bool>().ok(), "true or false")?.unwrap_or(false);
-    if !app.is_ready() {
+    if !app.link.is_ready() {
         return Err(ApiError::unavailable(
             "the shop is still connecting to Kafka",
         ));
     }
-    if !replay::start(app.0.clone()) {
+    if !replay::start(&app.replay) {
         return Err(ApiError {
             status: StatusCode::CONFLICT,
             code: "replay_running",
@@ -393,4 +431,26 @@ async fn start_replay(
 
 async fn openapi() -> Json<Value> {
     Json(super::openapi::document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        let doc = crate::app::http::openapi::document();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+        let routed: BTreeSet<(String, String)> = route_table()
+            .iter()
+            .map(|r| (r.verb.name().to_owned(), r.path.to_owned()))
+            .collect();
+        assert_eq!(routed, documented);
+    }
 }

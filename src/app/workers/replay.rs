@@ -12,6 +12,9 @@
 //!
 //! A crash mid-replay leaves the old generation current; the unfinished tree
 //! is dropped at the next start.
+//!
+//! Must never: swap the model itself (the projector does, between two of its
+//! polls), or import the command side or HTTP.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,24 +24,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::events::SHOP_TOPICS;
-use super::model::{tree_name, Model, ModelError};
-use super::projector::apply_batches;
-use super::time::now_ms;
-use super::{Shop, META_TREE};
-use crate::client::consumer::{ConsumerConfig, PartitionFetcher, StartOffset};
-
-/// What the replay hands to the projector to finish.
-pub struct SwapRequest {
-    /// The model being rebuilt.
-    pub model: Model,
-    /// Its fetcher, positioned where phase 1 stopped.
-    pub fetcher: PartitionFetcher,
-    /// Counts events applied, for progress.
-    pub applied: Arc<AtomicU64>,
-    /// Told when the swap is done (or why not).
-    pub reply: oneshot::Sender<Result<(), String>>,
-}
+use super::apply::apply_batches;
+use super::projector::SwapRequest;
+use crate::app::domain::events::SHOP_TOPICS;
+use crate::app::domain::time::now_ms;
+use crate::app::kafka::KafkaLink;
+use crate::app::read_model::{Model, ReadModel};
+use crate::client::{Client, ConsumerConfig, PartitionFetcher, StartOffset};
 
 /// The replay's state, as `GET /api/replay` reports it.
 #[derive(Debug, Clone, Default)]
@@ -52,19 +44,29 @@ struct Status {
     error: Option<String>,
 }
 
-/// Status and the hand-over channel.
-pub struct Control {
+/// The replay: its status, the hand-over channel to the projector, and
+/// what it reads and rebuilds.
+pub(crate) struct Replay {
     status: Mutex<Status>,
     /// Events applied by the running (or last) replay.
     applied: Arc<AtomicU64>,
     tx: mpsc::Sender<SwapRequest>,
     rx: Mutex<Option<mpsc::Receiver<SwapRequest>>>,
+    /// The model it rebuilds a generation of.
+    read_model: Arc<ReadModel>,
+    /// The cluster it reads from.
+    link: Arc<KafkaLink>,
 }
 
-impl Default for Control {
-    fn default() -> Self {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Replay {
+    /// Idle, rebuilding `read_model` from the cluster of `link`.
+    pub(crate) fn new(read_model: Arc<ReadModel>, link: Arc<KafkaLink>) -> Self {
         let (tx, rx) = mpsc::channel(1);
-        Control {
+        Replay {
             status: Mutex::new(Status {
                 state: "idle",
                 ..Status::default()
@@ -72,22 +74,18 @@ impl Default for Control {
             applied: Arc::new(AtomicU64::new(0)),
             tx,
             rx: Mutex::new(Some(rx)),
+            read_model,
+            link,
         }
     }
-}
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Control {
     /// The projector's end of the hand-over channel (taken once).
-    pub fn take_receiver(&self) -> Option<mpsc::Receiver<SwapRequest>> {
+    pub(crate) fn take_receiver(&self) -> Option<mpsc::Receiver<SwapRequest>> {
         lock(&self.rx).take()
     }
 
     /// The `/api/replay` document.
-    pub fn status_json(&self) -> Value {
+    pub(crate) fn status_json(&self) -> Value {
         let s = lock(&self.status).clone();
         let applied = self.applied.load(Ordering::Relaxed);
         let progress = match s.state {
@@ -116,28 +114,19 @@ impl Control {
     }
 
     /// True while a replay runs.
-    pub fn running(&self) -> bool {
+    pub(crate) fn running(&self) -> bool {
         matches!(lock(&self.status).state, "running" | "swapping")
     }
 }
 
-/// Make `model` the live one: record its generation, then swap it in.
-pub fn install(shop: &Shop, model: Model) -> Result<(), ModelError> {
-    let meta = shop.storage.db.open_tree(META_TREE)?;
-    meta.insert("generation", &model.generation.to_be_bytes())?;
-    meta.flush()?;
-    shop.set_model(model);
-    Ok(())
-}
-
 /// Start a replay; false if one is already running.
-pub fn start(shop: Arc<Shop>) -> bool {
+pub(crate) fn start(replay: &Arc<Replay>) -> bool {
     {
-        let mut s = lock(&shop.replay.status);
+        let mut s = lock(&replay.status);
         if matches!(s.state, "running" | "swapping") {
             return false;
         }
-        let from = shop.model().generation;
+        let from = replay.read_model.current().generation;
         *s = Status {
             state: "running",
             from_generation: from,
@@ -148,10 +137,11 @@ pub fn start(shop: Arc<Shop>) -> bool {
             error: None,
         };
     }
-    shop.replay.applied.store(0, Ordering::Relaxed);
+    replay.applied.store(0, Ordering::Relaxed);
+    let replay = Arc::clone(replay);
     tokio::spawn(async move {
-        let result = replay(&shop).await;
-        let mut s = lock(&shop.replay.status);
+        let result = rebuild(&replay).await;
+        let mut s = lock(&replay.status);
         s.finished_at = Some(now_ms());
         match result {
             Ok(()) => s.state = "done",
@@ -165,31 +155,27 @@ pub fn start(shop: Arc<Shop>) -> bool {
     true
 }
 
-async fn replay(shop: &Arc<Shop>) -> Result<(), String> {
-    if shop.client().is_none() {
+async fn rebuild(replay: &Replay) -> Result<(), String> {
+    if replay.link.client().is_none() {
         return Err("the shop is not connected to Kafka".to_owned());
     }
     // A client of its own, so its fetches do not delay the REST path's produces.
-    let client = crate::client::Client::connect(shop.client_config())
+    let client = Client::connect(replay.link.client_config())
         .await
         .map_err(|e| e.to_string())?;
-    let generation = lock(&shop.replay.status).to_generation;
-    let name = tree_name(generation);
-    let db = &shop.storage.db;
-    db.drop_tree(name.as_bytes()).map_err(|e| e.to_string())?;
-    let model = Model::new(db.open_tree(&name).map_err(|e| e.to_string())?, generation);
-    let outcome = fill(shop, &client, model.clone()).await;
+    let generation = lock(&replay.status).to_generation;
+    let model = replay
+        .read_model
+        .fresh_generation(generation)
+        .map_err(|e| e.to_string())?;
+    let outcome = fill(replay, &client, model.clone()).await;
     if outcome.is_err() {
-        let _ = model.drop_tree(db);
+        let _ = replay.read_model.discard(model);
     }
     outcome
 }
 
-async fn fill(
-    shop: &Arc<Shop>,
-    client: &crate::client::Client,
-    model: Model,
-) -> Result<(), String> {
+async fn fill(replay: &Replay, client: &Client, model: Model) -> Result<(), String> {
     let config = ConsumerConfig {
         max_wait: Duration::from_millis(100),
         ..ConsumerConfig::default()
@@ -218,7 +204,7 @@ async fn fill(
             .await
             .map_err(|e| e.to_string())?;
     }
-    lock(&shop.replay.status).events_total = total;
+    lock(&replay.status).events_total = total;
     loop {
         let behind = ends
             .iter()
@@ -230,16 +216,16 @@ async fn fill(
         let (_, _, n) = apply_batches(&model, batches, None)
             .await
             .map_err(|e| e.to_string())?;
-        shop.replay.applied.fetch_add(n as u64, Ordering::Relaxed);
+        replay.applied.fetch_add(n as u64, Ordering::Relaxed);
     }
-    lock(&shop.replay.status).state = "swapping";
+    lock(&replay.status).state = "swapping";
     let (reply, done) = oneshot::channel();
-    shop.replay
+    replay
         .tx
         .send(SwapRequest {
             model,
             fetcher,
-            applied: Arc::clone(&shop.replay.applied),
+            applied: Arc::clone(&replay.applied),
             reply,
         })
         .await

@@ -9,13 +9,17 @@
 //! the order topics were interleaved or on the wall clock of the consumer:
 //! histograms are adjusted by the change of one order's derived status, and
 //! per-minute buckets use the events' own timestamps.
+//!
+//! Owns the aggregates' arithmetic. Must never: import anything above the
+//! domain, store anything (the read model does), or shape JSON (the HTTP
+//! views do).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::events::{DeliveryStatus, PaymentStatus};
-use super::model::OrderStatus;
+use super::status::OrderStatus;
 
 /// Everything `/api/stats` reports except the per-minute series.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -144,56 +148,6 @@ pub struct MinuteBucket {
 /// The minute (ms since the epoch, floored) that contains `timestamp_ms`.
 pub fn minute_of(timestamp_ms: i64) -> i64 {
     timestamp_ms.max(0) / 60_000 * 60_000
-}
-
-/// Money in minor units as the decimal number shown by the API.
-pub fn money(cents: i64) -> f64 {
-    cents as f64 / 100.0
-}
-
-/// The `/api/stats` document (also pushed as the `stats` WebSocket event).
-pub fn stats_json(aggregates: &Aggregates, minutes: &[(i64, MinuteBucket)]) -> serde_json::Value {
-    let per_minute: Vec<serde_json::Value> = minutes
-        .iter()
-        .map(|(minute, b)| {
-            serde_json::json!({
-                "minute": minute,
-                "orders": b.orders,
-                "revenue": money(b.revenue_cents),
-            })
-        })
-        .collect();
-    let revenue_by_currency: BTreeMap<&String, f64> = aggregates
-        .revenue_by_currency
-        .iter()
-        .map(|(c, v)| (c, money(*v)))
-        .collect();
-    serde_json::json!({
-        "orders": {
-            "total": aggregates.orders_total,
-            "by_status": aggregates.orders_by_status,
-        },
-        "revenue": money(aggregates.revenue_cents),
-        "revenue_cents": aggregates.revenue_cents,
-        "revenue_by_currency": revenue_by_currency,
-        "payments": {
-            "total": aggregates.payments_by_status.values().sum::<u64>(),
-            "by_status": aggregates.payments_by_status,
-            "by_method_status": aggregates.payments_by_method_status,
-            "success_rate": aggregates.payment_success_rate(),
-        },
-        "deliveries": {
-            "total": aggregates.deliveries_by_status.values().sum::<u64>(),
-            "by_status": aggregates.deliveries_by_status,
-            "events": aggregates.delivery_events,
-        },
-        "events": {
-            "by_topic": aggregates.events_by_topic,
-            "duplicates": aggregates.duplicate_events,
-            "invalid": aggregates.invalid_events,
-        },
-        "per_minute": per_minute,
-    })
 }
 
 #[cfg(test)]

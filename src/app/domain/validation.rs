@@ -5,6 +5,9 @@
 //! Bodies are parsed from `serde_json::Value` by hand, rather than by serde
 //! derive, so that every problem is reported at once, per field, with its
 //! JSON path (`items[2].price`).
+//!
+//! Must never: import anything above the domain; the order it checks against
+//! is handed in by the caller (the command side reads it from the read model).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +15,8 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::events::{DeliveryStatus, LineItem, PaymentStatus};
-use super::model::{OrderRecord, OrderStatus};
+use super::order::OrderRecord;
+use super::status::OrderStatus;
 
 /// Currencies the shop accepts (ISO 4217).
 pub const CURRENCIES: [&str; 10] = [
@@ -466,7 +470,7 @@ pub fn check_delivery(order: &OrderRecord, next: DeliveryStatus) -> Result<(), A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::model::{CreatedInfo, DeliveryStep, PaymentEntry};
+    use crate::app::domain::order::{CreatedInfo, DeliveryStep, PaymentEntry};
     use serde_json::json;
     use uuid::Uuid;
 
@@ -603,7 +607,7 @@ mod tests {
         pay(&mut o, PaymentStatus::Failed);
         assert!(check_cancel(&o).is_ok());
         assert!(check_payment(&o, PaymentStatus::Authorized, 1000).is_ok());
-        o.cancelled = Some(crate::app::model::CancelInfo {
+        o.cancelled = Some(crate::app::domain::order::CancelInfo {
             event_id: Uuid::new_v4(),
             at: 4,
             reason: None,

@@ -13,22 +13,26 @@
 //! the group every `COMMIT_INTERVAL`, only after sled has flushed the model
 //! they describe, so the group's lag as seen by Kafka tools never claims more
 //! than what is durable.
+//!
+//! A replay (`super::replay`) hands a rebuilt model over through a
+//! [`SwapRequest`]; the projector finishes it between two polls. What changed
+//! goes out through a [`ModelListener`] registered by the layer above (the
+//! WebSocket hub), never through an import of it.
+//!
+//! Must never: import the replay, the command side or HTTP.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::events::SHOP_TOPICS;
-use super::model::{Change, Model, ModelError, SourceRecord};
-use super::replay::SwapRequest;
-use super::Shop;
-use crate::client::consumer::FetchedBatch;
-use crate::client::group::{GroupConfig, GroupConsumer, GroupEvent};
-use crate::client::Client;
+use super::apply::apply_batches;
+use crate::app::domain::events::SHOP_TOPICS;
+use crate::app::read_model::{Change, Model, ModelError, ReadModel};
+use crate::client::{Client, GroupConfig, GroupConsumer, GroupEvent, PartitionFetcher};
 
 /// Next offset to apply, per topic-partition.
 type Offsets = HashMap<(String, i32), i64>;
@@ -37,71 +41,62 @@ type Offsets = HashMap<(String, i32), i64>;
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The projector group of the node whose shop instance is `instance_id`.
-pub fn group_id(instance_id: &str) -> String {
+pub(crate) fn group_id(instance_id: &str) -> String {
     format!("sluice-shop-projector-{instance_id}")
 }
 
-/// Apply fetched batches to `model` in one transaction (on a blocking thread).
-pub async fn apply_batches(
-    model: &Model,
-    batches: Vec<FetchedBatch>,
-    below: Option<&HashMap<(String, i32), i64>>,
-) -> Result<(Vec<Change>, Vec<(String, i32, i64)>, usize), ModelError> {
-    let model = model.clone();
-    let below = below.cloned();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let mut records = Vec::new();
-        let mut last: Vec<(String, i32, i64)> = Vec::new();
-        for batch in &batches {
-            let limit = below
-                .as_ref()
-                .map(|b| {
-                    b.get(&(batch.topic.to_string(), batch.partition))
-                        .copied()
-                        .unwrap_or(0)
-                })
-                .unwrap_or(i64::MAX);
-            let mut next = None;
-            for r in batch.records.iter().filter(|r| r.offset < limit) {
-                records.push(SourceRecord {
-                    topic: &batch.topic,
-                    partition: batch.partition,
-                    offset: r.offset,
-                    value: r.value.as_deref(),
-                });
-                next = Some(r.offset + 1);
-            }
-            if let Some(next) = next {
-                last.push((batch.topic.to_string(), batch.partition, next));
-            }
-        }
-        let count = records.len();
-        model.apply(&records).map(|changes| (changes, last, count))
-    })
-    .await;
-    match outcome {
-        Ok(result) => result,
-        Err(e) => Err(ModelError::Corrupt {
-            key: "-".to_owned(),
-            reason: format!("apply task failed: {e}"),
-        }),
-    }
+/// Told what the projector did to the live model.
+pub(crate) trait ModelListener: Send + Sync {
+    /// A batch was applied; `changes` says what changed.
+    fn applied(&self, changes: &[Change]);
+    /// The live model was replaced whole by `model` (after a replay). Called
+    /// on a blocking thread: it may read the whole model.
+    fn replaced(&self, model: &Model);
+}
+
+/// What the replay hands to the projector to finish.
+pub(crate) struct SwapRequest {
+    /// The model being rebuilt.
+    pub(crate) model: Model,
+    /// Its fetcher, positioned where phase 1 stopped.
+    pub(crate) fetcher: PartitionFetcher,
+    /// Counts events applied, for progress.
+    pub(crate) applied: Arc<AtomicU64>,
+    /// Told when the swap is done (or why not).
+    pub(crate) reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// What the projector works on.
+pub(crate) struct Projector {
+    /// The live model it keeps.
+    pub(crate) read_model: Arc<ReadModel>,
+    /// This node's shop instance (names the group).
+    pub(crate) instance_id: String,
+    /// Told about every change.
+    pub(crate) listener: Arc<dyn ModelListener>,
+    /// Rebuilt models handed over by the replay.
+    pub(crate) swaps: Option<mpsc::Receiver<SwapRequest>>,
 }
 
 /// Run the projector until `shutdown`.
-pub async fn run(shop: Arc<Shop>, client: Client, mut shutdown: watch::Receiver<bool>) {
-    let mut config = GroupConfig::new(group_id(shop.instance_id()), &SHOP_TOPICS);
-    config.group_instance_id = Some(format!("projector-{}", shop.instance_id()));
+pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watch::Receiver<bool>) {
+    let Projector {
+        read_model,
+        instance_id,
+        listener,
+        mut swaps,
+    } = projector;
+    let mut config = GroupConfig::new(group_id(&instance_id), &SHOP_TOPICS);
+    config.group_instance_id = Some(format!("projector-{instance_id}"));
     config.fetch.max_wait = Duration::from_millis(250);
     let mut consumer = GroupConsumer::new(client, config);
-    let mut swaps = shop.replay.take_receiver();
     let mut last_commit = Instant::now();
     let mut dirty = false;
     let mut flushing: Option<tokio::task::JoinHandle<Option<Offsets>>> = None;
     loop {
         if let Some(rx) = swaps.as_mut() {
             if let Ok(request) = rx.try_recv() {
-                finish_replay(&shop, &mut consumer, request).await;
+                finish_replay(&read_model, &listener, &mut consumer, request).await;
             }
         }
         let polled = tokio::select! {
@@ -117,7 +112,7 @@ pub async fn run(shop: Arc<Shop>, client: Client, mut shutdown: watch::Receiver<
                 }
             }
             Ok(GroupEvent::Assigned(partitions)) => {
-                let stored = match shop.model().stored_offsets() {
+                let stored = match read_model.current().stored_offsets() {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read the read model's offsets");
@@ -140,28 +135,22 @@ pub async fn run(shop: Arc<Shop>, client: Client, mut shutdown: watch::Receiver<
                 if batches.iter().all(|b| b.records.is_empty()) {
                     // Nothing new; fall through to the commit check.
                 } else {
-                    let model = shop.model();
+                    let model = read_model.current();
                     match apply_batches(&model, batches, None).await {
                         Ok((changes, last, _)) => {
                             for (topic, partition, next) in &last {
-                                shop.progress.set_applied(topic, *partition, *next);
+                                read_model.progress.set_applied(topic, *partition, *next);
                             }
-                            shop.progress.notify();
-                            shop.model_version.fetch_add(1, Ordering::AcqRel);
-                            shop.hub.publish_changes(&changes);
+                            read_model.progress.notify();
+                            read_model.bump_version();
+                            listener.applied(&changes);
                             dirty = true;
                         }
                         Err(e) => {
                             // Nothing was stored: re-read from the model's offsets.
                             tracing::error!(error = %e, "projector cannot apply a batch; retrying");
                             if let Ok(stored) = model.stored_offsets() {
-                                for (topic, partition) in consumer.assignment().to_vec() {
-                                    let next = stored
-                                        .get(&(topic.clone(), partition))
-                                        .copied()
-                                        .unwrap_or(0);
-                                    consumer.seek(&topic, partition, next);
-                                }
+                                seek_assigned(&mut consumer, &stored);
                             }
                             tokio::time::sleep(Duration::from_millis(500)).await;
                         }
@@ -181,7 +170,7 @@ pub async fn run(shop: Arc<Shop>, client: Client, mut shutdown: watch::Receiver<
             }
         }
         if dirty && flushing.is_none() && last_commit.elapsed() >= COMMIT_INTERVAL {
-            flushing = Some(tokio::spawn(flush(Arc::clone(&shop))));
+            flushing = Some(tokio::spawn(flush(Arc::clone(&read_model))));
             dirty = false;
             last_commit = Instant::now();
         }
@@ -189,16 +178,28 @@ pub async fn run(shop: Arc<Shop>, client: Client, mut shutdown: watch::Receiver<
     if let Some(f) = flushing.take() {
         let _ = f.await;
     }
-    if let Some(durable) = flush(Arc::clone(&shop)).await {
+    if let Some(durable) = flush(Arc::clone(&read_model)).await {
         commit(&consumer, &durable).await;
     }
     consumer.close().await;
 }
 
+/// Position every assigned partition at the next offset `stored` says the
+/// model needs (0 for a partition it has not seen).
+fn seek_assigned(consumer: &mut GroupConsumer, stored: &Offsets) {
+    for (topic, partition) in consumer.assignment().to_vec() {
+        let next = stored
+            .get(&(topic.clone(), partition))
+            .copied()
+            .unwrap_or(0);
+        consumer.seek(&topic, partition, next);
+    }
+}
+
 /// Flush the model; returns the offsets that are now durable.
-async fn flush(shop: Arc<Shop>) -> Option<Offsets> {
-    let applied = shop.progress.applied();
-    match shop.storage.flush().await {
+async fn flush(read_model: Arc<ReadModel>) -> Option<Offsets> {
+    let applied = read_model.progress.applied();
+    match read_model.flush().await {
         Ok(()) => Some(applied),
         Err(e) => {
             tracing::error!(error = %e, "cannot flush the read model; not committing");
@@ -220,8 +221,13 @@ async fn commit(consumer: &GroupConsumer, durable: &Offsets) {
 }
 
 /// Bring a replayed model up to the live one, swap it in, and reposition.
-async fn finish_replay(shop: &Shop, consumer: &mut GroupConsumer, mut request: SwapRequest) {
-    let live = shop.model();
+async fn finish_replay(
+    read_model: &ReadModel,
+    listener: &Arc<dyn ModelListener>,
+    consumer: &mut GroupConsumer,
+    mut request: SwapRequest,
+) {
+    let live = read_model.current();
     let outcome = async {
         let targets = live.stored_offsets()?;
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -267,28 +273,20 @@ async fn finish_replay(shop: &Shop, consumer: &mut GroupConsumer, mut request: S
             return;
         }
     };
-    if let Err(e) = super::replay::install(shop, new_model) {
+    if let Err(e) = read_model.install(new_model) {
         let _ = request.reply.send(Err(e.to_string()));
         return;
     }
-    for (topic, partition) in consumer.assignment().to_vec() {
-        let next = stored
-            .get(&(topic.clone(), partition))
-            .copied()
-            .unwrap_or(0);
-        consumer.seek(&topic, partition, next);
-    }
-    shop.progress.reset_applied(stored);
-    shop.model_version.fetch_add(1, Ordering::AcqRel);
-    if let Ok(Ok(snapshot)) = tokio::task::spawn_blocking({
-        let model = shop.model();
-        move || super::ws::snapshot(&model)
+    seek_assigned(consumer, &stored);
+    read_model.progress.reset_applied(stored);
+    read_model.bump_version();
+    let _ = tokio::task::spawn_blocking({
+        let listener = Arc::clone(listener);
+        let model = read_model.current();
+        move || listener.replaced(&model)
     })
-    .await
-    {
-        shop.hub.publish("snapshot", snapshot["data"].clone());
-    }
-    if let Err(e) = live.drop_tree(&shop.storage.db) {
+    .await;
+    if let Err(e) = read_model.discard(live) {
         tracing::warn!(error = %e, "cannot drop the replaced read model");
     }
     let _ = request.reply.send(Ok(()));

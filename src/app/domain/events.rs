@@ -8,7 +8,8 @@
 //!
 //! This module only describes and (de)serialises events; it never decides
 //! whether an event is allowed (that is `validation`) or what it does to the
-//! read model (that is `model`).
+//! read model (that is `read_model`). Must never: import anything above the
+//! domain.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -209,11 +210,6 @@ impl DeliveryStatus {
     /// Parse a JSON/query name.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|d| d.as_str() == s)
-    }
-
-    /// True when no further step may follow.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Delivered)
     }
 }
 

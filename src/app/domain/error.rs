@@ -11,12 +11,14 @@
 //! | 422 | `invalid_query` | a query-string parameter is not understood |
 //! | 503 | `unavailable` | the shop is still connecting to Kafka, or the log did not acknowledge |
 //! | 500 | `internal` | a bug or a storage failure |
+//!
+//! Owns the error every command and query of the shop returns. Must never:
+//! import anything of the shop (it is a leaf); the HTTP layer turns it into a
+//! response and the read model says how its own errors map onto it.
 
 use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 
 /// A request that failed, ready to be answered.
 #[derive(Debug, Clone)]
@@ -86,15 +88,6 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "invalid_transition", message)
     }
 
-    /// 413: the body is too large.
-    pub fn too_large(limit: usize) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("request bodies are limited to {limit} bytes"),
-        )
-    }
-
     /// 503: the shop cannot serve this right now.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -112,20 +105,5 @@ impl ApiError {
             error["fields"] = serde_json::json!(fields);
         }
         serde_json::json!({ "error": error })
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::warn!(code = self.code, message = %self.message, "shop request failed");
-        }
-        (self.status, Json(self.body())).into_response()
-    }
-}
-
-impl From<super::model::ModelError> for ApiError {
-    fn from(e: super::model::ModelError) -> Self {
-        ApiError::internal(format!("read model: {e}"))
     }
 }

@@ -10,6 +10,9 @@
 //! payment failed -> paid (60%) | cancelled (40%);
 //! paid -> scheduled -> shipped -> in transit (1-3 updates) -> out for delivery
 //! -> delivered (94%) | failed (6%, then rescheduled); delivered -> refunded (3%).
+//!
+//! Must never: produce or read anything except through the command side, or
+//! import the other workers or HTTP.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,13 +25,13 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
-use super::error::ApiError;
-use super::events::{DeliveryStatus, LineItem, PaymentStatus};
-use super::validation::{NewDelivery, NewOrder, NewPayment, PAYMENT_METHODS};
-use super::Shop;
+use crate::app::commands::Commands;
+use crate::app::domain::error::ApiError;
+use crate::app::domain::events::{DeliveryStatus, LineItem, PaymentStatus};
+use crate::app::domain::validation::{NewDelivery, NewOrder, NewPayment, PAYMENT_METHODS};
 
 /// Highest accepted rate, in events per second.
-pub const MAX_RATE: f64 = 5_000.0;
+pub(crate) const MAX_RATE: f64 = 5_000.0;
 /// Orders kept in flight at once.
 const MAX_IN_FLIGHT_ORDERS: usize = 2_000;
 /// Commands running at once.
@@ -108,7 +111,7 @@ struct SimOrder {
 }
 
 /// Settings and counters shared with the HTTP handlers.
-pub struct Control {
+pub(crate) struct Control {
     settings: watch::Sender<Settings>,
     /// Commands accepted since the start.
     pub sent: AtomicU64,
@@ -160,7 +163,7 @@ impl Control {
 }
 
 /// Parse a `POST /api/simulator` body.
-pub fn parse_settings(body: &Value, current: Settings) -> Result<Settings, ApiError> {
+pub(crate) fn parse_settings(body: &Value, current: Settings) -> Result<Settings, ApiError> {
     let obj = body
         .as_object()
         .ok_or_else(|| ApiError::invalid_json("the body must be a JSON object"))?;
@@ -206,8 +209,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Run the generator until `shutdown`; idle while disabled.
-pub async fn run(shop: Arc<Shop>, mut shutdown: watch::Receiver<bool>) {
-    let mut settings = shop.simulator.settings.subscribe();
+pub(crate) async fn run(
+    commands: Arc<Commands>,
+    control: Arc<Control>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut settings = control.settings.subscribe();
     let pool: Pool = Arc::new(Mutex::new(HashMap::new()));
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_COMMANDS));
     loop {
@@ -238,10 +245,11 @@ pub async fn run(shop: Arc<Shop>, mut shutdown: watch::Receiver<bool>) {
                     break;
                 };
                 budget -= 1.0;
-                let shop = Arc::clone(&shop);
+                let commands = Arc::clone(&commands);
+                let control = Arc::clone(&control);
                 let pool = Arc::clone(&pool);
                 tokio::spawn(async move {
-                    step(&shop, &pool).await;
+                    step(&commands, &control, &pool).await;
                     drop(permit);
                 });
             }
@@ -250,7 +258,7 @@ pub async fn run(shop: Arc<Shop>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// One event: a new order, or the next step of an idle one.
-async fn step(shop: &Shop, pool: &Pool) {
+async fn step(commands: &Commands, control: &Control, pool: &Pool) {
     let pick = {
         let mut rng = rand::thread_rng();
         let mut orders = lock(pool);
@@ -271,21 +279,21 @@ async fn step(shop: &Shop, pool: &Pool) {
         }
     };
     let result = match pick {
-        None => create(shop, pool).await,
-        Some(id) => advance(shop, pool, &id).await,
+        None => create(commands, pool).await,
+        Some(id) => advance(commands, pool, &id).await,
     };
     match result {
         Ok(()) => {
-            shop.simulator.sent.fetch_add(1, Ordering::Relaxed);
+            control.sent.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => {
-            shop.simulator.errors.fetch_add(1, Ordering::Relaxed);
+            control.errors.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(code = e.code, message = %e.message, "simulated command refused");
         }
     }
 }
 
-async fn create(shop: &Shop, pool: &Pool) -> Result<(), ApiError> {
+async fn create(commands: &Commands, pool: &Pool) -> Result<(), ApiError> {
     let order = {
         let mut rng = rand::thread_rng();
         let lines = rng.gen_range(1..=4);
@@ -314,7 +322,7 @@ async fn create(shop: &Shop, pool: &Pool) -> Result<(), ApiError> {
         }
     };
     let total_cents = order.total_cents;
-    let accepted = shop.create_order(order).await?;
+    let accepted = commands.create_order(order).await?;
     let carrier = CARRIERS
         .choose(&mut rand::thread_rng())
         .copied()
@@ -377,7 +385,7 @@ fn next_action(stage: Stage, rng: &mut impl Rng) -> Action {
     }
 }
 
-async fn advance(shop: &Shop, pool: &Pool, order_id: &str) -> Result<(), ApiError> {
+async fn advance(commands: &Commands, pool: &Pool, order_id: &str) -> Result<(), ApiError> {
     let Some((stage, total_cents, carrier)) = lock(pool)
         .get(order_id)
         .map(|o| (o.stage, o.total_cents, o.carrier))
@@ -389,7 +397,7 @@ async fn advance(shop: &Shop, pool: &Pool, order_id: &str) -> Result<(), ApiErro
         let refund = rand::thread_rng().gen_bool(0.03);
         if !refund {
             lock(pool).remove(order_id);
-            return create(shop, pool).await;
+            return create(commands, pool).await;
         }
     }
     let (action, method, city, reason) = {
@@ -403,29 +411,32 @@ async fn advance(shop: &Shop, pool: &Pool, order_id: &str) -> Result<(), ApiErro
     };
     let (result, next) = match action {
         Action::Pay(status, next) => (
-            shop.add_payment(NewPayment {
-                order_id: order_id.to_owned(),
-                amount_cents: total_cents,
-                method: method.to_owned(),
-                status,
-                reason: (status == PaymentStatus::Failed).then(|| reason.to_owned()),
-            })
-            .await,
+            commands
+                .add_payment(NewPayment {
+                    order_id: order_id.to_owned(),
+                    amount_cents: total_cents,
+                    method: method.to_owned(),
+                    status,
+                    reason: (status == PaymentStatus::Failed).then(|| reason.to_owned()),
+                })
+                .await,
             next,
         ),
         Action::Cancel => (
-            shop.cancel_order(order_id, Some("customer changed their mind".to_owned()))
+            commands
+                .cancel_order(order_id, Some("customer changed their mind".to_owned()))
                 .await,
             None,
         ),
         Action::Deliver(status, next) => (
-            shop.add_delivery(NewDelivery {
-                order_id: order_id.to_owned(),
-                status,
-                carrier: (status == DeliveryStatus::Scheduled).then(|| carrier.to_owned()),
-                location: Some(city.to_owned()),
-            })
-            .await,
+            commands
+                .add_delivery(NewDelivery {
+                    order_id: order_id.to_owned(),
+                    status,
+                    carrier: (status == DeliveryStatus::Scheduled).then(|| carrier.to_owned()),
+                    location: Some(city.to_owned()),
+                })
+                .await,
             next,
         ),
     };

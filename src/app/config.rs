@@ -1,0 +1,31 @@
+//! How the shop is configured (from the node's flags).
+//!
+//! Must never: import anything of the shop (it is a leaf).
+
+/// How the shop is configured (from the node's flags).
+#[derive(Debug, Clone)]
+pub struct ShopConfig {
+    /// Kafka bootstrap servers, comma separated.
+    pub bootstrap: String,
+    /// Partitions of each shop topic when the shop creates it.
+    pub partitions: i32,
+    /// Replication factor of each shop topic when the shop creates it (-1: cluster default).
+    pub replication_factor: i16,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Capacity of the WebSocket broadcast channel, in messages.
+    pub ws_buffer: usize,
+}
+
+impl ShopConfig {
+    /// Defaults for `bootstrap`.
+    pub fn new(bootstrap: impl Into<String>) -> Self {
+        ShopConfig {
+            bootstrap: bootstrap.into(),
+            partitions: 3,
+            replication_factor: -1,
+            max_body_bytes: 64 * 1024,
+            ws_buffer: 4096,
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The broadcast side of the WebSocket push: every change the projector
+//! applies becomes one `{"event": NAME, "data": {...}}` message, serialised
+//! once into a `tokio::broadcast` channel of fixed capacity that every
+//! connected browser reads (`ws`). It is the projector's `ModelListener`.
+//!
+//! Must never: write to the read model or talk to Kafka; it only reads the
+//! model to build snapshots.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use super::views::{
+    delivery_json, model_stats_json, notification_json, order_summary_json, payment_json,
+    timeline_json,
+};
+use crate::app::read_model::{
+    Change, DeliveryFilter, Model, ModelError, OrderFilter, PaymentFilter,
+};
+use crate::app::workers::projector::ModelListener;
+
+/// Items of each kind in a snapshot.
+pub const SNAPSHOT_ITEMS: usize = 50;
+
+/// The broadcast side of the push.
+pub(crate) struct Hub {
+    tx: broadcast::Sender<Utf8Bytes>,
+    /// Clients connected right now.
+    clients: AtomicUsize,
+}
+
+/// Counts one connected client while it lives.
+pub(crate) struct Connected<'a>(&'a Hub);
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Hub {
+    /// A hub buffering at most `capacity` messages.
+    pub(crate) fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(16));
+        Hub {
+            tx,
+            clients: AtomicUsize::new(0),
+        }
+    }
+
+    /// Count a client in until the returned guard is dropped.
+    pub(crate) fn connect(&self) -> Connected<'_> {
+        self.clients.fetch_add(1, Ordering::Relaxed);
+        Connected(self)
+    }
+
+    /// The messages published from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Utf8Bytes> {
+        self.tx.subscribe()
+    }
+
+    /// Send `{"event": name, "data": data}` to every client.
+    pub(crate) fn publish(&self, name: &str, data: Value) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        let text = json!({"event": name, "data": data}).to_string();
+        let _ = self.tx.send(Utf8Bytes::from(text));
+    }
+
+    /// Send what an applied batch changed.
+    pub(crate) fn publish_changes(&self, changes: &[Change]) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        for change in changes {
+            match change {
+                Change::NewOrder(o) => self.publish("new_order", order_summary_json(o)),
+                Change::OrderUpdated(o) => self.publish("order_updated", order_summary_json(o)),
+                Change::NewPayment(order_id, p) => {
+                    self.publish("new_payment", payment_json(order_id, p))
+                }
+                Change::DeliveryUpdate(o, step) => {
+                    let mut data = delivery_json(o);
+                    data["step"] = timeline_json(std::slice::from_ref(step))[0].clone();
+                    self.publish("delivery_update", data)
+                }
+                Change::Notification(event) => {
+                    if let Some(data) = notification_json(event) {
+                        self.publish("notification", data)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Clients connected right now.
+    pub(crate) fn client_count(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+}
+
+impl ModelListener for Hub {
+    fn applied(&self, changes: &[Change]) {
+        self.publish_changes(changes);
+    }
+
+    fn replaced(&self, model: &Model) {
+        if let Ok(snapshot) = snapshot(model) {
+            self.publish("snapshot", snapshot["data"].clone());
+        }
+    }
+}
+
+/// The snapshot message sent on connect (and after a client lagged).
+pub(crate) fn snapshot(model: &Model) -> Result<Value, ModelError> {
+    let orders = model.orders(&OrderFilter::default(), 0, SNAPSHOT_ITEMS)?;
+    let payments = model.payments(&PaymentFilter::default(), 0, SNAPSHOT_ITEMS)?;
+    let deliveries = model.deliveries(&DeliveryFilter::default(), 0, SNAPSHOT_ITEMS)?;
+    Ok(json!({
+        "event": "snapshot",
+        "data": {
+            "stats": model_stats_json(model)?,
+            "orders": orders.items.iter().map(order_summary_json).collect::<Vec<_>>(),
+            "payments": payments.items.iter().map(|(id, p)| payment_json(id, p)).collect::<Vec<_>>(),
+            "deliveries": deliveries.items.iter().map(delivery_json).collect::<Vec<_>>(),
+        }
+    }))
+}

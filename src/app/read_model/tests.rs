@@ -1,0 +1,221 @@
+//! The read model against a temporary sled database: the projection rule,
+//! its independence from topic interleaving, and the listings. Must never:
+//! write outside their temporary directory.
+
+use std::collections::HashMap;
+
+use super::query::{OrderFilter, PaymentFilter};
+use super::store::{tree_name, Model, SourceRecord};
+use crate::app::domain::events::{
+    DeliveryData, DeliveryStatus, Event, EventBody, LineItem, OrderCancelled, OrderCreated,
+    PaymentData, PaymentStatus,
+};
+use crate::app::domain::status::OrderStatus;
+
+fn temp_model() -> (tempfile::TempDir, Model) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let model = Model::new(db.open_tree(tree_name(1)).unwrap(), 1);
+    (dir, model)
+}
+
+fn created(order: &str, at: i64) -> Event {
+    let mut e = Event::new(
+        order,
+        EventBody::OrderCreated(OrderCreated {
+            customer: "Grace".into(),
+            items: vec![LineItem {
+                sku: "S".into(),
+                quantity: 1,
+                price_cents: 500,
+            }],
+            currency: "EUR".into(),
+            total_cents: 500,
+        }),
+    );
+    e.timestamp = at;
+    e
+}
+
+fn paid(order: &str, status: PaymentStatus) -> Event {
+    Event::new(
+        order,
+        EventBody::from_payment(
+            status,
+            PaymentData {
+                payment_id: format!("pay-{order}"),
+                amount_cents: 500,
+                currency: "EUR".into(),
+                method: "card".into(),
+                reason: None,
+            },
+        ),
+    )
+}
+
+fn delivery(order: &str, status: DeliveryStatus) -> Event {
+    Event::new(
+        order,
+        EventBody::from_delivery(
+            status,
+            DeliveryData {
+                carrier: Some("DHL".into()),
+                location: None,
+            },
+        ),
+    )
+}
+
+/// Apply `events` one transaction each, assigning offsets per topic.
+fn apply_all(model: &Model, events: &[Event]) {
+    let mut next: HashMap<&str, i64> = HashMap::new();
+    for e in events {
+        let bytes = e.to_bytes();
+        let topic = e.body.topic();
+        let offset = next.entry(topic).or_insert(0);
+        model
+            .apply(&[SourceRecord {
+                topic,
+                partition: 0,
+                offset: *offset,
+                value: Some(&bytes),
+            }])
+            .unwrap();
+        *offset += 1;
+    }
+}
+
+#[test]
+fn status_follows_the_lifecycle() {
+    let (_dir, model) = temp_model();
+    apply_all(&model, &[created("a", 1_000)]);
+    assert_eq!(
+        model.order("a").unwrap().unwrap().status(),
+        OrderStatus::Created
+    );
+    apply_all(&model, &[paid("a", PaymentStatus::Authorized)]);
+    assert_eq!(
+        model.order("a").unwrap().unwrap().status(),
+        OrderStatus::Paid
+    );
+    for s in [
+        DeliveryStatus::Scheduled,
+        DeliveryStatus::Shipped,
+        DeliveryStatus::InTransit,
+        DeliveryStatus::OutForDelivery,
+        DeliveryStatus::Delivered,
+    ] {
+        apply_all(&model, &[delivery("a", s)]);
+    }
+    let order = model.order("a").unwrap().unwrap();
+    assert_eq!(order.status(), OrderStatus::Delivered);
+    let steps: Vec<_> = order.timeline.iter().map(|s| s.status).collect();
+    assert_eq!(steps.len(), 5);
+    assert_eq!(steps[0], DeliveryStatus::Scheduled);
+    let agg = model.aggregates().unwrap();
+    assert_eq!(agg.orders_total, 1);
+    assert_eq!(agg.orders_by_status["delivered"], 1);
+    assert_eq!(agg.deliveries_by_status["delivered"], 1);
+    assert_eq!(agg.revenue_cents, 500);
+}
+
+#[test]
+fn cancellation_wins_and_failed_payment_shows() {
+    let (_dir, model) = temp_model();
+    apply_all(&model, &[created("b", 1), paid("b", PaymentStatus::Failed)]);
+    assert_eq!(
+        model.order("b").unwrap().unwrap().status(),
+        OrderStatus::PaymentFailed
+    );
+    apply_all(
+        &model,
+        &[Event::new(
+            "b",
+            EventBody::OrderCancelled(OrderCancelled { reason: None }),
+        )],
+    );
+    assert_eq!(
+        model.order("b").unwrap().unwrap().status(),
+        OrderStatus::Cancelled
+    );
+}
+
+#[test]
+fn the_model_does_not_depend_on_topic_interleaving() {
+    let events = vec![
+        created("c", 60_000),
+        paid("c", PaymentStatus::Authorized),
+        delivery("c", DeliveryStatus::Scheduled),
+        delivery("c", DeliveryStatus::Shipped),
+        created("d", 120_000),
+        paid("d", PaymentStatus::Failed),
+    ];
+    let (_d1, live) = temp_model();
+    apply_all(&live, &events);
+    // Read deliveries and payments before orders, as a replay may.
+    let mut reordered: Vec<Event> = events
+        .iter()
+        .filter(|e| e.body.topic() != "orders")
+        .cloned()
+        .collect();
+    reordered.extend(
+        events
+            .iter()
+            .filter(|e| e.body.topic() == "orders")
+            .cloned(),
+    );
+    let (_d2, replayed) = temp_model();
+    apply_all(&replayed, &reordered);
+    for id in ["c", "d"] {
+        assert_eq!(live.order(id).unwrap(), replayed.order(id).unwrap());
+    }
+    assert_eq!(live.aggregates().unwrap(), replayed.aggregates().unwrap());
+    assert_eq!(live.minutes(10).unwrap(), replayed.minutes(10).unwrap());
+}
+
+#[test]
+fn duplicates_and_garbage_are_counted_not_applied() {
+    let (_dir, model) = temp_model();
+    let e = created("e", 5);
+    apply_all(&model, &[e.clone(), e]);
+    let garbage = b"{oops";
+    model
+        .apply(&[SourceRecord {
+            topic: "orders",
+            partition: 0,
+            offset: 7,
+            value: Some(garbage),
+        }])
+        .unwrap();
+    let agg = model.aggregates().unwrap();
+    assert_eq!(agg.orders_total, 1);
+    assert_eq!(agg.duplicate_events, 1);
+    assert_eq!(agg.invalid_events, 1);
+    assert_eq!(
+        model.stored_offsets().unwrap()[&("orders".to_owned(), 0)],
+        8
+    );
+}
+
+#[test]
+fn listings_filter_and_paginate() {
+    let (_dir, model) = temp_model();
+    let mut events = Vec::new();
+    for i in 0..5 {
+        events.push(created(&format!("o{i}"), 1_000 + i));
+    }
+    events.push(paid("o1", PaymentStatus::Authorized));
+    apply_all(&model, &events);
+    let page = model.orders(&OrderFilter::default(), 0, 2).unwrap();
+    assert_eq!(page.total, 5);
+    assert_eq!(page.items[0].order_id, "o4", "newest first");
+    let paid_only = OrderFilter {
+        status: Some(OrderStatus::Paid),
+        customer: None,
+    };
+    let page = model.orders(&paid_only, 0, 10).unwrap();
+    assert_eq!(page.total, 1);
+    assert_eq!(page.items[0].order_id, "o1");
+    let page = model.payments(&PaymentFilter::default(), 0, 10).unwrap();
+    assert_eq!(page.total, 1);
+}

@@ -1,0 +1,246 @@
+//! The producer: records are appended to a per-partition batch, and one
+//! background *sender* task ships ready batches to partition leaders.
+//!
+//! - Partitioning: keyed records go to `toPositive(murmur2(key)) % partitions`
+//!   (the Java client's rule, see `client::partitioner`);
+//!   records without a key stick to one partition until its batch is full,
+//!   then move to the next (sticky round robin).
+//! - Batching: a batch is *ready* when it reaches `batch_size` bytes or when
+//!   it is `linger` old. The sender drains ready batches into one Produce
+//!   request per leader (one batch per partition per request, as Kafka
+//!   requires), with up to `max_in_flight_per_broker` requests pipelined on
+//!   each connection. While all slots are busy, records keep accumulating, so
+//!   batches grow under load even with `linger = 0`. The sender writes the
+//!   requests to the connection itself, in order (only the waits for
+//!   responses run in their own tasks), so a partition's batches reach the
+//!   broker in the order they were filled.
+//! - Acks 0/1/-1; retriable errors (stale leader, connection loss, timeouts)
+//!   are retried `retries` times after `retry_backoff`, with a metadata
+//!   refresh when the leader may have moved. A retried batch goes back in
+//!   front of younger batches of its partition.
+//! - Idempotence (optional): a producer id from InitProducerId and a sequence
+//!   number per partition, so the broker discards duplicates from retries.
+//! - A record not acknowledged within `delivery_timeout` fails; a broker that
+//!   cannot be reached is backed off without using up retries (Kafka's rule).
+//!
+//! Memory is bounded: `buffer_memory` bytes of records may wait for an
+//! acknowledgement; `send` waits for room beyond that.
+//!
+//! Layers, as in Kafka's and rskafka's producers: `config`; `encoding`
+//! (records and record batches as bytes); `delivery` (a batch's outcome and
+//! the per-record [`Delivery`] future); `accumulator` (batches per partition,
+//! partitioning, the drain); `sender` (the task that ships batches and
+//! settles them). This file is the handle callers hold.
+//!
+//! Never: block the caller on the network in `send` (beyond the first
+//! metadata lookup of a topic), or allocate per record beyond the record itself.
+
+mod accumulator;
+mod config;
+mod delivery;
+mod encoding;
+mod sender;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::{Notify, Semaphore};
+
+pub use config::ProducerConfig;
+pub use delivery::{Delivery, RecordMetadata};
+
+use accumulator::Accumulator;
+use encoding::{new_record, record_size, ProducerIdentity};
+use sender::{init_producer_id, run_sender, ProducerShared};
+
+use super::cluster::Client;
+use super::error::ClientError;
+use super::partitioner::partition_for_key;
+
+/// Stops the sender task when the last [`Producer`] clone is dropped.
+struct ProducerHandle {
+    shared: Arc<ProducerShared>,
+    sender: tokio::task::AbortHandle,
+}
+
+impl Drop for ProducerHandle {
+    fn drop(&mut self) {
+        self.sender.abort();
+        let abandoned = self.shared.lock().take_all();
+        for batch in abandoned {
+            self.shared.finish(batch, Err(ClientError::Closed));
+        }
+    }
+}
+
+/// A Kafka producer. Cheap to clone; clones share batches and the sender.
+#[derive(Clone)]
+pub struct Producer {
+    handle: Arc<ProducerHandle>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("config", &self.handle.shared.config)
+            .finish()
+    }
+}
+
+impl Producer {
+    /// Start a producer on `client`. With `idempotent`, obtains a producer id first.
+    pub async fn new(client: Client, config: ProducerConfig) -> Result<Self, ClientError> {
+        if !matches!(config.acks, -1..=1) {
+            return Err(ClientError::Config(format!(
+                "acks must be -1, 0 or 1, not {}",
+                config.acks
+            )));
+        }
+        if config.idempotent && (config.acks != -1 || config.max_in_flight_per_broker > 5) {
+            return Err(ClientError::Config(
+                "idempotence needs acks=-1 and at most 5 requests in flight".to_owned(),
+            ));
+        }
+        if config.buffer_memory < config.batch_size || config.max_in_flight_per_broker == 0 {
+            return Err(ClientError::Config(
+                "buffer_memory must hold a batch and max_in_flight_per_broker must be positive"
+                    .to_owned(),
+            ));
+        }
+        let identity = if config.idempotent {
+            init_producer_id(&client, &config).await?
+        } else {
+            ProducerIdentity {
+                producer_id: -1,
+                producer_epoch: -1,
+            }
+        };
+        let shared = Arc::new(ProducerShared {
+            client,
+            identity,
+            accumulator: Mutex::new(Accumulator::default()),
+            wake: Notify::new(),
+            buffer: Semaphore::new(config.buffer_memory.min(Semaphore::MAX_PERMITS)),
+            unfinished_batches: AtomicUsize::new(0),
+            batch_done: Notify::new(),
+            refreshing: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            config,
+        });
+        let sender = tokio::spawn(run_sender(Arc::clone(&shared)));
+        Ok(Self {
+            handle: Arc::new(ProducerHandle {
+                shared,
+                sender: sender.abort_handle(),
+            }),
+        })
+    }
+
+    /// Queue a record. Returns once the record is in a batch; the returned
+    /// [`Delivery`] resolves to its partition and offset when acknowledged.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+    ) -> Result<Delivery, ClientError> {
+        self.send_with_headers(topic, key, value, IndexMap::new())
+            .await
+    }
+
+    /// Queue a record and wait for its acknowledgement.
+    pub async fn send_and_wait(
+        &self,
+        topic: &str,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+    ) -> Result<RecordMetadata, ClientError> {
+        self.send(topic, key, value).await?.await
+    }
+
+    /// Like [`send`](Self::send), with record headers.
+    pub async fn send_with_headers(
+        &self,
+        topic: &str,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        headers: IndexMap<StrBytes, Option<Bytes>>,
+    ) -> Result<Delivery, ClientError> {
+        let shared = &self.handle.shared;
+        if shared.closing.load(Ordering::Acquire) {
+            return Err(ClientError::Closed);
+        }
+        let partition_count = match shared.client.cached_topic(topic) {
+            Some(info) => info.partition_count(),
+            None => shared.client.topic(topic).await?.partition_count(),
+        };
+        if partition_count == 0 {
+            return Err(ClientError::Metadata(format!(
+                "topic {topic} has no partitions"
+            )));
+        }
+        let size = record_size(key.as_ref(), value.as_ref(), &headers);
+        let permits = u32::try_from(size)
+            .ok()
+            .filter(|&p| p as usize <= shared.config.buffer_memory)
+            .ok_or_else(|| {
+                ClientError::Config(format!("a record of {size} bytes exceeds buffer_memory"))
+            })?;
+        shared
+            .buffer
+            .acquire_many(permits)
+            .await
+            .map_err(|_| ClientError::Closed)?
+            .forget();
+
+        let keyed_partition = key
+            .as_deref()
+            .map(|k| partition_for_key(k, partition_count));
+        let record = new_record(key, value, headers);
+
+        let (delivery, wake_sender) = shared.lock().append(
+            topic,
+            partition_count,
+            keyed_partition,
+            record,
+            size,
+            shared.config.batch_size,
+            &shared.unfinished_batches,
+        );
+        if wake_sender {
+            shared.wake.notify_one();
+        }
+        Ok(delivery)
+    }
+
+    /// Send every buffered record now and wait until all are acknowledged or failed.
+    pub async fn flush(&self) {
+        let shared = &self.handle.shared;
+        shared.lock().force_all();
+        shared.wake.notify_one();
+        loop {
+            let done = shared.batch_done.notified();
+            if shared.unfinished_batches.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
+
+    /// Flush, then stop the sender. Later `send`s fail with [`ClientError::Closed`].
+    pub async fn close(&self) {
+        self.handle.shared.closing.store(true, Ordering::Release);
+        self.flush().await;
+        self.handle.shared.wake.notify_one();
+    }
+
+    /// The client this producer sends through.
+    pub fn client(&self) -> &Client {
+        &self.handle.shared.client
+    }
+}
