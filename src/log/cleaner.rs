@@ -145,6 +145,9 @@ fn clean_segment(
     Ok(Some(out.to_vec()))
 }
 
+/// A closed segment and what it becomes.
+pub type Rewrite = (SegmentInfo, Vec<u8>);
+
 /// One pass over the closed segments below `high_watermark`: returns each
 /// segment to replace with its new bytes (checked and swapped by the caller).
 pub fn plan(
@@ -152,7 +155,7 @@ pub fn plan(
     log_start_offset: i64,
     high_watermark: i64,
     tombstones_before: i64,
-) -> Result<(Vec<(SegmentInfo, Vec<u8>)>, CleanerStats), StorageError> {
+) -> Result<(Vec<Rewrite>, CleanerStats), StorageError> {
     let segments = store.segments();
     let mut stats = CleanerStats::default();
     // The active segment is never rewritten, but its keys count.

@@ -458,7 +458,7 @@ impl SegmentStore {
     }
 
     /// The segments from the one that may hold `offset` on.
-    fn from_offset(&self, offset: i64) -> Vec<Arc<Segment>> {
+    fn segments_from(&self, offset: i64) -> Vec<Arc<Segment>> {
         let list = self.segments.read().unwrap_or_else(|p| p.into_inner());
         let i = list.partition_point(|s| s.base_offset <= offset);
         list[i.saturating_sub(1)..].to_vec()
@@ -589,7 +589,7 @@ impl LogStore for SegmentStore {
     ) -> Result<StoredRead, StorageError> {
         let mut out = StoredRead::default();
         let mut first = true;
-        for segment in self.from_offset(from) {
+        for segment in self.segments_from(from) {
             if segment.base_offset >= upper {
                 break;
             }
@@ -662,7 +662,7 @@ impl LogStore for SegmentStore {
     }
 
     fn batch_at(&self, offset: i64) -> Result<Option<(BatchSummary, Bytes)>, StorageError> {
-        let Some(segment) = self.from_offset(offset).into_iter().next() else {
+        let Some(segment) = self.segments_from(offset).into_iter().next() else {
             return Ok(None);
         };
         let pos = segment.locate(&self.env, offset)?;
@@ -691,7 +691,7 @@ impl LogStore for SegmentStore {
         from: i64,
         upper: i64,
     ) -> Result<Option<BatchSummary>, StorageError> {
-        for segment in self.from_offset(from) {
+        for segment in self.segments_from(from) {
             if segment.base_offset >= upper {
                 break;
             }
