@@ -18,6 +18,7 @@ pub mod groups_cli;
 pub mod kafka;
 pub mod log;
 pub mod node;
+pub mod partition;
 pub mod replication;
 pub mod storage;
 pub mod web;

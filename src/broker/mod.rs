@@ -1,6 +1,13 @@
 //! The broker's state: its topics and their partition logs, topic configs,
-//! producer-id allocation and retention. The Kafka handlers call into this;
-//! it knows nothing of the wire format.
+//! producer-id allocation and retention. The partition layer and the Kafka
+//! handlers call into this.
+//!
+//! Must never: know the wire format, or import a layer above it
+//! (`replication`, `partition`, `group`, `kafka`): a cluster node's topics
+//! are kept in step with the image by `replication`, which calls down here.
+//!
+//! Locks: `topics` before a topic's `partitions` or `configs`; none is held
+//! across I/O other than opening a new topic's logs.
 
 pub mod configs;
 
@@ -154,9 +161,6 @@ pub struct Broker {
     /// Host and port given to clients; set once the listener is bound.
     advertised: OnceLock<(String, i32)>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    /// In a cluster: the replica manager, which routes topic changes through
-    /// the controller and knows who leads each partition.
-    replicas: OnceLock<Arc<crate::replication::ReplicaManager>>,
 }
 
 impl Broker {
@@ -213,22 +217,11 @@ impl Broker {
             cluster_id,
             advertised: OnceLock::new(),
             topics: RwLock::new(topics),
-            replicas: OnceLock::new(),
         })
     }
 
     pub fn node_id(&self) -> i32 {
         self.config.node_id
-    }
-
-    /// The replica manager, when this node is part of a cluster.
-    pub fn replicas(&self) -> Option<&Arc<crate::replication::ReplicaManager>> {
-        self.replicas.get()
-    }
-
-    /// Join a cluster: from now on topics follow the metadata image.
-    pub fn set_replicas(&self, manager: Arc<crate::replication::ReplicaManager>) {
-        let _ = self.replicas.set(manager);
     }
 
     /// Make the local topic `name` match the image: created with the
@@ -501,7 +494,7 @@ impl Broker {
     pub fn allocate_producer_id(&self) -> Result<i64, StorageError> {
         // sled ids start at 0; Kafka producer ids are non-negative.
         let local = self.storage.generate_id()? as i64 + 1000;
-        if self.replicas().is_some() {
+        if self.config.peers.is_some() {
             Ok((local << 10) | i64::from(self.node_id() & 0x3ff))
         } else {
             Ok(local)

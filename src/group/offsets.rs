@@ -17,6 +17,7 @@ use super::state::{Group, GroupState, CONSUMER_PROTOCOL_TYPE};
 use super::store::KeyValue;
 use super::{lock, now_ms, GroupCoordinator};
 use crate::kafka::code;
+use crate::replication::ReplicaError;
 
 /// How long an offset commit waits for the offsets partition's ISR.
 const COMMIT_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -135,9 +136,6 @@ impl GroupCoordinator {
     /// In a cluster: wait until everything written so far to the group's
     /// offsets partition is replicated to its ISR.
     async fn wait_replicated(&self, group_id: &str) -> Result<(), i16> {
-        let Some(rm) = self.broker.replicas() else {
-            return Ok(());
-        };
         let Some(log) = self
             .broker
             .topic(OFFSETS_TOPIC)
@@ -150,9 +148,13 @@ impl GroupCoordinator {
             log,
             min_insync: 1,
         };
-        match rm.wait_committed(&[wait], COMMIT_REPLICATION_TIMEOUT).await[..] {
-            [code::NONE] => Ok(()),
-            [code::NOT_LEADER_OR_FOLLOWER] => Err(code::NOT_COORDINATOR),
+        match self
+            .partition_layer
+            .wait_committed(&[wait], COMMIT_REPLICATION_TIMEOUT)
+            .await[..]
+        {
+            [Ok(())] => Ok(()),
+            [Err(ReplicaError::NotLeaderOrFollower)] => Err(code::NOT_COORDINATOR),
             _ => Err(code::REQUEST_TIMED_OUT),
         }
     }

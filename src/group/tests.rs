@@ -16,6 +16,7 @@ use super::*;
 use crate::broker::Broker;
 use crate::config::NodeConfig;
 use crate::kafka::code;
+use crate::kafka::group as api;
 use crate::log::batch::split_and_validate;
 
 struct Node {
@@ -783,13 +784,13 @@ async fn every_response_encodes_at_every_supported_version() {
         req.key = sb("g");
         req.coordinator_keys = vec![sb("g"), sb("h")];
         encodes(
-            &api::find_coordinator(groups, &node.broker, req.clone(), v),
+            &api::find_coordinator(groups, req.clone(), v),
             v,
             "FindCoordinator",
         );
         req.key_type = 1;
         encodes(
-            &api::find_coordinator(groups, &node.broker, req, v),
+            &api::find_coordinator(groups, req, v),
             v,
             "FindCoordinator (txn)",
         );

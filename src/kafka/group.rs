@@ -26,12 +26,11 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::records::OffsetValue;
-use super::{
+use super::{code, str_bytes};
+use crate::group::records::OffsetValue;
+use crate::group::{
     CommitRequest, GroupCoordinator, JoinRequest, PartitionCommit, SyncRequest, TopicOffsets,
 };
-use crate::broker::Broker;
-use crate::kafka::{code, str_bytes};
 
 /// FindCoordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -61,22 +60,12 @@ fn opt_str_bytes(s: Option<String>) -> Option<StrBytes> {
 
 pub fn find_coordinator(
     groups: &GroupCoordinator,
-    broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = broker.advertised();
     // Where each group's coordinator is: this node, or in a cluster the
     // leader of the group's __consumer_offsets partition.
-    let locate = |group: &str| -> Result<(i32, String, i32), i16> {
-        match broker.replicas() {
-            Some(rm) => rm.coordinator_of(group),
-            None => match groups.coordinator_error(group) {
-                code::NONE => Ok((broker.node_id(), host.clone(), port)),
-                e => Err(e),
-            },
-        }
-    };
+    let locate = |group: &str| groups.coordinator_of(group);
     let lookup = |key: &StrBytes| -> Coordinator {
         let found = match req.key_type {
             KEY_TYPE_GROUP => locate(key),
