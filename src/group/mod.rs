@@ -35,7 +35,6 @@ use tokio::time::Instant;
 use crate::broker::{Broker, TopicError};
 use crate::cluster::image::{host_port, MetadataImage, NO_LEADER};
 use crate::config::NodeConfig;
-use crate::kafka::code;
 use crate::partition::Partitions;
 use crate::replication::LeadershipListener;
 pub use membership::{JoinRequest, SyncRequest};
@@ -47,6 +46,7 @@ use records::{GroupValue, OffsetValue, RecordKey, OFFSETS_TOPIC};
 use state::Group;
 pub use state::{GroupState, JoinOutcome, JoinedMember, SyncOutcome};
 use store::{OffsetsLog, StoreError};
+use CoordinatorError as E;
 
 /// Why the coordinator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +98,9 @@ pub enum CoordinatorError {
     #[error("unexpected server error")]
     UnknownServerError,
 }
+
+/// The answer to one group operation (or one partition or member of it).
+pub type Outcome = Result<(), CoordinatorError>;
 
 /// How the coordinator behaves (Kafka's `group.*` and `offsets.*` settings).
 #[derive(Debug, Clone)]
@@ -365,7 +368,7 @@ impl GroupCoordinator {
             ids.iter().filter_map(|id| groups.remove(id)).collect()
         };
         for g in &dropped {
-            lock(g).fail_all_waiters(code::NOT_COORDINATOR);
+            lock(g).fail_all_waiters(E::NotCoordinator);
         }
         tracing::info!(
             partition,
@@ -379,7 +382,7 @@ impl GroupCoordinator {
     pub async fn shutdown(&self) {
         self.shutdown.send_replace(true);
         for group in self.all_groups() {
-            lock(&group).fail_all_waiters(code::NOT_COORDINATOR);
+            lock(&group).fail_all_waiters(E::NotCoordinator);
         }
         let task = lock(&self.sweeper).take();
         if let Some(task) = task {
@@ -400,38 +403,35 @@ impl GroupCoordinator {
         records::partition_for(group_id, self.partition_count() as i32)
     }
 
-    /// NONE if this node coordinates `group_id` now, else the error to answer with.
-    pub fn coordinator_error(&self, group_id: &str) -> i16 {
-        match self.store_for(group_id) {
-            Ok(_) => code::NONE,
-            Err(e) => e,
-        }
+    /// Ok if this node coordinates `group_id` now, else why not.
+    pub fn coordinator_error(&self, group_id: &str) -> Outcome {
+        self.store_for(group_id).map(|_| ())
     }
 
-    fn store_for(&self, group_id: &str) -> Result<Arc<OffsetsLog>, i16> {
+    fn store_for(&self, group_id: &str) -> Result<Arc<OffsetsLog>, E> {
         if self.is_shutting_down() {
-            return Err(code::COORDINATOR_NOT_AVAILABLE);
+            return Err(E::CoordinatorNotAvailable);
         }
         let partitions = self.partitions.read().unwrap_or_else(|p| p.into_inner());
         usize::try_from(self.partition_for(group_id))
             .ok()
             .and_then(|p| partitions.get(p).cloned().flatten())
-            .ok_or(code::NOT_COORDINATOR)
+            .ok_or(E::NotCoordinator)
     }
 
     /// Append records of one group to its partition.
-    fn append(&self, group_id: &str, records: &[store::KeyValue]) -> Result<(), i16> {
+    fn append(&self, group_id: &str, records: &[store::KeyValue]) -> Result<(), E> {
         let store = self.store_for(group_id)?;
         store.append(records).map_err(|e| {
             tracing::error!(group = group_id, error = %e, "cannot write to {OFFSETS_TOPIC}");
-            code::NOT_COORDINATOR
+            E::NotCoordinator
         })?;
         self.partition_layer.appended(store.log());
         Ok(())
     }
 
     /// Persist a group's membership, generation and assignments.
-    fn persist_group(&self, g: &Group) -> Result<(), i16> {
+    fn persist_group(&self, g: &Group) -> Result<(), E> {
         let key = RecordKey::Group {
             group: g.group_id.clone(),
         };
@@ -663,18 +663,15 @@ impl GroupCoordinator {
     /// Where the coordinator of `group_id` is, as (broker id, host, port):
     /// this node on a single node (when it can coordinate now), else the
     /// leader of the group's `__consumer_offsets` partition in the image.
-    pub fn coordinator_of(&self, group_id: &str) -> Result<(i32, String, i32), i16> {
+    pub fn coordinator_of(&self, group_id: &str) -> Result<(i32, String, i32), E> {
         match self.partition_layer.replica_manager() {
             Some(rm) => rm
                 .cluster()
                 .read_image(|image| coordinator_in(image, group_id)),
-            None => match self.coordinator_error(group_id) {
-                code::NONE => {
-                    let (host, port) = self.broker.advertised();
-                    Ok((self.broker.node_id(), host, port))
-                }
-                e => Err(e),
-            },
+            None => self.coordinator_error(group_id).map(|()| {
+                let (host, port) = self.broker.advertised();
+                (self.broker.node_id(), host, port)
+            }),
         }
     }
 
@@ -711,11 +708,11 @@ impl GroupCoordinator {
 }
 
 /// The coordinator of `group_id` in `image`: the leader of its partition.
-fn coordinator_in(image: &MetadataImage, group_id: &str) -> Result<(i32, String, i32), i16> {
+fn coordinator_in(image: &MetadataImage, group_id: &str) -> Result<(i32, String, i32), E> {
     let topic = image
         .topics
         .get(OFFSETS_TOPIC)
-        .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
+        .ok_or(E::CoordinatorNotAvailable)?;
     let index = records::partition_for(group_id, topic.partitions.len() as i32);
     let leader = topic
         .partitions
@@ -725,7 +722,7 @@ fn coordinator_in(image: &MetadataImage, group_id: &str) -> Result<(i32, String,
         .brokers
         .get(&leader)
         .filter(|b| !b.fenced)
-        .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
+        .ok_or(E::CoordinatorNotAvailable)?;
     let (host, port) = host_port(&registration.kafka_addr);
     Ok((leader, host, port))
 }

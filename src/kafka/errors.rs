@@ -7,7 +7,7 @@
 
 use super::code;
 use crate::broker::TopicError;
-use crate::group::CoordinatorError;
+use crate::group::{CoordinatorError, Outcome};
 use crate::log::batch::BatchError;
 use crate::log::AppendError;
 use crate::partition::PartitionError;
@@ -99,4 +99,9 @@ pub fn coordinator_error_code(e: &CoordinatorError) -> i16 {
         C::RequestTimedOut => code::REQUEST_TIMED_OUT,
         C::UnknownServerError => code::UNKNOWN_SERVER_ERROR,
     }
+}
+
+/// `code::NONE` for Ok, else the coordinator error's code.
+pub fn outcome_code(o: &Outcome) -> i16 {
+    o.as_ref().err().map_or(code::NONE, coordinator_error_code)
 }

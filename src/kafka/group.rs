@@ -26,6 +26,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::errors::{coordinator_error_code, outcome_code};
 use super::{code, str_bytes};
 use crate::group::records::OffsetValue;
 use crate::group::{
@@ -68,7 +69,7 @@ pub fn find_coordinator(
     let locate = |group: &str| groups.coordinator_of(group);
     let lookup = |key: &StrBytes| -> Coordinator {
         let found = match req.key_type {
-            KEY_TYPE_GROUP => locate(key),
+            KEY_TYPE_GROUP => locate(key).map_err(|e| coordinator_error_code(&e)),
             // Transactions are not offered; say so the way InitProducerId does.
             KEY_TYPE_TRANSACTION => Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
             _ => Err(code::INVALID_REQUEST),
@@ -139,7 +140,7 @@ pub async fn join_group(
     };
     let outcome = groups.join_group(join).await;
     let mut resp = JoinGroupResponse::default();
-    resp.error_code = outcome.error;
+    resp.error_code = outcome_code(&outcome.error);
     resp.generation_id = outcome.generation_id;
     if version >= 7 {
         resp.protocol_type = opt_str_bytes(outcome.protocol_type);
@@ -200,7 +201,7 @@ pub async fn sync_group(
     };
     let outcome = groups.sync_group(sync).await;
     let mut resp = SyncGroupResponse::default();
-    resp.error_code = outcome.error;
+    resp.error_code = outcome_code(&outcome.error);
     if version >= 5 {
         resp.protocol_type = opt_str_bytes(outcome.protocol_type);
         resp.protocol_name = opt_str_bytes(outcome.protocol_name);
@@ -220,12 +221,12 @@ pub fn heartbeat(
         None
     };
     let mut resp = HeartbeatResponse::default();
-    resp.error_code = groups.heartbeat(
+    resp.error_code = outcome_code(&groups.heartbeat(
         &req.group_id,
         &string(&req.member_id),
         instance.as_deref(),
         req.generation_id,
-    );
+    ));
     resp
 }
 
@@ -243,6 +244,7 @@ pub fn leave_group(
         vec![(string(&req.member_id), None)]
     };
     let (error, errors) = groups.leave_group(&req.group_id, &leaving);
+    let error = outcome_code(&error);
     let mut resp = LeaveGroupResponse::default();
     if version >= 3 {
         resp.error_code = error;
@@ -253,7 +255,7 @@ pub fn leave_group(
                 let mut m = MemberResponse::default();
                 m.member_id = str_bytes(member_id);
                 m.group_instance_id = opt_str_bytes(instance);
-                m.error_code = error;
+                m.error_code = outcome_code(&error);
                 m
             })
             .collect();
@@ -262,7 +264,7 @@ pub fn leave_group(
         resp.error_code = if error != code::NONE {
             error
         } else {
-            errors.first().copied().unwrap_or(code::NONE)
+            errors.first().map_or(code::NONE, outcome_code)
         };
     }
     resp
@@ -283,7 +285,7 @@ pub fn describe_groups(
             d.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
             match groups.describe_group(id) {
                 Err(error) => {
-                    d.error_code = error;
+                    d.error_code = coordinator_error_code(&error);
                     d.group_state = StrBytes::from_static_str("");
                 }
                 Ok(g) => {
@@ -353,7 +355,7 @@ pub fn delete_groups(groups: &GroupCoordinator, req: DeleteGroupsRequest) -> Del
             let mut r =
                 kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default();
             r.group_id = group_id;
-            r.error_code = error;
+            r.error_code = outcome_code(&error);
             r
         })
         .collect();
@@ -406,7 +408,9 @@ pub async fn offset_commit(
                 .map(|p| {
                     let mut rp = OffsetCommitResponsePartition::default();
                     rp.partition_index = p.partition_index;
-                    rp.error_code = errors.next().unwrap_or(code::UNKNOWN_SERVER_ERROR);
+                    rp.error_code = errors
+                        .next()
+                        .map_or(code::UNKNOWN_SERVER_ERROR, |e| outcome_code(&e));
                     rp
                 })
                 .collect();
@@ -448,7 +452,7 @@ pub fn offset_fetch(
                 });
                 let mut g = OffsetFetchResponseGroup::default();
                 match groups.fetch_offsets(&rg.group_id, topics) {
-                    Err(error) => g.error_code = error,
+                    Err(error) => g.error_code = coordinator_error_code(&error),
                     Ok(found) => {
                         g.topics = found
                             .into_iter()
@@ -510,6 +514,7 @@ pub fn offset_fetch(
     match groups.fetch_offsets(&req.group_id, requested.clone()) {
         Ok(found) => resp.topics = to_topics(found, code::NONE),
         Err(error) => {
+            let error = coordinator_error_code(&error);
             if version >= 2 {
                 resp.error_code = error;
             } else {
@@ -539,7 +544,7 @@ pub fn offset_delete(groups: &GroupCoordinator, req: OffsetDeleteRequest) -> Off
         .collect();
     let mut resp = OffsetDeleteResponse::default();
     match groups.delete_offsets(&req.group_id, topics) {
-        Err(error) => resp.error_code = error,
+        Err(error) => resp.error_code = coordinator_error_code(&error),
         Ok(result) => {
             resp.topics = result
                 .into_iter()
@@ -551,7 +556,7 @@ pub fn offset_delete(groups: &GroupCoordinator, req: OffsetDeleteRequest) -> Off
                         .map(|(p, error)| {
                             let mut rp = OffsetDeleteResponsePartition::default();
                             rp.partition_index = p;
-                            rp.error_code = error;
+                            rp.error_code = outcome_code(&error);
                             rp
                         })
                         .collect();

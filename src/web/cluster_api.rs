@@ -360,7 +360,7 @@ mod tests {
                 }],
             })
             .await;
-        assert_eq!(errors, vec![0]);
+        assert_eq!(errors, vec![Ok(())]);
 
         let view = ClusterView {
             partitions: Partitions::local(broker.clone()),
