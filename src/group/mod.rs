@@ -38,13 +38,10 @@ use crate::config::NodeConfig;
 use crate::partition::Partitions;
 use crate::replication::LeadershipListener;
 pub use membership::{JoinRequest, SyncRequest};
-pub use offsets::{
-    CommitRequest, GroupDescription, GroupListing, MemberDescription, PartitionCommit, TopicErrors,
-    TopicOffsets,
-};
+pub use offsets::{CommitRequest, PartitionCommit, TopicOffsets};
 use records::{GroupValue, OffsetValue, RecordKey, OFFSETS_TOPIC};
 use state::Group;
-pub use state::{GroupState, JoinOutcome, JoinedMember, SyncOutcome};
+pub use state::GroupState;
 use store::{OffsetsLog, StoreError};
 use CoordinatorError as E;
 
@@ -65,8 +62,6 @@ pub enum CoordinatorError {
     NotCoordinator,
     #[error("the coordinator is not available")]
     CoordinatorNotAvailable,
-    #[error("the coordinator is loading the group")]
-    CoordinatorLoadInProgress,
     #[error("the generation is not the group's")]
     IllegalGeneration,
     #[error("the member's protocols do not match the group's")]
@@ -95,8 +90,6 @@ pub enum CoordinatorError {
     UnknownTopicOrPartition,
     #[error("the commit was not replicated in time")]
     RequestTimedOut,
-    #[error("unexpected server error")]
-    UnknownServerError,
 }
 
 /// The answer to one group operation (or one partition or member of it).
@@ -198,6 +191,7 @@ impl std::fmt::Debug for GroupCoordinator {
 impl GroupCoordinator {
     /// Create `__consumer_offsets` if missing, replay it into the groups,
     /// and start the session/retention sweeper. Must run inside a tokio runtime.
+    #[cfg(test)]
     pub fn start(
         broker: Arc<Broker>,
         settings: CoordinatorSettings,
@@ -205,7 +199,9 @@ impl GroupCoordinator {
         Self::start_local(Partitions::local(broker), settings)
     }
 
-    /// `start` on a partition layer of a single node.
+    /// Create `__consumer_offsets` on a single node's partition layer if
+    /// missing, replay it into the groups, and start the session/retention
+    /// sweeper. Must run inside a tokio runtime.
     pub fn start_local(
         partition_layer: Arc<Partitions>,
         settings: CoordinatorSettings,
@@ -394,10 +390,6 @@ impl GroupCoordinator {
         *self.shutdown.borrow()
     }
 
-    pub fn settings(&self) -> &CoordinatorSettings {
-        &self.settings
-    }
-
     /// The `__consumer_offsets` partition that owns `group_id`.
     pub fn partition_for(&self, group_id: &str) -> i32 {
         records::partition_for(group_id, self.partition_count() as i32)
@@ -476,13 +468,6 @@ impl GroupCoordinator {
             g.transition(GroupState::Dead, now_ms());
             self.forget(g, handle);
         }
-    }
-
-    /// Ids of every live group (for `/metrics` and the dashboard).
-    pub fn group_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = lock(&self.groups).keys().cloned().collect();
-        ids.sort();
-        ids
     }
 
     /// Per partition with a committed offset in `group_id`: the committed

@@ -11,6 +11,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::records::OffsetValue;
+use super::state::{JoinOutcome, SyncOutcome};
 use super::store::encode_batch;
 use super::*;
 use crate::broker::Broker;

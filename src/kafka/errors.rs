@@ -82,7 +82,6 @@ pub fn coordinator_error_code(e: &CoordinatorError) -> i16 {
     match e {
         C::NotCoordinator => code::NOT_COORDINATOR,
         C::CoordinatorNotAvailable => code::COORDINATOR_NOT_AVAILABLE,
-        C::CoordinatorLoadInProgress => code::COORDINATOR_LOAD_IN_PROGRESS,
         C::IllegalGeneration => code::ILLEGAL_GENERATION,
         C::InconsistentGroupProtocol => code::INCONSISTENT_GROUP_PROTOCOL,
         C::InvalidGroupId => code::INVALID_GROUP_ID,
@@ -97,7 +96,6 @@ pub fn coordinator_error_code(e: &CoordinatorError) -> i16 {
         C::OffsetMetadataTooLarge => code::OFFSET_METADATA_TOO_LARGE,
         C::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
         C::RequestTimedOut => code::REQUEST_TIMED_OUT,
-        C::UnknownServerError => code::UNKNOWN_SERVER_ERROR,
     }
 }
 

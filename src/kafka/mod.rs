@@ -2,17 +2,17 @@
 //! handler file per API family. Handlers translate between the protocol's
 //! messages and the `broker`; they never touch sled.
 
-pub mod admin;
-pub mod api_versions;
-pub mod code;
-pub mod errors;
-pub mod fetch;
-pub mod group;
-pub mod metadata;
-pub mod offsets;
-pub mod produce;
-pub mod server;
-pub mod zero_copy;
+pub(crate) mod admin;
+pub(crate) mod api_versions;
+pub(crate) mod code;
+pub(crate) mod errors;
+pub(crate) mod fetch;
+pub(crate) mod group;
+pub(crate) mod metadata;
+pub(crate) mod offsets;
+pub(crate) mod produce;
+pub(crate) mod server;
+pub(crate) mod zero_copy;
 
 pub use errors::topic_error_code;
 

@@ -230,14 +230,6 @@ impl Partitions {
         }
     }
 
-    /// `fut`'s result, or `None` as soon as this node starts to stop.
-    pub async fn unless_stopping<T>(&self, fut: impl std::future::Future<Output = T>) -> Option<T> {
-        match &self.replication {
-            Replication::Local => Some(fut.await),
-            Replication::Cluster(rm) => rm.unless_stopping(fut).await,
-        }
-    }
-
     /// Append every partition's batches (Kafka's `appendRecords`): check,
     /// validate, append, replicate and, for acks=all, wait. One result per
     /// partition, in request order.
