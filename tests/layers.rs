@@ -58,7 +58,6 @@ const KNOWN_SLED: &[&str] = &[
     "app/model.rs",
     "app/projector.rs",
     "app/replay.rs",
-    "broker/mod.rs",
     "cluster/mod.rs",
     "cluster/store.rs",
     "node.rs",

@@ -42,12 +42,6 @@ pub enum TopicError {
     Storage(#[from] StorageError),
 }
 
-impl From<sled::Error> for TopicError {
-    fn from(e: sled::Error) -> Self {
-        TopicError::Storage(StorageError::Sled(e))
-    }
-}
-
 /// What is persisted of a topic.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct TopicRecord {
@@ -177,19 +171,10 @@ impl Broker {
             config.flush_interval_ms,
             config.cache_capacity_mb * 1024 * 1024,
         )?;
-        let meta = storage.tree("meta")?;
-        let cluster_id = match meta.get("cluster_id")? {
-            Some(v) => String::from_utf8_lossy(&v).into_owned(),
-            None => {
-                let id = Uuid::new_v4().simple().to_string()[..22].to_string();
-                meta.insert("cluster_id", id.as_bytes())?;
-                id
-            }
-        };
+        let cluster_id =
+            storage.cluster_id_or_init(|| Uuid::new_v4().simple().to_string()[..22].to_string())?;
         let mut topics = BTreeMap::new();
-        for item in storage.tree(storage::TOPICS_TREE)?.iter() {
-            let (k, v) = item?;
-            let name = String::from_utf8_lossy(&k).into_owned();
+        for (name, v) in storage.topic_records()? {
             let record: TopicRecord =
                 serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
                     tree: storage::TOPICS_TREE.into(),
@@ -408,9 +393,7 @@ impl Broker {
         };
         let bytes =
             serde_json::to_vec(&record).map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
-        self.storage
-            .tree(storage::TOPICS_TREE)?
-            .insert(topic.name.as_bytes(), bytes)?;
+        self.storage.put_topic_record(&topic.name, bytes)?;
         Ok(())
     }
 
@@ -422,9 +405,7 @@ impl Broker {
                 .remove(name)
                 .ok_or_else(|| TopicError::Unknown(name.to_string()))?
         };
-        self.storage
-            .tree(storage::TOPICS_TREE)?
-            .remove(name.as_bytes())?;
+        self.storage.remove_topic_record(name)?;
         let tree_id = topic.tree_id();
         for log in topic.partitions() {
             log.destroy(&tree_id)?;

@@ -3,6 +3,8 @@
 //! Owns opening, flushing and the key layout of every tree. It knows nothing
 //! about Kafka semantics; `log` and `broker` give the bytes their meaning.
 
+mod topics;
+
 use std::path::Path;
 
 /// Errors from the storage layer.
