@@ -5,6 +5,9 @@
 //! FindCoordinator 0-4, JoinGroup 0-9, SyncGroup 0-5, Heartbeat 0-4,
 //! LeaveGroup 0-5, DescribeGroups 0-5, ListGroups 0-4, DeleteGroups 0-2,
 //! OffsetCommit 2-9, OffsetFetch 1-9, OffsetDelete 0.
+//!
+//! Must never: hold group policy (the coordinator in `group/` decides; its
+//! `CoordinatorError`s become codes through `kafka::errors`). Locks: none.
 
 use std::sync::Arc;
 

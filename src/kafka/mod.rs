@@ -1,6 +1,11 @@
-//! The Kafka wire server: framing, request headers, version negotiation and one
-//! handler file per API family. Handlers translate between the protocol's
-//! messages and the `broker`; they never touch sled.
+//! The Kafka wire server: framing, request headers, version negotiation
+//! (`server`, with its `HANDLERS` table) and one handler file per API family.
+//! A handler maps a request to one call into the layer below (`partition`,
+//! `group`) and the result back to a response; `errors` turns the layers'
+//! typed errors into the codes of `code`, the one place where codes appear.
+//!
+//! Must never: hold broker policy (checks, waits, replication), or touch
+//! sled. Locks: none of its own.
 
 pub(crate) mod admin;
 pub(crate) mod api_versions;
