@@ -1,23 +1,32 @@
 //! Sluice: a Kafka-compatible, partitioned log stored in sled, in one binary.
 //!
-//! Data flows downward: `node` wires `web` and `kafka` over `broker`, which owns
-//! the partition logs (`log`) stored in `storage`. `client` speaks the wire
-//! protocol from the outside and never reaches into the broker's internals.
+//! Data flows downward: `node` wires `web` and `kafka`; the wire handlers call
+//! the group coordinator (`group`) and the partition layer (`partition`),
+//! which replicates (`replication`, with `cluster` for the metadata image)
+//! the logs of the broker's topics (`broker`, `log`) stored in `storage`.
+//! `client` speaks the wire protocol from the outside and never reaches into
+//! the broker's internals. docs/ARCHITECTURE.md has the map; tests/layers.rs
+//! keeps it true.
+//!
+//! Modules are private to the crate unless the binary (`cli`, `alloc`), the
+//! benches and tests (`client`, `log`, `storage`, `kafka::SUPPORTED_APIS`) or
+//! a module not yet made private (`app`, `demo`) need them.
 
 pub mod alloc;
 pub mod app;
-pub mod bench;
-pub mod broker;
+pub(crate) mod bench;
+pub(crate) mod broker;
 pub mod cli;
 pub mod client;
-pub mod cluster;
-pub mod config;
+pub(crate) mod cluster;
+pub(crate) mod config;
 pub mod demo;
-pub mod group;
-pub mod groups_cli;
+pub(crate) mod group;
+pub(crate) mod groups_cli;
 pub mod kafka;
 pub mod log;
-pub mod node;
-pub mod replication;
+pub(crate) mod node;
+pub(crate) mod partition;
+pub(crate) mod replication;
 pub mod storage;
-pub mod web;
+pub(crate) mod web;

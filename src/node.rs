@@ -14,6 +14,7 @@ use crate::broker::Broker;
 use crate::config::NodeConfig;
 use crate::group::{CoordinatorSettings, GroupCoordinator};
 use crate::kafka::server::Services;
+use crate::partition::Partitions;
 
 /// Run a node until a shutdown signal arrives.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
@@ -82,7 +83,7 @@ pub async fn run_until(
     // follow the image, partitions are replicated, groups follow the
     // leadership of their __consumer_offsets partition.
     let settings = CoordinatorSettings::from_config(&broker.config);
-    let (cluster, groups) = match &broker.config.peers {
+    let (cluster, partitions, groups) = match &broker.config.peers {
         Some(peers) => {
             let (host, port) = broker.advertised();
             let mut settings_cluster = crate::cluster::ClusterSettings::new(
@@ -109,7 +110,6 @@ pub async fn run_until(
                 },
                 shutdown.clone(),
             );
-            let groups = GroupCoordinator::start_unloaded(broker.clone(), settings);
             let replica_settings = crate::replication::ReplicaSettings {
                 replica_lag_time_max: Duration::from_millis(c.replica_lag_time_max_ms.max(100)),
                 fetch_max_wait: Duration::from_millis(500),
@@ -117,25 +117,30 @@ pub async fn run_until(
                 default_replication_factor: c.default_replication_factor,
                 offsets_topic_partitions: c.offsets_topic_partitions,
             };
-            crate::replication::ReplicaManager::start(
+            let replicas = crate::replication::ReplicaManager::new(
                 broker.clone(),
                 cluster.clone(),
                 replica_settings,
-                groups.clone(),
                 shutdown.clone(),
             );
-            (Some(cluster), groups)
+            let partitions = Partitions::replicated(broker.clone(), replicas.clone());
+            // The coordinator registers for leadership changes before the
+            // replica manager takes its first role.
+            let groups = GroupCoordinator::start_unloaded(partitions.clone(), settings);
+            replicas.start();
+            (Some(cluster), partitions, groups)
         }
         None => {
             // The coordinator replays __consumer_offsets before the first client connects.
-            let coordinator_broker = broker.clone();
+            let partitions = Partitions::local(broker.clone());
+            let coordinator_partitions = partitions.clone();
             let groups = tokio::task::spawn_blocking(move || {
-                GroupCoordinator::start(coordinator_broker, settings)
+                GroupCoordinator::start_local(coordinator_partitions, settings)
             })
             .await
             .context("starting the group coordinator panicked")?
             .context("cannot start the group coordinator")?;
-            (None, groups)
+            (None, partitions, groups)
         }
     };
 
@@ -163,14 +168,14 @@ pub async fn run_until(
     let router = crate::web::router(crate::web::WebState {
         ready: ready.clone(),
         cluster: crate::web::cluster_api::ClusterView {
-            broker: broker.clone(),
+            partitions: partitions.clone(),
             groups: groups.clone(),
             http_addr,
         },
         app: shop.clone(),
     })
     .merge(crate::web::raft_api::router(cluster.clone()))
-    .merge(crate::web::raft_api::replicas_router(broker.clone()));
+    .merge(crate::web::raft_api::replicas_router(partitions.clone()));
     let mut http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         let serve = axum::serve(http_listener, router).with_graceful_shutdown(async move {
@@ -182,7 +187,7 @@ pub async fn run_until(
     });
 
     let services = Arc::new(Services {
-        broker: broker.clone(),
+        partitions: partitions.clone(),
         groups: groups.clone(),
     });
     let kafka_task = tokio::spawn(crate::kafka::server::serve(
@@ -275,7 +280,7 @@ pub async fn run_until(
     let _ = retention_task.await;
     let _ = trim_task.await;
     let _ = flush_task.await;
-    if let Some(rm) = broker.replicas() {
+    if let Some(rm) = partitions.replica_manager() {
         rm.checkpoint_all();
     }
     if let Some(cluster) = &cluster {

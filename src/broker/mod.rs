@@ -1,6 +1,13 @@
 //! The broker's state: its topics and their partition logs, topic configs,
-//! producer-id allocation and retention. The Kafka handlers call into this;
-//! it knows nothing of the wire format.
+//! producer-id allocation and retention. The partition layer and the Kafka
+//! handlers call into this.
+//!
+//! Must never: know the wire format, or import a layer above it
+//! (`replication`, `partition`, `group`, `kafka`): a cluster node's topics
+//! are kept in step with the image by `replication`, which calls down here.
+//!
+//! Locks: `topics` before a topic's `partitions` or `configs`; none is held
+//! across I/O other than opening a new topic's logs.
 
 pub mod configs;
 
@@ -33,12 +40,6 @@ pub enum TopicError {
     InvalidConfig(String),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
-}
-
-impl From<sled::Error> for TopicError {
-    fn from(e: sled::Error) -> Self {
-        TopicError::Storage(StorageError::Sled(e))
-    }
 }
 
 /// What is persisted of a topic.
@@ -175,9 +176,6 @@ pub struct Broker {
     /// Host and port given to clients; set once the listener is bound.
     advertised: OnceLock<(String, i32)>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    /// In a cluster: the replica manager, which routes topic changes through
-    /// the controller and knows who leads each partition.
-    replicas: OnceLock<Arc<crate::replication::ReplicaManager>>,
 }
 
 impl Broker {
@@ -199,19 +197,10 @@ impl Broker {
                 disk_reserve_bytes: config.disk_reserve_mb * 1024 * 1024,
             },
         )?;
-        let meta = storage.tree("meta")?;
-        let cluster_id = match meta.get("cluster_id")? {
-            Some(v) => String::from_utf8_lossy(&v).into_owned(),
-            None => {
-                let id = Uuid::new_v4().simple().to_string()[..22].to_string();
-                meta.insert("cluster_id", id.as_bytes())?;
-                id
-            }
-        };
+        let cluster_id =
+            storage.cluster_id_or_init(|| Uuid::new_v4().simple().to_string()[..22].to_string())?;
         let mut topics = BTreeMap::new();
-        for item in storage.tree(storage::TOPICS_TREE)?.iter() {
-            let (k, v) = item?;
-            let name = String::from_utf8_lossy(&k).into_owned();
+        for (name, v) in storage.topic_records()? {
             let record: TopicRecord =
                 serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
                     tree: storage::TOPICS_TREE.into(),
@@ -238,22 +227,11 @@ impl Broker {
             cluster_id,
             advertised: OnceLock::new(),
             topics: RwLock::new(topics),
-            replicas: OnceLock::new(),
         })
     }
 
     pub fn node_id(&self) -> i32 {
         self.config.node_id
-    }
-
-    /// The replica manager, when this node is part of a cluster.
-    pub fn replicas(&self) -> Option<&Arc<crate::replication::ReplicaManager>> {
-        self.replicas.get()
-    }
-
-    /// Join a cluster: from now on topics follow the metadata image.
-    pub fn set_replicas(&self, manager: Arc<crate::replication::ReplicaManager>) {
-        let _ = self.replicas.set(manager);
     }
 
     /// Make the local topic `name` match the image: created with the
@@ -441,9 +419,7 @@ impl Broker {
         };
         let bytes =
             serde_json::to_vec(&record).map_err(|e| TopicError::InvalidConfig(e.to_string()))?;
-        self.storage
-            .tree(storage::TOPICS_TREE)?
-            .insert(topic.name.as_bytes(), bytes)?;
+        self.storage.put_topic_record(&topic.name, bytes)?;
         // A topic's records are durable as soon as they are written; its
         // definition must be too, or a crash would orphan them.
         self.storage.flush_sync()?;
@@ -458,9 +434,7 @@ impl Broker {
                 .remove(name)
                 .ok_or_else(|| TopicError::Unknown(name.to_string()))?
         };
-        self.storage
-            .tree(storage::TOPICS_TREE)?
-            .remove(name.as_bytes())?;
+        self.storage.remove_topic_record(name)?;
         let tree_id = topic.tree_id();
         for log in topic.partitions() {
             log.destroy(&tree_id)?;
@@ -532,7 +506,7 @@ impl Broker {
     pub fn allocate_producer_id(&self) -> Result<i64, StorageError> {
         // sled ids start at 0; Kafka producer ids are non-negative.
         let local = self.storage.generate_id()? as i64 + 1000;
-        if self.replicas().is_some() {
+        if self.config.peers.is_some() {
             Ok((local << 10) | i64::from(self.node_id() & 0x3ff))
         } else {
             Ok(local)

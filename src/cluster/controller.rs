@@ -192,8 +192,7 @@ async fn fence_unreachable(handle: &ClusterHandle) {
         .filter(|b| b.broker_id != me && !b.fenced)
         .map(|b| async move {
             let probe: Result<super::RaftStatus, _> =
-                super::rpc::get_json(&b.cluster_addr, super::server::STATUS_PATH, PROBE_TIMEOUT)
-                    .await;
+                super::rpc::get_json(&b.cluster_addr, super::rpc::STATUS_PATH, PROBE_TIMEOUT).await;
             (b.broker_id, probe)
         });
     for (broker_id, probe) in futures::future::join_all(probes).await {

@@ -16,6 +16,19 @@ use serde::{Deserialize, Serialize};
 /// Leader value of a partition that has no leader (Kafka's -1).
 pub const NO_LEADER: i32 = -1;
 
+/// `host:port` split of an advertised address (port -1 when it has none).
+pub fn host_port(addr: &str) -> (String, i32) {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => (
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port.parse().unwrap_or(-1),
+        ),
+        None => (addr.to_string(), -1),
+    }
+}
+
 /// One registered broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {

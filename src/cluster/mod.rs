@@ -533,7 +533,7 @@ async fn peers_ready_for_initialise(settings: &ClusterSettings) -> bool {
         if *id == settings.node_id {
             continue;
         }
-        match rpc::get_json::<RaftStatus>(addr, server::STATUS_PATH, PROBE_TIMEOUT).await {
+        match rpc::get_json::<RaftStatus>(addr, rpc::STATUS_PATH, PROBE_TIMEOUT).await {
             Ok(status) if !status.initialized => {}
             Ok(_) => return false,
             Err(e) => {

@@ -15,6 +15,10 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Path of a node's `RaftStatus` on the cluster listener (served by
+/// `server`, probed by `controller` and at start).
+pub const STATUS_PATH: &str = "/cluster/status";
+
 /// Largest response body accepted (snapshots are sent in chunks well below it).
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 

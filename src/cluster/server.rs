@@ -16,10 +16,9 @@ use tokio::sync::watch;
 
 use super::image::{Command, CommandResponse};
 use super::network::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
+use super::rpc::STATUS_PATH;
 use super::{ClusterHandle, ProposeError, RaftStatus, TypeConfig};
 
-/// Path of this node's `RaftStatus`.
-pub const STATUS_PATH: &str = "/cluster/status";
 /// Path where the leader takes a `Command` forwarded by another node.
 pub const PROPOSE_PATH: &str = "/cluster/propose";
 

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::state::{ms, Group, GroupState, JoinOutcome, JoinPhase, Member, SyncOutcome};
 use super::{lock, now_ms, GroupCoordinator};
-use crate::kafka::code;
+use super::{CoordinatorError as E, Outcome};
 
 /// A JoinGroup request, as the coordinator needs it.
 #[derive(Debug, Clone)]
@@ -63,30 +63,29 @@ impl GroupCoordinator {
             // The sender was dropped: the member was replaced by a newer join.
             Reply::Later(rx) => rx
                 .await
-                .unwrap_or_else(|_| JoinOutcome::error(code::REBALANCE_IN_PROGRESS, &member_id)),
+                .unwrap_or_else(|_| JoinOutcome::error(E::RebalanceInProgress, &member_id)),
         }
     }
 
     fn join_group_now(self: &Arc<Self>, req: JoinRequest) -> Reply<JoinOutcome> {
         let fail = |error| Reply::Now(JoinOutcome::error(error, &req.member_id));
         if req.group_id.is_empty() {
-            return fail(code::INVALID_GROUP_ID);
+            return fail(E::InvalidGroupId);
         }
-        let coordinator = self.coordinator_error(&req.group_id);
-        if coordinator != code::NONE {
+        if let Err(coordinator) = self.coordinator_error(&req.group_id) {
             return fail(coordinator);
         }
         if req.session_timeout_ms < self.settings.min_session_timeout_ms
             || req.session_timeout_ms > self.settings.max_session_timeout_ms
         {
-            return fail(code::INVALID_SESSION_TIMEOUT);
+            return fail(E::InvalidSessionTimeout);
         }
         let handle = if req.member_id.is_empty() {
             self.group_or_create(&req.group_id)
         } else {
             match self.group(&req.group_id) {
                 Some(g) => g,
-                None => return fail(code::UNKNOWN_MEMBER_ID),
+                None => return fail(E::UnknownMemberId),
             }
         };
         let mut g = lock(&handle);
@@ -104,10 +103,10 @@ impl GroupCoordinator {
 
     fn join_new_member(self: &Arc<Self>, g: &mut Group, req: JoinRequest) -> Reply<JoinOutcome> {
         if g.is(GroupState::Dead) {
-            return Reply::Now(JoinOutcome::error(code::COORDINATOR_NOT_AVAILABLE, ""));
+            return Reply::Now(JoinOutcome::error(E::CoordinatorNotAvailable, ""));
         }
         if !g.supports_protocols(&req.protocol_type, &req.protocols) {
-            return Reply::Now(JoinOutcome::error(code::INCONSISTENT_GROUP_PROTOCOL, ""));
+            return Reply::Now(JoinOutcome::error(E::InconsistentGroupProtocol, ""));
         }
         let member_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
         if let Some(instance) = req.group_instance_id.clone() {
@@ -121,7 +120,7 @@ impl GroupCoordinator {
                 member_id.clone(),
                 Instant::now() + ms(req.session_timeout_ms),
             );
-            return Reply::Now(JoinOutcome::error(code::MEMBER_ID_REQUIRED, &member_id));
+            return Reply::Now(JoinOutcome::error(E::MemberIdRequired, &member_id));
         }
         Reply::Later(self.add_member_and_rebalance(g, member_id, req))
     }
@@ -134,10 +133,10 @@ impl GroupCoordinator {
         let member_id = req.member_id.clone();
         let fail = |error| Reply::Now(JoinOutcome::error(error, &member_id));
         if g.is(GroupState::Dead) {
-            return fail(code::COORDINATOR_NOT_AVAILABLE);
+            return fail(E::CoordinatorNotAvailable);
         }
         if !g.supports_protocols(&req.protocol_type, &req.protocols) {
-            return fail(code::INCONSISTENT_GROUP_PROTOCOL);
+            return fail(E::InconsistentGroupProtocol);
         }
         if g.pending_members.contains_key(&member_id) {
             // The second join of KIP-394, with the id we handed out.
@@ -145,11 +144,11 @@ impl GroupCoordinator {
         }
         let instance = req.group_instance_id.as_deref();
         if g.is_static_member_fenced(instance, &member_id) {
-            return fail(code::FENCED_INSTANCE_ID);
+            return fail(E::FencedInstanceId);
         }
         let unknown_instance = instance.is_some_and(|i| !g.static_members.contains_key(i));
         if !g.has_member(&member_id) || unknown_instance {
-            return fail(code::UNKNOWN_MEMBER_ID);
+            return fail(E::UnknownMemberId);
         }
         let (is_leader, unchanged) = match g.members.get_mut(&member_id) {
             Some(m) => {
@@ -159,7 +158,7 @@ impl GroupCoordinator {
                     m.matches(&req.protocols),
                 )
             }
-            None => return fail(code::UNKNOWN_MEMBER_ID),
+            None => return fail(E::UnknownMemberId),
         };
         match g.state {
             GroupState::PreparingRebalance => {
@@ -178,7 +177,7 @@ impl GroupCoordinator {
                 Reply::Now(g.join_outcome(&member_id, false, false))
             }
             GroupState::Stable => Reply::Later(self.update_member_and_rebalance(g, req)),
-            GroupState::Empty | GroupState::Dead => fail(code::UNKNOWN_MEMBER_ID),
+            GroupState::Empty | GroupState::Dead => fail(E::UnknownMemberId),
         }
     }
 
@@ -244,13 +243,13 @@ impl GroupCoordinator {
             return Reply::Later(self.add_member_and_rebalance(g, new_id, req));
         };
         let Some(mut member) = g.members.shift_remove(old_id) else {
-            return Reply::Now(JoinOutcome::error(code::UNKNOWN_MEMBER_ID, ""));
+            return Reply::Now(JoinOutcome::error(E::UnknownMemberId, ""));
         };
         if let Some(tx) = member.awaiting_join.take() {
-            let _ = tx.send(JoinOutcome::error(code::FENCED_INSTANCE_ID, old_id));
+            let _ = tx.send(JoinOutcome::error(E::FencedInstanceId, old_id));
         }
         if let Some(tx) = member.awaiting_sync.take() {
-            let _ = tx.send(SyncOutcome::error(code::FENCED_INSTANCE_ID));
+            let _ = tx.send(SyncOutcome::error(E::FencedInstanceId));
         }
         let (tx, rx) = oneshot::channel();
         member.member_id = new_id.clone();
@@ -288,7 +287,7 @@ impl GroupCoordinator {
             }
             GroupState::PreparingRebalance => Reply::Later(rx),
             GroupState::Empty | GroupState::Dead => {
-                Reply::Now(JoinOutcome::error(code::UNKNOWN_MEMBER_ID, ""))
+                Reply::Now(JoinOutcome::error(E::UnknownMemberId, ""))
             }
         }
     }
@@ -303,7 +302,7 @@ impl GroupCoordinator {
     /// (after the initial delay if the group was empty).
     fn prepare_rebalance(self: &Arc<Self>, g: &mut Group) {
         if g.is(GroupState::CompletingRebalance) {
-            g.reset_and_propagate_assignment_error(code::REBALANCE_IN_PROGRESS);
+            g.reset_and_propagate_assignment_error(E::RebalanceInProgress);
         }
         g.pending_sync.clear();
         g.sync_deadline = None;
@@ -412,7 +411,7 @@ impl GroupCoordinator {
         );
         if g.is(GroupState::Empty) {
             if let Err(error) = self.persist_group(g) {
-                tracing::warn!(group = %g.group_id, error, "cannot persist the empty group");
+                tracing::warn!(group = %g.group_id, %error, "cannot persist the empty group");
             }
             return;
         }
@@ -444,45 +443,44 @@ impl GroupCoordinator {
             Reply::Now(outcome) => outcome,
             Reply::Later(rx) => rx
                 .await
-                .unwrap_or_else(|_| SyncOutcome::error(code::REBALANCE_IN_PROGRESS)),
+                .unwrap_or_else(|_| SyncOutcome::error(E::RebalanceInProgress)),
         }
     }
 
     fn sync_group_now(self: &Arc<Self>, req: SyncRequest) -> Reply<SyncOutcome> {
         let fail = |error| Reply::Now(SyncOutcome::error(error));
         if req.group_id.is_empty() {
-            return fail(code::INVALID_GROUP_ID);
+            return fail(E::InvalidGroupId);
         }
-        let coordinator = self.coordinator_error(&req.group_id);
-        if coordinator != code::NONE {
+        if let Err(coordinator) = self.coordinator_error(&req.group_id) {
             return fail(coordinator);
         }
         let Some(handle) = self.group(&req.group_id) else {
-            return fail(code::UNKNOWN_MEMBER_ID);
+            return fail(E::UnknownMemberId);
         };
         let mut g = lock(&handle);
         if g.is(GroupState::Dead) {
-            return fail(code::COORDINATOR_NOT_AVAILABLE);
+            return fail(E::CoordinatorNotAvailable);
         }
         if g.is_static_member_fenced(req.group_instance_id.as_deref(), &req.member_id) {
-            return fail(code::FENCED_INSTANCE_ID);
+            return fail(E::FencedInstanceId);
         }
         if !g.has_member(&req.member_id) {
-            return fail(code::UNKNOWN_MEMBER_ID);
+            return fail(E::UnknownMemberId);
         }
         if req.generation_id != g.generation_id {
-            return fail(code::ILLEGAL_GENERATION);
+            return fail(E::IllegalGeneration);
         }
         if req.protocol_type.is_some() && req.protocol_type != g.protocol_type {
-            return fail(code::INCONSISTENT_GROUP_PROTOCOL);
+            return fail(E::InconsistentGroupProtocol);
         }
         if req.protocol_name.is_some() && req.protocol_name != g.protocol_name {
-            return fail(code::INCONSISTENT_GROUP_PROTOCOL);
+            return fail(E::InconsistentGroupProtocol);
         }
         match g.state {
-            GroupState::Empty => fail(code::UNKNOWN_MEMBER_ID),
-            GroupState::PreparingRebalance => fail(code::REBALANCE_IN_PROGRESS),
-            GroupState::Dead => fail(code::COORDINATOR_NOT_AVAILABLE),
+            GroupState::Empty => fail(E::UnknownMemberId),
+            GroupState::PreparingRebalance => fail(E::RebalanceInProgress),
+            GroupState::Dead => fail(E::CoordinatorNotAvailable),
             GroupState::Stable => {
                 g.pending_sync.remove(&req.member_id);
                 if g.pending_sync.is_empty() {
@@ -494,13 +492,13 @@ impl GroupCoordinator {
                     Some(m) => {
                         m.last_heartbeat = Instant::now();
                         Reply::Now(SyncOutcome {
-                            error: code::NONE,
+                            error: Ok(()),
                             protocol_type,
                             protocol_name,
                             assignment: m.assignment.clone(),
                         })
                     }
-                    None => fail(code::UNKNOWN_MEMBER_ID),
+                    None => fail(E::UnknownMemberId),
                 }
             }
             GroupState::CompletingRebalance => {
@@ -547,38 +545,35 @@ impl GroupCoordinator {
         member_id: &str,
         group_instance_id: Option<&str>,
         generation_id: i32,
-    ) -> i16 {
+    ) -> Outcome {
         if group_id.is_empty() {
-            return code::INVALID_GROUP_ID;
+            return Err(E::InvalidGroupId);
         }
-        let coordinator = self.coordinator_error(group_id);
-        if coordinator != code::NONE {
-            return coordinator;
-        }
+        self.coordinator_error(group_id)?;
         let Some(handle) = self.group(group_id) else {
-            return code::UNKNOWN_MEMBER_ID;
+            return Err(E::UnknownMemberId);
         };
         let mut g = lock(&handle);
         if g.is(GroupState::Dead) {
-            return code::COORDINATOR_NOT_AVAILABLE;
+            return Err(E::CoordinatorNotAvailable);
         }
         if g.is_static_member_fenced(group_instance_id, member_id) {
-            return code::FENCED_INSTANCE_ID;
+            return Err(E::FencedInstanceId);
         }
         if !g.has_member(member_id) {
-            return code::UNKNOWN_MEMBER_ID;
+            return Err(E::UnknownMemberId);
         }
         if generation_id != g.generation_id {
-            return code::ILLEGAL_GENERATION;
+            return Err(E::IllegalGeneration);
         }
         let state = g.state;
         if let Some(m) = g.members.get_mut(member_id) {
             m.last_heartbeat = Instant::now();
         }
         match state {
-            GroupState::Empty | GroupState::Dead => code::UNKNOWN_MEMBER_ID,
-            GroupState::PreparingRebalance => code::REBALANCE_IN_PROGRESS,
-            GroupState::CompletingRebalance | GroupState::Stable => code::NONE,
+            GroupState::Empty | GroupState::Dead => Err(E::UnknownMemberId),
+            GroupState::PreparingRebalance => Err(E::RebalanceInProgress),
+            GroupState::CompletingRebalance | GroupState::Stable => Ok(()),
         }
     }
 
@@ -589,20 +584,19 @@ impl GroupCoordinator {
         self: &Arc<Self>,
         group_id: &str,
         leaving: &[(String, Option<String>)],
-    ) -> (i16, Vec<i16>) {
+    ) -> (Outcome, Vec<Outcome>) {
         if group_id.is_empty() {
-            return (code::INVALID_GROUP_ID, Vec::new());
+            return (Err(E::InvalidGroupId), Vec::new());
         }
-        let coordinator = self.coordinator_error(group_id);
-        if coordinator != code::NONE {
-            return (coordinator, Vec::new());
+        if let Err(coordinator) = self.coordinator_error(group_id) {
+            return (Err(coordinator), Vec::new());
         }
         let Some(handle) = self.group(group_id) else {
-            return (code::NONE, vec![code::UNKNOWN_MEMBER_ID; leaving.len()]);
+            return (Ok(()), vec![Err(E::UnknownMemberId); leaving.len()]);
         };
         let mut g = lock(&handle);
         if g.is(GroupState::Dead) {
-            return (code::COORDINATOR_NOT_AVAILABLE, Vec::new());
+            return (Err(E::CoordinatorNotAvailable), Vec::new());
         }
         let mut errors = Vec::with_capacity(leaving.len());
         for (member_id, instance) in leaving {
@@ -614,25 +608,25 @@ impl GroupCoordinator {
                 {
                     Some(id) => {
                         self.remove_member_and_update_group(&mut g, &id, "left the group");
-                        code::NONE
+                        Ok(())
                     }
-                    None => code::UNKNOWN_MEMBER_ID,
+                    None => Err(E::UnknownMemberId),
                 }
             } else if g.is_static_member_fenced(instance.as_deref(), member_id) {
-                code::FENCED_INSTANCE_ID
+                Err(E::FencedInstanceId)
             } else if g.pending_members.remove(member_id).is_some() {
                 self.try_complete_join(&mut g);
-                code::NONE
+                Ok(())
             } else if !g.has_member(member_id) {
-                code::UNKNOWN_MEMBER_ID
+                Err(E::UnknownMemberId)
             } else {
                 self.remove_member_and_update_group(&mut g, member_id, "left the group");
-                code::NONE
+                Ok(())
             };
             errors.push(error);
         }
         self.forget_if_unused(&mut g, &handle);
-        (code::NONE, errors)
+        (Ok(()), errors)
     }
 
     /// Remove a member that left or whose session expired, and rebalance.
@@ -640,10 +634,10 @@ impl GroupCoordinator {
         if let Some(mut m) = g.remove_member(member_id) {
             tracing::info!(group = %g.group_id, member = member_id, "member {why}");
             if let Some(tx) = m.awaiting_join.take() {
-                let _ = tx.send(JoinOutcome::error(code::UNKNOWN_MEMBER_ID, member_id));
+                let _ = tx.send(JoinOutcome::error(E::UnknownMemberId, member_id));
             }
             if let Some(tx) = m.awaiting_sync.take() {
-                let _ = tx.send(SyncOutcome::error(code::UNKNOWN_MEMBER_ID));
+                let _ = tx.send(SyncOutcome::error(E::UnknownMemberId));
             }
         }
         match g.state {

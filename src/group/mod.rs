@@ -17,7 +17,6 @@
 //! it, never the other way round (the map lock is held only to look up,
 //! insert or remove an entry).
 
-pub mod api;
 mod membership;
 mod offsets;
 pub mod records;
@@ -34,17 +33,17 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::broker::{Broker, TopicError};
+use crate::cluster::image::{host_port, MetadataImage, NO_LEADER};
 use crate::config::NodeConfig;
-use crate::kafka::code;
+use crate::partition::Partitions;
+use crate::replication::LeadershipListener;
 pub use membership::{JoinRequest, SyncRequest};
-pub use offsets::{
-    CommitRequest, GroupDescription, GroupListing, MemberDescription, PartitionCommit, TopicErrors,
-    TopicOffsets,
-};
+pub use offsets::{CommitRequest, PartitionCommit, TopicOffsets};
 use records::{GroupValue, OffsetValue, RecordKey, OFFSETS_TOPIC};
 use state::Group;
-pub use state::{GroupState, JoinOutcome, JoinedMember, SyncOutcome};
+pub use state::GroupState;
 use store::{OffsetsLog, StoreError};
+use CoordinatorError as E;
 
 /// Why the coordinator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +53,47 @@ pub enum GroupError {
     #[error("cannot load {OFFSETS_TOPIC}: {0}")]
     Store(#[from] StoreError),
 }
+
+/// Why the coordinator refused a request (`kafka::errors` maps each to its
+/// Kafka error code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("this node does not coordinate the group")]
+    NotCoordinator,
+    #[error("the coordinator is not available")]
+    CoordinatorNotAvailable,
+    #[error("the generation is not the group's")]
+    IllegalGeneration,
+    #[error("the member's protocols do not match the group's")]
+    InconsistentGroupProtocol,
+    #[error("invalid group id")]
+    InvalidGroupId,
+    #[error("unknown member")]
+    UnknownMemberId,
+    #[error("the session timeout is outside the allowed range")]
+    InvalidSessionTimeout,
+    #[error("the group is rebalancing")]
+    RebalanceInProgress,
+    #[error("the group has members")]
+    NonEmptyGroup,
+    #[error("no such group")]
+    GroupIdNotFound,
+    #[error("a member id is required")]
+    MemberIdRequired,
+    #[error("a newer member took this static instance id")]
+    FencedInstanceId,
+    #[error("the group is subscribed to the topic")]
+    GroupSubscribedToTopic,
+    #[error("the offset metadata is too large")]
+    OffsetMetadataTooLarge,
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("the commit was not replicated in time")]
+    RequestTimedOut,
+}
+
+/// The answer to one group operation (or one partition or member of it).
+pub type Outcome = Result<(), CoordinatorError>;
 
 /// How the coordinator behaves (Kafka's `group.*` and `offsets.*` settings).
 #[derive(Debug, Clone)]
@@ -125,6 +165,8 @@ pub(crate) fn now_ms() -> i64 {
 /// node leads (on a single node: all of them).
 pub struct GroupCoordinator {
     broker: Arc<Broker>,
+    /// Where commits are replicated (a replication set of one on a single node).
+    partition_layer: Arc<Partitions>,
     settings: CoordinatorSettings,
     /// Every known group by id.
     groups: Mutex<HashMap<String, GroupRef>>,
@@ -149,10 +191,22 @@ impl std::fmt::Debug for GroupCoordinator {
 impl GroupCoordinator {
     /// Create `__consumer_offsets` if missing, replay it into the groups,
     /// and start the session/retention sweeper. Must run inside a tokio runtime.
+    #[cfg(test)]
     pub fn start(
         broker: Arc<Broker>,
         settings: CoordinatorSettings,
     ) -> Result<Arc<Self>, GroupError> {
+        Self::start_local(Partitions::local(broker), settings)
+    }
+
+    /// Create `__consumer_offsets` on a single node's partition layer if
+    /// missing, replay it into the groups, and start the session/retention
+    /// sweeper. Must run inside a tokio runtime.
+    pub fn start_local(
+        partition_layer: Arc<Partitions>,
+        settings: CoordinatorSettings,
+    ) -> Result<Arc<Self>, GroupError> {
+        let broker = partition_layer.broker().clone();
         let started = std::time::Instant::now();
         let topic = match broker.topic(OFFSETS_TOPIC) {
             Some(t) => t,
@@ -201,26 +255,41 @@ impl GroupCoordinator {
             load_ms = started.elapsed().as_millis() as u64,
             "group coordinator loaded {OFFSETS_TOPIC}"
         );
-        Ok(Self::with_partitions(broker, settings, groups, partitions))
+        Ok(Self::with_partitions(
+            partition_layer,
+            settings,
+            groups,
+            partitions,
+        ))
     }
 
-    /// A coordinator for a cluster node: it coordinates nothing until the
-    /// replica manager loads the `__consumer_offsets` partitions this node
-    /// leads (`load_partition`), and gives them up when leadership moves.
-    pub fn start_unloaded(broker: Arc<Broker>, settings: CoordinatorSettings) -> Arc<Self> {
+    /// A coordinator for a cluster node: it coordinates nothing until this
+    /// node leads a `__consumer_offsets` partition (`load_partition`), and
+    /// gives it up when leadership moves; it registers itself as the
+    /// partition layer's leadership listener to hear of both.
+    pub fn start_unloaded(
+        partition_layer: Arc<Partitions>,
+        settings: CoordinatorSettings,
+    ) -> Arc<Self> {
         let count = settings.offsets_topic_partitions.max(1) as usize;
-        Self::with_partitions(broker, settings, HashMap::new(), vec![None; count])
+        let coordinator =
+            Self::with_partitions(partition_layer, settings, HashMap::new(), vec![None; count]);
+        coordinator
+            .partition_layer
+            .add_leadership_listener(Arc::new(OffsetsLeadership(Arc::downgrade(&coordinator))));
+        coordinator
     }
 
     fn with_partitions(
-        broker: Arc<Broker>,
+        partition_layer: Arc<Partitions>,
         settings: CoordinatorSettings,
         groups: HashMap<String, GroupRef>,
         partitions: Vec<Option<Arc<OffsetsLog>>>,
     ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
         let coordinator = Arc::new(GroupCoordinator {
-            broker,
+            broker: partition_layer.broker().clone(),
+            partition_layer,
             settings,
             groups: Mutex::new(groups),
             partitions: RwLock::new(partitions),
@@ -298,7 +367,7 @@ impl GroupCoordinator {
             ids.iter().filter_map(|id| groups.remove(id)).collect()
         };
         for g in &dropped {
-            lock(g).fail_all_waiters(code::NOT_COORDINATOR);
+            lock(g).fail_all_waiters(E::NotCoordinator);
         }
         tracing::info!(
             partition,
@@ -312,7 +381,7 @@ impl GroupCoordinator {
     pub async fn shutdown(&self) {
         self.shutdown.send_replace(true);
         for group in self.all_groups() {
-            lock(&group).fail_all_waiters(code::NOT_COORDINATOR);
+            lock(&group).fail_all_waiters(E::NotCoordinator);
         }
         let task = lock(&self.sweeper).take();
         if let Some(task) = task {
@@ -324,49 +393,40 @@ impl GroupCoordinator {
         *self.shutdown.borrow()
     }
 
-    pub fn settings(&self) -> &CoordinatorSettings {
-        &self.settings
-    }
-
     /// The `__consumer_offsets` partition that owns `group_id`.
     pub fn partition_for(&self, group_id: &str) -> i32 {
         records::partition_for(group_id, self.partition_count() as i32)
     }
 
-    /// NONE if this node coordinates `group_id` now, else the error to answer with.
-    pub fn coordinator_error(&self, group_id: &str) -> i16 {
-        match self.store_for(group_id) {
-            Ok(_) => code::NONE,
-            Err(e) => e,
-        }
+    /// Ok if this node coordinates `group_id` now, else why not.
+    pub fn coordinator_error(&self, group_id: &str) -> Outcome {
+        self.store_for(group_id).map(|_| ())
     }
 
-    fn store_for(&self, group_id: &str) -> Result<Arc<OffsetsLog>, i16> {
+    fn store_for(&self, group_id: &str) -> Result<Arc<OffsetsLog>, E> {
         if self.is_shutting_down() {
-            return Err(code::COORDINATOR_NOT_AVAILABLE);
+            return Err(E::CoordinatorNotAvailable);
         }
         let partitions = self.partitions.read().unwrap_or_else(|p| p.into_inner());
         usize::try_from(self.partition_for(group_id))
             .ok()
             .and_then(|p| partitions.get(p).cloned().flatten())
-            .ok_or(code::NOT_COORDINATOR)
+            .ok_or(E::NotCoordinator)
     }
 
     /// Append records of one group to its partition.
-    fn append(&self, group_id: &str, records: &[store::KeyValue]) -> Result<(), i16> {
+    fn append(&self, group_id: &str, records: &[store::KeyValue]) -> Result<(), E> {
         let store = self.store_for(group_id)?;
         store.append(records).map_err(|e| {
             tracing::error!(group = group_id, error = %e, "cannot write to {OFFSETS_TOPIC}");
-            code::NOT_COORDINATOR
+            E::NotCoordinator
         })?;
-        if let Some(rm) = self.broker.replicas() {
-            rm.appended(store.log());
-        }
+        self.partition_layer.appended(store.log());
         Ok(())
     }
 
     /// Persist a group's membership, generation and assignments.
-    fn persist_group(&self, g: &Group) -> Result<(), i16> {
+    fn persist_group(&self, g: &Group) -> Result<(), E> {
         let key = RecordKey::Group {
             group: g.group_id.clone(),
         };
@@ -411,13 +471,6 @@ impl GroupCoordinator {
             g.transition(GroupState::Dead, now_ms());
             self.forget(g, handle);
         }
-    }
-
-    /// Ids of every live group (for `/metrics` and the dashboard).
-    pub fn group_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = lock(&self.groups).keys().cloned().collect();
-        ids.sort();
-        ids
     }
 
     /// Per partition with a committed offset in `group_id`: the committed
@@ -566,6 +619,100 @@ impl Loading {
             .map(|(id, g)| (id, Arc::new(Mutex::new(g))))
             .collect()
     }
+}
+
+/// Hears leadership changes of `__consumer_offsets` partitions for the
+/// coordinator (weakly: the coordinator may be gone at shutdown).
+struct OffsetsLeadership(std::sync::Weak<GroupCoordinator>);
+
+impl LeadershipListener for OffsetsLeadership {
+    fn on_became_leader(&self, topic: &str, partition: i32) {
+        if topic != OFFSETS_TOPIC {
+            return;
+        }
+        if let Some(coordinator) = self.0.upgrade() {
+            if let Err(e) = coordinator.load_partition(partition) {
+                tracing::error!(partition, error = %e, "cannot load groups");
+            }
+        }
+    }
+
+    fn on_leadership_lost(&self, topic: &str, partition: i32) {
+        if topic != OFFSETS_TOPIC {
+            return;
+        }
+        if let Some(coordinator) = self.0.upgrade() {
+            coordinator.unload_partition(partition);
+        }
+    }
+}
+
+impl GroupCoordinator {
+    /// Where the coordinator of `group_id` is, as (broker id, host, port):
+    /// this node on a single node (when it can coordinate now), else the
+    /// leader of the group's `__consumer_offsets` partition in the image.
+    pub fn coordinator_of(&self, group_id: &str) -> Result<(i32, String, i32), E> {
+        match self.partition_layer.replica_manager() {
+            Some(rm) => rm
+                .cluster()
+                .read_image(|image| coordinator_in(image, group_id)),
+            None => self.coordinator_error(group_id).map(|()| {
+                let (host, port) = self.broker.advertised();
+                (self.broker.node_id(), host, port)
+            }),
+        }
+    }
+
+    /// Create `__consumer_offsets` through the controller if the cluster has
+    /// none yet (the first FindCoordinator does this, as Kafka does). A
+    /// single node created it at start.
+    pub async fn ensure_offsets_topic(&self) {
+        let Some(rm) = self.partition_layer.replica_manager() else {
+            return;
+        };
+        if rm.has_topic(OFFSETS_TOPIC) {
+            return;
+        }
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_owned(), "compact".to_owned()),
+            ("retention.ms".to_owned(), "-1".to_owned()),
+            ("retention.bytes".to_owned(), "-1".to_owned()),
+        ]);
+        match self
+            .partition_layer
+            .create_topic(
+                OFFSETS_TOPIC,
+                rm.settings().offsets_topic_partitions,
+                -1,
+                configs,
+                false,
+            )
+            .await
+        {
+            Ok(()) | Err(TopicError::AlreadyExists(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC} yet"),
+        }
+    }
+}
+
+/// The coordinator of `group_id` in `image`: the leader of its partition.
+fn coordinator_in(image: &MetadataImage, group_id: &str) -> Result<(i32, String, i32), E> {
+    let topic = image
+        .topics
+        .get(OFFSETS_TOPIC)
+        .ok_or(E::CoordinatorNotAvailable)?;
+    let index = records::partition_for(group_id, topic.partitions.len() as i32);
+    let leader = topic
+        .partitions
+        .get(index as usize)
+        .map_or(NO_LEADER, |p| p.leader);
+    let registration = image
+        .brokers
+        .get(&leader)
+        .filter(|b| !b.fenced)
+        .ok_or(E::CoordinatorNotAvailable)?;
+    let (host, port) = host_port(&registration.kafka_addr);
+    Ok((leader, host, port))
 }
 
 #[cfg(test)]

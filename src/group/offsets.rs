@@ -16,7 +16,8 @@ use super::records::{OffsetValue, RecordKey, OFFSETS_TOPIC};
 use super::state::{Group, GroupState, CONSUMER_PROTOCOL_TYPE};
 use super::store::KeyValue;
 use super::{lock, now_ms, GroupCoordinator};
-use crate::kafka::code;
+use super::{CoordinatorError as E, Outcome};
+use crate::replication::ReplicaError;
 
 /// How long an offset commit waits for the offsets partition's ISR.
 const COMMIT_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -79,7 +80,7 @@ pub struct GroupListing {
 /// Committed offsets by topic and partition (`None`: nothing committed).
 pub type TopicOffsets = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
 /// An error code by topic and partition.
-pub type TopicErrors = Vec<(String, Vec<(i32, i16)>)>;
+pub type TopicErrors = Vec<(String, Vec<(i32, Outcome)>)>;
 
 fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
     RecordKey::Offset {
@@ -92,22 +93,21 @@ fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
 
 impl GroupCoordinator {
     /// OffsetCommit: one error code per partition, in request order.
-    pub async fn commit_offsets(self: &Arc<Self>, req: CommitRequest) -> Vec<i16> {
+    pub async fn commit_offsets(self: &Arc<Self>, req: CommitRequest) -> Vec<Outcome> {
         let all = |error| vec![error; req.partitions.len()];
-        let coordinator = self.coordinator_error(&req.group_id);
-        if coordinator != code::NONE {
-            return all(coordinator);
+        if let Err(coordinator) = self.coordinator_error(&req.group_id) {
+            return all(Err(coordinator));
         }
         let handle = match self.group(&req.group_id) {
             Some(h) => h,
             // A group that only stores offsets is created by its first commit.
             None if req.generation_id < 0 => self.group_or_create(&req.group_id),
-            None => return all(code::ILLEGAL_GENERATION),
+            None => return all(Err(E::IllegalGeneration)),
         };
         let (errors, wrote) = {
             let mut g = lock(&handle);
             let gate = self.commit_gate(&mut g, &req);
-            let result = if gate != code::NONE {
+            let result = if gate.is_err() {
                 (all(gate), false)
             } else {
                 self.store_offsets(&mut g, &req.partitions)
@@ -118,7 +118,7 @@ impl GroupCoordinator {
         if wrote && self.broker.config.flush_interval_ms == 0 {
             if let Err(e) = self.broker.storage.flush().await {
                 tracing::error!(error = %e, "flush of committed offsets failed");
-                return all(code::NOT_COORDINATOR);
+                return all(Err(E::NotCoordinator));
             }
         }
         if wrote {
@@ -126,7 +126,7 @@ impl GroupCoordinator {
             // partition's ISR holds it (as acks=all), so it survives the
             // coordinator moving to another node.
             if let Err(e) = self.wait_replicated(&req.group_id).await {
-                return all(e);
+                return all(Err(e));
             }
         }
         errors
@@ -134,45 +134,46 @@ impl GroupCoordinator {
 
     /// In a cluster: wait until everything written so far to the group's
     /// offsets partition is replicated to its ISR.
-    async fn wait_replicated(&self, group_id: &str) -> Result<(), i16> {
-        let Some(rm) = self.broker.replicas() else {
-            return Ok(());
-        };
+    async fn wait_replicated(&self, group_id: &str) -> Result<(), E> {
         let Some(log) = self
             .broker
             .topic(OFFSETS_TOPIC)
             .and_then(|t| t.partition(self.partition_for(group_id)))
         else {
-            return Err(code::NOT_COORDINATOR);
+            return Err(E::NotCoordinator);
         };
         let wait = crate::replication::CommitWait {
             target: log.log_end_offset(),
             log,
             min_insync: 1,
         };
-        match rm.wait_committed(&[wait], COMMIT_REPLICATION_TIMEOUT).await[..] {
-            [code::NONE] => Ok(()),
-            [code::NOT_LEADER_OR_FOLLOWER] => Err(code::NOT_COORDINATOR),
-            _ => Err(code::REQUEST_TIMED_OUT),
+        match self
+            .partition_layer
+            .wait_committed(&[wait], COMMIT_REPLICATION_TIMEOUT)
+            .await[..]
+        {
+            [Ok(())] => Ok(()),
+            [Err(ReplicaError::NotLeaderOrFollower)] => Err(E::NotCoordinator),
+            _ => Err(E::RequestTimedOut),
         }
     }
 
     /// Kafka's checks before storing a commit (`doCommitOffsets`).
-    fn commit_gate(&self, g: &mut Group, req: &CommitRequest) -> i16 {
+    fn commit_gate(&self, g: &mut Group, req: &CommitRequest) -> Outcome {
         if g.is(GroupState::Dead) {
-            return code::COORDINATOR_NOT_AVAILABLE;
+            return Err(E::CoordinatorNotAvailable);
         }
         if g.is_static_member_fenced(req.group_instance_id.as_deref(), &req.member_id) {
-            return code::FENCED_INSTANCE_ID;
+            return Err(E::FencedInstanceId);
         }
         if req.generation_id < 0 && g.is(GroupState::Empty) {
-            return code::NONE;
+            return Ok(());
         }
         if !g.has_member(&req.member_id) {
-            return code::UNKNOWN_MEMBER_ID;
+            return Err(E::UnknownMemberId);
         }
         if req.generation_id != g.generation_id {
-            return code::ILLEGAL_GENERATION;
+            return Err(E::IllegalGeneration);
         }
         match g.state {
             // While preparing a rebalance commits are still accepted; the
@@ -181,16 +182,16 @@ impl GroupCoordinator {
                 if let Some(m) = g.members.get_mut(&req.member_id) {
                     m.last_heartbeat = Instant::now();
                 }
-                code::NONE
+                Ok(())
             }
-            GroupState::CompletingRebalance => code::REBALANCE_IN_PROGRESS,
-            GroupState::Empty | GroupState::Dead => code::UNKNOWN_MEMBER_ID,
+            GroupState::CompletingRebalance => Err(E::RebalanceInProgress),
+            GroupState::Empty | GroupState::Dead => Err(E::UnknownMemberId),
         }
     }
 
     /// Validate each partition, write the valid ones as one batch, then
     /// update the cache. Returns the errors and whether anything was written.
-    fn store_offsets(&self, g: &mut Group, partitions: &[PartitionCommit]) -> (Vec<i16>, bool) {
+    fn store_offsets(&self, g: &mut Group, partitions: &[PartitionCommit]) -> (Vec<Outcome>, bool) {
         let timestamp = now_ms();
         let mut errors = Vec::with_capacity(partitions.len());
         let mut records: Vec<KeyValue> = Vec::new();
@@ -198,14 +199,14 @@ impl GroupCoordinator {
         for p in partitions {
             let metadata = p.metadata.clone().unwrap_or_default();
             let error = if metadata.len() > OFFSET_METADATA_MAX_BYTES {
-                code::OFFSET_METADATA_TOO_LARGE
+                Err(E::OffsetMetadataTooLarge)
             } else if self
                 .broker
                 .topic(&p.topic)
                 .and_then(|t| t.partition(p.partition))
                 .is_none()
             {
-                code::UNKNOWN_TOPIC_OR_PARTITION
+                Err(E::UnknownTopicOrPartition)
             } else {
                 let value = OffsetValue {
                     offset: p.offset,
@@ -218,7 +219,7 @@ impl GroupCoordinator {
                     Some(value.encode()),
                 ));
                 accepted.push(((p.topic.clone(), p.partition), value));
-                code::NONE
+                Ok(())
             };
             errors.push(error);
         }
@@ -226,8 +227,8 @@ impl GroupCoordinator {
             return (errors, false);
         }
         if let Err(error) = self.append(&g.group_id, &records) {
-            for e in errors.iter_mut().filter(|e| **e == code::NONE) {
-                *e = error;
+            for e in errors.iter_mut().filter(|e| e.is_ok()) {
+                *e = Err(error);
             }
             return (errors, false);
         }
@@ -241,11 +242,8 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Result<TopicOffsets, i16> {
-        let coordinator = self.coordinator_error(group_id);
-        if coordinator != code::NONE {
-            return Err(coordinator);
-        }
+    ) -> Result<TopicOffsets, E> {
+        self.coordinator_error(group_id)?;
         let group = self.group(group_id);
         let guard = group.as_ref().map(|h| lock(h));
         let offsets = guard
@@ -284,18 +282,15 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         topics: Vec<(String, Vec<i32>)>,
-    ) -> Result<TopicErrors, i16> {
-        let coordinator = self.coordinator_error(group_id);
-        if coordinator != code::NONE {
-            return Err(coordinator);
-        }
-        let handle = self.group(group_id).ok_or(code::GROUP_ID_NOT_FOUND)?;
+    ) -> Result<TopicErrors, E> {
+        self.coordinator_error(group_id)?;
+        let handle = self.group(group_id).ok_or(E::GroupIdNotFound)?;
         let mut g = lock(&handle);
         let check_subscription = match g.state {
-            GroupState::Dead => return Err(code::GROUP_ID_NOT_FOUND),
+            GroupState::Dead => return Err(E::GroupIdNotFound),
             GroupState::Empty => false,
             _ if g.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE) => true,
-            _ => return Err(code::NON_EMPTY_GROUP),
+            _ => return Err(E::NonEmptyGroup),
         };
         let mut result = Vec::with_capacity(topics.len());
         let mut records: Vec<KeyValue> = Vec::new();
@@ -306,15 +301,15 @@ impl GroupCoordinator {
             let mut errors = Vec::with_capacity(partitions.len());
             for p in partitions {
                 let error = if exists.as_ref().and_then(|t| t.partition(p)).is_none() {
-                    code::UNKNOWN_TOPIC_OR_PARTITION
+                    Err(E::UnknownTopicOrPartition)
                 } else if subscribed {
-                    code::GROUP_SUBSCRIBED_TO_TOPIC
+                    Err(E::GroupSubscribedToTopic)
                 } else {
                     if g.offsets.contains_key(&(topic.clone(), p)) {
                         records.push((offset_key(group_id, &topic, p), None));
                         removed.push((topic.clone(), p));
                     }
-                    code::NONE
+                    Ok(())
                 };
                 errors.push((p, error));
             }
@@ -330,23 +325,20 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups: delete empty groups and their offsets. One error per group.
-    pub fn delete_groups(&self, group_ids: &[String]) -> Vec<i16> {
+    pub fn delete_groups(&self, group_ids: &[String]) -> Vec<Outcome> {
         group_ids.iter().map(|id| self.delete_group(id)).collect()
     }
 
-    fn delete_group(&self, group_id: &str) -> i16 {
-        let coordinator = self.coordinator_error(group_id);
-        if coordinator != code::NONE {
-            return coordinator;
-        }
+    fn delete_group(&self, group_id: &str) -> Outcome {
+        self.coordinator_error(group_id)?;
         let Some(handle) = self.group(group_id) else {
-            return code::GROUP_ID_NOT_FOUND;
+            return Err(E::GroupIdNotFound);
         };
         let mut g = lock(&handle);
         match g.state {
-            GroupState::Dead => return code::GROUP_ID_NOT_FOUND,
+            GroupState::Dead => return Err(E::GroupIdNotFound),
             GroupState::Empty => {}
-            _ => return code::NON_EMPTY_GROUP,
+            _ => return Err(E::NonEmptyGroup),
         }
         let mut records: Vec<KeyValue> = g
             .offsets
@@ -360,24 +352,19 @@ impl GroupCoordinator {
             .encode(),
             None,
         ));
-        if let Err(error) = self.append(group_id, &records) {
-            return error;
-        }
+        self.append(group_id, &records)?;
         g.offsets.clear();
-        g.fail_all_waiters(code::COORDINATOR_NOT_AVAILABLE);
+        g.fail_all_waiters(E::CoordinatorNotAvailable);
         g.transition(GroupState::Dead, now_ms());
         self.forget(&g, &handle);
         tracing::info!(group = group_id, "group deleted");
-        code::NONE
+        Ok(())
     }
 
     /// DescribeGroups for one group; an unknown group is described as Dead
     /// with no members, as Kafka does.
-    pub fn describe_group(&self, group_id: &str) -> Result<GroupDescription, i16> {
-        let coordinator = self.coordinator_error(group_id);
-        if coordinator != code::NONE {
-            return Err(coordinator);
-        }
+    pub fn describe_group(&self, group_id: &str) -> Result<GroupDescription, E> {
+        self.coordinator_error(group_id)?;
         let dead = GroupDescription {
             group_id: group_id.to_owned(),
             state: GroupState::Dead.name(),

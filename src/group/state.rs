@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::records::{GroupValue, MemberValue, OffsetValue};
+use super::{CoordinatorError, Outcome};
 
 /// The protocol type of Kafka consumers (as opposed to Connect workers etc.).
 pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
@@ -66,7 +67,7 @@ impl GroupState {
 /// What a JoinGroup request is answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinOutcome {
-    pub error: i16,
+    pub error: Outcome,
     pub generation_id: i32,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
@@ -80,9 +81,9 @@ pub struct JoinOutcome {
 
 impl JoinOutcome {
     /// An error answer for `member_id`.
-    pub fn error(error: i16, member_id: &str) -> Self {
+    pub fn error(error: CoordinatorError, member_id: &str) -> Self {
         JoinOutcome {
-            error,
+            error: Err(error),
             generation_id: -1,
             protocol_type: None,
             protocol_name: None,
@@ -105,16 +106,16 @@ pub struct JoinedMember {
 /// What a SyncGroup request is answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncOutcome {
-    pub error: i16,
+    pub error: Outcome,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
     pub assignment: Bytes,
 }
 
 impl SyncOutcome {
-    pub fn error(error: i16) -> Self {
+    pub fn error(error: CoordinatorError) -> Self {
         SyncOutcome {
-            error,
+            error: Err(error),
             protocol_type: None,
             protocol_name: None,
             assignment: Bytes::new(),
@@ -478,7 +479,7 @@ impl Group {
         skip_assignment: bool,
     ) -> JoinOutcome {
         JoinOutcome {
-            error: 0,
+            error: Ok(()),
             generation_id: self.generation_id,
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol_name.clone(),
@@ -495,7 +496,7 @@ impl Group {
 
     /// Fail every waiting SyncGroup with `error` and forget the assignments
     /// (a new rebalance started before the leader's assignment arrived).
-    pub fn reset_and_propagate_assignment_error(&mut self, error: i16) {
+    pub fn reset_and_propagate_assignment_error(&mut self, error: CoordinatorError) {
         for m in self.members.values_mut() {
             m.assignment = Bytes::new();
             if let Some(tx) = m.awaiting_sync.take() {
@@ -512,7 +513,7 @@ impl Group {
             m.assignment = assignment.remove(&m.member_id).unwrap_or_default();
             if let Some(tx) = m.awaiting_sync.take() {
                 let _ = tx.send(SyncOutcome {
-                    error: 0,
+                    error: Ok(()),
                     protocol_type: protocol_type.clone(),
                     protocol_name: protocol_name.clone(),
                     assignment: m.assignment.clone(),
@@ -523,7 +524,7 @@ impl Group {
 
     /// Answer every waiting JoinGroup and SyncGroup with `error` (the
     /// coordinator is going away).
-    pub fn fail_all_waiters(&mut self, error: i16) {
+    pub fn fail_all_waiters(&mut self, error: CoordinatorError) {
         for m in self.members.values_mut() {
             if let Some(tx) = m.awaiting_join.take() {
                 let _ = tx.send(JoinOutcome::error(error, &m.member_id));

@@ -11,12 +11,35 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::records::OffsetValue;
+use super::state::{JoinOutcome, SyncOutcome};
 use super::store::encode_batch;
 use super::*;
 use crate::broker::Broker;
 use crate::config::NodeConfig;
-use crate::kafka::code;
+use crate::kafka::code as wire;
+use crate::kafka::group as api;
 use crate::log::batch::split_and_validate;
+
+/// The coordinator's answers under the names of the Kafka codes they map to.
+mod code {
+    use super::{CoordinatorError as E, Outcome};
+
+    pub const NONE: Outcome = Ok(());
+    pub const COORDINATOR_NOT_AVAILABLE: Outcome = Err(E::CoordinatorNotAvailable);
+    pub const FENCED_INSTANCE_ID: Outcome = Err(E::FencedInstanceId);
+    pub const GROUP_ID_NOT_FOUND: Outcome = Err(E::GroupIdNotFound);
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: Outcome = Err(E::GroupSubscribedToTopic);
+    pub const ILLEGAL_GENERATION: Outcome = Err(E::IllegalGeneration);
+    pub const INCONSISTENT_GROUP_PROTOCOL: Outcome = Err(E::InconsistentGroupProtocol);
+    pub const INVALID_GROUP_ID: Outcome = Err(E::InvalidGroupId);
+    pub const INVALID_SESSION_TIMEOUT: Outcome = Err(E::InvalidSessionTimeout);
+    pub const MEMBER_ID_REQUIRED: Outcome = Err(E::MemberIdRequired);
+    pub const NON_EMPTY_GROUP: Outcome = Err(E::NonEmptyGroup);
+    pub const NOT_COORDINATOR: Outcome = Err(E::NotCoordinator);
+    pub const REBALANCE_IN_PROGRESS: Outcome = Err(E::RebalanceInProgress);
+    pub const UNKNOWN_MEMBER_ID: Outcome = Err(E::UnknownMemberId);
+    pub const UNKNOWN_TOPIC_OR_PARTITION: Outcome = Err(E::UnknownTopicOrPartition);
+}
 
 struct Node {
     broker: Arc<Broker>,
@@ -591,7 +614,7 @@ async fn deleting_groups_and_offsets() {
         .delete_offsets("busy", vec![("u".into(), vec![0])])
         .expect("deletes");
     assert_eq!(result[0].1, vec![(0, code::GROUP_SUBSCRIBED_TO_TOPIC)]);
-    node.groups.leave_group("busy", &[(member, None)]);
+    let _ = node.groups.leave_group("busy", &[(member, None)]);
     let result = node
         .groups
         .delete_offsets("busy", vec![("u".into(), vec![0])])
@@ -599,7 +622,7 @@ async fn deleting_groups_and_offsets() {
     assert_eq!(result[0].1, vec![(0, code::NONE)]);
     assert_eq!(fetched(&node.groups, "busy", "u", 0), None);
     assert_eq!(
-        node.groups.delete_offsets("never", vec![]).err(),
+        node.groups.delete_offsets("never", vec![]).err().map(Err),
         Some(code::GROUP_ID_NOT_FOUND)
     );
     node.groups.shutdown().await;
@@ -749,12 +772,12 @@ async fn every_response_encodes_at_every_supported_version() {
         p.name = sb("range");
         req.protocols = vec![p];
         let mut resp = api::join_group(groups, req.clone(), v, &client).await;
-        if resp.error_code == code::MEMBER_ID_REQUIRED {
+        if resp.error_code == wire::MEMBER_ID_REQUIRED {
             encodes(&resp, v, "JoinGroup (member id required)");
             req.member_id = resp.member_id.clone();
             resp = api::join_group(groups, req, v, &client).await;
         }
-        assert_eq!(resp.error_code, code::NONE, "join v{v}");
+        assert_eq!(resp.error_code, wire::NONE, "join v{v}");
         encodes(&resp, v, "JoinGroup");
         members.push((group, resp.member_id.to_string()));
     }
@@ -766,7 +789,7 @@ async fn every_response_encodes_at_every_supported_version() {
         req.generation_id = 1;
         req.member_id = sb(member);
         let resp = api::sync_group(groups, req, v).await;
-        assert_eq!(resp.error_code, code::NONE, "sync v{v}");
+        assert_eq!(resp.error_code, wire::NONE, "sync v{v}");
         encodes(&resp, v, "SyncGroup");
     }
     let (lo, hi) = range(ApiKey::Heartbeat);
@@ -783,13 +806,13 @@ async fn every_response_encodes_at_every_supported_version() {
         req.key = sb("g");
         req.coordinator_keys = vec![sb("g"), sb("h")];
         encodes(
-            &api::find_coordinator(groups, &node.broker, req.clone(), v),
+            &api::find_coordinator(groups, req.clone(), v),
             v,
             "FindCoordinator",
         );
         req.key_type = 1;
         encodes(
-            &api::find_coordinator(groups, &node.broker, req, v),
+            &api::find_coordinator(groups, req, v),
             v,
             "FindCoordinator (txn)",
         );
@@ -832,7 +855,7 @@ async fn every_response_encodes_at_every_supported_version() {
         let resp = api::offset_commit(groups, req, v).await;
         assert_eq!(
             resp.topics[0].partitions[0].error_code,
-            code::NONE,
+            wire::NONE,
             "commit v{v}"
         );
         encodes(&resp, v, "OffsetCommit");
@@ -874,7 +897,7 @@ async fn every_response_encodes_at_every_supported_version() {
             req.member_id = sb(member);
         }
         let resp = api::leave_group(groups, req, v);
-        assert_eq!(resp.error_code, code::NONE, "leave v{v}");
+        assert_eq!(resp.error_code, wire::NONE, "leave v{v}");
         encodes(&resp, v, "LeaveGroup");
     }
     let mut req = OffsetDeleteRequest::default();
@@ -891,7 +914,7 @@ async fn every_response_encodes_at_every_supported_version() {
         let mut req = DeleteGroupsRequest::default();
         req.groups_names = vec![GroupId(sb(&members[v as usize].0)), GroupId(sb("none"))];
         let resp = api::delete_groups(groups, req);
-        assert_eq!(resp.results[1].error_code, code::GROUP_ID_NOT_FOUND);
+        assert_eq!(resp.results[1].error_code, wire::GROUP_ID_NOT_FOUND);
         encodes(&resp, v, "DeleteGroups");
     }
     node.groups.shutdown().await;

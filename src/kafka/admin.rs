@@ -2,7 +2,6 @@
 //! DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeCluster.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
@@ -19,7 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::{code, str_bytes, topic_error_code};
 use crate::broker::configs::{self, ConfigType, TopicConfigs, TOPIC_CONFIGS};
 use crate::broker::{Broker, TopicError};
-use crate::replication::topics;
+use crate::partition::Partitions;
 
 /// Kafka's resource types.
 const RESOURCE_TOPIC: i8 = 2;
@@ -30,10 +29,11 @@ const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
 pub async fn create_topics(
-    broker: &Arc<Broker>,
+    layer: &Partitions,
     req: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
+    let broker = layer.broker();
     let mut resp = CreateTopicsResponse::default();
     for ct in req.topics {
         let name = ct.name.0.to_string();
@@ -69,15 +69,9 @@ pub async fn create_topics(
         } else {
             (ct.num_partitions, ct.replication_factor)
         };
-        let result = topics::create(
-            broker,
-            &name,
-            partitions,
-            rf,
-            overrides.clone(),
-            req.validate_only,
-        )
-        .await;
+        let result = layer
+            .create_topic(&name, partitions, rf, overrides.clone(), req.validate_only)
+            .await;
         match result {
             Ok(()) => {
                 let created = broker.topic(&name).filter(|_| !req.validate_only);
@@ -87,7 +81,7 @@ pub async fn create_topics(
                 } else {
                     partitions
                 };
-                r.replication_factor = match broker.replicas() {
+                r.replication_factor = match layer.replica_manager() {
                     Some(rm) => rm
                         .image()
                         .topics
@@ -126,7 +120,8 @@ pub async fn create_topics(
     resp
 }
 
-pub async fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn delete_topics(layer: &Partitions, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let broker = layer.broker();
     let mut resp = DeleteTopicsResponse::default();
     // v0-5 name the topics in topic_names, v6+ in topics (by name or id).
     let mut targets: Vec<(Option<String>, uuid::Uuid)> = req
@@ -162,7 +157,7 @@ pub async fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> De
                     continue;
                 }
                 let id = broker.topic(&name).map(|t| t.id);
-                match topics::delete(broker, &name).await {
+                match layer.delete_topic(&name).await {
                     Ok(()) => r.topic_id = id.unwrap_or_default(),
                     Err(e) => {
                         r.error_code = topic_error_code(&e);
@@ -183,9 +178,10 @@ fn is_internal(broker: &Broker, name: &str) -> bool {
 }
 
 pub async fn create_partitions(
-    broker: &Arc<Broker>,
+    layer: &Partitions,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
+    let broker = layer.broker();
     let mut resp = CreatePartitionsResponse::default();
     for t in req.topics {
         let mut r = CreatePartitionsTopicResult::default();
@@ -196,7 +192,10 @@ pub async fn create_partitions(
                 "the partitions of internal topic {} are fixed",
                 &*t.name.0
             )));
-        } else if let Err(e) = topics::grow(broker, &t.name.0, t.count, req.validate_only).await {
+        } else if let Err(e) = layer
+            .create_partitions(&t.name.0, t.count, req.validate_only)
+            .await
+        {
             r.error_code = topic_error_code(&e);
             r.error_message = Some(str_bytes(e.to_string()));
         }
@@ -264,9 +263,10 @@ fn broker_configs(broker: &Broker) -> Vec<(&'static str, String, ConfigType)> {
 }
 
 pub fn describe_configs(
-    broker: &Arc<Broker>,
+    layer: &Partitions,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
+    let broker = layer.broker();
     let mut resp = DescribeConfigsResponse::default();
     for res in req.resources {
         let mut r = DescribeConfigsResult::default();
@@ -373,7 +373,7 @@ fn check_topic_resource(resource_type: i8) -> Result<(), TopicError> {
     }
 }
 
-pub async fn alter_configs(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn alter_configs(layer: &Partitions, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut resp = AlterConfigsResponse::default();
     for res in req.resources {
         let result = match check_topic_resource(res.resource_type) {
@@ -388,7 +388,9 @@ pub async fn alter_configs(broker: &Arc<Broker>, req: AlterConfigsRequest) -> Al
                             .map(|v| (c.name.to_string(), v.to_string()))
                     })
                     .collect();
-                topics::set_configs(broker, &res.resource_name, overrides, req.validate_only).await
+                layer
+                    .set_topic_configs(&res.resource_name, overrides, req.validate_only)
+                    .await
             }
             Err(e) => Err(e),
         };
@@ -455,9 +457,10 @@ fn apply_incremental(
 }
 
 pub async fn incremental_alter_configs(
-    broker: &Arc<Broker>,
+    layer: &Partitions,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
+    let broker = layer.broker();
     let mut resp = IncrementalAlterConfigsResponse::default();
     for res in req.resources {
         let overrides = check_topic_resource(res.resource_type).and_then(|_| {
@@ -468,7 +471,9 @@ pub async fn incremental_alter_configs(
         });
         let result = match overrides {
             Ok(overrides) => {
-                topics::set_configs(broker, &res.resource_name, overrides, req.validate_only).await
+                layer
+                    .set_topic_configs(&res.resource_name, overrides, req.validate_only)
+                    .await
             }
             Err(e) => Err(e),
         };
@@ -485,15 +490,16 @@ pub async fn incremental_alter_configs(
 }
 
 pub fn describe_cluster(
-    broker: &Arc<Broker>,
+    layer: &Partitions,
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
+    let broker = layer.broker();
     let mut resp = DescribeClusterResponse::default();
     resp.endpoint_type = req.endpoint_type;
     resp.cluster_id = str_bytes(broker.cluster_id.clone());
     resp.controller_id = BrokerId(broker.node_id());
     resp.cluster_authorized_operations = i32::MIN;
-    if let Some(rm) = broker.replicas() {
+    if let Some(rm) = layer.replica_manager() {
         let image = rm.image();
         if !image.cluster_id.is_empty() {
             resp.cluster_id = str_bytes(image.cluster_id.clone());
@@ -504,7 +510,7 @@ pub fn describe_cluster(
             .values()
             .filter(|b| !b.fenced)
             .map(|reg| {
-                let (host, port) = super::metadata::host_port(&reg.kafka_addr);
+                let (host, port) = crate::cluster::image::host_port(&reg.kafka_addr);
                 let mut b = DescribeClusterBroker::default();
                 b.broker_id = BrokerId(reg.broker_id);
                 b.host = str_bytes(host);

@@ -2,8 +2,6 @@
 //! with leader, replicas and ISR. Unknown topics are auto-created when the
 //! request and the broker allow it.
 
-use std::sync::Arc;
-
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -12,8 +10,9 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 
 use super::{code, str_bytes, topic_error_code};
 use crate::broker::{Broker, Topic, TopicError};
-use crate::cluster::image::{MetadataImage, TopicImage, NO_LEADER};
-use crate::replication::{topics, ReplicaManager};
+use crate::cluster::image::{host_port, MetadataImage, TopicImage, NO_LEADER};
+use crate::partition::Partitions;
+use crate::replication::ReplicaManager;
 
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
@@ -62,19 +61,6 @@ fn requested(
     }
 }
 
-/// `host:port` split for a Metadata broker entry.
-pub fn host_port(addr: &str) -> (String, i32) {
-    match addr.rsplit_once(':') {
-        Some((host, port)) => (
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-            port.parse().unwrap_or(-1),
-        ),
-        None => (addr.to_string(), -1),
-    }
-}
-
 /// The metadata of one topic as the cluster's image has it.
 fn image_topic_metadata(
     image: &MetadataImage,
@@ -115,7 +101,7 @@ fn image_topic_metadata(
 /// Metadata of a cluster node: every live broker and every partition's
 /// leader, replicas and ISR, from the applied image.
 async fn cluster_metadata(
-    broker: &Arc<Broker>,
+    partitions: &Partitions,
     rm: &ReplicaManager,
     req: MetadataRequest,
     version: i16,
@@ -131,7 +117,7 @@ async fn cluster_metadata(
                 continue;
             }
             let found = if auto {
-                topics::get_or_create(broker, &name).await.map(|_| ())
+                partitions.topic_or_auto_create(&name).await.map(|_| ())
             } else {
                 Err(TopicError::Unknown(name.clone()))
             };
@@ -155,7 +141,7 @@ async fn cluster_metadata(
         })
         .collect();
     resp.cluster_id = Some(str_bytes(if image.cluster_id.is_empty() {
-        broker.cluster_id.clone()
+        partitions.broker().cluster_id.clone()
     } else {
         image.cluster_id.clone()
     }));
@@ -189,10 +175,15 @@ async fn cluster_metadata(
     resp
 }
 
-pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
-    if let Some(rm) = broker.replicas() {
-        return cluster_metadata(broker, rm, req, version).await;
+pub async fn handle(
+    partitions: &Partitions,
+    req: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    if let Some(rm) = partitions.replica_manager() {
+        return cluster_metadata(partitions, rm, req, version).await;
     }
+    let broker = partitions.broker();
     let (host, port) = broker.advertised();
     let mut resp = MetadataResponse::default();
     let mut me = MetadataResponseBroker::default();

@@ -1,8 +1,6 @@
 //! ListOffsets (earliest, latest, by timestamp, max timestamp),
 //! OffsetForLeaderEpoch and DeleteRecords.
 
-use std::sync::Arc;
-
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -17,9 +15,10 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 
-use super::{code, partition_epoch_error};
-use crate::broker::Broker;
+use super::code;
+use super::errors::replica_result_code;
 use crate::log::{PartitionLog, ReadError};
+use crate::partition::Partitions;
 
 /// ListOffsets special timestamps.
 const LATEST: i64 = -1;
@@ -49,13 +48,13 @@ fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ReadError> {
 }
 
 pub fn list_offsets(
-    broker: &Arc<Broker>,
+    partitions: &Partitions,
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
     let mut resp = ListOffsetsResponse::default();
     for rt in req.topics {
-        let topic = broker.topic(&rt.name.0);
+        let topic = partitions.broker().topic(&rt.name.0);
         let mut t = ListOffsetsTopicResponse::default();
         t.name = rt.name;
         for rp in rt.partitions {
@@ -67,7 +66,9 @@ pub fn list_offsets(
             match topic.as_ref().and_then(|t| t.partition(rp.partition_index)) {
                 None => p.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
                 Some(log) => {
-                    let epoch_error = partition_epoch_error(broker, &log, rp.current_leader_epoch);
+                    let epoch_error = replica_result_code(
+                        &partitions.check_leader(&log, rp.current_leader_epoch),
+                    );
                     if epoch_error != code::NONE {
                         p.error_code = epoch_error;
                     } else {
@@ -95,12 +96,12 @@ pub fn list_offsets(
 }
 
 pub fn offset_for_leader_epoch(
-    broker: &Arc<Broker>,
+    partitions: &Partitions,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let mut resp = OffsetForLeaderEpochResponse::default();
     for rt in req.topics {
-        let topic = broker.topic(&rt.topic.0);
+        let topic = partitions.broker().topic(&rt.topic.0);
         let mut t = OffsetForLeaderTopicResult::default();
         t.topic = rt.topic;
         for rp in rt.partitions {
@@ -111,7 +112,9 @@ pub fn offset_for_leader_epoch(
             match topic.as_ref().and_then(|t| t.partition(rp.partition)) {
                 None => p.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
                 Some(log) => {
-                    let epoch_error = partition_epoch_error(broker, &log, rp.current_leader_epoch);
+                    let epoch_error = replica_result_code(
+                        &partitions.check_leader(&log, rp.current_leader_epoch),
+                    );
                     if epoch_error != code::NONE {
                         p.error_code = epoch_error;
                     } else {
@@ -128,10 +131,10 @@ pub fn offset_for_leader_epoch(
     resp
 }
 
-pub fn delete_records(broker: &Arc<Broker>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub fn delete_records(partitions: &Partitions, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut resp = DeleteRecordsResponse::default();
     for rt in req.topics {
-        let topic = broker.topic(&rt.name.0);
+        let topic = partitions.broker().topic(&rt.name.0);
         let mut t = DeleteRecordsTopicResult::default();
         t.name = rt.name;
         for rp in rt.partitions {
@@ -140,7 +143,9 @@ pub fn delete_records(broker: &Arc<Broker>, req: DeleteRecordsRequest) -> Delete
             p.low_watermark = -1;
             match topic.as_ref().and_then(|t| t.partition(rp.partition_index)) {
                 None => p.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(log) if partition_epoch_error(broker, &log, -1) != code::NONE => {
+                Some(log)
+                    if replica_result_code(&partitions.check_leader(&log, -1)) != code::NONE =>
+                {
                     p.error_code = code::NOT_LEADER_OR_FOLLOWER
                 }
                 Some(log) => match log.delete_records_before(rp.offset) {

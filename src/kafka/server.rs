@@ -3,6 +3,10 @@
 //! order. Hostile input gets an error response or a closed connection, never a
 //! panic, and never an allocation larger than `max_frame_bytes`.
 //!
+//! `dispatch` reads the header and looks the API up in `HANDLERS`, a table of
+//! small handlers that each decode a request, make one call into the layer
+//! below (`partition`, `group`) and encode the result.
+//!
 //! Requests on one connection are handled one at a time, as Kafka does, so
 //! pipelined produce requests are appended in the order they were sent;
 //! writing a response overlaps with handling the next request.
@@ -16,15 +20,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use super::{admin, api_versions, code, fetch, metadata, offsets, produce, supported_range};
-use crate::broker::Broker;
-use crate::group::api::{self as group_api, ClientInfo};
-use crate::group::GroupCoordinator;
+use futures::future::BoxFuture;
 
-/// What the request handlers serve from: the broker's topics and logs, and
-/// the group coordinator.
+use super::group::{self, ClientInfo};
+use super::{admin, api_versions, code, fetch, metadata, offsets, produce, supported_range};
+use crate::group::GroupCoordinator;
+use crate::partition::Partitions;
+
+/// What the request handlers serve from: the partition layer (topics, logs,
+/// replication) and the group coordinator.
 pub struct Services {
-    pub broker: Arc<Broker>,
+    pub partitions: Arc<Partitions>,
     pub groups: Arc<GroupCoordinator>,
 }
 
@@ -60,7 +66,9 @@ pub async fn serve(
     services: Arc<Services>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(services.broker.config.max_connections));
+    let limit = Arc::new(Semaphore::new(
+        services.partitions.broker().config.max_connections,
+    ));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -117,7 +125,7 @@ async fn connection(
         }
         writer.shutdown().await
     });
-    let max = services.broker.config.max_frame_bytes;
+    let max = services.partitions.broker().config.max_frame_bytes;
     let result = async {
         loop {
             let mut len_buf = [0u8; 4];
@@ -253,6 +261,232 @@ fn encode_fetch_response(
     buf.finish().map_err(|e| fail(e.to_string()))
 }
 
+/// One decoded request on its way to a handler: the services it may call,
+/// who sent it, and its body (the header is already read).
+struct Request<'a> {
+    services: &'a Services,
+    client_host: &'a str,
+    header: RequestHeader,
+    api: ApiKey,
+    version: i16,
+    response_header_version: i16,
+    correlation_id: i32,
+    body: Bytes,
+}
+
+impl Request<'_> {
+    /// Decode the body as the request message of this API.
+    fn decode<T: Decodable>(&mut self) -> Result<T, ConnectionError> {
+        let message = decode(&mut self.body, self.api, self.version)?;
+        if self.body.has_remaining() {
+            tracing::trace!(
+                api = ?self.api,
+                version = self.version,
+                left = self.body.remaining(),
+                "request had trailing bytes"
+            );
+        }
+        Ok(message)
+    }
+
+    /// Encode a response frame for this request.
+    fn respond<T: Encodable>(&self, body: &T) -> Reply {
+        encode_response(
+            self.api,
+            self.version,
+            self.response_header_version,
+            self.correlation_id,
+            body,
+        )
+        .map(Some)
+    }
+
+    fn partitions(&self) -> &Arc<Partitions> {
+        &self.services.partitions
+    }
+
+    fn groups(&self) -> &Arc<GroupCoordinator> {
+        &self.services.groups
+    }
+}
+
+/// A response frame, none (produce with acks=0), or why the connection closes.
+type Reply = Result<Option<Frame>, ConnectionError>;
+
+/// A handler: decode the request, make one call below, encode the answer.
+type Handler = for<'a> fn(Request<'a>) -> BoxFuture<'a, Reply>;
+
+/// A table entry: decode the request as `req`, then run `$body` (which
+/// makes one call below and encodes the answer with `r.respond`).
+macro_rules! handler {
+    (|$r:ident, $req:ident| $body:block) => {
+        |mut $r: Request<'_>| -> BoxFuture<'_, Reply> {
+            Box::pin(async move {
+                let $req = $r.decode()?;
+                $body
+            })
+        }
+    };
+}
+
+/// Which handler serves each API. Adding a Kafka API: a handler file (or
+/// function) in `kafka/`, one line here, and its version range in
+/// `SUPPORTED_APIS`.
+const HANDLERS: &[(ApiKey, Handler)] = &[
+    (ApiKey::ApiVersions, |mut r| {
+        Box::pin(async move {
+            let _req: ApiVersionsRequest = r.decode()?;
+            r.respond(&api_versions::handle())
+        })
+    }),
+    (
+        ApiKey::Metadata,
+        handler!(|r, req| { r.respond(&metadata::handle(r.partitions(), req, r.version).await) }),
+    ),
+    (
+        ApiKey::Produce,
+        handler!(|r, req| {
+            match produce::handle(r.partitions(), req).await {
+                Some(resp) => r.respond(&resp),
+                None => Ok(None),
+            }
+        }),
+    ),
+    (
+        ApiKey::Fetch,
+        handler!(|r, req| {
+            let (resp, arena) = fetch::handle(r.partitions(), req).await;
+            encode_fetch_response(
+                r.version,
+                r.response_header_version,
+                r.correlation_id,
+                &resp,
+                arena,
+            )
+            .map(Some)
+        }),
+    ),
+    (
+        ApiKey::ListOffsets,
+        handler!(|r, req| { r.respond(&offsets::list_offsets(r.partitions(), req, r.version)) }),
+    ),
+    (
+        ApiKey::OffsetForLeaderEpoch,
+        handler!(|r, req| { r.respond(&offsets::offset_for_leader_epoch(r.partitions(), req)) }),
+    ),
+    (
+        ApiKey::DeleteRecords,
+        handler!(|r, req| { r.respond(&offsets::delete_records(r.partitions(), req)) }),
+    ),
+    (
+        ApiKey::CreateTopics,
+        handler!(|r, req| {
+            r.respond(&admin::create_topics(r.partitions(), req, r.version).await)
+        }),
+    ),
+    (
+        ApiKey::DeleteTopics,
+        handler!(|r, req| {
+            let resp = admin::delete_topics(r.partitions(), req).await;
+            // Committed offsets of deleted topics go with them.
+            for deleted in resp.responses.iter().filter(|t| t.error_code == code::NONE) {
+                if let Some(name) = &deleted.name {
+                    r.groups().on_topic_deleted(name);
+                }
+            }
+            r.respond(&resp)
+        }),
+    ),
+    (
+        ApiKey::CreatePartitions,
+        handler!(|r, req| { r.respond(&admin::create_partitions(r.partitions(), req).await) }),
+    ),
+    (
+        ApiKey::DescribeConfigs,
+        handler!(|r, req| { r.respond(&admin::describe_configs(r.partitions(), req)) }),
+    ),
+    (
+        ApiKey::AlterConfigs,
+        handler!(|r, req| { r.respond(&admin::alter_configs(r.partitions(), req).await) }),
+    ),
+    (
+        ApiKey::IncrementalAlterConfigs,
+        handler!(|r, req| {
+            r.respond(&admin::incremental_alter_configs(r.partitions(), req).await)
+        }),
+    ),
+    (
+        ApiKey::DescribeCluster,
+        handler!(|r, req| { r.respond(&admin::describe_cluster(r.partitions(), req)) }),
+    ),
+    (
+        ApiKey::InitProducerId,
+        handler!(|r, req| { r.respond(&produce::init_producer_id(r.partitions().broker(), req)) }),
+    ),
+    (
+        ApiKey::FindCoordinator,
+        handler!(|r, req| {
+            r.groups().ensure_offsets_topic().await;
+            r.respond(&group::find_coordinator(r.groups(), req, r.version))
+        }),
+    ),
+    (ApiKey::JoinGroup, |mut r| {
+        Box::pin(async move {
+            let client = ClientInfo {
+                client_id: r
+                    .header
+                    .client_id
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                client_host: r.client_host.to_owned(),
+            };
+            let req = r.decode()?;
+            r.respond(&group::join_group(r.groups(), req, r.version, &client).await)
+        })
+    }),
+    (
+        ApiKey::SyncGroup,
+        handler!(|r, req| { r.respond(&group::sync_group(r.groups(), req, r.version).await) }),
+    ),
+    (
+        ApiKey::Heartbeat,
+        handler!(|r, req| { r.respond(&group::heartbeat(r.groups(), req, r.version)) }),
+    ),
+    (
+        ApiKey::LeaveGroup,
+        handler!(|r, req| { r.respond(&group::leave_group(r.groups(), req, r.version)) }),
+    ),
+    (
+        ApiKey::DescribeGroups,
+        handler!(|r, req| { r.respond(&group::describe_groups(r.groups(), req, r.version)) }),
+    ),
+    (
+        ApiKey::ListGroups,
+        handler!(|r, req| { r.respond(&group::list_groups(r.groups(), req, r.version)) }),
+    ),
+    (
+        ApiKey::DeleteGroups,
+        handler!(|r, req| { r.respond(&group::delete_groups(r.groups(), req)) }),
+    ),
+    (
+        ApiKey::OffsetCommit,
+        handler!(|r, req| { r.respond(&group::offset_commit(r.groups(), req, r.version).await) }),
+    ),
+    (
+        ApiKey::OffsetFetch,
+        handler!(|r, req| { r.respond(&group::offset_fetch(r.groups(), req, r.version)) }),
+    ),
+    (
+        ApiKey::OffsetDelete,
+        handler!(|r, req| { r.respond(&group::offset_delete(r.groups(), req)) }),
+    ),
+];
+
+fn handler(api: ApiKey) -> Option<Handler> {
+    HANDLERS.iter().find(|(k, _)| *k == api).map(|(_, h)| *h)
+}
+
 /// Decode one request frame, run its handler, and encode the response
 /// (`None` for produce with acks=0).
 pub async fn dispatch(
@@ -260,8 +494,6 @@ pub async fn dispatch(
     client_host: &str,
     mut frame: Bytes,
 ) -> Result<Option<Frame>, ConnectionError> {
-    let broker = &services.broker;
-    let groups = &services.groups;
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -277,6 +509,9 @@ pub async fn dispatch(
         }
         return Err(ConnectionError::UnsupportedVersion { api, version });
     }
+    let Some(handle) = handler(api) else {
+        return Err(ConnectionError::UnsupportedVersion { api, version });
+    };
     let header_version = api.request_header_version(version);
     let header: RequestHeader = decode(&mut frame, api, header_version)?;
     let response_header_version = if api == ApiKey::ApiVersions {
@@ -284,173 +519,28 @@ pub async fn dispatch(
     } else {
         api.response_header_version(version)
     };
-    macro_rules! respond {
-        ($body:expr) => {
-            encode_response(
-                api,
-                version,
-                response_header_version,
-                correlation_id,
-                &$body,
-            )
-            .map(Some)
-        };
+    handle(Request {
+        services,
+        client_host,
+        header,
+        api,
+        version,
+        response_header_version,
+        correlation_id,
+        body: frame,
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_supported_api_has_a_handler() {
+        for (api, _, _) in super::super::SUPPORTED_APIS {
+            assert!(handler(*api).is_some(), "{api:?} has no handler");
+        }
+        assert_eq!(HANDLERS.len(), super::super::SUPPORTED_APIS.len());
     }
-    let result = match api {
-        ApiKey::ApiVersions => {
-            let _req: ApiVersionsRequest = decode(&mut frame, api, version)?;
-            respond!(api_versions::handle())
-        }
-        ApiKey::Metadata => {
-            respond!(metadata::handle(broker, decode(&mut frame, api, version)?, version).await)
-        }
-        ApiKey::Produce => {
-            let req: ProduceRequest = decode(&mut frame, api, version)?;
-            match produce::handle(broker, req).await {
-                Some(resp) => respond!(resp),
-                None => Ok(None),
-            }
-        }
-        ApiKey::Fetch => {
-            let (resp, arena) = fetch::handle(broker, decode(&mut frame, api, version)?).await;
-            encode_fetch_response(
-                version,
-                response_header_version,
-                correlation_id,
-                &resp,
-                arena,
-            )
-            .map(Some)
-        }
-        ApiKey::ListOffsets => respond!(offsets::list_offsets(
-            broker,
-            decode(&mut frame, api, version)?,
-            version
-        )),
-        ApiKey::OffsetForLeaderEpoch => {
-            respond!(offsets::offset_for_leader_epoch(
-                broker,
-                decode(&mut frame, api, version)?
-            ))
-        }
-        ApiKey::DeleteRecords => respond!(offsets::delete_records(
-            broker,
-            decode(&mut frame, api, version)?
-        )),
-        ApiKey::CreateTopics => {
-            respond!(admin::create_topics(broker, decode(&mut frame, api, version)?, version).await)
-        }
-        ApiKey::DeleteTopics => {
-            let resp = admin::delete_topics(broker, decode(&mut frame, api, version)?).await;
-            // Committed offsets of deleted topics go with them.
-            for deleted in resp.responses.iter().filter(|t| t.error_code == code::NONE) {
-                if let Some(name) = &deleted.name {
-                    groups.on_topic_deleted(name);
-                }
-            }
-            respond!(resp)
-        }
-        ApiKey::CreatePartitions => {
-            respond!(admin::create_partitions(broker, decode(&mut frame, api, version)?).await)
-        }
-        ApiKey::DescribeConfigs => {
-            respond!(admin::describe_configs(
-                broker,
-                decode(&mut frame, api, version)?
-            ))
-        }
-        ApiKey::AlterConfigs => {
-            respond!(admin::alter_configs(broker, decode(&mut frame, api, version)?).await)
-        }
-        ApiKey::IncrementalAlterConfigs => {
-            respond!(
-                admin::incremental_alter_configs(broker, decode(&mut frame, api, version)?).await
-            )
-        }
-        ApiKey::DescribeCluster => respond!(admin::describe_cluster(
-            broker,
-            decode(&mut frame, api, version)?
-        )),
-        ApiKey::InitProducerId => respond!(produce::init_producer_id(
-            broker,
-            decode(&mut frame, api, version)?
-        )),
-        ApiKey::FindCoordinator => {
-            if let Some(rm) = broker.replicas() {
-                rm.ensure_offsets_topic().await;
-            }
-            respond!(group_api::find_coordinator(
-                groups,
-                broker,
-                decode(&mut frame, api, version)?,
-                version
-            ))
-        }
-        ApiKey::JoinGroup => {
-            let client = ClientInfo {
-                client_id: header
-                    .client_id
-                    .as_ref()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
-                client_host: client_host.to_owned(),
-            };
-            let req = decode(&mut frame, api, version)?;
-            respond!(group_api::join_group(groups, req, version, &client).await)
-        }
-        ApiKey::SyncGroup => {
-            let req = decode(&mut frame, api, version)?;
-            respond!(group_api::sync_group(groups, req, version).await)
-        }
-        ApiKey::Heartbeat => respond!(group_api::heartbeat(
-            groups,
-            decode(&mut frame, api, version)?,
-            version
-        )),
-        ApiKey::LeaveGroup => respond!(group_api::leave_group(
-            groups,
-            decode(&mut frame, api, version)?,
-            version
-        )),
-        ApiKey::DescribeGroups => respond!(group_api::describe_groups(
-            groups,
-            decode(&mut frame, api, version)?,
-            version
-        )),
-        ApiKey::ListGroups => respond!(group_api::list_groups(
-            groups,
-            decode(&mut frame, api, version)?,
-            version
-        )),
-        ApiKey::DeleteGroups => respond!(group_api::delete_groups(
-            groups,
-            decode(&mut frame, api, version)?
-        )),
-        ApiKey::OffsetCommit => {
-            let req = decode(&mut frame, api, version)?;
-            respond!(group_api::offset_commit(groups, req, version).await)
-        }
-        ApiKey::OffsetFetch => respond!(group_api::offset_fetch(
-            groups,
-            decode(&mut frame, api, version)?,
-            version
-        )),
-        ApiKey::OffsetDelete => respond!(group_api::offset_delete(
-            groups,
-            decode(&mut frame, api, version)?
-        )),
-        other => Err(ConnectionError::UnsupportedVersion {
-            api: other,
-            version,
-        }),
-    };
-    if frame.has_remaining() {
-        tracing::trace!(
-            ?api,
-            version,
-            left = frame.remaining(),
-            "request had trailing bytes"
-        );
-    }
-    result
 }

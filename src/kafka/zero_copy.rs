@@ -64,10 +64,6 @@ impl RecordsArena {
             }
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.substitutes.is_empty()
-    }
 }
 
 /// A `ByteBufMut` that collects a frame as segments, passing registered
@@ -117,10 +113,6 @@ impl SegmentedBuf {
     /// Total bytes written so far.
     pub fn len(&self) -> usize {
         self.done_len + self.current.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -16,13 +16,18 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::{PartitionKey, ReplicaManager};
 use crate::client::connection::{BrokerConnection, ConnectionConfig};
-use crate::kafka::{code, str_bytes};
 use crate::log::PartitionLog;
+
+/// The error code of a successful partition in the leader's responses (the
+/// fetcher is a Kafka client of the leader and reads its wire codes).
+const NONE: i16 = 0;
 
 /// Most bytes of one follower fetch response.
 const FETCH_MAX_BYTES: i32 = 32 * 1024 * 1024;
@@ -220,7 +225,7 @@ impl Fetcher {
             .into_iter()
             .map(|(name, partitions)| {
                 let mut t = OffsetForLeaderTopic::default();
-                t.topic = TopicName(str_bytes(name));
+                t.topic = TopicName(StrBytes::from_string(name));
                 t.partitions = partitions;
                 t
             })
@@ -234,7 +239,7 @@ impl Fetcher {
                 else {
                     continue;
                 };
-                if p.error_code != code::NONE {
+                if p.error_code != NONE {
                     tracing::debug!(topic = %key.0, partition = key.1, error = p.error_code, "leader cannot say where our logs agree yet");
                     continue;
                 }
@@ -303,14 +308,14 @@ impl Fetcher {
             .into_iter()
             .map(|(name, partitions)| {
                 let mut t = FetchTopic::default();
-                t.topic = TopicName(str_bytes(name));
+                t.topic = TopicName(StrBytes::from_string(name));
                 t.partitions = partitions;
                 t
             })
             .collect();
         let version = conn.version_for_capped::<FetchRequest>(12)?;
         let resp = conn.request_with_version(&req, version).await?;
-        if resp.error_code != code::NONE {
+        if resp.error_code != NONE {
             return Ok(false);
         }
         let mut progress = false;
@@ -318,8 +323,8 @@ impl Fetcher {
             for p in t.partitions {
                 let key = (t.topic.0.to_string(), p.partition_index);
                 let Some(log) = self.log(&key) else { continue };
-                match p.error_code {
-                    code::NONE => {
+                match ResponseError::try_from_code(p.error_code) {
+                    None => {
                         progress = true;
                         if let Some(records) = p.records.filter(|r| !r.is_empty()) {
                             if let Err(e) = log.append_replicated(records) {
@@ -335,18 +340,20 @@ impl Fetcher {
                             );
                         }
                     }
-                    code::OFFSET_OUT_OF_RANGE if p.log_start_offset > log.log_end_offset() => {
+                    Some(ResponseError::OffsetOutOfRange)
+                        if p.log_start_offset > log.log_end_offset() =>
+                    {
                         // The leader no longer holds what we need next.
                         if let Err(e) = log.reset_to(p.log_start_offset) {
                             tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot reset the log");
                         }
                     }
-                    code::OFFSET_OUT_OF_RANGE => {
+                    Some(ResponseError::OffsetOutOfRange) => {
                         // Our log is not where the leader's is: check again.
                         self.truncated.remove(&key);
                     }
-                    other => {
-                        tracing::debug!(topic = %key.0, partition = key.1, error = other, "leader refused a replica fetch");
+                    Some(other) => {
+                        tracing::debug!(topic = %key.0, partition = key.1, error = other.code(), "leader refused a replica fetch");
                     }
                 }
             }

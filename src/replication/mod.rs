@@ -7,15 +7,17 @@
 //!
 //! Owns: the role of every local replica (leader with its ISR state, or
 //! follower of a leader in an epoch), the follower fetchers, the topic
-//! changes that go through the controller (`topics`), and loading and
-//! unloading the group coordinator's `__consumer_offsets` partitions as
-//! their leadership moves.
+//! changes that go through the controller (`topics`), and telling the
+//! registered `LeadershipListener`s (the group coordinator) when this node
+//! starts or stops leading a partition.
 //!
 //! Must never: decide leadership itself (the controller does, through the
-//! image), or append to a partition it does not lead except with batches
-//! fetched from its leader.
+//! image), append to a partition it does not lead except with batches
+//! fetched from its leader, import a layer above it (the group coordinator,
+//! the wire server), or speak in Kafka error codes (it returns `ReplicaError`).
 //!
-//! Locks: `roles` is held only for bookkeeping, never across I/O or an await.
+//! Locks: `roles` is held only for bookkeeping, never across I/O or an await;
+//! `listeners` is taken alone and released before a listener is called.
 
 mod fetcher;
 pub mod placement;
@@ -31,10 +33,48 @@ use tokio::time::Instant;
 use crate::broker::Broker;
 use crate::cluster::image::{Command, CommandResponse, MetadataImage, NO_LEADER};
 use crate::cluster::{ClusterHandle, PROPOSE_TIMEOUT};
-use crate::group::records::OFFSETS_TOPIC;
-use crate::group::GroupCoordinator;
-use crate::kafka::code;
 use crate::log::PartitionLog;
+
+/// Why this node cannot serve a partition as its leader, or why a wait for
+/// replication ended without the batch being committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("this node does not lead the partition")]
+    NotLeaderOrFollower,
+    #[error("the given leader epoch is older than the leader's")]
+    FencedLeaderEpoch,
+    #[error("the given leader epoch is newer than the leader's")]
+    UnknownLeaderEpoch,
+    #[error("this node does not host the partition")]
+    UnknownTopicOrPartition,
+    #[error("the ISR shrank below min.insync.replicas after the append")]
+    NotEnoughReplicasAfterAppend,
+    #[error("the high watermark did not reach the batch in time")]
+    RequestTimedOut,
+}
+
+/// Check a client's idea of the leader epoch against ours (KIP-320): -1
+/// means "no idea"; older is fenced, newer is unknown.
+pub fn check_leader_epoch(requested: i32, current: i32) -> Result<(), ReplicaError> {
+    if requested < 0 || requested == current {
+        Ok(())
+    } else if requested < current {
+        Err(ReplicaError::FencedLeaderEpoch)
+    } else {
+        Err(ReplicaError::UnknownLeaderEpoch)
+    }
+}
+
+/// Told when this node starts or stops leading a partition. A layer above
+/// (the group coordinator, for `__consumer_offsets`) registers one, so that
+/// replication never imports it.
+pub trait LeadershipListener: Send + Sync {
+    /// This node now leads `topic`/`partition` (called after the log took
+    /// the new leader epoch).
+    fn on_became_leader(&self, topic: &str, partition: i32);
+    /// This node no longer leads `topic`/`partition`.
+    fn on_leadership_lost(&self, topic: &str, partition: i32);
+}
 
 /// How replication behaves (Kafka's `replica.*` settings).
 #[derive(Debug, Clone)]
@@ -103,7 +143,8 @@ pub struct ReplicaManager {
     me: i32,
     roles: Mutex<HashMap<PartitionKey, Role>>,
     fetchers: Mutex<HashMap<i32, fetcher::FetcherHandle>>,
-    groups: Arc<GroupCoordinator>,
+    /// Who hears about leadership changes (registered before `start`).
+    listeners: Mutex<Vec<Arc<dyn LeadershipListener>>>,
     /// Bumped after each reconcile, so topic changes can wait for it.
     reconciled: watch::Sender<u64>,
     shutdown: watch::Receiver<bool>,
@@ -114,30 +155,41 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ReplicaManager {
-    /// Create the manager and start following the image: reconcile on every
-    /// change, check ISRs, checkpoint high watermarks.
-    pub fn start(
+    /// Create the manager; it does nothing until `start`, so listeners can
+    /// register first and miss no leadership change.
+    pub fn new(
         broker: Arc<Broker>,
         cluster: ClusterHandle,
         settings: ReplicaSettings,
-        groups: Arc<GroupCoordinator>,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
-        let manager = Arc::new(ReplicaManager {
+        Arc::new(ReplicaManager {
             me: broker.node_id(),
             broker,
             cluster,
             settings,
             roles: Mutex::new(HashMap::new()),
             fetchers: Mutex::new(HashMap::new()),
-            groups,
+            listeners: Mutex::new(Vec::new()),
             reconciled: watch::channel(0).0,
             shutdown,
-        });
-        manager.broker.set_replicas(Arc::clone(&manager));
-        tokio::spawn(Arc::clone(&manager).follow_image());
-        tokio::spawn(Arc::clone(&manager).maintain());
-        manager
+        })
+    }
+
+    /// Register a listener for leadership changes.
+    pub fn add_listener(&self, listener: Arc<dyn LeadershipListener>) {
+        lock(&self.listeners).push(listener);
+    }
+
+    /// Start following the image: reconcile on every change, check ISRs,
+    /// checkpoint high watermarks.
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(Arc::clone(self).follow_image());
+        tokio::spawn(Arc::clone(self).maintain());
+    }
+
+    fn listeners(&self) -> Vec<Arc<dyn LeadershipListener>> {
+        lock(&self.listeners).clone()
     }
 
     /// Persist every partition's high watermark (at shutdown).
@@ -371,10 +423,8 @@ impl ReplicaManager {
                 tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot record the new leader epoch");
             }
             tracing::info!(topic = %key.0, partition = key.1, epoch = p.leader_epoch, "now leading");
-            if key.0 == OFFSETS_TOPIC {
-                if let Err(e) = self.groups.load_partition(key.1) {
-                    tracing::error!(partition = key.1, error = %e, "cannot load groups");
-                }
+            for listener in self.listeners() {
+                listener.on_became_leader(&key.0, key.1);
             }
         }
         self.update_high_watermark(key, log);
@@ -388,8 +438,8 @@ impl ReplicaManager {
     }
 
     fn on_leadership_lost(&self, key: &PartitionKey) {
-        if key.0 == OFFSETS_TOPIC {
-            self.groups.unload_partition(key.1);
+        for listener in self.listeners() {
+            listener.on_leadership_lost(&key.0, key.1);
         }
     }
 
@@ -425,21 +475,26 @@ impl ReplicaManager {
         self.broker.topic(topic)?.partition(partition)
     }
 
-    /// NONE when this node leads the partition (in `epoch`, if the client
-    /// gave one), else the error a client should see.
-    pub fn leader_error(&self, topic: &str, partition: i32, epoch: i32) -> i16 {
+    /// Ok when this node leads the partition (in `epoch`, if the client
+    /// gave one), else why not.
+    pub fn check_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        epoch: i32,
+    ) -> Result<(), ReplicaError> {
         match lock(&self.roles).get(&(topic.to_owned(), partition)) {
-            Some(Role::Leader(ls)) => crate::kafka::leader_epoch_error(epoch, ls.epoch),
-            Some(Role::Follower) | None => code::NOT_LEADER_OR_FOLLOWER,
+            Some(Role::Leader(ls)) => check_leader_epoch(epoch, ls.epoch),
+            Some(Role::Follower) | None => Err(ReplicaError::NotLeaderOrFollower),
         }
     }
 
     /// The ISR size when this node leads the partition (one lookup for
-    /// the produce path), else the error a client should see.
-    pub fn leader_isr_len(&self, topic: &str, partition: i32) -> Result<usize, i16> {
+    /// the produce path), else why it cannot take the append.
+    pub fn leader_isr_len(&self, topic: &str, partition: i32) -> Result<usize, ReplicaError> {
         match lock(&self.roles).get(&(topic.to_owned(), partition)) {
             Some(Role::Leader(ls)) => Ok(ls.isr.len()),
-            Some(Role::Follower) | None => Err(code::NOT_LEADER_OR_FOLLOWER),
+            Some(Role::Follower) | None => Err(ReplicaError::NotLeaderOrFollower),
         }
     }
 
@@ -450,7 +505,7 @@ impl ReplicaManager {
 
     /// A follower fetched from `fetch_offset`: record its progress, move the
     /// high watermark, and propose it back into the ISR once caught up.
-    /// Returns NONE, or the error for the follower.
+    /// Returns Ok, or the error for the follower.
     pub fn follower_fetched(
         self: &Arc<Self>,
         topic: &str,
@@ -458,23 +513,20 @@ impl ReplicaManager {
         replica: i32,
         fetch_offset: i64,
         epoch: i32,
-    ) -> i16 {
+    ) -> Result<(), ReplicaError> {
         let key = (topic.to_owned(), partition);
         let Some(log) = self.log(topic, partition) else {
-            return code::UNKNOWN_TOPIC_OR_PARTITION;
+            return Err(ReplicaError::UnknownTopicOrPartition);
         };
         let leo = log.log_end_offset();
         let expand = {
             let mut roles = lock(&self.roles);
             let Some(Role::Leader(ls)) = roles.get_mut(&key) else {
-                return code::NOT_LEADER_OR_FOLLOWER;
+                return Err(ReplicaError::NotLeaderOrFollower);
             };
-            let e = crate::kafka::leader_epoch_error(epoch, ls.epoch);
-            if e != code::NONE {
-                return e;
-            }
+            check_leader_epoch(epoch, ls.epoch)?;
             if !ls.replicas.contains(&replica) {
-                return code::NOT_LEADER_OR_FOLLOWER;
+                return Err(ReplicaError::NotLeaderOrFollower);
             }
             let now = Instant::now();
             let progress = ls.followers.entry(replica).or_insert(FollowerProgress {
@@ -511,7 +563,7 @@ impl ReplicaManager {
             );
             self.propose_isr(key, isr, partition_epoch);
         }
-        code::NONE
+        Ok(())
     }
 
     /// Set the high watermark of a partition this node leads.
@@ -608,10 +660,14 @@ impl ReplicaManager {
     }
 
     /// Wait until each partition's high watermark reaches its target
-    /// (acks=all). Per partition: NONE, NOT_ENOUGH_REPLICAS_AFTER_APPEND
-    /// when the ISR shrank below `min.insync.replicas` meanwhile,
-    /// NOT_LEADER_OR_FOLLOWER when leadership moved, or REQUEST_TIMED_OUT.
-    pub async fn wait_committed(&self, waits: &[CommitWait], timeout: Duration) -> Vec<i16> {
+    /// (acks=all). Per partition: Ok, `NotEnoughReplicasAfterAppend` when the
+    /// ISR shrank below `min.insync.replicas` meanwhile, `NotLeaderOrFollower`
+    /// when leadership moved, or `RequestTimedOut`.
+    pub async fn wait_committed(
+        &self,
+        waits: &[CommitWait],
+        timeout: Duration,
+    ) -> Vec<Result<(), ReplicaError>> {
         let deadline = Instant::now() + timeout;
         let mut results = Vec::with_capacity(waits.len());
         for w in waits {
@@ -621,13 +677,13 @@ impl ReplicaManager {
                 // instead of holding them until their timeout.
                 let isr = match self.leader_isr_len(&w.log.topic, w.log.partition) {
                     Ok(isr) if !*self.shutdown.borrow() => isr,
-                    _ => break code::NOT_LEADER_OR_FOLLOWER,
+                    _ => break Err(ReplicaError::NotLeaderOrFollower),
                 };
                 if *rx.borrow_and_update() >= w.target || w.log.high_watermark() >= w.target {
                     break if isr >= w.min_insync {
-                        code::NONE
+                        Ok(())
                     } else {
-                        code::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+                        Err(ReplicaError::NotEnoughReplicasAfterAppend)
                     };
                 }
                 // Leadership changes do not touch the watermark: look again
@@ -635,8 +691,10 @@ impl ReplicaManager {
                 let step = (Instant::now() + Duration::from_millis(200)).min(deadline);
                 match tokio::time::timeout_at(step, rx.changed()).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(_)) => break code::NOT_LEADER_OR_FOLLOWER,
-                    Err(_) if Instant::now() >= deadline => break code::REQUEST_TIMED_OUT,
+                    Ok(Err(_)) => break Err(ReplicaError::NotLeaderOrFollower),
+                    Err(_) if Instant::now() >= deadline => {
+                        break Err(ReplicaError::RequestTimedOut)
+                    }
                     Err(_) => {}
                 }
             };
@@ -681,58 +739,6 @@ impl ReplicaManager {
             }
         }
         out
-    }
-
-    /// The coordinator of `group_id`: the leader of its `__consumer_offsets`
-    /// partition, as (broker id, host, port).
-    pub fn coordinator_of(&self, group_id: &str) -> Result<(i32, String, i32), i16> {
-        self.cluster
-            .read_image(|image| Self::coordinator_in(image, group_id))
-    }
-
-    fn coordinator_in(image: &MetadataImage, group_id: &str) -> Result<(i32, String, i32), i16> {
-        let topic = image
-            .topics
-            .get(OFFSETS_TOPIC)
-            .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
-        let index = crate::group::records::partition_for(group_id, topic.partitions.len() as i32);
-        let leader = topic
-            .partitions
-            .get(index as usize)
-            .map_or(NO_LEADER, |p| p.leader);
-        let registration = image
-            .brokers
-            .get(&leader)
-            .filter(|b| !b.fenced)
-            .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
-        let (host, port) = crate::kafka::metadata::host_port(&registration.kafka_addr);
-        Ok((leader, host, port))
-    }
-
-    /// Create `__consumer_offsets` through the controller if the image has
-    /// none yet (the first FindCoordinator does this, as Kafka does).
-    pub async fn ensure_offsets_topic(&self) {
-        if self.has_topic(OFFSETS_TOPIC) {
-            return;
-        }
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_owned(), "compact".to_owned()),
-            ("retention.ms".to_owned(), "-1".to_owned()),
-            ("retention.bytes".to_owned(), "-1".to_owned()),
-        ]);
-        match self
-            .create_topic(
-                OFFSETS_TOPIC,
-                self.settings.offsets_topic_partitions,
-                -1,
-                configs,
-                false,
-            )
-            .await
-        {
-            Ok(()) | Err(crate::broker::TopicError::AlreadyExists(_)) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC} yet"),
-        }
     }
 
     /// The broker this manager serves.

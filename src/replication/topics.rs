@@ -1,183 +1,23 @@
-//! Topic changes from the Kafka admin APIs, auto-creation and the group
-//! coordinator, made the same way on one node and in a cluster: a single
-//! node changes its broker directly; a cluster node validates, proposes the
-//! change to the controller (Raft) from any node, and returns once its own
-//! broker has applied it.
+//! Topic changes in a cluster: validate, propose the change to the
+//! controller (Raft) from any node, and return once this node's broker has
+//! applied it. (`partition::topics` chooses between this and a single
+//! node's direct change.)
+//!
+//! Must never: change the local broker's topics itself (reconciling the
+//! image does). Locks: none held across an await.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 
 use super::{placement, ReplicaManager};
-use crate::broker::{validate_configs, Broker, Topic, TopicError, MAX_PARTITIONS_PER_TOPIC};
+use crate::broker::{validate_configs, TopicError, MAX_PARTITIONS_PER_TOPIC};
 use crate::cluster::image::{Command, CommandResponse, Rejection};
 use crate::cluster::PROPOSE_TIMEOUT;
 
 /// How long a change may take to show up in the local broker once committed.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Create a topic (-1 partitions or replication factor take the defaults).
-pub async fn create(
-    broker: &Arc<Broker>,
-    name: &str,
-    partitions: i32,
-    replication_factor: i16,
-    overrides: BTreeMap<String, String>,
-    validate_only: bool,
-) -> Result<(), TopicError> {
-    match broker.replicas() {
-        None => broker
-            .create_topic(
-                name,
-                partitions,
-                replication_factor,
-                overrides,
-                validate_only,
-            )
-            .map(|_| ()),
-        Some(rm) => {
-            rm.create_topic(
-                name,
-                partitions,
-                replication_factor,
-                overrides,
-                validate_only,
-            )
-            .await
-        }
-    }
-}
-
-/// Delete a topic and its data.
-pub async fn delete(broker: &Arc<Broker>, name: &str) -> Result<(), TopicError> {
-    match broker.replicas() {
-        None => broker.delete_topic(name).map(|_| ()),
-        Some(rm) => {
-            rm.commit(Command::DeleteTopic { name: name.into() }, name)
-                .await?;
-            rm.wait_reconciled(|b| b.topic(name).is_none(), APPLY_TIMEOUT)
-                .await;
-            Ok(())
-        }
-    }
-}
-
-/// Grow a topic to `count` partitions.
-pub async fn grow(
-    broker: &Arc<Broker>,
-    name: &str,
-    count: i32,
-    validate_only: bool,
-) -> Result<(), TopicError> {
-    let Some(rm) = broker.replicas() else {
-        return broker.create_partitions(name, count, validate_only);
-    };
-    let image = rm.image();
-    let topic = image
-        .topics
-        .get(name)
-        .ok_or_else(|| TopicError::Unknown(name.into()))?;
-    let current = topic.partitions.len() as i32;
-    if count <= current || count > MAX_PARTITIONS_PER_TOPIC {
-        return Err(TopicError::InvalidPartitions(format!(
-            "topic {name} has {current} partitions; the new count {count} must be larger, \
-             and at most {MAX_PARTITIONS_PER_TOPIC}"
-        )));
-    }
-    let rf = topic.partitions.first().map_or(1, |p| p.replicas.len());
-    let brokers = rm.live_brokers();
-    if rf > brokers.len() {
-        return Err(TopicError::InvalidReplicationFactor(
-            rf as i16,
-            brokers.len(),
-        ));
-    }
-    if validate_only {
-        return Ok(());
-    }
-    let start = rand::thread_rng().gen_range(0..brokers.len());
-    let assignments = placement::assign(&brokers, (count - current) as usize, rf, start);
-    rm.commit(
-        Command::CreatePartitions {
-            name: name.into(),
-            assignments,
-        },
-        name,
-    )
-    .await?;
-    rm.wait_reconciled(
-        |b| b.topic(name).is_some_and(|t| t.partition_count() >= count),
-        APPLY_TIMEOUT,
-    )
-    .await;
-    Ok(())
-}
-
-/// Replace a topic's config overrides.
-pub async fn set_configs(
-    broker: &Arc<Broker>,
-    name: &str,
-    overrides: BTreeMap<String, String>,
-    validate_only: bool,
-) -> Result<(), TopicError> {
-    let Some(rm) = broker.replicas() else {
-        return broker.set_topic_configs(name, overrides, validate_only);
-    };
-    validate_configs(&overrides)?;
-    let image = rm.image();
-    let current = &image
-        .topics
-        .get(name)
-        .ok_or_else(|| TopicError::Unknown(name.into()))?
-        .configs;
-    if validate_only {
-        return Ok(());
-    }
-    let delete = current
-        .keys()
-        .filter(|k| !overrides.contains_key(*k))
-        .cloned()
-        .collect();
-    rm.commit(
-        Command::AlterConfigs {
-            name: name.into(),
-            set: overrides.clone(),
-            delete,
-        },
-        name,
-    )
-    .await?;
-    rm.wait_reconciled(
-        |b| {
-            b.topic(name)
-                .is_some_and(|t| t.configs().overrides == overrides)
-        },
-        APPLY_TIMEOUT,
-    )
-    .await;
-    Ok(())
-}
-
-/// The topic, created with the defaults if missing and auto-creation is on.
-pub async fn get_or_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<Topic>, TopicError> {
-    let Some(rm) = broker.replicas() else {
-        return broker.topic_or_auto_create(name);
-    };
-    if let Some(t) = broker.topic(name) {
-        return Ok(t);
-    }
-    if !broker.config.auto_create_topics {
-        return Err(TopicError::Unknown(name.into()));
-    }
-    match rm.create_topic(name, -1, -1, BTreeMap::new(), false).await {
-        Ok(()) | Err(TopicError::AlreadyExists(_)) => broker
-            .topic(name)
-            .ok_or_else(|| TopicError::Unknown(name.into())),
-        Err(e) => Err(e),
-    }
-}
 
 impl ReplicaManager {
     /// Registered brokers that are not fenced, by id.
@@ -256,8 +96,107 @@ impl ReplicaManager {
         Ok(())
     }
 
+    /// Delete a topic through the controller.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
+        self.commit(Command::DeleteTopic { name: name.into() }, name)
+            .await?;
+        self.wait_reconciled(|b| b.topic(name).is_none(), APPLY_TIMEOUT)
+            .await;
+        Ok(())
+    }
+
+    /// Grow a topic to `count` partitions through the controller.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let image = self.image();
+        let topic = image
+            .topics
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.into()))?;
+        let current = topic.partitions.len() as i32;
+        if count <= current || count > MAX_PARTITIONS_PER_TOPIC {
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic {name} has {current} partitions; the new count {count} must be larger, \
+                 and at most {MAX_PARTITIONS_PER_TOPIC}"
+            )));
+        }
+        let rf = topic.partitions.first().map_or(1, |p| p.replicas.len());
+        let brokers = self.live_brokers();
+        if rf > brokers.len() {
+            return Err(TopicError::InvalidReplicationFactor(
+                rf as i16,
+                brokers.len(),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let start = rand::thread_rng().gen_range(0..brokers.len());
+        let assignments = placement::assign(&brokers, (count - current) as usize, rf, start);
+        self.commit(
+            Command::CreatePartitions {
+                name: name.into(),
+                assignments,
+            },
+            name,
+        )
+        .await?;
+        self.wait_reconciled(
+            |b| b.topic(name).is_some_and(|t| t.partition_count() >= count),
+            APPLY_TIMEOUT,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Replace a topic's config overrides through the controller.
+    pub async fn set_topic_configs(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        validate_configs(&overrides)?;
+        let image = self.image();
+        let current = &image
+            .topics
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.into()))?
+            .configs;
+        if validate_only {
+            return Ok(());
+        }
+        let delete = current
+            .keys()
+            .filter(|k| !overrides.contains_key(*k))
+            .cloned()
+            .collect();
+        self.commit(
+            Command::AlterConfigs {
+                name: name.into(),
+                set: overrides.clone(),
+                delete,
+            },
+            name,
+        )
+        .await?;
+        self.wait_reconciled(
+            |b| {
+                b.topic(name)
+                    .is_some_and(|t| t.configs().overrides == overrides)
+            },
+            APPLY_TIMEOUT,
+        )
+        .await;
+        Ok(())
+    }
+
     /// Commit a topic command through the controller.
-    pub(super) async fn commit(&self, command: Command, name: &str) -> Result<(), TopicError> {
+    async fn commit(&self, command: Command, name: &str) -> Result<(), TopicError> {
         let proposed = self
             .unless_stopping(self.cluster().propose(command, PROPOSE_TIMEOUT))
             .await

@@ -6,6 +6,7 @@
 //! about Kafka semantics; `log` and `broker` give the bytes their meaning.
 
 mod files;
+mod topics;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

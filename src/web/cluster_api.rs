@@ -14,15 +14,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::broker::Broker;
 use crate::group::state::decode_assignment;
 use crate::group::GroupCoordinator;
+use crate::partition::Partitions;
 
 /// What the cluster view reads.
 #[derive(Clone)]
 pub struct ClusterView {
-    /// Topics, partition logs and this node's addresses.
-    pub broker: Arc<Broker>,
+    /// Topics, partition logs, replicas and this node's addresses.
+    pub partitions: Arc<Partitions>,
     /// Consumer groups, their members and committed offsets.
     pub groups: Arc<GroupCoordinator>,
     /// The bound HTTP address (the configured one may say port 0).
@@ -127,10 +127,11 @@ async fn cluster(State(view): State<ClusterView>) -> Json<ClusterInfo> {
 
 /// Assemble the cluster view from the broker's and the coordinator's memory.
 pub fn describe(view: &ClusterView) -> ClusterInfo {
-    let broker = &view.broker;
+    let broker = view.partitions.broker();
     let id = broker.node_id();
     let (host, port) = broker.advertised();
-    let (brokers, topics, mode, controller_id, cluster_id) = match broker.replicas() {
+    let (brokers, topics, mode, controller_id, cluster_id) = match view.partitions.replica_manager()
+    {
         Some(rm) => cluster_parts(view, rm),
         None => {
             let brokers = vec![BrokerInfo {
@@ -253,7 +254,7 @@ type ClusterParts = (Vec<BrokerInfo>, Vec<TopicInfo>, &'static str, i32, String)
 fn cluster_parts(view: &ClusterView, rm: &crate::replication::ReplicaManager) -> ClusterParts {
     let image = rm.image();
     let status = rm.cluster().status();
-    let me = view.broker.node_id();
+    let me = view.partitions.broker().node_id();
     let controller = status.leader.map_or(-1, |l| l as i32);
     let brokers = image
         .brokers
@@ -279,7 +280,7 @@ fn cluster_parts(view: &ClusterView, rm: &crate::replication::ReplicaManager) ->
         .topics
         .iter()
         .filter_map(|(name, t)| {
-            let local = view.broker.topic(name)?;
+            let local = view.partitions.broker().topic(name)?;
             Some(TopicInfo {
                 name: name.clone(),
                 id: t.topic_id.to_string(),
@@ -303,7 +304,7 @@ fn cluster_parts(view: &ClusterView, rm: &crate::replication::ReplicaManager) ->
         })
         .collect();
     let cluster_id = if image.cluster_id.is_empty() {
-        view.broker.cluster_id.clone()
+        view.partitions.broker().cluster_id.clone()
     } else {
         image.cluster_id.clone()
     };
@@ -336,7 +337,8 @@ mod tests {
     async fn single_node_reports_itself_its_topics_and_a_committing_group() {
         let dir = tempfile::tempdir().expect("temp dir");
         let broker = Arc::new(
-            Broker::open(NodeConfig::for_tests(dir.path().to_path_buf())).expect("broker opens"),
+            crate::broker::Broker::open(NodeConfig::for_tests(dir.path().to_path_buf()))
+                .expect("broker opens"),
         );
         broker
             .create_topic("orders", 3, 1, BTreeMap::new(), false)
@@ -358,10 +360,10 @@ mod tests {
                 }],
             })
             .await;
-        assert_eq!(errors, vec![0]);
+        assert_eq!(errors, vec![Ok(())]);
 
         let view = ClusterView {
-            broker: broker.clone(),
+            partitions: Partitions::local(broker.clone()),
             groups: groups.clone(),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
         };

@@ -10,8 +10,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::broker::Broker;
 use crate::cluster::ClusterHandle;
+use crate::partition::Partitions;
 
 /// The `/api/raft` route; `cluster` is None on a single node without Raft.
 pub fn router(cluster: Option<ClusterHandle>) -> Router {
@@ -35,15 +35,15 @@ async fn raft_status(State(cluster): State<Option<ClusterHandle>>) -> Json<Value
 /// `GET /api/replicas` (this node's replicas: role, leader, ISR, offsets)
 /// and `GET /api/replicas/digest?topic=&partition=&upto=` (a digest of the
 /// stored batches below `upto`, which every in-sync replica shares).
-pub fn replicas_router(broker: Arc<Broker>) -> Router {
+pub fn replicas_router(partitions: Arc<Partitions>) -> Router {
     Router::new()
         .route("/api/replicas", get(replicas))
         .route("/api/replicas/digest", get(digest))
-        .with_state(broker)
+        .with_state(partitions)
 }
 
-async fn replicas(State(broker): State<Arc<Broker>>) -> Json<Value> {
-    match broker.replicas() {
+async fn replicas(State(partitions): State<Arc<Partitions>>) -> Json<Value> {
+    match partitions.replica_manager() {
         Some(rm) => Json(json!(rm.describe())),
         None => Json(json!([])),
     }
@@ -57,10 +57,11 @@ struct DigestQuery {
 }
 
 async fn digest(
-    State(broker): State<Arc<Broker>>,
+    State(partitions): State<Arc<Partitions>>,
     Query(q): Query<DigestQuery>,
 ) -> Result<Json<Value>, (StatusCode, String)> {
-    let log = broker
+    let log = partitions
+        .broker()
         .topic(&q.topic)
         .and_then(|t| t.partition(q.partition))
         .ok_or((StatusCode::NOT_FOUND, "no such partition".to_string()))?;

@@ -5,6 +5,9 @@
 //! FindCoordinator 0-4, JoinGroup 0-9, SyncGroup 0-5, Heartbeat 0-4,
 //! LeaveGroup 0-5, DescribeGroups 0-5, ListGroups 0-4, DeleteGroups 0-2,
 //! OffsetCommit 2-9, OffsetFetch 1-9, OffsetDelete 0.
+//!
+//! Must never: hold group policy (the coordinator in `group/` decides; its
+//! `CoordinatorError`s become codes through `kafka::errors`). Locks: none.
 
 use std::sync::Arc;
 
@@ -26,12 +29,12 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::records::OffsetValue;
-use super::{
+use super::errors::{coordinator_error_code, outcome_code};
+use super::{code, str_bytes};
+use crate::group::records::OffsetValue;
+use crate::group::{
     CommitRequest, GroupCoordinator, JoinRequest, PartitionCommit, SyncRequest, TopicOffsets,
 };
-use crate::broker::Broker;
-use crate::kafka::{code, str_bytes};
 
 /// FindCoordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -61,25 +64,15 @@ fn opt_str_bytes(s: Option<String>) -> Option<StrBytes> {
 
 pub fn find_coordinator(
     groups: &GroupCoordinator,
-    broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = broker.advertised();
     // Where each group's coordinator is: this node, or in a cluster the
     // leader of the group's __consumer_offsets partition.
-    let locate = |group: &str| -> Result<(i32, String, i32), i16> {
-        match broker.replicas() {
-            Some(rm) => rm.coordinator_of(group),
-            None => match groups.coordinator_error(group) {
-                code::NONE => Ok((broker.node_id(), host.clone(), port)),
-                e => Err(e),
-            },
-        }
-    };
+    let locate = |group: &str| groups.coordinator_of(group);
     let lookup = |key: &StrBytes| -> Coordinator {
         let found = match req.key_type {
-            KEY_TYPE_GROUP => locate(key),
+            KEY_TYPE_GROUP => locate(key).map_err(|e| coordinator_error_code(&e)),
             // Transactions are not offered; say so the way InitProducerId does.
             KEY_TYPE_TRANSACTION => Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
             _ => Err(code::INVALID_REQUEST),
@@ -150,7 +143,7 @@ pub async fn join_group(
     };
     let outcome = groups.join_group(join).await;
     let mut resp = JoinGroupResponse::default();
-    resp.error_code = outcome.error;
+    resp.error_code = outcome_code(&outcome.error);
     resp.generation_id = outcome.generation_id;
     if version >= 7 {
         resp.protocol_type = opt_str_bytes(outcome.protocol_type);
@@ -211,7 +204,7 @@ pub async fn sync_group(
     };
     let outcome = groups.sync_group(sync).await;
     let mut resp = SyncGroupResponse::default();
-    resp.error_code = outcome.error;
+    resp.error_code = outcome_code(&outcome.error);
     if version >= 5 {
         resp.protocol_type = opt_str_bytes(outcome.protocol_type);
         resp.protocol_name = opt_str_bytes(outcome.protocol_name);
@@ -231,12 +224,12 @@ pub fn heartbeat(
         None
     };
     let mut resp = HeartbeatResponse::default();
-    resp.error_code = groups.heartbeat(
+    resp.error_code = outcome_code(&groups.heartbeat(
         &req.group_id,
         &string(&req.member_id),
         instance.as_deref(),
         req.generation_id,
-    );
+    ));
     resp
 }
 
@@ -254,6 +247,7 @@ pub fn leave_group(
         vec![(string(&req.member_id), None)]
     };
     let (error, errors) = groups.leave_group(&req.group_id, &leaving);
+    let error = outcome_code(&error);
     let mut resp = LeaveGroupResponse::default();
     if version >= 3 {
         resp.error_code = error;
@@ -264,7 +258,7 @@ pub fn leave_group(
                 let mut m = MemberResponse::default();
                 m.member_id = str_bytes(member_id);
                 m.group_instance_id = opt_str_bytes(instance);
-                m.error_code = error;
+                m.error_code = outcome_code(&error);
                 m
             })
             .collect();
@@ -273,7 +267,7 @@ pub fn leave_group(
         resp.error_code = if error != code::NONE {
             error
         } else {
-            errors.first().copied().unwrap_or(code::NONE)
+            errors.first().map_or(code::NONE, outcome_code)
         };
     }
     resp
@@ -294,7 +288,7 @@ pub fn describe_groups(
             d.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
             match groups.describe_group(id) {
                 Err(error) => {
-                    d.error_code = error;
+                    d.error_code = coordinator_error_code(&error);
                     d.group_state = StrBytes::from_static_str("");
                 }
                 Ok(g) => {
@@ -364,7 +358,7 @@ pub fn delete_groups(groups: &GroupCoordinator, req: DeleteGroupsRequest) -> Del
             let mut r =
                 kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default();
             r.group_id = group_id;
-            r.error_code = error;
+            r.error_code = outcome_code(&error);
             r
         })
         .collect();
@@ -417,7 +411,9 @@ pub async fn offset_commit(
                 .map(|p| {
                     let mut rp = OffsetCommitResponsePartition::default();
                     rp.partition_index = p.partition_index;
-                    rp.error_code = errors.next().unwrap_or(code::UNKNOWN_SERVER_ERROR);
+                    rp.error_code = errors
+                        .next()
+                        .map_or(code::UNKNOWN_SERVER_ERROR, |e| outcome_code(&e));
                     rp
                 })
                 .collect();
@@ -459,7 +455,7 @@ pub fn offset_fetch(
                 });
                 let mut g = OffsetFetchResponseGroup::default();
                 match groups.fetch_offsets(&rg.group_id, topics) {
-                    Err(error) => g.error_code = error,
+                    Err(error) => g.error_code = coordinator_error_code(&error),
                     Ok(found) => {
                         g.topics = found
                             .into_iter()
@@ -521,6 +517,7 @@ pub fn offset_fetch(
     match groups.fetch_offsets(&req.group_id, requested.clone()) {
         Ok(found) => resp.topics = to_topics(found, code::NONE),
         Err(error) => {
+            let error = coordinator_error_code(&error);
             if version >= 2 {
                 resp.error_code = error;
             } else {
@@ -550,7 +547,7 @@ pub fn offset_delete(groups: &GroupCoordinator, req: OffsetDeleteRequest) -> Off
         .collect();
     let mut resp = OffsetDeleteResponse::default();
     match groups.delete_offsets(&req.group_id, topics) {
-        Err(error) => resp.error_code = error,
+        Err(error) => resp.error_code = coordinator_error_code(&error),
         Ok(result) => {
             resp.topics = result
                 .into_iter()
@@ -562,7 +559,7 @@ pub fn offset_delete(groups: &GroupCoordinator, req: OffsetDeleteRequest) -> Off
                         .map(|(p, error)| {
                             let mut rp = OffsetDeleteResponsePartition::default();
                             rp.partition_index = p;
-                            rp.error_code = error;
+                            rp.error_code = outcome_code(&error);
                             rp
                         })
                         .collect();

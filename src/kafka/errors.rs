@@ -1,0 +1,105 @@
+//! The one place where typed errors of the layers below become Kafka error
+//! codes (and, where clients get one, an error message).
+//!
+//! Owns: the mapping of `TopicError`, `AppendError`, `ReplicaError`,
+//! `PartitionError` and `CoordinatorError` to codes. Must never: decide
+//! anything (the layers below did). Locks: none.
+
+use super::code;
+use crate::broker::TopicError;
+use crate::group::{CoordinatorError, Outcome};
+use crate::log::batch::BatchError;
+use crate::log::AppendError;
+use crate::partition::PartitionError;
+use crate::replication::ReplicaError;
+
+/// The code of a topic error.
+pub fn topic_error_code(e: &TopicError) -> i16 {
+    use TopicError as T;
+    match e {
+        T::AlreadyExists(_) => code::TOPIC_ALREADY_EXISTS,
+        T::Unknown(_) => code::UNKNOWN_TOPIC_OR_PARTITION,
+        T::InvalidName(..) => code::INVALID_TOPIC_EXCEPTION,
+        T::InvalidPartitions(_) => code::INVALID_PARTITIONS,
+        T::InvalidReplicationFactor(..) => code::INVALID_REPLICATION_FACTOR,
+        T::Unavailable(_) => code::REQUEST_TIMED_OUT,
+        T::InvalidConfig(_) => code::INVALID_CONFIG,
+        T::Storage(_) => code::KAFKA_STORAGE_ERROR,
+    }
+}
+
+/// The code of a refused append.
+pub fn append_error_code(e: &AppendError) -> i16 {
+    match e {
+        AppendError::Batch(BatchError::Corrupt(_)) => code::CORRUPT_MESSAGE,
+        AppendError::Batch(BatchError::UnsupportedMagic(_)) => code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        AppendError::Batch(BatchError::InvalidRecord(_)) => code::INVALID_RECORD,
+        AppendError::Batch(BatchError::TooLarge { .. }) => code::MESSAGE_TOO_LARGE,
+        AppendError::OutOfOrderSequence { .. } => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        AppendError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
+        AppendError::Storage(_) => code::KAFKA_STORAGE_ERROR,
+    }
+}
+
+/// The code of a leadership or replication error.
+pub fn replica_error_code(e: &ReplicaError) -> i16 {
+    match e {
+        ReplicaError::NotLeaderOrFollower => code::NOT_LEADER_OR_FOLLOWER,
+        ReplicaError::FencedLeaderEpoch => code::FENCED_LEADER_EPOCH,
+        ReplicaError::UnknownLeaderEpoch => code::UNKNOWN_LEADER_EPOCH,
+        ReplicaError::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
+        ReplicaError::NotEnoughReplicasAfterAppend => code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        ReplicaError::RequestTimedOut => code::REQUEST_TIMED_OUT,
+    }
+}
+
+/// `code::NONE` for Ok, else the error's code.
+pub fn replica_result_code(r: &Result<(), ReplicaError>) -> i16 {
+    r.as_ref().err().map_or(code::NONE, replica_error_code)
+}
+
+/// The code of a partition's error, and the message clients are given
+/// with it (as Kafka gives one for refused topics and batches).
+pub fn partition_error(e: &PartitionError) -> (i16, Option<String>) {
+    use PartitionError as P;
+    match e {
+        P::InvalidRequiredAcks => (code::INVALID_REQUIRED_ACKS, None),
+        P::Topic(t) => (topic_error_code(t), Some(t.to_string())),
+        P::InternalTopic(_) => (code::INVALID_TOPIC_EXCEPTION, Some(e.to_string())),
+        P::UnknownTopicOrPartition => (code::UNKNOWN_TOPIC_OR_PARTITION, None),
+        P::Replica(r) => (replica_error_code(r), None),
+        P::NotEnoughReplicas { .. } => (code::NOT_ENOUGH_REPLICAS, None),
+        P::Append(a) => (append_error_code(a), Some(a.to_string())),
+        P::OffsetOutOfRange { .. } => (code::OFFSET_OUT_OF_RANGE, None),
+        P::Read(_) => (code::KAFKA_STORAGE_ERROR, None),
+        P::Flush(message) => (code::KAFKA_STORAGE_ERROR, Some(message.clone())),
+    }
+}
+
+/// The code of a group coordinator error.
+pub fn coordinator_error_code(e: &CoordinatorError) -> i16 {
+    use CoordinatorError as C;
+    match e {
+        C::NotCoordinator => code::NOT_COORDINATOR,
+        C::CoordinatorNotAvailable => code::COORDINATOR_NOT_AVAILABLE,
+        C::IllegalGeneration => code::ILLEGAL_GENERATION,
+        C::InconsistentGroupProtocol => code::INCONSISTENT_GROUP_PROTOCOL,
+        C::InvalidGroupId => code::INVALID_GROUP_ID,
+        C::UnknownMemberId => code::UNKNOWN_MEMBER_ID,
+        C::InvalidSessionTimeout => code::INVALID_SESSION_TIMEOUT,
+        C::RebalanceInProgress => code::REBALANCE_IN_PROGRESS,
+        C::NonEmptyGroup => code::NON_EMPTY_GROUP,
+        C::GroupIdNotFound => code::GROUP_ID_NOT_FOUND,
+        C::MemberIdRequired => code::MEMBER_ID_REQUIRED,
+        C::FencedInstanceId => code::FENCED_INSTANCE_ID,
+        C::GroupSubscribedToTopic => code::GROUP_SUBSCRIBED_TO_TOPIC,
+        C::OffsetMetadataTooLarge => code::OFFSET_METADATA_TOO_LARGE,
+        C::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
+        C::RequestTimedOut => code::REQUEST_TIMED_OUT,
+    }
+}
+
+/// `code::NONE` for Ok, else the coordinator error's code.
+pub fn outcome_code(o: &Outcome) -> i16 {
+    o.as_ref().err().map_or(code::NONE, coordinator_error_code)
+}
