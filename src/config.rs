@@ -6,7 +6,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::storage::LogStoreKind;
+/// Where partition logs keep their record batches (`--log-store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogStoreKind {
+    /// Append-only segment files per partition (Kafka's layout).
+    #[default]
+    Segments,
+    /// Sled trees per partition (kept for comparison).
+    Sled,
+}
 
 /// How one node is configured (`sluice serve --help` lists every flag).
 #[derive(Debug, Clone, clap::Args)]

@@ -41,23 +41,17 @@ const LAYERS: &[(&str, u32)] = &[
 /// The only files that may name sled (the storage layers).
 const SLED_ALLOWED: &[&str] = &["storage/", "log/"];
 
-/// Imports that break `LAYERS` today, fixed on other branches:
+/// Imports that break `LAYERS` today (none left; kept for the next one):
 /// (importing file, imported file).
-const KNOWN_UPWARD: &[(&str, &str)] = &[("cluster/launcher.rs", "demo.rs")];
+const KNOWN_UPWARD: &[(&str, &str)] = &[];
 
-/// Import cycles that exist today, fixed on other branches (files sorted).
-const KNOWN_CYCLES: &[&[&str]] = &[
-    &["app/analytics.rs", "app/model.rs"],
-    &["app/projector.rs", "app/replay.rs"],
-    &["cluster/launcher.rs", "demo.rs"],
-];
+/// Import cycles that exist today (none left; files sorted).
+const KNOWN_CYCLES: &[&[&str]] = &[];
 
-/// Files that name sled outside the storage layers today.
+/// Files that name sled outside the storage layers today (still to move).
 const KNOWN_SLED: &[&str] = &[
-    "app/mod.rs",
-    "app/model.rs",
-    "app/projector.rs",
-    "app/replay.rs",
+    // The read model's transactions over its own trees.
+    "app/read_model/store.rs",
     "cluster/mod.rs",
     "cluster/store.rs",
     "node.rs",

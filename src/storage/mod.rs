@@ -11,6 +11,7 @@ mod topics;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crate::config::LogStoreKind;
 pub use files::{free_bytes, FileKind};
 use files::{DiskSpace, FileCache};
 
@@ -25,16 +26,6 @@ pub enum StorageError {
     Io(#[from] std::io::Error),
     #[error("disk full: {free} bytes free, {reserve} kept in reserve")]
     DiskFull { free: u64, reserve: u64 },
-}
-
-/// Where partition logs keep their record batches (`--log-store`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum LogStoreKind {
-    /// Append-only segment files per partition (Kafka's layout).
-    #[default]
-    Segments,
-    /// Sled trees per partition (kept for comparison).
-    Sled,
 }
 
 /// How the node's storage is set up.
