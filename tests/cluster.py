@@ -90,6 +90,7 @@ class Cluster:
 
     def __init__(self, base_dir: Path | str, request=None, size: int = 3,
                  extra_args: list[str] | None = None,
+                 shop: bool = False,
                  hosts: dict[int, str] | None = None,
                  prefixes: dict[int, list[str]] | None = None):
         """`hosts`: the address each node listens on (default 127.0.0.1);
@@ -107,7 +108,7 @@ class Cluster:
                     "--node-id", str(i),
                     "--cluster-addr", self.cluster_addrs[i],
                     "--peers", peers,
-                    "--shop", "false",
+                    "--shop", "true" if shop else "false",
                     "--offsets-topic-partitions", str(OFFSETS_TOPIC_PARTITIONS),
                     "--broker-session-timeout-ms", str(SESSION_TIMEOUT_MS),
                     *(extra_args or []),

@@ -31,6 +31,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from collections import Counter, defaultdict
 
 import pytest
@@ -888,3 +889,78 @@ def test_whole_cluster_stop_and_start_keeps_topics_records_and_offsets(cluster):
                    what="committed offsets after the restart")
     finally:
         reader.close()
+
+
+def test_a_survivor_of_two_crashes_keeps_answering_and_stops_on_sigterm(request, tmp_path):
+    """Two of three nodes killed while a client produces to the survivor, with
+    the shop's consumers running on it: the node must keep its runtime free
+    (health answered at once throughout), refuse acks=all writes it cannot
+    replicate, and stop on SIGTERM. A consumer whose positioning failed used
+    to poll an empty fetcher in a loop that never yielded, freezing the node."""
+    nodes = Cluster(tmp_path, request, shop=True)
+    try:
+        nodes.start()
+        topic = unique_topic("survivor")
+        create_topic(nodes, topic, 3, 3, {"min.insync.replicas": "2"})
+        # The survivor is the node coordinating the shop's notifier group, so
+        # that, once the dead members' sessions end, its notifier rejoins
+        # successfully and then cannot position on partitions led by dead nodes.
+        admin = AdminClient({"bootstrap.servers": nodes.bootstrap})
+
+        def notifier_coordinator():
+            futures = admin.describe_consumer_groups(["sluice-shop-notifier"])
+            try:
+                group = futures["sluice-shop-notifier"].result(timeout=5)
+            except KafkaException:
+                return None
+            return group.coordinator.id if len(group.members) == 3 else None
+
+        survivor = wait_until(notifier_coordinator, 60, interval=0.5,
+                              what="the notifier group with a member on every node")
+        for i in nodes.ids:
+            if i != survivor:
+                nodes.kill9(i)
+        node = nodes.nodes[survivor]
+        stop = threading.Event()
+        errors: Counter = Counter()
+
+        def produce_to_survivor():
+            p = Producer({"bootstrap.servers": node.bootstrap, "acks": "all",
+                          "enable.idempotence": False, "message.timeout.ms": 3_000,
+                          "request.timeout.ms": 2_000})
+            n = 0
+            while not stop.is_set():
+                p.produce(topic, f"v{n}".encode(), partition=n % 3,
+                          on_delivery=lambda err, msg: errors.update(
+                              [err.name() if err else "acked"]))
+                n += 1
+                p.poll(0.01)
+            p.flush(10)
+
+        producer = threading.Thread(target=produce_to_survivor, daemon=True)
+        producer.start()
+        slowest = 0.0
+        # Past the dead members' session timeout (10 s) and the rejoin.
+        deadline = time.monotonic() + 20.0
+        try:
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                with urllib.request.urlopen(f"http://{node.http}/healthz", timeout=5) as r:
+                    assert r.status == 200
+                slowest = max(slowest, time.monotonic() - started)
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            producer.join(timeout=30)
+        print(f"\n[survivor] node {survivor}: slowest /healthz {slowest * 1000:.0f} ms over 20 s; "
+              f"deliveries {dict(errors)}")
+        assert slowest < 1.0, f"/healthz took {slowest:.2f}s on the survivor"
+        assert errors.get("acked", 0) == 0, "acks=all acknowledged with one of three nodes"
+        started = time.monotonic()
+        code = node.stop(timeout=10)
+        took = time.monotonic() - started
+        print(f"[survivor] SIGTERM to exit: {took:.2f}s")
+        assert code == 0, f"the survivor did not stop within 10 s of SIGTERM (code {code})"
+    finally:
+        gc.collect()
+        nodes.kill_all()

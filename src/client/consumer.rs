@@ -206,6 +206,12 @@ impl PartitionFetcher {
     /// Retriable trouble (moved leaders, lost connections) is handled here by
     /// refreshing metadata; only other errors are returned.
     pub async fn poll(&mut self) -> Result<Vec<FetchedBatch>, ClientError> {
+        if self.assignments.is_empty() {
+            // Nothing to fetch: wait as a fetch would, so that a caller
+            // polling in a loop never spins.
+            tokio::time::sleep(self.config.retry_backoff).await;
+            return Ok(Vec::new());
+        }
         let mut by_leader: HashMap<i32, Vec<usize>> = HashMap::new();
         let mut stale: Vec<Arc<str>> = Vec::new();
         for (i, a) in self.assignments.iter().enumerate() {
@@ -630,6 +636,20 @@ mod tests {
         )
         .unwrap();
         buf.freeze()
+    }
+
+    #[tokio::test]
+    async fn polling_a_fetcher_with_nothing_assigned_waits_instead_of_spinning() {
+        // No broker is contacted: nothing is assigned.
+        let client = Client::offline(crate::client::ClientConfig::new("127.0.0.1:9"));
+        let config = ConsumerConfig::default();
+        let pause = config.retry_backoff;
+        let mut fetcher = PartitionFetcher::new(client, config);
+        let started = std::time::Instant::now();
+        for _ in 0..3 {
+            assert!(fetcher.poll().await.unwrap().is_empty());
+        }
+        assert!(started.elapsed() >= pause * 3, "{:?}", started.elapsed());
     }
 
     #[test]

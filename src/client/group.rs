@@ -441,7 +441,15 @@ impl GroupConsumer {
             }
         }
         let assigned = self.assignment.clone();
-        self.position_partitions().await?;
+        if let Err(e) = self.position_partitions().await {
+            // The member cannot fetch what it was given (no leader for a
+            // partition, say): rejoin on the next poll, after a pause, rather
+            // than polling an empty fetcher in a loop.
+            self.rejoin.store(true, Ordering::Release);
+            let mut attempts = 0;
+            self.backoff(&mut attempts, &e).await?;
+            return Err(e);
+        }
         tracing::info!(
             group = %self.config.group_id,
             member = %self.member_id,
