@@ -99,6 +99,16 @@ pub struct NodeConfig {
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
 
+    /// Kafka connections with no request for this long are closed (Kafka's
+    /// `connections.max.idle.ms`), so idle sockets never hold every
+    /// connection slot; 0 keeps them open.
+    #[arg(
+        long,
+        env = "SLUICE_CONNECTIONS_MAX_IDLE_MS",
+        default_value_t = 600_000
+    )]
+    pub connections_max_idle_ms: u64,
+
     /// How often freed heap memory is handed back to the operating system, in
     /// ms (0 = never). sled frees what it evicts from its cache, but the C
     /// allocator keeps it; reading a large log once could otherwise leave the
@@ -211,6 +221,7 @@ impl NodeConfig {
             num_partitions: 1,
             retention_check_interval_ms: 30_000,
             max_connections: 4096,
+            connections_max_idle_ms: 600_000,
             memory_trim_interval_ms: 1000,
             group_initial_rebalance_delay_ms: 0,
             offsets_topic_partitions: 4,

@@ -79,3 +79,33 @@ def test_auto_create_disabled_leaves_unknown_topics_unknown(fresh_broker):
         assert error == wire.UNKNOWN_TOPIC_OR_PARTITION
         listing = wire.metadata_v4(conn, None, allow_auto_topic_creation=False)
     assert topic not in listing["topics"]
+
+
+def test_idle_connections_are_closed_so_they_never_lock_clients_out(fresh_broker):
+    """Twice --max-connections idle sockets (connected, sending nothing): each
+    is closed after --connections-max-idle-ms, so a real client queued behind
+    them gets in; without the idle limit they would hold every slot forever."""
+    import socket
+    import time
+
+    from confluent_kafka.admin import AdminClient
+
+    node = fresh_broker(["--max-connections", "20", "--connections-max-idle-ms", "1000"])
+    host, port = node.bootstrap.split(":")
+    idle = []
+    try:
+        for _ in range(40):
+            idle.append(socket.create_connection((host, int(port)), timeout=10))
+        started = time.monotonic()
+        admin = AdminClient({"bootstrap.servers": node.bootstrap})
+        topics = admin.list_topics(timeout=20)
+        waited = time.monotonic() - started
+        print(f"\n[idle] a client behind 40 idle sockets (20 slots, 1 s idle limit) "
+              f"got Metadata after {waited:.2f}s")
+        assert topics.brokers, "no Metadata answer"
+        # The first idle socket was closed by the node (EOF, not a timeout).
+        idle[0].settimeout(10)
+        assert idle[0].recv(1) == b"", "an idle connection stayed open"
+    finally:
+        for s in idle:
+            s.close()

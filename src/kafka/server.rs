@@ -126,6 +126,10 @@ async fn connection(
         writer.shutdown().await
     });
     let max = services.partitions.broker().config.max_frame_bytes;
+    let max_idle = match services.partitions.broker().config.connections_max_idle_ms {
+        0 => None,
+        ms => Some(std::time::Duration::from_millis(ms)),
+    };
     let result = async {
         loop {
             let mut len_buf = [0u8; 4];
@@ -136,6 +140,10 @@ async fn connection(
                     Err(e) => return Err(e.into()),
                 },
                 _ = shutdown.changed() => return Ok(()),
+                _ = idle_deadline(max_idle) => {
+                    tracing::debug!(client = %client_host, idle_ms = ?max_idle, "idle connection closed");
+                    return Ok(());
+                }
             }
             let size = i32::from_be_bytes(len_buf) as i64;
             if size < 8 || size as u64 > max as u64 {
@@ -154,6 +162,15 @@ async fn connection(
     drop(tx);
     let _ = write_task.await;
     result
+}
+
+/// Resolves once a connection has waited `max_idle` for its next request
+/// (never when there is no limit).
+async fn idle_deadline(max_idle: Option<std::time::Duration>) {
+    match max_idle {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A response frame as segments: the header and message, with stored record
