@@ -83,6 +83,15 @@ pub struct NodeConfig {
     #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_create_topics: bool,
 
+    /// Most topics one Metadata request may auto-create; the other unknown
+    /// topics it names get UNKNOWN_TOPIC_OR_PARTITION.
+    #[arg(
+        long,
+        env = "SLUICE_AUTO_CREATE_TOPICS_PER_REQUEST",
+        default_value_t = 100
+    )]
+    pub auto_create_topics_per_request: usize,
+
     /// Partition count of auto-created topics (Kafka's num.partitions).
     #[arg(long, env = "SLUICE_NUM_PARTITIONS", default_value_t = 1)]
     pub num_partitions: i32,
@@ -218,6 +227,7 @@ impl NodeConfig {
             disk_reserve_mb: 0,
             cache_capacity_mb: 64,
             auto_create_topics: true,
+            auto_create_topics_per_request: 100,
             num_partitions: 1,
             retention_check_interval_ms: 30_000,
             max_connections: 4096,

@@ -109,3 +109,21 @@ def test_idle_connections_are_closed_so_they_never_lock_clients_out(fresh_broker
     finally:
         for s in idle:
             s.close()
+
+
+def test_one_metadata_request_auto_creates_at_most_its_limit(fresh_broker):
+    """A Metadata request naming 300 unknown topics creates the first
+    --auto-create-topics-per-request of them; the rest are answered
+    UNKNOWN_TOPIC_OR_PARTITION (3) and not created."""
+    node = fresh_broker(["--auto-create-topics-per-request", "50"])
+    names = [unique_topic("flood") for _ in range(300)]
+    with wire.Connection(node.bootstrap) as conn:
+        meta = wire.metadata_v4(conn, names, allow_auto_topic_creation=True)
+    errors = [meta["topics"][n][0] for n in names]
+    assert errors[:50] == [0] * 50
+    assert errors[50:] == [3] * 250
+    with wire.Connection(node.bootstrap) as conn:
+        listed = wire.metadata_v4(conn, None, allow_auto_topic_creation=False)
+    created = [n for n in names if n in listed["topics"]]
+    print(f"\n[flood] one Metadata request naming 300 unknown topics created {len(created)}")
+    assert sorted(created) == sorted(names[:50])

@@ -111,12 +111,14 @@ async fn cluster_metadata(
     let mut errors = Vec::new();
     if let Some(list) = &requested {
         let auto = version < 4 || req.allow_auto_topic_creation;
+        let mut may_create = partitions.broker().config.auto_create_topics_per_request;
         for name in list.iter().filter_map(|t| t.name.as_ref()) {
             let name = name.0.to_string();
             if rm.has_topic(&name) {
                 continue;
             }
-            let found = if auto {
+            let found = if auto && may_create > 0 {
+                may_create -= 1;
                 partitions.topic_or_auto_create(&name).await.map(|_| ())
             } else {
                 Err(TopicError::Unknown(name.clone()))
@@ -196,6 +198,7 @@ pub async fn handle(
     resp.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
 
     let requested = requested(req.topics, version);
+    let mut may_create = broker.config.auto_create_topics_per_request;
     resp.topics = match requested {
         None => broker
             .topics()
@@ -209,12 +212,14 @@ pub async fn handle(
             .map(|name| {
                 let name = name.0.to_string();
                 let auto = version < 4 || req.allow_auto_topic_creation;
-                let found = if auto {
+                let known = broker.topic(&name);
+                let found = if let Some(topic) = known {
+                    Ok(topic)
+                } else if auto && may_create > 0 {
+                    may_create -= 1;
                     broker.topic_or_auto_create(&name)
                 } else {
-                    broker
-                        .topic(&name)
-                        .ok_or_else(|| crate::broker::TopicError::Unknown(name.clone()))
+                    Err(crate::broker::TopicError::Unknown(name.clone()))
                 };
                 match found {
                     Ok(topic) => topic_metadata(broker, &topic),
