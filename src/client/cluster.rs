@@ -76,21 +76,13 @@ impl Client {
                 "the bootstrap server list is empty".to_owned(),
             ));
         }
-        let client = Client {
-            inner: Arc::new(ClientInner {
-                config,
-                metadata: MetadataCache::default(),
-                connections: Mutex::new(HashMap::new()),
-                bootstrap: Mutex::new(None),
-                connecting: tokio::sync::Mutex::new(()),
-            }),
-        };
+        let client = Client::offline(config);
         client.refresh_metadata(&[]).await?;
         Ok(client)
     }
 
-    /// A client that has not contacted any broker; tests fill its metadata.
-    #[cfg(test)]
+    /// A client that has not contacted any broker yet (`connect` loads the
+    /// broker list; tests fill its metadata).
     pub(crate) fn offline(config: ClientConfig) -> Self {
         Client {
             inner: Arc::new(ClientInner {

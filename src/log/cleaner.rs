@@ -15,7 +15,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
 };
 
-use super::batch;
+use super::for_each_batch;
 use super::store::{LogStore, SegmentInfo};
 use crate::storage::StorageError;
 
@@ -31,31 +31,6 @@ fn corrupt(what: String) -> StorageError {
         tree: "log".into(),
         what,
     }
-}
-
-/// Every batch of `[from, to)`, one `Bytes` each.
-fn batches_in(store: &dyn LogStore, from: i64, to: i64) -> Result<Vec<Bytes>, StorageError> {
-    let mut out = Vec::new();
-    let mut offset = from;
-    while offset < to {
-        let read = store.read(offset, to, 8 << 20, true)?;
-        if read.chunks.is_empty() {
-            break;
-        }
-        let mut next = offset;
-        for chunk in read.chunks {
-            for b in batch::iter_batches(chunk) {
-                let h = batch::parse_header(&b).map_err(|e| corrupt(e.to_string()))?;
-                next = next.max(h.last_offset() + 1);
-                out.push(b);
-            }
-        }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
-    Ok(out)
 }
 
 fn compression_of(codec: i16) -> Compression {
@@ -75,13 +50,11 @@ fn latest_offsets(
     upto: i64,
 ) -> Result<HashMap<Bytes, i64>, StorageError> {
     let mut latest = HashMap::new();
-    for b in batches_in(store, from, upto)? {
-        let h = batch::parse_header(&b).map_err(|e| corrupt(e.to_string()))?;
+    for_each_batch(store, from, upto, |h, mut b| {
         if h.is_control() {
-            continue;
+            return Ok(true);
         }
-        let mut buf = b.clone();
-        let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| corrupt(e.to_string()))?;
+        let set = RecordBatchDecoder::decode(&mut b).map_err(|e| corrupt(e.to_string()))?;
         for r in set.records {
             if r.offset >= upto {
                 break;
@@ -90,7 +63,8 @@ fn latest_offsets(
                 latest.insert(key, r.offset);
             }
         }
-    }
+        Ok(true)
+    })?;
     Ok(latest)
 }
 
@@ -105,11 +79,10 @@ fn clean_segment(
 ) -> Result<Option<Vec<u8>>, StorageError> {
     let mut out = BytesMut::new();
     let mut removed = 0;
-    for b in batches_in(store, segment.base_offset, segment.next_offset)? {
-        let h = batch::parse_header(&b).map_err(|e| corrupt(e.to_string()))?;
+    for_each_batch(store, segment.base_offset, segment.next_offset, |h, b| {
         if h.is_control() || h.is_transactional() {
             out.extend_from_slice(&b);
-            continue;
+            return Ok(true);
         }
         let mut buf = b.clone();
         let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| corrupt(e.to_string()))?;
@@ -137,7 +110,8 @@ fn clean_segment(
             RecordBatchEncoder::encode(&mut out, kept.iter(), &options)
                 .map_err(|e| corrupt(e.to_string()))?;
         }
-    }
+        Ok(true)
+    })?;
     if removed == 0 {
         return Ok(None);
     }

@@ -313,62 +313,50 @@ impl PartitionLog {
             .get(self.state_checkpoint_key())?
             .and_then(|v| Some(i64::from_be_bytes(v.as_ref().try_into().ok()?)))
             .unwrap_or(state.log_start_offset);
-        let mut offset = checkpoint.max(state.log_start_offset);
+        let from = checkpoint.max(state.log_start_offset);
         let end = state.log_end_offset;
         let mut replayed = 0usize;
         let mut meta_changed = false;
-        while offset < end {
-            let read = self.store.read(offset, end, 1 << 20, true)?;
-            if read.chunks.is_empty() {
-                break;
+        let walked = for_each_batch(self.store.as_ref(), from, end, |h, _| {
+            if state
+                .epochs
+                .last()
+                .is_none_or(|(e, _)| h.partition_leader_epoch > *e)
+            {
+                state.epochs.push((h.partition_leader_epoch, h.base_offset));
+                meta_changed = true;
             }
-            let mut next = offset;
-            for chunk in read.chunks {
-                for bytes in batch::iter_batches(chunk) {
-                    let Ok(h) = batch::parse_header(&bytes) else {
-                        continue;
-                    };
-                    next = next.max(h.last_offset() + 1);
-                    if state
-                        .epochs
-                        .last()
-                        .is_none_or(|(e, _)| h.partition_leader_epoch > *e)
-                    {
-                        state.epochs.push((h.partition_leader_epoch, h.base_offset));
-                        meta_changed = true;
-                    }
-                    if h.producer_id >= 0 && h.base_sequence >= 0 {
-                        let mut entry = state
-                            .producers
-                            .get(&h.producer_id)
-                            .cloned()
-                            .unwrap_or_default();
-                        let known = entry
-                            .batches
-                            .iter()
-                            .any(|b| b.last_offset >= h.last_offset());
-                        if !known && entry.epoch <= h.producer_epoch {
-                            entry.record(
-                                h.producer_epoch,
-                                SequencedBatch {
-                                    first_sequence: h.base_sequence,
-                                    last_sequence: h.last_sequence(),
-                                    base_offset: h.base_offset,
-                                    last_offset: h.last_offset(),
-                                },
-                            );
-                            self.producers_tree
-                                .insert(self.producer_key(h.producer_id), entry.encode())?;
-                            state.producers.insert(h.producer_id, entry);
-                            replayed += 1;
-                        }
-                    }
+            if h.producer_id >= 0 && h.base_sequence >= 0 {
+                let mut entry = state
+                    .producers
+                    .get(&h.producer_id)
+                    .cloned()
+                    .unwrap_or_default();
+                let known = entry
+                    .batches
+                    .iter()
+                    .any(|b| b.last_offset >= h.last_offset());
+                if !known && entry.epoch <= h.producer_epoch {
+                    entry.record(
+                        h.producer_epoch,
+                        SequencedBatch {
+                            first_sequence: h.base_sequence,
+                            last_sequence: h.last_sequence(),
+                            base_offset: h.base_offset,
+                            last_offset: h.last_offset(),
+                        },
+                    );
+                    self.producers_tree
+                        .insert(self.producer_key(h.producer_id), entry.encode())?;
+                    state.producers.insert(h.producer_id, entry);
+                    replayed += 1;
                 }
             }
-            if next <= offset {
-                break;
-            }
-            offset = next;
+            Ok(true)
+        });
+        if let Err(e) = walked {
+            // What was replayed stands; the log itself opens regardless.
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "producer state replay stopped");
         }
         if meta_changed {
             self.persist_meta(&state)?;
@@ -560,8 +548,12 @@ impl PartitionLog {
     /// Whether the records just appended must be fsynced before they are
     /// acknowledged (`--flush-interval-ms 0`, or `flush.messages` reached).
     pub fn must_sync_before_ack(&self) -> bool {
-        self.node_flush_interval_ms == 0
-            || self.lock().unflushed_messages >= self.policy().flush_messages
+        if self.node_flush_interval_ms == 0 {
+            return true;
+        }
+        let flush_messages = self.policy().flush_messages;
+        // The default (`i64::MAX`) leaves it to time: no state lock then.
+        flush_messages != i64::MAX && self.lock().unflushed_messages >= flush_messages
     }
 
     /// fsync everything appended so far. Concurrent callers share one fsync:
@@ -809,30 +801,19 @@ impl PartitionLog {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
         let mut count = 0;
-        let mut offset = self.log_start_offset();
-        let end = self.log_end_offset();
-        'read: while offset < end {
-            let read = self.store.read(offset, end, 4 << 20, true)?;
-            if read.chunks.is_empty() {
-                break;
-            }
-            let mut next = offset;
-            for batch in join_batches(read.chunks) {
-                let Ok(h) = batch::parse_header(&batch) else {
-                    break 'read;
-                };
+        for_each_batch(
+            self.store.as_ref(),
+            self.log_start_offset(),
+            self.log_end_offset(),
+            |h, batch| {
                 if h.last_offset() >= upto {
-                    break 'read;
+                    return Ok(false);
                 }
                 hasher.update(&batch);
                 count += 1;
-                next = h.last_offset() + 1;
-            }
-            if next <= offset {
-                break;
-            }
-            offset = next;
-        }
+                Ok(true)
+            },
+        )?;
         let hex = hasher
             .finalize()
             .iter()
@@ -1091,6 +1072,41 @@ impl PartitionLog {
         }
         Ok(())
     }
+}
+
+/// Call `f` with every stored batch of `[from, to)`, oldest first, whole
+/// (pieces of the sled store joined), until it returns `false`. A batch
+/// whose header cannot be read is an error: callers rewrite or hash what
+/// they see, and must not take a cut-short log for the whole.
+pub(crate) fn for_each_batch(
+    store: &dyn LogStore,
+    from: i64,
+    to: i64,
+    mut f: impl FnMut(&batch::BatchHeader, Bytes) -> Result<bool, StorageError>,
+) -> Result<(), StorageError> {
+    let mut offset = from;
+    while offset < to {
+        let read = store.read(offset, to, 4 << 20, true)?;
+        if read.chunks.is_empty() {
+            return Ok(());
+        }
+        let mut next = offset;
+        for bytes in join_batches(read.chunks) {
+            let h = batch::parse_header(&bytes).map_err(|e| StorageError::Corrupt {
+                tree: "log".into(),
+                what: format!("batch header near offset {next}: {e}"),
+            })?;
+            next = next.max(h.last_offset() + 1);
+            if !f(&h, bytes)? {
+                return Ok(());
+            }
+        }
+        if next <= offset {
+            return Ok(());
+        }
+        offset = next;
+    }
+    Ok(())
 }
 
 /// Cut pieces whose concatenation is whole batches into one `Bytes` per

@@ -157,7 +157,8 @@ fn walk_headers(
     end: u64,
     mut f: impl FnMut(u64, &BatchHeader) -> bool,
 ) -> Result<(), StorageError> {
-    let mut buf = vec![0u8; WALK_BUFFER];
+    // Sized to the range walked: `locate` walks a few KiB on every fetch.
+    let mut buf = vec![0u8; (end.saturating_sub(pos) as usize).min(WALK_BUFFER)];
     let mut buf_start = 0u64;
     let mut buf_len = 0usize;
     while pos + HEADER_LEN as u64 <= end {
