@@ -956,6 +956,26 @@ def test_a_survivor_of_two_crashes_keeps_answering_and_stops_on_sigterm(request,
               f"deliveries {dict(errors)}")
         assert slowest < 1.0, f"/healthz took {slowest:.2f}s on the survivor"
         assert errors.get("acked", 0) == 0, "acks=all acknowledged with one of three nodes"
+
+        # Once its followers are past replica.lag.time.max.ms, the survivor
+        # refuses acks=all writes to the partition it leads at once with
+        # NOT_ENOUGH_REPLICAS (its ISR cannot shrink without a quorum), and
+        # sends those of the dead nodes' partitions away.
+        def answers():
+            with wire.Connection(node.bootstrap, timeout=10) as conn:
+                return {p: wire.produce(conn, topic, p, bytes(wire.record_batch([b"x"])),
+                                        acks=-1, timeout_ms=5_000)[0]
+                        for p in range(3)}
+
+        seen: dict[int, int] = {}
+
+        def refused():
+            seen.update(answers())
+            return 19 in seen.values()
+
+        wait_until(refused, 30, interval=0.5, what="NOT_ENOUGH_REPLICAS from the survivor")
+        print(f"[survivor] acks=all Produce to each partition answered {seen}")
+        assert set(seen.values()) <= {6, 19}, seen
         started = time.monotonic()
         code = node.stop(timeout=10)
         took = time.monotonic() - started

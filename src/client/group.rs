@@ -412,6 +412,7 @@ impl GroupConsumer {
         self.rejoin.store(false, Ordering::Release);
         let mut coordinator = coordinator.filter(|c| !c.is_poisoned());
         let mut attempts: u32 = 0;
+        let mut retries: u32 = 0;
         loop {
             let conn = match coordinator.clone() {
                 Some(c) => c,
@@ -432,7 +433,20 @@ impl GroupConsumer {
                     self.membership = Some(done);
                     break;
                 }
-                Err(JoinFailure::Retry) => {}
+                // MEMBER_ID_REQUIRED and a rebalance under way are answered
+                // at once; a coordinator that keeps answering them is not
+                // asked again without a pause.
+                Err(JoinFailure::Retry) => {
+                    retries += 1;
+                    if retries > 3 {
+                        let e = ClientError::broker(
+                            ApiKey::JoinGroup,
+                            ResponseError::RebalanceInProgress,
+                            None,
+                        );
+                        self.backoff(&mut attempts, &e).await?;
+                    }
+                }
                 Err(JoinFailure::NewCoordinator(e)) => {
                     coordinator = None;
                     self.backoff(&mut attempts, &e).await?;

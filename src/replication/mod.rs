@@ -489,11 +489,30 @@ impl ReplicaManager {
         }
     }
 
-    /// The ISR size when this node leads the partition (one lookup for
-    /// the produce path), else why it cannot take the append.
+    /// How many ISR members can still acknowledge, when this node leads the
+    /// partition (one lookup for the produce path), else why it cannot take
+    /// the append. A follower that has not caught up within
+    /// `replica.lag.time.max.ms` does not count, even while the ISR change
+    /// that removes it is not committed (a leader cut off from the quorum
+    /// cannot commit it): acks=all writes are refused with
+    /// NOT_ENOUGH_REPLICAS rather than left to time out.
     pub fn leader_isr_len(&self, topic: &str, partition: i32) -> Result<usize, ReplicaError> {
         match lock(&self.roles).get(&(topic.to_owned(), partition)) {
-            Some(Role::Leader(ls)) => Ok(ls.isr.len()),
+            Some(Role::Leader(ls)) => {
+                let now = Instant::now();
+                let live = ls
+                    .isr
+                    .iter()
+                    .filter(|b| {
+                        **b == self.me
+                            || ls.followers.get(b).is_some_and(|f| {
+                                now.duration_since(f.last_caught_up)
+                                    <= self.settings.replica_lag_time_max
+                            })
+                    })
+                    .count();
+                Ok(live)
+            }
             Some(Role::Follower) | None => Err(ReplicaError::NotLeaderOrFollower),
         }
     }
