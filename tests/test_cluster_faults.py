@@ -46,6 +46,7 @@ from test_cluster_replication import (
     NumberedProducer,
     assert_acked_kept,
     assert_in_order_without_duplicates,
+    assert_replicas_identical,
     create_topic,
     read_partitions,
 )
@@ -87,22 +88,6 @@ def unshape(net: Netns, i: int) -> None:
                     f"{net.tag}p{i}", "root"], capture_output=True, timeout=15)
 
 
-def assert_replicas_identical(cluster: Cluster, topic: str, partitions: int) -> None:
-    for p in range(partitions):
-        def level(p=p):
-            entries = [cluster.replica(i, topic, p) for i in cluster.ids]
-            if any(e is None for e in entries):
-                return None
-            ends = {e["log_end_offset"] for e in entries}
-            hws = {e["high_watermark"] for e in entries}
-            return ends.pop() if len(ends) == 1 and hws == ends else None
-
-        upto = wait_until(level, TIMEOUT, interval=POLL,
-                          what=f"partition {p}: replicas level after the writes")
-        digests = {cluster.digest(i, topic, p, upto)["sha256"] for i in cluster.ids}
-        assert len(digests) == 1, f"partition {p}: replicas differ below {upto}"
-
-
 def finish(cluster: Cluster, producer: NumberedProducer, topic: str) -> None:
     """Stop the producer and check what it was acknowledged against the log."""
     producer.stop(FLUSH_TIMEOUT)
@@ -118,21 +103,31 @@ def finish(cluster: Cluster, producer: NumberedProducer, topic: str) -> None:
     print(f"[faults] {len(acked)} acknowledged records all kept once; replicas identical")
 
 
-def create_assigned(cluster: Cluster, topic: str, assignment: list[list[int]]) -> None:
-    """CreateTopics with explicit replica lists (the first is the preferred leader)."""
-    admin = clients.admin(cluster.bootstrap)
-    try:
-        admin.create_topics([KafkaPythonNewTopic(topic, -1, -1,
-                                                 replica_assignments=dict(enumerate(assignment)),
-                                                 topic_configs={"min.insync.replicas": "2"})])
-    finally:
-        admin.close()
-    cluster.wait_healthy(topic, len(assignment), 3)
-
-
 def wait_acks_after(producer: NumberedProducer, since: float, partitions, what: str) -> None:
     wait_until(lambda: all(producer.acked_produced_after(p, since) >= 20 for p in partitions),
                TIMEOUT * 1.5, interval=POLL, what=what)
+
+
+def follower_only(cluster: Cluster, label: str) -> tuple[str, int, list[int], NumberedProducer]:
+    """A topic whose partitions a node other than the controller only
+    follows (explicit replica lists), and a started producer acknowledged
+    on every partition: (topic, that node, the two others, producer)."""
+    topic = unique_topic(label)
+    controller = cluster.raft_leader()
+    node = min(i for i in cluster.ids if i != controller)
+    others = [i for i in cluster.ids if i != node]
+    assignment = {p: [others[p % 2], others[(p + 1) % 2], node] for p in range(PARTITIONS)}
+    admin = clients.admin(cluster.bootstrap)
+    try:
+        admin.create_topics([KafkaPythonNewTopic(topic, -1, -1, replica_assignments=assignment,
+                                                 topic_configs={"min.insync.replicas": "2"})])
+    finally:
+        admin.close()
+    cluster.wait_healthy(topic, PARTITIONS, 3)
+    producer = NumberedProducer(cluster.bootstrap, topic, PARTITIONS)
+    producer.start()
+    wait_acks_after(producer, 0.0, range(PARTITIONS), "acks on every partition")
+    return topic, node, others, producer
 
 
 @pytest.mark.timeout(300)
@@ -216,18 +211,8 @@ def test_a_slow_follower_does_not_stop_writes_and_catches_up(request, tmp_path, 
     shaped = None
     try:
         cluster.start()
-        topic = unique_topic("slow")
-        controller = cluster.raft_leader()
-        slow = min(i for i in cluster.ids if i != controller)
-        fast = [i for i in cluster.ids if i != slow]
         # The slow node follows every partition and leads none.
-        assignment = [[fast[p % 2], fast[(p + 1) % 2], slow] for p in range(PARTITIONS)]
-        create_assigned(cluster, topic, assignment)
-
-        producer = NumberedProducer(cluster.bootstrap, topic, PARTITIONS)
-        producer.start()
-        wait_acks_after(producer, 0.0, range(PARTITIONS), "acks on every partition")
-
+        topic, slow, fast, producer = follower_only(cluster, "slow")
         shape(netns, slow, "32kbit")
         shaped = slow
         slowed_at = time.monotonic()
@@ -269,17 +254,7 @@ def test_a_follower_frozen_past_its_session_is_fenced_and_rejoins(request, tmp_p
     frozen = None
     try:
         cluster.start()
-        topic = unique_topic("frozenfollower")
-        controller = cluster.raft_leader()
-        victim = min(i for i in cluster.ids if i != controller)
-        live = [i for i in cluster.ids if i != victim]
-        assignment = [[live[p % 2], live[(p + 1) % 2], victim] for p in range(PARTITIONS)]
-        create_assigned(cluster, topic, assignment)
-
-        producer = NumberedProducer(cluster.bootstrap, topic, PARTITIONS)
-        producer.start()
-        wait_acks_after(producer, 0.0, range(PARTITIONS), "acks on every partition")
-
+        topic, victim, live, producer = follower_only(cluster, "frozenfollower")
         pid = cluster.nodes[victim].pid
         os.kill(pid, signal.SIGSTOP)
         frozen = pid

@@ -34,6 +34,7 @@ from test_cluster_replication import (
     NumberedProducer,
     assert_acked_kept,
     assert_in_order_without_duplicates,
+    assert_replicas_identical,
     create_topic,
     read_partitions,
 )
@@ -178,19 +179,7 @@ def test_an_isolated_controller_is_replaced_and_rejoins_when_the_partition_heals
         log = read_partitions(cluster, topic, partitions)
         assert_acked_kept(log, producer.all_acked())
         assert_in_order_without_duplicates(log)
-        for p in range(partitions):
-            def level(p=p):
-                entries = [cluster.replica(i, topic, p) for i in cluster.ids]
-                if any(e is None for e in entries):
-                    return None
-                ends = {e["log_end_offset"] for e in entries}
-                hws = {e["high_watermark"] for e in entries}
-                return ends.pop() if len(ends) == 1 and hws == ends else None
-
-            upto = wait_until(level, TIMEOUT, interval=POLL,
-                              what=f"partition {p}: replicas level after the writes")
-            digests = {cluster.digest(i, topic, p, upto)["sha256"] for i in cluster.ids}
-            assert len(digests) == 1, f"partition {p}: replicas differ below {upto}"
+        assert_replicas_identical(cluster, topic, partitions)
     finally:
         if producer is not None and producer.is_alive():
             producer.stop(10.0)

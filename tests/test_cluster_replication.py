@@ -178,6 +178,24 @@ def read_partitions(cluster: Cluster, topic: str, partitions: int) -> dict[int, 
     return by_partition
 
 
+def assert_replicas_identical(cluster: Cluster, topic: str, partitions: int) -> None:
+    """Once the writes stop: every partition's replicas reach one log end
+    and high watermark and hold byte-identical batches (same digest)."""
+    for p in range(partitions):
+        def level(p=p):
+            entries = [cluster.replica(i, topic, p) for i in cluster.ids]
+            if any(e is None for e in entries):
+                return None
+            ends = {e["log_end_offset"] for e in entries}
+            hws = {e["high_watermark"] for e in entries}
+            return ends.pop() if len(ends) == 1 and hws == ends else None
+
+        upto = wait_until(level, TIMEOUT, interval=POLL,
+                          what=f"partition {p}: replicas level after the writes")
+        digests = {cluster.digest(i, topic, p, upto)["sha256"] for i in cluster.ids}
+        assert len(digests) == 1, f"partition {p}: replicas differ below {upto}"
+
+
 def assert_in_order_without_duplicates(log: dict[int, list[tuple[int, int]]]) -> None:
     for p, entries in log.items():
         seqs = [seq for _, seq in entries]
@@ -514,18 +532,7 @@ def test_a_frozen_leader_is_fenced_and_rejoins_without_diverging(cluster):
     log = read_partitions(cluster, topic, partitions)
     assert_acked_kept(log, producer.all_acked())
     assert_in_order_without_duplicates(log)
-    for p in range(partitions):
-        def settled(p=p):
-            entries = {i: cluster.replica(i, topic, p) for i in cluster.ids}
-            if any(e is None for e in entries.values()):
-                return None
-            ends = {e["log_end_offset"] for e in entries.values()}
-            hws = {e["high_watermark"] for e in entries.values()}
-            return ends.pop() if len(ends) == 1 and hws == ends else None
-        upto = wait_until(settled, TIMEOUT, interval=POLL,
-                          what=f"partition {p}: replicas level after the writes")
-        digests = {cluster.digest(i, topic, p, upto)["sha256"] for i in cluster.ids}
-        assert len(digests) == 1, f"partition {p}: replicas differ below {upto}"
+    assert_replicas_identical(cluster, topic, partitions)
 
 
 @pytest.mark.timeout(300)
