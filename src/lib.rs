@@ -29,4 +29,5 @@ pub(crate) mod node;
 pub(crate) mod partition;
 pub(crate) mod replication;
 pub mod storage;
+pub(crate) mod watchdog;
 pub(crate) mod web;

@@ -55,6 +55,10 @@ pub async fn run_until(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // A task that holds a worker thread shows in the log with its length.
+    if let Err(e) = crate::watchdog::start(tokio::runtime::Handle::current()) {
+        tracing::warn!(error = %e, "cannot start the runtime stall detector");
+    }
     let data_dir = config.data_dir.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await

@@ -35,6 +35,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("log", 20),
     ("storage", 15),
     ("config", 10),
+    ("watchdog", 6),
     ("alloc", 5),
 ];
 
