@@ -698,12 +698,13 @@ impl ReplicaManager {
                     Ok(isr) if !*self.shutdown.borrow() => isr,
                     _ => break Err(ReplicaError::NotLeaderOrFollower),
                 };
+                // As Kafka's delayed produce: too few in-sync replicas left
+                // to reach the target ends the wait at once.
+                if isr < w.min_insync {
+                    break Err(ReplicaError::NotEnoughReplicasAfterAppend);
+                }
                 if *rx.borrow_and_update() >= w.target || w.log.high_watermark() >= w.target {
-                    break if isr >= w.min_insync {
-                        Ok(())
-                    } else {
-                        Err(ReplicaError::NotEnoughReplicasAfterAppend)
-                    };
+                    break Ok(());
                 }
                 // Leadership changes do not touch the watermark: look again
                 // now and then.
