@@ -55,6 +55,8 @@ pub async fn run_until(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let mut config = config;
+    crate::limits::apply_descriptor_limit(&mut config);
     let data_dir = config.data_dir.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
@@ -153,6 +155,7 @@ pub async fn run_until(
         let mut shop_config = crate::app::ShopConfig::new(bootstrap);
         shop_config.partitions = broker.config.shop_partitions;
         shop_config.replication_factor = broker.config.shop_replication_factor;
+        shop_config.max_websocket_clients = broker.config.max_websocket_clients;
         let storage = broker.storage.clone();
         let opened =
             tokio::task::spawn_blocking(move || crate::app::Shop::open(storage, shop_config))
@@ -176,14 +179,10 @@ pub async fn run_until(
     })
     .merge(crate::web::raft_api::router(cluster.clone()))
     .merge(crate::web::raft_api::replicas_router(partitions.clone()));
-    let mut http_shutdown = shutdown.clone();
+    let http_broker = broker.clone();
+    let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        let serve = axum::serve(http_listener, router).with_graceful_shutdown(async move {
-            let _ = http_shutdown.wait_for(|s| *s).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP listener failed");
-        }
+        crate::web::serve::serve(http_listener, router, &http_broker.config, http_shutdown).await
     });
 
     let services = Arc::new(Services {
