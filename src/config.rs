@@ -16,6 +16,33 @@ pub enum LogStoreKind {
     Sled,
 }
 
+/// `--max-connections-per-ip-overrides`: `host:count` pairs, comma separated
+/// (an IPv6 address in brackets: `[::1]:10`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PerIpOverrides(pub Vec<(String, usize)>);
+
+impl std::str::FromStr for PerIpOverrides {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut pairs = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (host, count) = item
+                .rsplit_once(':')
+                .ok_or_else(|| format!("`{item}` is not host:count"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let count = count
+                .parse()
+                .map_err(|_| format!("`{item}`: `{count}` is not a count"))?;
+            if host.is_empty() {
+                return Err(format!("`{item}` names no host"));
+            }
+            pairs.push((host.to_string(), count));
+        }
+        Ok(PerIpOverrides(pairs))
+    }
+}
+
 /// How one node is configured (`sluice serve --help` lists every flag).
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeConfig {
@@ -104,7 +131,8 @@ pub struct NodeConfig {
     )]
     pub retention_check_interval_ms: u64,
 
-    /// Maximum number of simultaneous client connections.
+    /// Maximum number of simultaneous Kafka client connections (Kafka's
+    /// `max.connections`); more wait to be accepted.
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
 
@@ -117,6 +145,57 @@ pub struct NodeConfig {
         default_value_t = 600_000
     )]
     pub connections_max_idle_ms: u64,
+
+    /// Most Kafka connections from one client address (Kafka's
+    /// `max.connections.per.ip`); one over it is closed at once. 0 refuses
+    /// every address not in the overrides.
+    #[arg(
+        long,
+        env = "SLUICE_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 2_147_483_647
+    )]
+    pub max_connections_per_ip: usize,
+
+    /// Per-address caps that replace `--max-connections-per-ip` and
+    /// `--http-max-connections-per-ip`, as `host:count,host:count` (Kafka's
+    /// `max.connections.per.ip.overrides`); a host name counts for each of its addresses.
+    #[arg(
+        long,
+        env = "SLUICE_MAX_CONNECTIONS_PER_IP_OVERRIDES",
+        default_value = ""
+    )]
+    pub max_connections_per_ip_overrides: PerIpOverrides,
+
+    /// Most simultaneous HTTP connections (WebSockets included); more wait
+    /// to be accepted.
+    #[arg(long, env = "SLUICE_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub http_max_connections: usize,
+
+    /// Most HTTP connections from one client address; one over it gets a 503
+    /// and is closed at once.
+    #[arg(
+        long,
+        env = "SLUICE_HTTP_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256
+    )]
+    pub http_max_connections_per_ip: usize,
+
+    /// An HTTP connection that has not sent a request's complete headers this
+    /// long after it opened, or after its previous response, is closed
+    /// (slowloris); 0 never closes it.
+    #[arg(long, env = "SLUICE_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
+
+    /// An HTTP connection that moves no bytes for this long is closed: at
+    /// once between requests, else after the request in progress (and
+    /// dropped if it stays silent as long again, e.g. a stalled body); 0 never.
+    #[arg(long, env = "SLUICE_HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub http_idle_timeout_ms: u64,
+
+    /// Most WebSocket clients of the shop at once (`/ws`); another upgrade is
+    /// answered 503 until one leaves.
+    #[arg(long, env = "SLUICE_MAX_WEBSOCKET_CLIENTS", default_value_t = 256)]
+    pub max_websocket_clients: usize,
 
     /// How often freed heap memory is handed back to the operating system, in
     /// ms (0 = never). sled frees what it evicts from its cache, but the C
@@ -232,6 +311,13 @@ impl NodeConfig {
             retention_check_interval_ms: 30_000,
             max_connections: 4096,
             connections_max_idle_ms: 600_000,
+            max_connections_per_ip: 2_147_483_647,
+            max_connections_per_ip_overrides: PerIpOverrides::default(),
+            http_max_connections: 1024,
+            http_max_connections_per_ip: 256,
+            http_header_timeout_ms: 10_000,
+            http_idle_timeout_ms: 60_000,
+            max_websocket_clients: 256,
             memory_trim_interval_ms: 1000,
             group_initial_rebalance_delay_ms: 0,
             offsets_topic_partitions: 4,

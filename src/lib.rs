@@ -24,6 +24,7 @@ pub mod demo;
 pub(crate) mod group;
 pub(crate) mod groups_cli;
 pub mod kafka;
+pub(crate) mod limits;
 pub mod log;
 pub(crate) mod node;
 pub(crate) mod partition;

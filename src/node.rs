@@ -59,6 +59,8 @@ pub async fn run_until(
     if let Err(e) = crate::watchdog::start(tokio::runtime::Handle::current()) {
         tracing::warn!(error = %e, "cannot start the runtime stall detector");
     }
+    let mut config = config;
+    crate::limits::apply_descriptor_limit(&mut config);
     let data_dir = config.data_dir.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
@@ -157,6 +159,7 @@ pub async fn run_until(
         let mut shop_config = crate::app::ShopConfig::new(bootstrap);
         shop_config.partitions = broker.config.shop_partitions;
         shop_config.replication_factor = broker.config.shop_replication_factor;
+        shop_config.max_websocket_clients = broker.config.max_websocket_clients;
         let storage = broker.storage.clone();
         let opened =
             tokio::task::spawn_blocking(move || crate::app::Shop::open(storage, shop_config))
@@ -180,14 +183,10 @@ pub async fn run_until(
     })
     .merge(crate::web::raft_api::router(cluster.clone()))
     .merge(crate::web::raft_api::replicas_router(partitions.clone()));
-    let mut http_shutdown = shutdown.clone();
+    let http_broker = broker.clone();
+    let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        let serve = axum::serve(http_listener, router).with_graceful_shutdown(async move {
-            let _ = http_shutdown.wait_for(|s| *s).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP listener failed");
-        }
+        crate::web::serve::serve(http_listener, router, &http_broker.config, http_shutdown).await
     });
 
     let services = Arc::new(Services {

@@ -15,6 +15,8 @@ pub struct ShopConfig {
     pub max_body_bytes: usize,
     /// Capacity of the WebSocket broadcast channel, in messages.
     pub ws_buffer: usize,
+    /// Most WebSocket clients at once; another upgrade is answered 503.
+    pub max_websocket_clients: usize,
 }
 
 impl ShopConfig {
@@ -26,6 +28,7 @@ impl ShopConfig {
             replication_factor: -1,
             max_body_bytes: 64 * 1024,
             ws_buffer: 4096,
+            max_websocket_clients: 256,
         }
     }
 }

@@ -58,7 +58,7 @@ impl Shop {
     pub fn open(storage: Storage, config: ShopConfig) -> Result<AppState, ModelError> {
         let (read_model, instance_id) = ReadModel::open(storage)?;
         let read_model = Arc::new(read_model);
-        let hub = Arc::new(Hub::new(config.ws_buffer));
+        let hub = Arc::new(Hub::new(config.ws_buffer, config.max_websocket_clients));
         let link = Arc::new(KafkaLink::new(config));
         let commands = Arc::new(commands::Commands::new(
             Arc::clone(&link),

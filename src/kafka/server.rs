@@ -18,13 +18,14 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 
 use futures::future::BoxFuture;
 
 use super::group::{self, ClientInfo};
 use super::{admin, api_versions, code, fetch, metadata, offsets, produce, supported_range};
 use crate::group::GroupCoordinator;
+use crate::limits::ConnectionQuotas;
 use crate::partition::Partitions;
 
 /// What the request handlers serve from: the partition layer (topics, logs,
@@ -60,19 +61,25 @@ pub enum ConnectionError {
 }
 
 /// Accept connections until `shutdown` turns true. Each connection gets a task;
-/// the semaphore bounds how many run at once.
+/// the quotas bound how many run at once (`--max-connections`) and from one
+/// address (`--max-connections-per-ip`: one over it is closed at once, as
+/// Kafka does).
 pub async fn serve(
     listener: TcpListener,
     services: Arc<Services>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(
-        services.partitions.broker().config.max_connections,
-    ));
+    let config = &services.partitions.broker().config;
+    let quotas = ConnectionQuotas::new(
+        "kafka",
+        config.max_connections,
+        config.max_connections_per_ip,
+        &config.max_connections_per_ip_overrides,
+    );
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        let slot = tokio::select! {
+            s = quotas.slot() => match s { Some(s) => s, None => break },
             _ = shutdown.changed() => break,
         };
         let accepted = tokio::select! {
@@ -81,6 +88,9 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some(permit) = quotas.admit(slot, peer.ip()) else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let services = services.clone();
                 let shutdown = shutdown.clone();

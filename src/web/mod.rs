@@ -1,6 +1,7 @@
 //! The HTTP listener: health and readiness (the `ready` flag the node sets
 //! once the Kafka listener accepts), the embedded dashboard (`assets`), the
-//! cluster view (`cluster_api`) and the shop's REST API and WebSocket.
+//! cluster view (`cluster_api`) and the shop's REST API and WebSocket;
+//! `serve` runs the listener under its connection limits and timeouts.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use axum::Router;
 pub mod assets;
 pub mod cluster_api;
 pub mod raft_api;
+pub(crate) mod serve;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]

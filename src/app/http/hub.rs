@@ -7,6 +7,7 @@
 //! model to build snapshots.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{json, Value};
@@ -29,31 +30,39 @@ pub(crate) struct Hub {
     tx: broadcast::Sender<Utf8Bytes>,
     /// Clients connected right now.
     clients: AtomicUsize,
+    /// Most clients at once (`--max-websocket-clients`).
+    max_clients: usize,
 }
 
 /// Counts one connected client while it lives.
-pub(crate) struct Connected<'a>(&'a Hub);
+pub(crate) struct Connected(Arc<Hub>);
 
-impl Drop for Connected<'_> {
+impl Drop for Connected {
     fn drop(&mut self) {
         self.0.clients.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Hub {
-    /// A hub buffering at most `capacity` messages.
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A hub buffering at most `capacity` messages for at most `max_clients`.
+    pub(crate) fn new(capacity: usize, max_clients: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(16));
         Hub {
             tx,
             clients: AtomicUsize::new(0),
+            max_clients,
         }
     }
 
-    /// Count a client in until the returned guard is dropped.
-    pub(crate) fn connect(&self) -> Connected<'_> {
-        self.clients.fetch_add(1, Ordering::Relaxed);
-        Connected(self)
+    /// Count a client in until the returned guard is dropped; None when
+    /// `max_clients` are connected already.
+    pub(crate) fn try_connect(self: &Arc<Self>) -> Option<Connected> {
+        self.clients
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_clients).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Connected(self.clone()))
     }
 
     /// The messages published from now on.

@@ -9,7 +9,8 @@
 //! channel of fixed capacity. A client that falls behind by more than that
 //! skips ahead: it gets a fresh snapshot instead of the messages it missed.
 //! A client that does not take a message within `SEND_TIMEOUT`, or answers no
-//! ping for `3 x PING_INTERVAL`, is disconnected.
+//! ping for `3 x PING_INTERVAL`, is disconnected. At most
+//! `--max-websocket-clients` are connected at once; another upgrade is answered 503.
 //!
 //! The broadcast channel and the messages are `hub`'s; this file owns the
 //! sessions and the periodic `stats` push. Must never: write to the read
@@ -20,11 +21,12 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
-use super::hub::{snapshot, Hub};
+use super::hub::{snapshot, Connected, Hub};
 use super::state::AppState;
 use super::views::model_stats_json;
 use crate::app::read_model::ReadModel;
@@ -50,12 +52,19 @@ async fn snapshot_text(read_model: &ReadModel) -> Option<Utf8Bytes> {
     }
 }
 
-/// `GET /ws`.
+/// `GET /ws`: 503 while `--max-websocket-clients` are connected.
 pub(crate) async fn handler(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let Some(connected) = state.hub.try_connect() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many WebSocket clients\n",
+        )
+            .into_response();
+    };
     upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| session(state, socket))
+        .on_upgrade(move |socket| session(state, socket, connected))
 }
 
 async fn send(socket: &mut WebSocket, message: Message) -> bool {
@@ -65,8 +74,8 @@ async fn send(socket: &mut WebSocket, message: Message) -> bool {
     )
 }
 
-async fn session(state: AppState, mut socket: WebSocket) {
-    let _connected = state.hub.connect();
+/// One client's session; `_connected` counts it until it ends.
+async fn session(state: AppState, mut socket: WebSocket, _connected: Connected) {
     // Subscribe before reading the snapshot so nothing falls in between.
     let mut rx = state.hub.subscribe();
     let Some(first) = snapshot_text(&state.read_model).await else {
