@@ -27,6 +27,7 @@ pub mod kafka;
 pub mod log;
 pub(crate) mod node;
 pub(crate) mod partition;
+pub(crate) mod readiness;
 pub(crate) mod replication;
 pub mod storage;
 pub(crate) mod web;

@@ -34,6 +34,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("broker", 25),
     ("log", 20),
     ("storage", 15),
+    ("readiness", 12),
     ("config", 10),
     ("alloc", 5),
 ];
