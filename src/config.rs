@@ -110,14 +110,35 @@ pub struct NodeConfig {
     #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_create_topics: bool,
 
-    /// Most topics one Metadata request may auto-create; the other unknown
-    /// topics it names get UNKNOWN_TOPIC_OR_PARTITION.
+    /// Most topics one Metadata or Produce request may auto-create; the other
+    /// unknown topics it names get UNKNOWN_TOPIC_OR_PARTITION.
     #[arg(
         long,
         env = "SLUICE_AUTO_CREATE_TOPICS_PER_REQUEST",
         default_value_t = 100
     )]
     pub auto_create_topics_per_request: usize,
+
+    /// Topics one client (IP address) may auto-create per second, after its
+    /// burst; past it, unknown topics get UNKNOWN_TOPIC_OR_PARTITION. 0: no
+    /// per-client limit. (Kafka has no such limit; its controller mutation
+    /// quota, KIP-599, is the nearest.)
+    #[arg(
+        long,
+        env = "SLUICE_AUTO_CREATE_TOPICS_PER_SECOND",
+        default_value_t = 10
+    )]
+    pub auto_create_topics_per_second: u32,
+
+    /// Topics one client (IP address) may auto-create at once before
+    /// --auto-create-topics-per-second applies (its token bucket's size).
+    #[arg(
+        long,
+        env = "SLUICE_AUTO_CREATE_TOPICS_BURST",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub auto_create_topics_burst: u32,
 
     /// Partition count of auto-created topics (Kafka's num.partitions).
     #[arg(long, env = "SLUICE_NUM_PARTITIONS", default_value_t = 1)]
@@ -307,6 +328,8 @@ impl NodeConfig {
             cache_capacity_mb: 64,
             auto_create_topics: true,
             auto_create_topics_per_request: 100,
+            auto_create_topics_per_second: 10,
+            auto_create_topics_burst: 100,
             num_partitions: 1,
             retention_check_interval_ms: 30_000,
             max_connections: 4096,

@@ -5,7 +5,8 @@
 //! Without `--data-dir` it runs on a fresh directory under the system temp
 //! dir (removed again on a clean exit), so two demos never share data. It
 //! drives the node only through its public HTTP API, as a browser would: it
-//! waits for `/readyz`, then `POST /api/simulator` until the shop accepts it.
+//! waits for `/readyz` (200 once the shop accepts commands), then
+//! `POST /api/simulator` until the shop accepts it.
 //!
 //! Must never: reach into the node's internals (it is a client of the node).
 //! It sits above `cluster::launcher`, which it calls; the launcher never
@@ -146,7 +147,7 @@ async fn start_traffic_and_announce(
                 traffic = format!("{rate} events/s (the dashboard's switch and slider change it)");
                 break;
             }
-            // 503 while the shop connects to the log; anything else will not change.
+            // 503 while the shop takes no commands (stopping); anything else will not change.
             Ok((503, _)) | Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             Ok((status, answer)) => {
                 tracing::warn!(status, answer = %answer, "the shop refused the simulator setting");

@@ -28,6 +28,7 @@ pub(crate) mod limits;
 pub mod log;
 pub(crate) mod node;
 pub(crate) mod partition;
+pub(crate) mod readiness;
 pub(crate) mod replication;
 pub mod storage;
 pub(crate) mod watchdog;

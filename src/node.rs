@@ -1,8 +1,8 @@
 //! Wires one node: storage and broker, the Kafka listener, the HTTP listener,
-//! the retention task; and shuts them down in order on SIGINT/SIGTERM
-//! (stop accepting, finish in-flight requests, flush storage).
+//! the retention task, the readiness table its parts report into; and shuts
+//! them down in order on SIGINT/SIGTERM (stop accepting, finish in-flight
+//! requests, flush storage).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use crate::config::NodeConfig;
 use crate::group::{CoordinatorSettings, GroupCoordinator};
 use crate::kafka::server::Services;
 use crate::partition::Partitions;
+use crate::readiness::Readiness;
 
 /// Run a node until a shutdown signal arrives.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
@@ -61,6 +62,10 @@ pub async fn run_until(
     }
     let mut config = config;
     crate::limits::apply_descriptor_limit(&mut config);
+    // Every part that must be up before clients are served reports here;
+    // all are registered before the HTTP listener answers /readyz.
+    let readiness = Readiness::new();
+    let kafka_ready = readiness.component("kafka", "starting");
     let data_dir = config.data_dir.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
@@ -102,6 +107,11 @@ pub async fn run_until(
             settings_cluster.cluster_id = broker.cluster_id.clone();
             let db = broker.storage.db.clone();
             let cluster = crate::cluster::start(settings_cluster, db, shutdown.clone()).await?;
+            tokio::spawn(crate::cluster::readiness::report(
+                cluster.clone(),
+                readiness.component("cluster", "joining"),
+                shutdown.clone(),
+            ));
             let c = &broker.config;
             crate::cluster::controller::start(
                 cluster.clone(),
@@ -171,9 +181,11 @@ pub async fn run_until(
         None
     };
 
-    let ready = Arc::new(AtomicBool::new(false));
+    let shop_ready = shop
+        .as_ref()
+        .map(|_| readiness.component("shop", "connecting"));
     let router = crate::web::router(crate::web::WebState {
-        ready: ready.clone(),
+        readiness: readiness.clone(),
         cluster: crate::web::cluster_api::ClusterView {
             partitions: partitions.clone(),
             groups: groups.clone(),
@@ -198,7 +210,9 @@ pub async fn run_until(
         services,
         shutdown.clone(),
     ));
-    let shop_task = shop.map(|s| tokio::spawn(crate::app::run(s, shutdown.clone())));
+    let shop_task = shop
+        .zip(shop_ready)
+        .map(|(s, ready)| tokio::spawn(crate::app::run(s, ready, shutdown.clone())));
 
     let retention_broker = broker.clone();
     let mut retention_shutdown = shutdown.clone();
@@ -262,7 +276,7 @@ pub async fn run_until(
         }
     });
 
-    ready.store(true, Ordering::Release);
+    kafka_ready.set_ready();
     tracing::info!(
         "listening kafka_addr={kafka_addr} http_addr={http_addr} node_id={} data_dir={} startup_ms={}",
         broker.node_id(),
@@ -271,7 +285,7 @@ pub async fn run_until(
     );
 
     let _ = shutdown.wait_for(|s| *s).await;
-    ready.store(false, Ordering::Release);
+    kafka_ready.set("stopping");
     if let Some(task) = shop_task {
         // The shop flushes its read model and leaves its groups (bounded).
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;

@@ -133,17 +133,21 @@ class Cluster:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> "Cluster":
-        """Start every node, then wait for one agreed Raft leader and every
+        """Start every node, wait for each to be ready (which needs a quorum,
+        so all are started first), then for one agreed Raft leader and every
         broker registered in every node's image."""
         for i in self.ids:
-            self.start_node(i)
+            self.start_node(i, wait_ready=False)
+        for i in self.ids:
+            self.nodes[i].wait_ready(CONVERGE_TIMEOUT)
         self.wait_registered()
         return self
 
-    def start_node(self, i: int) -> Broker:
-        """Start node `i` (again): same data dir, cluster port and Kafka port."""
+    def start_node(self, i: int, wait_ready: bool = True) -> Broker:
+        """Start node `i` (again): same data dir, cluster port and Kafka port;
+        with `wait_ready`, until its /readyz is 200 (a quorum must be running)."""
         node = self.nodes[i]
-        node.start()
+        node.start(timeout=CONVERGE_TIMEOUT, wait_ready=wait_ready)
         return node
 
     def kill9(self, i: int) -> None:
@@ -165,10 +169,7 @@ class Cluster:
         return {i: self.nodes[i].stop() for i in self.ids}
 
     def start_all(self) -> "Cluster":
-        for i in self.ids:
-            self.start_node(i)
-        self.wait_registered()
-        return self
+        return self.start()
 
     def kill_all(self) -> None:
         """SIGKILL every node still running (for `finally`)."""

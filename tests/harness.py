@@ -2,7 +2,9 @@
 
 A `Broker` owns one OS process: it starts the binary on ephemeral loopback
 ports, learns the chosen ports from the `listening` log line, waits for
-`/readyz`, and always ends the process by its PID (SIGTERM, then SIGKILL).
+`/readyz` (200 once every part of the node is ready: the Kafka listener,
+its place in the cluster, the shop), and always ends the process by its PID
+(SIGTERM, then SIGKILL).
 Every log line is kept so a failing test can show what the broker said.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import json
 import os
 import re
 import signal
@@ -132,7 +135,10 @@ class Broker:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self, timeout: float = START_TIMEOUT) -> "Broker":
+    def start(self, timeout: float = START_TIMEOUT, wait_ready: bool = True) -> "Broker":
+        """Start the process and wait for its listening line, then (unless
+        `wait_ready` is false) for /readyz 200. A cluster member is ready only
+        once a quorum of its peers runs: start them all, then `wait_ready()`."""
         if self.alive():
             raise RuntimeError("broker already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -175,7 +181,8 @@ class Broker:
             reader.start()
         try:
             self._wait_listening(timeout)
-            self._wait_ready(timeout)
+            if wait_ready:
+                self.wait_ready(timeout)
         except BaseException:
             self.kill9()
             raise
@@ -333,16 +340,25 @@ class Broker:
                     f"{timeout}s\n{self.log_text(last=60)}"
                 )
 
-    def _wait_ready(self, timeout: float) -> None:
+    def readiness(self, timeout: float = 2.0) -> tuple[int, dict | None]:
+        """GET /readyz: the status and the JSON body (None if not JSON)."""
+        status, body = self.http_get("/readyz", timeout=timeout)
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, None
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> "Broker":
+        """Wait for /readyz 200 (the process must keep running)."""
         deadline = time.monotonic() + timeout
         last_error = "no attempt"
         while True:
             self._check_running("/readyz")
             try:
-                status, _ = self.http_get("/readyz", timeout=2.0)
+                status, body = self.http_get("/readyz", timeout=2.0)
                 if status == 200:
-                    return
-                last_error = f"HTTP {status}"
+                    return self
+                last_error = f"HTTP {status} {body[:200]!r}"
             except OSError as err:
                 last_error = repr(err)
             if time.monotonic() >= deadline:

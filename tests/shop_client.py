@@ -45,7 +45,8 @@ def call(node: Broker, method: str, path: str, body=None, raw: bytes | None = No
 
 
 def wait_shop_ready(node: Broker, timeout: float = 30.0) -> dict:
-    """Poll `/api/status` until the shop is connected to Kafka."""
+    """Poll `/api/status` until the shop is connected to Kafka; its body.
+    (A node started by `Broker.start()` already is: its /readyz waits for the shop.)"""
     def ready():
         try:
             status, body = call(node, "GET", "/api/status", timeout=2)

@@ -77,8 +77,11 @@ def test_three_nodes_elect_a_leader_fail_over_and_rejoin(request, tmp_path):
     }
     request.node._sluice_brokers = list(nodes.values())
     try:
+        # A member is ready only with a quorum running: start all, then wait.
         for node in nodes.values():
-            node.start()
+            node.start(wait_ready=False)
+        for node in nodes.values():
+            node.wait_ready(CONVERGE_TIMEOUT)
 
         def views(ids):
             return [raft_view(nodes[i].http) for i in ids]
@@ -147,10 +150,15 @@ def test_fourth_node_joins_as_voter(request, tmp_path):
     request.node._sluice_brokers = list(nodes.values())
     try:
         for n in nodes.values():
-            n.start()
+            n.start(wait_ready=False)
+        for i in (1, 2, 3):
+            nodes[i].wait_ready(CONVERGE_TIMEOUT)
         first = wait_until(lambda: converged([raft_view(nodes[i].http) for i in (1, 2, 3)]),
                            CONVERGE_TIMEOUT, interval=0.1, what="three-node cluster")
         assert raft_view(nodes[4].http)["status"]["initialized"] is False
+        # Not a member yet: not ready, and /readyz says what it waits for.
+        status, body = nodes[4].readiness()
+        assert status == 503 and body["components"]["cluster"] == "joining", body
 
         body = json.dumps({"node_id": 4, "cluster_addr": addr[4]}).encode()
         req = urllib.request.Request(
@@ -171,6 +179,7 @@ def test_fourth_node_joins_as_voter(request, tmp_path):
         c = wait_until(four_voters, CONVERGE_TIMEOUT, interval=0.1,
                        what="four voters and four registered brokers")
         assert c["image"]["brokers"]["4"]["kafka_addr"] == nodes[4].bootstrap
+        nodes[4].wait_ready(CONVERGE_TIMEOUT)
     finally:
         for n in nodes.values():
             n.kill9()

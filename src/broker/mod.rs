@@ -301,24 +301,6 @@ impl Broker {
             .collect()
     }
 
-    /// The topic, created with the default partition count if it is missing and
-    /// auto-creation is on.
-    pub fn topic_or_auto_create(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
-        if let Some(t) = self.topic(name) {
-            return Ok(t);
-        }
-        if !self.config.auto_create_topics {
-            return Err(TopicError::Unknown(name.to_string()));
-        }
-        match self.create_topic(name, -1, -1, BTreeMap::new(), false) {
-            Ok(t) => Ok(t),
-            Err(TopicError::AlreadyExists(_)) => self
-                .topic(name)
-                .ok_or_else(|| TopicError::Unknown(name.to_string())),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Check a new topic's name and partition count (-1: the default);
     /// returns the partition count to create.
     pub fn validate_new_topic(&self, name: &str, partitions: i32) -> Result<i32, TopicError> {

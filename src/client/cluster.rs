@@ -325,6 +325,9 @@ impl Client {
         if self.cached_topic(name).is_none() {
             self.create_topic(name, num_partitions, replication_factor, &[])
                 .await?;
+            // The broker answers CreateTopics once the topic is in its
+            // metadata: look now rather than after the first backoff.
+            self.refresh_metadata(&[name]).await?;
         }
         self.wait_for_leaders(name, Duration::from_secs(30)).await
     }

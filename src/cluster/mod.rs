@@ -5,8 +5,9 @@
 //!
 //! Owns: the Raft node (`start`), its storage (`store`), the image and its
 //! commands (`image`), the controller's liveness duties (`controller`), the
-//! cluster listener (`server`) and its client (`network`, `rpc`), and
-//! `sluice cluster` (`launcher`). Other modules see only `ClusterHandle`:
+//! cluster listener (`server`) and its client (`network`, `rpc`), the
+//! node's readiness as a cluster member (`readiness`), and `sluice cluster`
+//! (`launcher`). Other modules see only `ClusterHandle`:
 //! Raft role, term and leader, the applied image and its changes, this
 //! run's registration, and `propose` (which reaches the leader from any node).
 //!
@@ -28,6 +29,7 @@ pub mod controller;
 pub mod image;
 pub mod launcher;
 pub mod network;
+pub mod readiness;
 pub mod rpc;
 pub mod server;
 pub mod store;

@@ -1,6 +1,9 @@
 //! Metadata: brokers, the controller, and every requested topic's partitions
 //! with leader, replicas and ISR. Unknown topics are auto-created when the
-//! request and the broker allow it.
+//! request and the broker allow it, within the partition layer's limits
+//! (per request and per client address).
+
+use std::net::IpAddr;
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::{
@@ -105,21 +108,24 @@ async fn cluster_metadata(
     rm: &ReplicaManager,
     req: MetadataRequest,
     version: i16,
+    client: IpAddr,
 ) -> MetadataResponse {
     let mut resp = MetadataResponse::default();
     let requested = requested(req.topics, version);
     let mut errors = Vec::new();
     if let Some(list) = &requested {
         let auto = version < 4 || req.allow_auto_topic_creation;
-        let mut may_create = partitions.broker().config.auto_create_topics_per_request;
+        let mut allowance = partitions.auto_create_allowance(client);
         for name in list.iter().filter_map(|t| t.name.as_ref()) {
             let name = name.0.to_string();
             if rm.has_topic(&name) {
                 continue;
             }
-            let found = if auto && may_create > 0 {
-                may_create -= 1;
-                partitions.topic_or_auto_create(&name).await.map(|_| ())
+            let found = if auto {
+                partitions
+                    .topic_or_auto_create(&name, &mut allowance)
+                    .await
+                    .map(|_| ())
             } else {
                 Err(TopicError::Unknown(name.clone()))
             };
@@ -177,13 +183,16 @@ async fn cluster_metadata(
     resp
 }
 
+/// Answer a Metadata request from `client` (its address keys the
+/// auto-creation limit).
 pub async fn handle(
     partitions: &Partitions,
     req: MetadataRequest,
     version: i16,
+    client: IpAddr,
 ) -> MetadataResponse {
     if let Some(rm) = partitions.replica_manager() {
-        return cluster_metadata(partitions, rm, req, version).await;
+        return cluster_metadata(partitions, rm, req, version, client).await;
     }
     let broker = partitions.broker();
     let (host, port) = broker.advertised();
@@ -198,7 +207,6 @@ pub async fn handle(
     resp.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
 
     let requested = requested(req.topics, version);
-    let mut may_create = broker.config.auto_create_topics_per_request;
     resp.topics = match requested {
         None => broker
             .topics()
@@ -206,27 +214,26 @@ pub async fn handle(
             .filter(|t| !t.internal)
             .map(|t| topic_metadata(broker, t))
             .collect(),
-        Some(list) => list
-            .into_iter()
-            .filter_map(|t| t.name)
-            .map(|name| {
+        Some(list) => {
+            let auto = version < 4 || req.allow_auto_topic_creation;
+            let mut allowance = partitions.auto_create_allowance(client);
+            let mut topics = Vec::with_capacity(list.len());
+            for name in list.into_iter().filter_map(|t| t.name) {
                 let name = name.0.to_string();
-                let auto = version < 4 || req.allow_auto_topic_creation;
-                let known = broker.topic(&name);
-                let found = if let Some(topic) = known {
-                    Ok(topic)
-                } else if auto && may_create > 0 {
-                    may_create -= 1;
-                    broker.topic_or_auto_create(&name)
+                let found = if auto {
+                    partitions.topic_or_auto_create(&name, &mut allowance).await
                 } else {
-                    Err(crate::broker::TopicError::Unknown(name.clone()))
+                    broker
+                        .topic(&name)
+                        .ok_or_else(|| TopicError::Unknown(name.clone()))
                 };
-                match found {
+                topics.push(match found {
                     Ok(topic) => topic_metadata(broker, &topic),
                     Err(e) => error_topic(name, topic_error_code(&e)),
-                }
-            })
-            .collect(),
+                });
+            }
+            topics
+        }
     };
     resp.error_code = code::NONE;
     resp

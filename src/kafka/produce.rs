@@ -5,6 +5,7 @@
 //! Must never: hold produce policy (acks, min-ISR, replication, the wait
 //! and the flush live in `partition`). Locks: none.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,13 @@ use super::{code, str_bytes};
 use crate::broker::Broker;
 use crate::partition::{AppendRequest, Partitions, TopicRecords};
 
-/// Append every partition's batches. Returns `None` for acks=0.
-pub async fn handle(partitions: &Partitions, req: ProduceRequest) -> Option<ProduceResponse> {
+/// Append every partition's batches of a request from `client` (its
+/// address keys the auto-creation limit). Returns `None` for acks=0.
+pub async fn handle(
+    partitions: &Partitions,
+    req: ProduceRequest,
+    client: IpAddr,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
     let mut names = Vec::with_capacity(req.topic_data.len());
     let mut indexes = Vec::with_capacity(req.topic_data.len());
@@ -48,6 +54,7 @@ pub async fn handle(partitions: &Partitions, req: ProduceRequest) -> Option<Prod
                 .transactional_id
                 .as_ref()
                 .is_some_and(|t| !t.0.is_empty()),
+            client,
             topics,
         })
         .await;

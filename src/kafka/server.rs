@@ -332,6 +332,14 @@ impl Request<'_> {
         &self.services.partitions
     }
 
+    /// The client's IP address (from `client_host`, "/ip"; unspecified if unknown).
+    fn client_ip(&self) -> std::net::IpAddr {
+        self.client_host
+            .trim_start_matches('/')
+            .parse()
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())
+    }
+
     fn groups(&self) -> &Arc<GroupCoordinator> {
         &self.services.groups
     }
@@ -368,12 +376,15 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
     }),
     (
         ApiKey::Metadata,
-        handler!(|r, req| { r.respond(&metadata::handle(r.partitions(), req, r.version).await) }),
+        handler!(|r, req| {
+            let client = r.client_ip();
+            r.respond(&metadata::handle(r.partitions(), req, r.version, client).await)
+        }),
     ),
     (
         ApiKey::Produce,
         handler!(|r, req| {
-            match produce::handle(r.partitions(), req).await {
+            match produce::handle(r.partitions(), req, r.client_ip()).await {
                 Some(resp) => r.respond(&resp),
                 None => Ok(None),
             }

@@ -8,10 +8,11 @@
 //! telling replication about appends and waiting for acks=all, the fsync
 //! before acknowledging (`--flush-interval-ms 0` or the topic's
 //! `flush.messages`); the fetch policy (leader and
-//! leader-epoch checks, byte limits, the long poll); and topic changes made
-//! the same way on one node and in a cluster (`topics`). A single node is a
-//! replication set of one: the same code with `Replication::Local`, so no
-//! caller asks "single node or cluster?".
+//! leader-epoch checks, byte limits, the long poll); topic changes made the
+//! same way on one node and in a cluster (`topics`); and auto-creation within
+//! its limits per request and per client address (`auto_create`). A single
+//! node is a replication set of one: the same code with
+//! `Replication::Local`, so no caller asks "single node or cluster?".
 //!
 //! Must never: know the wire format (no Kafka error codes, no protocol
 //! messages: it returns `PartitionError`), or import the layers above it
@@ -19,8 +20,10 @@
 //!
 //! Locks: none of its own; it takes no lock across an await.
 
+mod auto_create;
 mod topics;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +36,7 @@ use crate::log::{AppendError, PartitionLog, ReadError, ReadLimit};
 use crate::replication::{
     check_leader_epoch, CommitWait, LeadershipListener, ReplicaError, ReplicaManager,
 };
+use auto_create::AutoCreateLimits;
 
 /// Why one partition of a request was not served.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +79,8 @@ enum Replication {
 pub struct Partitions {
     broker: Arc<Broker>,
     replication: Replication,
+    /// How many topics each client may auto-create per second.
+    auto_create: AutoCreateLimits,
 }
 
 /// One produce request, as the partition layer needs it.
@@ -85,6 +91,8 @@ pub struct AppendRequest {
     pub timeout: Duration,
     /// The request carries a transactional id (transactions are refused).
     pub transactional: bool,
+    /// The address the request came from (the key of the auto-creation limit).
+    pub client: IpAddr,
     pub topics: Vec<TopicRecords>,
 }
 
@@ -149,6 +157,7 @@ impl Partitions {
     /// The partitions of a single node (a replication set of one).
     pub fn local(broker: Arc<Broker>) -> Arc<Self> {
         Arc::new(Partitions {
+            auto_create: AutoCreateLimits::from_config(&broker.config),
             broker,
             replication: Replication::Local,
         })
@@ -157,6 +166,7 @@ impl Partitions {
     /// The partitions of a cluster member, replicated by `replicas`.
     pub fn replicated(broker: Arc<Broker>, replicas: Arc<ReplicaManager>) -> Arc<Self> {
         Arc::new(Partitions {
+            auto_create: AutoCreateLimits::from_config(&broker.config),
             broker,
             replication: Replication::Cluster(replicas),
         })
@@ -241,12 +251,13 @@ impl Partitions {
         let mut syncs: Vec<(usize, usize, Arc<PartitionLog>)> = Vec::new();
         // acks=all: (topic index, partition index, what to wait for).
         let mut waits: Vec<(usize, usize, CommitWait)> = Vec::new();
+        let mut auto_create = self.auto_create_allowance(req.client);
         for topic_data in req.topics {
             let name = topic_data.name;
             let topic = if acks != 0 && acks != 1 && acks != -1 {
                 Err(None)
             } else {
-                self.topic_or_auto_create(&name)
+                self.topic_or_auto_create(&name, &mut auto_create)
                     .await
                     .map_err(|e| Some(Arc::new(e)))
             };

@@ -1,16 +1,15 @@
-//! Topic changes from the Kafka admin APIs, auto-creation and the group
-//! coordinator, made the same way on one node and in a cluster: a single
-//! node changes its broker directly; a cluster node goes through the
-//! controller (`replication::topics`) and returns once its own broker has
+//! Topic changes from the Kafka admin APIs, auto-creation (`auto_create`)
+//! and the group coordinator, made the same way on one node and in a
+//! cluster: a single node changes its broker directly; a cluster node goes
+//! through the controller (`replication::topics`) and returns once its own broker has
 //! applied the change.
 //!
 //! Must never: know the wire format. Locks: none held across an await.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use super::{Partitions, Replication};
-use crate::broker::{Topic, TopicError};
+use crate::broker::TopicError;
 
 impl Partitions {
     /// Create a topic (-1 partitions or replication factor take the defaults).
@@ -79,27 +78,6 @@ impl Partitions {
                 .broker
                 .set_topic_configs(name, overrides, validate_only),
             Replication::Cluster(rm) => rm.set_topic_configs(name, overrides, validate_only).await,
-        }
-    }
-
-    /// The topic, created with the defaults if missing and auto-creation is on.
-    pub async fn topic_or_auto_create(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
-        let rm = match &self.replication {
-            Replication::Local => return self.broker.topic_or_auto_create(name),
-            Replication::Cluster(rm) => rm,
-        };
-        if let Some(t) = self.broker.topic(name) {
-            return Ok(t);
-        }
-        if !self.broker.config.auto_create_topics {
-            return Err(TopicError::Unknown(name.into()));
-        }
-        match rm.create_topic(name, -1, -1, BTreeMap::new(), false).await {
-            Ok(()) | Err(TopicError::AlreadyExists(_)) => self
-                .broker
-                .topic(name)
-                .ok_or_else(|| TopicError::Unknown(name.into())),
-            Err(e) => Err(e),
         }
     }
 }

@@ -1,15 +1,13 @@
-//! The HTTP listener: health and readiness (the `ready` flag the node sets
-//! once the Kafka listener accepts), the embedded dashboard (`assets`), the
-//! cluster view (`cluster_api`) and the shop's REST API and WebSocket;
+//! The HTTP listener: health (liveness) and readiness (each component's
+//! state, from the node's `Readiness`), the embedded dashboard (`assets`),
+//! the cluster view (`cluster_api`) and the shop's REST API and WebSocket;
 //! `serve` runs the listener under its connection limits and timeouts.
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
 
 pub mod assets;
 pub mod cluster_api;
@@ -19,8 +17,8 @@ pub(crate) mod serve;
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct WebState {
-    /// True once the Kafka listener accepts requests.
-    pub ready: Arc<AtomicBool>,
+    /// What `/readyz` answers: the state of each part of the node.
+    pub readiness: crate::readiness::Readiness,
     /// The broker and group coordinator, read by `GET /api/cluster`.
     pub cluster: cluster_api::ClusterView,
     /// The shop (REST API under /api, WebSocket /ws), when it runs on this node.
@@ -31,12 +29,25 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<WebState>) -> (StatusCode, &'static str) {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
+/// 200 while every component is ready, else 503; the body names each
+/// component and its state: `{"ready":false,"components":{"kafka":"ready",
+/// "cluster":"registering"}}`.
+async fn readyz(State(state): State<WebState>) -> (StatusCode, Json<Value>) {
+    let snapshot = state.readiness.snapshot();
+    let components: Map<String, Value> = snapshot
+        .components
+        .iter()
+        .map(|(name, state)| ((*name).to_owned(), Value::from(*state)))
+        .collect();
+    let status = if snapshot.ready {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"ready": snapshot.ready, "components": components})),
+    )
 }
 
 /// The router of the HTTP listener.
