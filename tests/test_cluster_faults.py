@@ -104,8 +104,16 @@ def finish(cluster: Cluster, producer: NumberedProducer, topic: str) -> None:
 
 
 def wait_acks_after(producer: NumberedProducer, since: float, partitions, what: str) -> None:
-    wait_until(lambda: all(producer.acked_produced_after(p, since) >= 20 for p in partitions),
-               TIMEOUT * 1.5, interval=POLL, what=what)
+    try:
+        wait_until(lambda: all(producer.acked_produced_after(p, since) >= 20 for p in partitions),
+                   TIMEOUT * 1.5, interval=POLL, what=what)
+    except TimeoutError as err:
+        acks = {p: producer.acked_produced_after(p, since) for p in partitions}
+        with producer.lock:
+            failed = Counter(e for _, _, e in producer.failed)
+            errors = [str(e) for e in producer.client_errors[-5:]]
+        raise AssertionError(f"{err}\nacks per partition since: {acks}\nfailed: {failed}\n"
+                             f"client errors: {errors}") from None
 
 
 def follower_only(cluster: Cluster, label: str) -> tuple[str, int, list[int], NumberedProducer]:

@@ -48,13 +48,42 @@ pub struct ControllerSettings {
     pub preferred_leader_interval: Duration,
 }
 
-/// Last heartbeat of each broker, as the controller heard it.
+/// Last heartbeat of each broker, as the controller heard it; and this
+/// node's own contact with the controller.
 #[derive(Default)]
 pub struct Heartbeats {
     seen: Mutex<HashMap<i32, Instant>>,
+    /// When this node last knew itself in contact with the controller (an
+    /// accepted heartbeat; as controller, a quorum acknowledgement), and for
+    /// how long it may go without before it counts itself fenced.
+    contact: Mutex<Option<(Instant, Duration)>>,
 }
 
 impl Heartbeats {
+    /// False once this node has gone without the controller for longer
+    /// than twice a broker session: the controller fences a broker silent
+    /// for one session and moves its leaderships, so this node's image no
+    /// longer says who leads (a new controller gives every broker a full
+    /// session; the second one covers its election). True before the first
+    /// contact: the node leads nothing until it is registered.
+    pub fn in_contact(&self) -> bool {
+        match *self.contact.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((at, allowed)) => at.elapsed() <= allowed,
+            None => true,
+        }
+    }
+
+    fn touch(&self, at: Instant, session: Duration) {
+        let mut contact = self.contact.lock().unwrap_or_else(|p| p.into_inner());
+        let was_lost = contact.is_some_and(|(last, allowed)| last.elapsed() > allowed);
+        if contact.is_none_or(|(last, _)| last < at) {
+            *contact = Some((at, session * 2));
+        }
+        if was_lost {
+            tracing::info!("in contact with the controller again");
+        }
+    }
+
     pub fn record(&self, broker_id: i32) {
         self.seen
             .lock()
@@ -99,10 +128,23 @@ async fn send_heartbeats(
             _ = tick.tick() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
+        let session = settings.session_timeout;
+        let heartbeats = handle.heartbeats();
+        let before = heartbeats.in_contact();
         match handle.controller() {
-            Some(c) if c == handle.node_id() => handle.heartbeats().record(me),
+            Some(c) if c == handle.node_id() => {
+                heartbeats.record(me);
+                // The controller is in contact while a quorum acknowledges it.
+                let acked = handle.raft().metrics().borrow().millis_since_quorum_ack;
+                if let Some(ms) = acked {
+                    let now = Instant::now();
+                    let at = now.checked_sub(Duration::from_millis(ms)).unwrap_or(now);
+                    heartbeats.touch(at, session);
+                }
+            }
             Some(c) => {
-                let sent: Result<HeartbeatAck, _> = handle
+                let sent = Instant::now();
+                let answer: Result<HeartbeatAck, _> = handle
                     .call(
                         c,
                         HEARTBEAT_PATH,
@@ -110,11 +152,21 @@ async fn send_heartbeats(
                         settings.heartbeat_interval * 2,
                     )
                     .await;
-                if let Err(e) = sent {
-                    tracing::debug!(controller = c, error = %e, "heartbeat not delivered");
+                match answer {
+                    Ok(ack) if ack.accepted => heartbeats.touch(sent, session),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(controller = c, error = %e, "heartbeat not delivered")
+                    }
                 }
             }
             None => {}
+        }
+        if before && !heartbeats.in_contact() {
+            tracing::warn!(
+                "no contact with the controller for two sessions: this node counts itself \
+                 fenced and answers NOT_LEADER_OR_FOLLOWER as a leader until it hears from it"
+            );
         }
     }
 }

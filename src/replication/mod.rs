@@ -496,7 +496,16 @@ impl ReplicaManager {
     /// that removes it is not committed (a leader cut off from the quorum
     /// cannot commit it): acks=all writes are refused with
     /// NOT_ENOUGH_REPLICAS rather than left to time out.
+    ///
+    /// A node out of contact with the controller for longer than it would
+    /// take the controller to fence it and move its leaderships answers
+    /// NOT_LEADER_OR_FOLLOWER instead: it cannot tell dead peers from being
+    /// cut off itself, and clients retry NOT_ENOUGH_REPLICAS on the same
+    /// broker, while NOT_LEADER_OR_FOLLOWER sends them to fresh metadata.
     pub fn leader_isr_len(&self, topic: &str, partition: i32) -> Result<usize, ReplicaError> {
+        if !self.cluster.heartbeats().in_contact() {
+            return Err(ReplicaError::NotLeaderOrFollower);
+        }
         match lock(&self.roles).get(&(topic.to_owned(), partition)) {
             Some(Role::Leader(ls)) => {
                 let now = Instant::now();
