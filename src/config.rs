@@ -159,7 +159,9 @@ pub struct NodeConfig {
 
     /// Kafka connections with no request for this long are closed (Kafka's
     /// `connections.max.idle.ms`), so idle sockets never hold every
-    /// connection slot; 0 keeps them open.
+    /// connection slot; so are connections that send nothing for this long
+    /// in the middle of a request (which holds its share of
+    /// --queued-max-request-bytes). 0 keeps them open.
     #[arg(
         long,
         env = "SLUICE_CONNECTIONS_MAX_IDLE_MS",
@@ -217,6 +219,20 @@ pub struct NodeConfig {
     /// answered 503 until one leaves.
     #[arg(long, env = "SLUICE_MAX_WEBSOCKET_CLIENTS", default_value_t = 256)]
     pub max_websocket_clients: usize,
+
+    /// Most bytes of requests in memory at once, read or decoded but not yet
+    /// handled (Kafka's `queued.max.request.bytes`): each request is charged
+    /// its frame before it is read, and three times its estimated decoded
+    /// size (decoding and handling) before it is decoded, each from a pool of
+    /// this size; reads wait while it is spent. A larger request closes the
+    /// connection. The default lets two requests at the default
+    /// --max-frame-bytes be read at once.
+    #[arg(
+        long,
+        env = "SLUICE_QUEUED_MAX_REQUEST_BYTES",
+        default_value_t = 256 * 1024 * 1024
+    )]
+    pub queued_max_request_bytes: usize,
 
     /// How often freed heap memory is handed back to the operating system, in
     /// ms (0 = never). sled frees what it evicts from its cache, but the C
@@ -341,6 +357,7 @@ impl NodeConfig {
             http_header_timeout_ms: 10_000,
             http_idle_timeout_ms: 60_000,
             max_websocket_clients: 256,
+            queued_max_request_bytes: 256 * 1024 * 1024,
             memory_trim_interval_ms: 1000,
             group_initial_rebalance_delay_ms: 0,
             offsets_topic_partitions: 4,

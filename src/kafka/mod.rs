@@ -3,18 +3,23 @@
 //! A handler maps a request to one call into the layer below (`partition`,
 //! `group`) and the result back to a response; `errors` turns the layers'
 //! typed errors into the codes of `code`, the one place where codes appear.
+//! Before a request is decoded, `prescan` checks its lengths and estimates
+//! its decoded size, and `budget` (the node's `queued.max.request.bytes`)
+//! bounds the memory of the requests in flight.
 //!
 //! Must never: hold broker policy (checks, waits, replication), or touch
 //! sled. Locks: none of its own.
 
 pub(crate) mod admin;
 pub(crate) mod api_versions;
+pub(crate) mod budget;
 pub(crate) mod code;
 pub(crate) mod errors;
 pub(crate) mod fetch;
 pub(crate) mod group;
 pub(crate) mod metadata;
 pub(crate) mod offsets;
+pub(crate) mod prescan;
 pub(crate) mod produce;
 pub(crate) mod server;
 pub(crate) mod zero_copy;

@@ -1,7 +1,10 @@
 //! The Kafka listener: accepts connections, reads size-prefixed frames, decodes
 //! request headers, dispatches to the handlers and writes responses in request
 //! order. Hostile input gets an error response or a closed connection, never a
-//! panic, and never an allocation larger than `max_frame_bytes`.
+//! panic, and never an allocation larger than `max_frame_bytes`. Each request
+//! is charged to the node's `RequestBudget` before its frame is read and,
+//! after the `prescan` has checked its lengths and estimated its decoded
+//! size, again before it is decoded.
 //!
 //! `dispatch` reads the header and looks the API up in `HANDLERS`, a table of
 //! small handlers that each decode a request, make one call into the layer
@@ -22,7 +25,9 @@ use tokio::sync::{mpsc, watch};
 
 use futures::future::BoxFuture;
 
+use super::budget::{self, RequestBudget};
 use super::group::{self, ClientInfo};
+use super::prescan::{self, PrescanError};
 use super::{admin, api_versions, code, fetch, metadata, offsets, produce, supported_range};
 use crate::group::GroupCoordinator;
 use crate::limits::ConnectionQuotas;
@@ -56,8 +61,23 @@ pub enum ConnectionError {
         version: i16,
         reason: String,
     },
+    #[error("request refused: {0}")]
+    OverBudget(#[from] budget::TooLarge),
+    #[error("request refused before decoding: {0}")]
+    Prescan(#[from] PrescanError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl ConnectionError {
+    /// Whether the request was refused for the memory it would take.
+    fn over_budget(&self) -> bool {
+        matches!(
+            self,
+            ConnectionError::OverBudget(_)
+                | ConnectionError::Prescan(PrescanError::TooLarge { .. })
+        )
+    }
 }
 
 /// Accept connections until `shutdown` turns true. Each connection gets a task;
@@ -76,6 +96,14 @@ pub async fn serve(
         config.max_connections_per_ip,
         &config.max_connections_per_ip_overrides,
     );
+    let budget = Arc::new(RequestBudget::new(config.queued_max_request_bytes));
+    if config.queued_max_request_bytes < config.max_frame_bytes {
+        tracing::warn!(
+            queued_max_request_bytes = config.queued_max_request_bytes,
+            max_frame_bytes = config.max_frame_bytes,
+            "request frames larger than the request budget will be refused"
+        );
+    }
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let slot = tokio::select! {
@@ -93,10 +121,16 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let services = services.clone();
+                let budget = budget.clone();
                 let shutdown = shutdown.clone();
                 tasks.spawn(async move {
-                    if let Err(e) = connection(stream, services, shutdown).await {
-                        tracing::debug!(%peer, error = %e, "connection closed");
+                    match connection(stream, services, budget, shutdown).await {
+                        // A client can run into the budget without being hostile.
+                        Err(e) if e.over_budget() => {
+                            tracing::warn!(%peer, error = %e, "connection closed")
+                        }
+                        Err(e) => tracing::debug!(%peer, error = %e, "connection closed"),
+                        Ok(()) => {}
                     }
                     drop(permit);
                 });
@@ -116,6 +150,7 @@ pub async fn serve(
 async fn connection(
     stream: TcpStream,
     services: Arc<Services>,
+    budget: Arc<RequestBudget>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     // Kafka shows a group member's host as "/ip".
@@ -159,9 +194,24 @@ async fn connection(
             if size < 8 || size as u64 > max as u64 {
                 return Err(ConnectionError::FrameSize { size, max });
             }
+            // Reading waits while the budget is spent.
+            let mut charge = tokio::select! {
+                c = budget.charge_frame(size as usize) => c?,
+                _ = shutdown.changed() => return Ok(()),
+            };
             let mut frame = BytesMut::zeroed(size as usize);
-            reader.read_exact(&mut frame).await?;
-            if let Some(response) = dispatch(&services, &client_host, frame.freeze()).await? {
+            if !read_body(&mut reader, &mut frame, max_idle, &mut shutdown).await? {
+                tracing::debug!(client = %client_host, "connection stalled in a request closed");
+                return Ok(());
+            }
+            let decoded = prescan::decoded_size(&frame, budget.largest_decoded())?;
+            tokio::select! {
+                c = budget.charge_decoded(&mut charge, decoded) => c?,
+                _ = shutdown.changed() => return Ok(()),
+            }
+            let response = dispatch(&services, &client_host, frame.freeze()).await?;
+            drop(charge);
+            if let Some(response) = response {
                 if tx.send(response).await.is_err() {
                     return Ok(());
                 }
@@ -172,6 +222,30 @@ async fn connection(
     drop(tx);
     let _ = write_task.await;
     result
+}
+
+/// Read the body of a frame whose charge is held. Gives up (false) when the
+/// client sends nothing for `max_idle` or the node shuts down: a stalled
+/// sender must not hold its share of the request budget for ever.
+async fn read_body<R: AsyncReadExt + Unpin>(
+    reader: &mut R,
+    frame: &mut [u8],
+    max_idle: Option<std::time::Duration>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool, ConnectionError> {
+    let mut filled = 0;
+    while filled < frame.len() {
+        // `read` is cancel safe: nothing is lost when another branch wins.
+        tokio::select! {
+            n = reader.read(&mut frame[filled..]) => match n? {
+                0 => return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()),
+                n => filled += n,
+            },
+            _ = shutdown.changed() => return Ok(false),
+            _ = idle_deadline(max_idle) => return Ok(false),
+        }
+    }
+    Ok(true)
 }
 
 /// Resolves once a connection has waited `max_idle` for its next request
