@@ -8,6 +8,7 @@
 //! becomes controller gives every broker a full session before fencing it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,13 +51,25 @@ pub struct ControllerSettings {
 
 /// Last heartbeat of each broker, as the controller heard it; and this
 /// node's own contact with the controller.
-#[derive(Default)]
 pub struct Heartbeats {
     seen: Mutex<HashMap<i32, Instant>>,
-    /// When this node last knew itself in contact with the controller (an
-    /// accepted heartbeat; as controller, a quorum acknowledgement), and for
-    /// how long it may go without before it counts itself fenced.
-    contact: Mutex<Option<(Instant, Duration)>>,
+    /// What `contact_until` counts from.
+    epoch: Instant,
+    /// Until when (milliseconds after `epoch`) this node counts itself in
+    /// contact with the controller: the last accepted heartbeat (as
+    /// controller, quorum acknowledgement) plus two broker sessions; 0
+    /// before the first contact. An atomic: the produce path reads it.
+    contact_until: AtomicU64,
+}
+
+impl Default for Heartbeats {
+    fn default() -> Self {
+        Heartbeats {
+            seen: Mutex::default(),
+            epoch: Instant::now(),
+            contact_until: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Heartbeats {
@@ -67,19 +80,21 @@ impl Heartbeats {
     /// session; the second one covers its election). True before the first
     /// contact: the node leads nothing until it is registered.
     pub fn in_contact(&self) -> bool {
-        match *self.contact.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some((at, allowed)) => at.elapsed() <= allowed,
-            None => true,
+        match self.contact_until.load(Ordering::Acquire) {
+            0 => true,
+            until => self.millis(Instant::now()) <= until,
         }
     }
 
+    fn millis(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
     fn touch(&self, at: Instant, session: Duration) {
-        let mut contact = self.contact.lock().unwrap_or_else(|p| p.into_inner());
-        let was_lost = contact.is_some_and(|(last, allowed)| last.elapsed() > allowed);
-        if contact.is_none_or(|(last, _)| last < at) {
-            *contact = Some((at, session * 2));
-        }
-        if was_lost {
+        let was_lost = !self.in_contact();
+        let until = self.millis(at + session * 2).max(1);
+        self.contact_until.fetch_max(until, Ordering::AcqRel);
+        if was_lost && self.in_contact() {
             tracing::info!("in contact with the controller again");
         }
     }

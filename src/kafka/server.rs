@@ -154,10 +154,9 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     // Kafka shows a group member's host as "/ip".
-    let client_host = stream
-        .peer_addr()
-        .map(|a| format!("/{}", a.ip()))
-        .unwrap_or_default();
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
+    let client_host = peer.map(|ip| format!("/{ip}")).unwrap_or_default();
+    let client_ip = peer.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Frame>(32);
     let write_task = tokio::spawn(async move {
@@ -209,7 +208,7 @@ async fn connection(
                 c = budget.charge_decoded(&mut charge, decoded) => c?,
                 _ = shutdown.changed() => return Ok(()),
             }
-            let response = dispatch(&services, &client_host, frame.freeze()).await?;
+            let response = dispatch(&services, &client_host, client_ip, frame.freeze()).await?;
             drop(charge);
             if let Some(response) = response {
                 if tx.send(response).await.is_err() {
@@ -367,6 +366,8 @@ fn encode_fetch_response(
 struct Request<'a> {
     services: &'a Services,
     client_host: &'a str,
+    /// The client's address (limits such as auto-creation are kept per address).
+    client_ip: std::net::IpAddr,
     header: RequestHeader,
     api: ApiKey,
     version: i16,
@@ -406,14 +407,6 @@ impl Request<'_> {
         &self.services.partitions
     }
 
-    /// The client's IP address (from `client_host`, "/ip"; unspecified if unknown).
-    fn client_ip(&self) -> std::net::IpAddr {
-        self.client_host
-            .trim_start_matches('/')
-            .parse()
-            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())
-    }
-
     fn groups(&self) -> &Arc<GroupCoordinator> {
         &self.services.groups
     }
@@ -451,14 +444,14 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
     (
         ApiKey::Metadata,
         handler!(|r, req| {
-            let client = r.client_ip();
+            let client = r.client_ip;
             r.respond(&metadata::handle(r.partitions(), req, r.version, client).await)
         }),
     ),
     (
         ApiKey::Produce,
         handler!(|r, req| {
-            match produce::handle(r.partitions(), req, r.client_ip()).await {
+            match produce::handle(r.partitions(), req, r.client_ip).await {
                 Some(resp) => r.respond(&resp),
                 None => Ok(None),
             }
@@ -604,6 +597,7 @@ fn handler(api: ApiKey) -> Option<Handler> {
 pub async fn dispatch(
     services: &Services,
     client_host: &str,
+    client_ip: std::net::IpAddr,
     mut frame: Bytes,
 ) -> Result<Option<Frame>, ConnectionError> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
@@ -634,6 +628,7 @@ pub async fn dispatch(
     handle(Request {
         services,
         client_host,
+        client_ip,
         header,
         api,
         version,
