@@ -30,6 +30,7 @@ pub(crate) mod node;
 pub(crate) mod partition;
 pub(crate) mod readiness;
 pub(crate) mod replication;
+pub(crate) mod security;
 pub mod storage;
 pub(crate) mod watchdog;
 pub(crate) mod web;

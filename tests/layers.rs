@@ -33,6 +33,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("cluster", 30),
     ("broker", 25),
     ("log", 20),
+    ("security", 17), // who a client is and what it may do
     ("storage", 15),
     ("limits", 12),
     ("readiness", 12),

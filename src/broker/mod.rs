@@ -18,10 +18,25 @@ use uuid::Uuid;
 
 use crate::config::NodeConfig;
 use crate::log::PartitionLog;
+use crate::security::{Security, SecurityChange, SecurityRejection, SecurityState};
 use crate::storage::{self, Storage, StorageError};
 use configs::TopicConfigs;
 
 /// Why a topic operation failed; each maps to a Kafka error code.
+/// Why a security change (credentials, ACLs, quotas) was not made.
+#[derive(Debug, thiserror::Error)]
+#[allow(dead_code)] // used by the SASL, ACL and quota handlers (next)
+pub enum SecurityError {
+    /// The change does not fit the state (nothing changed).
+    #[error("{0}")]
+    Rejected(#[from] SecurityRejection),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The controller could not commit it (or this node is stopping).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
     #[error("topic {0} already exists")]
@@ -176,6 +191,9 @@ pub struct Broker {
     /// Host and port given to clients; set once the listener is bound.
     advertised: OnceLock<(String, i32)>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Credentials, ACLs and quotas (stored here; replaced from the image
+    /// in a cluster).
+    pub security: Arc<Security>,
 }
 
 impl Broker {
@@ -221,13 +239,47 @@ impl Broker {
             topic.apply_log_policy();
             topics.insert(name, topic);
         }
+        let security = match storage.security_record()? {
+            Some(v) => serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
+                tree: "security".into(),
+                what: format!("security state: {e}"),
+            })?,
+            None => SecurityState::default(),
+        };
         Ok(Broker {
             config,
             storage,
             cluster_id,
             advertised: OnceLock::new(),
             topics: RwLock::new(topics),
+            security: Arc::new(Security::new(security)),
         })
+    }
+
+    /// Apply a security change on this node and store the result (a single
+    /// node; a cluster node's changes go through the controller).
+    #[allow(dead_code)] // used by the SASL, ACL and quota handlers (next)
+    pub fn apply_security(&self, change: &SecurityChange) -> Result<u64, SecurityError> {
+        let state = self.security.apply(change)?;
+        self.store_security(&state)?;
+        Ok(state.version)
+    }
+
+    /// Take the security state of the metadata image (a cluster node) and
+    /// store it when it changed.
+    pub fn replace_security(&self, state: &SecurityState) -> Result<(), SecurityError> {
+        if self.security.replace(state) {
+            self.store_security(state)?;
+        }
+        Ok(())
+    }
+
+    fn store_security(&self, state: &SecurityState) -> Result<(), SecurityError> {
+        let bytes = serde_json::to_vec(state).map_err(|e| StorageError::Corrupt {
+            tree: "security".into(),
+            what: e.to_string(),
+        })?;
+        Ok(self.storage.put_security_record(bytes)?)
     }
 
     pub fn node_id(&self) -> i32 {

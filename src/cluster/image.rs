@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::security::{SecurityChange, SecurityRejection, SecurityState};
+
 /// Leader value of a partition that has no leader (Kafka's -1).
 pub const NO_LEADER: i32 = -1;
 
@@ -88,7 +90,7 @@ pub struct TopicImage {
 }
 
 /// The cluster's metadata as of the last applied log entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetadataImage {
     /// The cluster's id (Kafka's cluster id): the one proposed by the first
     /// broker to register.
@@ -98,10 +100,13 @@ pub struct MetadataImage {
     pub brokers: BTreeMap<i32, BrokerRegistration>,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicImage>,
+    /// Credentials, ACLs and quotas.
+    #[serde(default)]
+    pub security: SecurityState,
 }
 
 /// A change to the image, proposed to the Raft leader and applied by every node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Command {
     /// A broker (re)joins: its addresses are recorded and its liveness epoch bumped.
@@ -151,6 +156,8 @@ pub enum Command {
         isr: Vec<i32>,
         partition_epoch: i32,
     },
+    /// Change the credentials, ACLs or quotas.
+    Security { change: SecurityChange },
 }
 
 /// Why a command was not applied.
@@ -166,6 +173,8 @@ pub enum Rejection {
     InvalidLeadership(String),
     #[error("stale partition epoch {given}, current is {current}")]
     StalePartitionEpoch { given: i32, current: i32 },
+    #[error("{0}")]
+    Security(SecurityRejection),
 }
 
 /// The committed result of one log entry.
@@ -175,6 +184,8 @@ pub enum CommandResponse {
     Applied,
     /// A broker registered with this liveness epoch.
     BrokerRegistered { liveness_epoch: u64 },
+    /// A security change applied; the security state is now at `version`.
+    SecurityApplied { version: u64 },
     /// Not applied; the image is unchanged.
     Rejected(Rejection),
 }
@@ -337,6 +348,10 @@ impl MetadataImage {
                 state.isr = isr.clone();
                 state.partition_epoch += 1;
                 Ok(CommandResponse::Applied)
+            }
+            Command::Security { change } => {
+                let version = self.security.apply(change).map_err(Rejection::Security)?;
+                Ok(CommandResponse::SecurityApplied { version })
             }
         }
     }

@@ -32,6 +32,7 @@ use super::{admin, api_versions, code, fetch, metadata, offsets, produce, suppor
 use crate::group::GroupCoordinator;
 use crate::limits::ConnectionQuotas;
 use crate::partition::Partitions;
+use crate::security::Principal;
 
 /// What the request handlers serve from: the partition layer (topics, logs,
 /// replication) and the group coordinator.
@@ -153,10 +154,9 @@ async fn connection(
     budget: Arc<RequestBudget>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
-    // Kafka shows a group member's host as "/ip".
     let peer = stream.peer_addr().ok().map(|a| a.ip());
-    let client_host = peer.map(|ip| format!("/{ip}")).unwrap_or_default();
-    let client_ip = peer.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let session = Session::new(peer.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()));
+    let client_host = &session.client_host;
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Frame>(32);
     let write_task = tokio::spawn(async move {
@@ -208,7 +208,7 @@ async fn connection(
                 c = budget.charge_decoded(&mut charge, decoded) => c?,
                 _ = shutdown.changed() => return Ok(()),
             }
-            let response = dispatch(&services, &client_host, client_ip, frame.freeze()).await?;
+            let response = dispatch(&services, &session, frame.freeze()).await?;
             drop(charge);
             if let Some(response) = response {
                 if tx.send(response).await.is_err() {
@@ -361,10 +361,35 @@ fn encode_fetch_response(
     buf.finish().map_err(|e| fail(e.to_string()))
 }
 
+/// What a connection knows of its client: the principal it authenticated
+/// as (`User:ANONYMOUS` until it does) and its address.
+#[derive(Debug, Clone)]
+pub struct Session {
+    #[allow(dead_code)] // used by the SASL, ACL and quota handlers (next)
+    pub principal: Principal,
+    /// Kafka shows a group member's host as "/ip".
+    pub client_host: String,
+    /// The client's address (limits such as auto-creation are kept per address).
+    pub client_ip: std::net::IpAddr,
+}
+
+impl Session {
+    pub fn new(client_ip: std::net::IpAddr) -> Self {
+        Session {
+            principal: Principal::anonymous(),
+            client_host: format!("/{client_ip}"),
+            client_ip,
+        }
+    }
+}
+
 /// One decoded request on its way to a handler: the services it may call,
 /// who sent it, and its body (the header is already read).
 struct Request<'a> {
     services: &'a Services,
+    /// Who sent it.
+    #[allow(dead_code)]
+    session: &'a Session,
     client_host: &'a str,
     /// The client's address (limits such as auto-creation are kept per address).
     client_ip: std::net::IpAddr,
@@ -596,8 +621,7 @@ fn handler(api: ApiKey) -> Option<Handler> {
 /// (`None` for produce with acks=0).
 pub async fn dispatch(
     services: &Services,
-    client_host: &str,
-    client_ip: std::net::IpAddr,
+    session: &Session,
     mut frame: Bytes,
 ) -> Result<Option<Frame>, ConnectionError> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
@@ -627,8 +651,9 @@ pub async fn dispatch(
     };
     handle(Request {
         services,
-        client_host,
-        client_ip,
+        session,
+        client_host: &session.client_host,
+        client_ip: session.client_ip,
         header,
         api,
         version,

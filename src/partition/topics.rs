@@ -81,3 +81,19 @@ impl Partitions {
         }
     }
 }
+
+impl Partitions {
+    /// Change the credentials, ACLs or quotas: on one node directly, in a
+    /// cluster through the controller. Returns the security state's new
+    /// version once this node applied it.
+    #[allow(dead_code)] // used by the SASL, ACL and quota handlers (next)
+    pub async fn change_security(
+        &self,
+        change: crate::security::SecurityChange,
+    ) -> Result<u64, crate::broker::SecurityError> {
+        match &self.replication {
+            Replication::Local => self.broker.apply_security(&change),
+            Replication::Cluster(rm) => rm.change_security(change).await,
+        }
+    }
+}

@@ -21,6 +21,7 @@
 
 mod fetcher;
 pub mod placement;
+mod security;
 pub mod topics;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -185,6 +186,7 @@ impl ReplicaManager {
     /// checkpoint high watermarks.
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(Arc::clone(self).follow_image());
+        tokio::spawn(Arc::clone(self).follow_security());
         tokio::spawn(Arc::clone(self).maintain());
     }
 
