@@ -31,5 +31,6 @@ pub(crate) mod partition;
 pub(crate) mod readiness;
 pub(crate) mod replication;
 pub mod storage;
+pub(crate) mod tokens_cli;
 pub(crate) mod watchdog;
 pub(crate) mod web;
