@@ -1,4 +1,4 @@
-//! The command line: `serve`, `demo`, `bench`, `groups` and `cluster`. The only place that turns
+//! The command line: `serve`, `demo`, `bench`, `groups`, `tokens` and `cluster`. The only place that turns
 //! errors into exit codes.
 
 use std::process::ExitCode;
@@ -31,6 +31,9 @@ enum Command {
     /// Consumer groups: list, describe (members, lag), reset offsets.
     #[command(subcommand)]
     Groups(crate::groups_cli::GroupsCommand),
+    /// HTTP API tokens for --http-auth, in a stopped node's data dir.
+    #[command(subcommand)]
+    Tokens(crate::tokens_cli::TokensCommand),
     /// Start a local cluster: N child `serve` processes with distinct ports
     /// and data dirs; Ctrl-C stops them all.
     Cluster(crate::cluster::launcher::ClusterArgs),
@@ -62,6 +65,7 @@ pub fn main() -> ExitCode {
             Command::Bench(cmd) => crate::bench::run(cmd).await,
             Command::Groups(cmd) => crate::groups_cli::run(cmd).await,
             Command::Cluster(args) => crate::cluster::launcher::run(args).await,
+            Command::Tokens(cmd) => crate::tokens_cli::run(cmd),
         }
     });
     match outcome {

@@ -215,6 +215,17 @@ pub struct NodeConfig {
     #[arg(long, env = "SLUICE_HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
     pub http_idle_timeout_ms: u64,
 
+    /// Require credentials on the HTTP listener (REST API, WebSocket, admin
+    /// routes): bearer tokens from `sluice tokens add`, or a dashboard login.
+    /// Static files, /healthz and /readyz stay open.
+    #[arg(long, env = "SLUICE_HTTP_AUTH")]
+    pub http_auth: bool,
+
+    /// Origins allowed to call the HTTP API from a browser page served
+    /// elsewhere (CORS), comma-separated `scheme://host[:port]`; none by default.
+    #[arg(long, env = "SLUICE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
     /// Most WebSocket clients of the shop at once (`/ws`); another upgrade is
     /// answered 503 until one leaves.
     #[arg(long, env = "SLUICE_MAX_WEBSOCKET_CLIENTS", default_value_t = 256)]
@@ -356,6 +367,8 @@ impl NodeConfig {
             http_max_connections_per_ip: 256,
             http_header_timeout_ms: 10_000,
             http_idle_timeout_ms: 60_000,
+            http_auth: false,
+            cors_origins: Vec::new(),
             max_websocket_clients: 256,
             queued_max_request_bytes: 256 * 1024 * 1024,
             memory_trim_interval_ms: 1000,

@@ -32,5 +32,6 @@ pub(crate) mod readiness;
 pub(crate) mod replication;
 pub(crate) mod security;
 pub mod storage;
+pub(crate) mod tokens_cli;
 pub(crate) mod watchdog;
 pub(crate) mod web;

@@ -195,6 +195,7 @@ pub async fn run_until(
     })
     .merge(crate::web::raft_api::router(cluster.clone()))
     .merge(crate::web::raft_api::replicas_router(partitions.clone()));
+    let router = crate::web::guard::protect(router, &broker.config, broker.storage.clone());
     let http_broker = broker.clone();
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {

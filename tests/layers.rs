@@ -22,6 +22,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("launcher", 90), // cluster/launcher.rs: runs nodes as processes
     ("bench", 90),
     ("groups_cli", 90),
+    ("tokens_cli", 90),
     ("node", 80),
     ("web", 70),
     ("app", 60),

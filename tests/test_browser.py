@@ -22,7 +22,8 @@ FIGURES = REPO_ROOT / "tests" / ".work" / "browser-figures.json"
 SUITE_TIMEOUT = 280
 
 
-def test_dashboard_pages_flows_and_main_thread_budget_in_headless_chromium():
+def run_node_suite(test_file: str, timeout: int = SUITE_TIMEOUT) -> str:
+    """Run one file of the Node suite; its output (asserted successful)."""
     node = shutil.which("node")
     assert node, "node is not installed (scripts/test.sh installs npm and nodejs)"
     assert (BROWSER_DIR / "node_modules" / "playwright-core").is_dir(), (
@@ -31,7 +32,7 @@ def test_dashboard_pages_flows_and_main_thread_budget_in_headless_chromium():
     )
     env = dict(os.environ, SLUICE_BIN=str(sluice_binary().resolve()))
     proc = subprocess.Popen(
-        [node, "--test", "--test-concurrency=1", "--test-reporter=spec", "dashboard.test.mjs"],
+        [node, "--test", "--test-concurrency=1", "--test-reporter=spec", test_file],
         cwd=BROWSER_DIR,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -40,17 +41,30 @@ def test_dashboard_pages_flows_and_main_thread_budget_in_headless_chromium():
         start_new_session=True,
     )
     try:
-        output, _ = proc.communicate(timeout=SUITE_TIMEOUT)
+        output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         # The suite's own process group: node, and anything it failed to end.
         os.killpg(proc.pid, 9)
         output, _ = proc.communicate()
         raise AssertionError(
-            f"browser suite did not finish in {SUITE_TIMEOUT}s\n"
+            f"browser suite did not finish in {timeout}s\n"
             + output.decode("utf-8", "replace")[-8000:]
         )
     text = output.decode("utf-8", "replace")
     print(text[-6000:])
+    assert proc.returncode == 0, f"browser suite failed (exit {proc.returncode})\n{text[-8000:]}"
+    return text
+
+
+def test_dashboard_pages_flows_and_main_thread_budget_in_headless_chromium():
+    run_node_suite("dashboard.test.mjs")
     if FIGURES.exists():
         print(json.dumps(json.loads(FIGURES.read_text()), indent=2))
-    assert proc.returncode == 0, f"browser suite failed (exit {proc.returncode})\n{text[-8000:]}"
+
+
+def test_dashboard_login_form_and_roles_with_http_auth_in_headless_chromium():
+    """login.test.mjs: a node with --http-auth; the form, a wrong token, an
+    operator's session (data, live updates, a form write with CSRF), logout,
+    an admin's simulator switch; screenshots login-form.png,
+    logged-in-operator.png and logged-in-admin.png."""
+    run_node_suite("login.test.mjs", timeout=120)

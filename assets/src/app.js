@@ -63,17 +63,22 @@
       this.fields = err.fields || null;
     }
   }
+  // Who is logged in (from /api/session): the role decides which controls
+  // show; writes made with the session cookie carry its CSRF token.
+  const auth = { enabled: false, role: null, name: null, csrf: null, started: false };
   async function api(method, path, body) {
     const init = { method, headers: { Accept: 'application/json' } };
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
+    if (method !== 'GET' && auth.csrf) init.headers['X-CSRF-Token'] = auth.csrf;
     let resp;
     try { resp = await fetch(path, init); } catch (e) { throw new ApiError(0, { error: { message: 'The server cannot be reached.' } }); }
     const text = await resp.text();
     let data = null;
     if (text) { try { data = JSON.parse(text); } catch { data = { error: { message: text.slice(0, 200) } }; } }
+    if (resp.status === 401 && path !== '/api/login') showLogin();
     if (!resp.ok) throw new ApiError(resp.status, data);
     return data;
   }
@@ -291,6 +296,7 @@
   }
   function scheduleReconnect() {
     live.socket = null;
+    if (document.body.classList.contains('logged-out')) return;
     setLiveState('reconnecting');
     // Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... capped at 10 s.
     const delay = Math.min(10000, 500 * 2 ** live.attempt) * (0.75 + Math.random() * 0.5);
@@ -1082,15 +1088,72 @@
     flush();
   }
 
+  // ---------------------------------------------------------------- login
+  function setAuth(s) {
+    auth.enabled = !!s.auth;
+    auth.role = s.role || 'viewer';
+    auth.name = s.name || null;
+    auth.csrf = s.csrf_token || null;
+    document.body.dataset.role = auth.role;
+    const user = $('#auth-user');
+    user.textContent = auth.name ? `${auth.name} · ${auth.role}` : '';
+    user.hidden = !auth.enabled;
+    $('#logout').hidden = !auth.enabled;
+  }
+  function showLogin() {
+    if (document.body.classList.contains('logged-out')) return;
+    document.body.classList.add('logged-out');
+    auth.csrf = null;
+    clearTimeout(live.timer);
+    if (live.socket) { const s = live.socket; live.socket = null; s.close(); }
+    $('#login').hidden = false;
+    $('#login-token').focus();
+  }
+  function hideLogin() {
+    document.body.classList.remove('logged-out');
+    $('#login').hidden = true;
+    $('#login-error').hidden = true;
+  }
+  function bindLogin() {
+    $('#login-form').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const input = $('#login-token');
+      const err = $('#login-error');
+      err.hidden = true;
+      try {
+        setAuth(await api('POST', '/api/login', { token: input.value.trim() }));
+        input.value = '';
+        hideLogin();
+        boot();
+      } catch (ex) {
+        err.textContent = ex.status === 401 ? 'This token is not valid.' : ex.message;
+        err.hidden = false;
+      }
+    });
+    $('#logout').addEventListener('click', async () => {
+      try { await api('POST', '/api/logout', {}); } catch { /* the session ends either way */ }
+      showLogin();
+    });
+  }
+
   // ---------------------------------------------------------------- start
-  function start() {
-    bindSim(); bindOrderForm(); bindPaymentForm(); bindFilters(); bindCluster();
-    window.addEventListener('hashchange', onRoute);
+  // Load the data and open the WebSocket, once logged in (or without --http-auth).
+  function boot() {
+    if (!auth.started) {
+      auth.started = true;
+      bindSim(); bindOrderForm(); bindPaymentForm(); bindFilters(); bindCluster();
+      window.addEventListener('hashchange', onRoute);
+    }
     onRoute();
-    loadSim();
+    if (auth.role === 'admin') loadSim();
     api('GET', '/api/stats').then((s) => { store.stats = norm.stats(s); markDirty('stats', 'charts'); }).catch(() => {});
     for (const v of Object.values(views)) v.reload();
+    live.attempt = 0;
     connect();
+  }
+  function start() {
+    bindLogin();
+    api('GET', '/api/session').then((s) => { setAuth(s); boot(); }).catch(() => { /* showLogin ran on 401 */ });
   }
   // Read-only counters for tests and the curious (render batching at work).
   window.sluiceDashboard = { perf, live, get page() { return route.page; } };

@@ -6,6 +6,7 @@
 //! about Kafka semantics; `log` and `broker` give the bytes their meaning.
 
 mod files;
+mod http_tokens;
 mod security;
 mod topics;
 

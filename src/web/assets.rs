@@ -30,6 +30,18 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Cache policy of the dashboard's own files: always revalidate (cheap with the ETag).
 const REVALIDATE: &str = "no-cache";
 
+/// The dashboard's pages, each also a plain path that redirects to its hash route.
+const PAGES: [&str; 5] = ["orders", "payments", "deliveries", "cluster", "dashboard"];
+
+/// True for the paths `router` serves (public with `--http-auth` too).
+pub(crate) fn is_asset_path(path: &str) -> bool {
+    matches!(path, "/" | "/index.html" | "/favicon.ico")
+        || path.starts_with("/assets/")
+        || path
+            .strip_prefix('/')
+            .is_some_and(|page| PAGES.contains(&page))
+}
+
 /// The dashboard's routes. Pages use hash routing (`/#/orders`); the plain paths
 /// redirect there so a typed URL works too.
 pub fn router() -> Router {
@@ -38,7 +50,7 @@ pub fn router() -> Router {
         .route("/index.html", get(index))
         .route("/favicon.ico", get(favicon))
         .route("/assets/{*path}", get(asset));
-    for page in ["orders", "payments", "deliveries", "cluster", "dashboard"] {
+    for page in PAGES {
         router = router.route(
             &format!("/{page}"),
             get(move || async move { Redirect::to(&format!("/#/{page}")) }),

@@ -1,7 +1,9 @@
 //! The HTTP listener: health (liveness) and readiness (each component's
 //! state, from the node's `Readiness`), the embedded dashboard (`assets`),
 //! the cluster view (`cluster_api`) and the shop's REST API and WebSocket;
-//! `serve` runs the listener under its connection limits and timeouts.
+//! `guard` wraps them in CORS, security headers, content-type and origin
+//! checks and `auth` (tokens, sessions, roles); `serve` runs the listener
+//! under its connection limits and timeouts.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,8 +12,11 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
 pub mod assets;
+pub(crate) mod auth;
 pub mod cluster_api;
+pub(crate) mod guard;
 pub mod raft_api;
+mod refusal;
 pub(crate) mod serve;
 
 /// What the HTTP handlers share.

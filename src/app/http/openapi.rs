@@ -290,7 +290,27 @@ pub(crate) fn document() -> Value {
                 }
             }
         },
-        "components": {"schemas": schemas()}
+        // With `--http-auth` (docs/SECURITY.md, "HTTP"): a bearer token from
+        // `sluice tokens add`, or the dashboard's session cookie from
+        // POST /api/login (writes then need the X-CSRF-Token header from
+        // GET /api/session). Without it, no credentials (the empty entry).
+        "security": [{"bearerToken": []}, {"sessionCookie": []}, {}],
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A token from `sluice tokens add NAME --role viewer|operator|admin` (needed with --http-auth). viewer: GET and /ws; operator: the shop's writes; admin: /api/replay and /api/simulator writes. 401 without valid credentials, 403 with a role too low."
+                },
+                "sessionCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "sluice_session",
+                    "description": "The dashboard's session (POST /api/login with {\"token\": ...}; POST /api/logout; GET /api/session gives the role and the CSRF token). Writes with it need the X-CSRF-Token header."
+                }
+            }
+        }
     })
 }
 
