@@ -2,8 +2,8 @@
 # The test command: bash scripts/test.sh
 #
 # Installs what the tests need (Debian packages, a Python venv), then runs
-# rustfmt, clippy, the release build, the Rust tests and the Python
-# compatibility suite (real Kafka clients against the real binary).
+# rustfmt, clippy, the release build, the Rust tests, a short run of every
+# fuzz target and the Python compatibility suite (real Kafka clients against the real binary).
 # Safe to run again: every install step is skipped when already done.
 set -euo pipefail
 
@@ -88,9 +88,57 @@ ensure_browser_tooling() {
     (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 }
 
+# ---------------------------------------------------------------------------
+# cargo-fuzz (the fuzz targets in fuzz/); installed once. It needs nightly
+# features, which RUSTC_BOOTSTRAP=1 allows on the stable toolchain.
+# ---------------------------------------------------------------------------
+CARGO_FUZZ_VERSION="0.13.2"
+
+ensure_cargo_fuzz() {
+    if cargo fuzz --version >/dev/null 2>&1; then
+        return 0
+    fi
+    log "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
+}
+
+# ---------------------------------------------------------------------------
+# Fuzz smoke run: every target built once (optimised, no sanitizer: see
+# docs/SECURITY.md, "Fuzzing"), then run for FUZZ_SECONDS over its committed
+# corpus. New inputs go to a temporary directory, never into fuzz/corpus/;
+# a crash fails the run and its input is kept in fuzz/artifacts/ (ignored).
+# ---------------------------------------------------------------------------
+FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+
+fuzz_smoke() {
+    export RUSTC_BOOTSTRAP=1
+    local flags=(-O --sanitizer none) start target scratch status=0
+    # The same dependency versions as the main build (fuzz/Cargo.lock is ignored).
+    cp Cargo.lock fuzz/Cargo.lock
+    start=$SECONDS
+    cargo fuzz build "${flags[@]}"
+    log "fuzz targets built in $((SECONDS - start)) s"
+    for target in $(cargo fuzz list); do
+        scratch="$(mktemp -d)"
+        mkdir -p "$scratch/new" fuzz/artifacts/"$target"
+        start=$SECONDS
+        if ! cargo fuzz run "${flags[@]}" "$target" "$scratch/new" "fuzz/corpus/$target" -- \
+            -max_total_time="$FUZZ_SECONDS" -artifact_prefix="fuzz/artifacts/$target/" \
+            -print_final_stats=1 >"$scratch/log" 2>&1; then
+            tail -n 40 "$scratch/log"
+            status=1
+        fi
+        log "fuzz $target: $(grep -o 'stat::number_of_executed_units: *[0-9]*' "$scratch/log" |
+            grep -o '[0-9]*$') executions in $((SECONDS - start)) s"
+        rm -rf "$scratch"
+    done
+    return "$status"
+}
+
 ensure_apt_packages
 ensure_venv
 ensure_browser_tooling
+ensure_cargo_fuzz
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -103,6 +151,9 @@ cargo build --release
 
 log "cargo test --release"
 cargo test --release
+
+log "fuzz smoke run (cargo fuzz, ${FUZZ_SECONDS} s per target)"
+fuzz_smoke
 
 log "pytest (Kafka client compatibility)"
 export SLUICE_BIN="$REPO_ROOT/target/release/sluice"

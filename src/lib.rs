@@ -10,7 +10,8 @@
 //!
 //! Modules are private to the crate unless the binary (`cli`, `alloc`), the
 //! benches and tests (`client`, `log`, `storage`, `kafka::SUPPORTED_APIS`) or
-//! a module not yet made private (`app`, `demo`) need them.
+//! a module not yet made private (`app`, `demo`) need them. `fuzzing` holds
+//! the fuzz targets' entry points (fuzz/, tests/fuzz_corpus.rs).
 
 pub mod alloc;
 pub mod app;
@@ -21,6 +22,7 @@ pub mod client;
 pub(crate) mod cluster;
 pub(crate) mod config;
 pub mod demo;
+pub mod fuzzing;
 pub(crate) mod group;
 pub(crate) mod groups_cli;
 pub mod kafka;

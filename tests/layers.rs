@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u32)] = &[
     ("main", 100),
     ("lib", 100),
+    ("fuzzing", 96), // the fuzz targets' entry points: drives layers from outside
     ("cli", 95),
     ("demo", 91),
     ("launcher", 90), // cluster/launcher.rs: runs nodes as processes

@@ -28,6 +28,7 @@
 mod commands;
 mod config;
 mod domain;
+pub(crate) mod fuzzing;
 mod http;
 mod kafka;
 mod read_model;

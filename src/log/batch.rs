@@ -258,7 +258,10 @@ fn read_varint(b: &[u8]) -> Option<(i64, usize)> {
     None
 }
 
-/// Count length-prefixed records in an uncompressed batch body.
+/// Count the records of an uncompressed batch body, reading each as a
+/// consumer will: every field within the record's length and the length
+/// used up, the offset delta its position, header keys UTF-8. A record that
+/// fails this would make every reader of the partition fail on the batch.
 fn count_records(mut body: &[u8]) -> Result<usize, BatchError> {
     let mut n = 0;
     while !body.is_empty() {
@@ -271,10 +274,57 @@ fn count_records(mut body: &[u8]) -> Result<usize, BatchError> {
             .ok_or_else(|| {
                 BatchError::Corrupt(format!("record {n} length {len} runs past the batch"))
             })?;
+        check_record(&body[used..end], n)
+            .map_err(|what| BatchError::Corrupt(format!("record {n}: {what}")))?;
         body = &body[end..];
         n += 1;
     }
     Ok(n)
+}
+
+/// The fields of one record (Kafka's DefaultRecord): attributes, timestamp
+/// delta, offset delta, key, value, headers; they must fill it exactly.
+fn check_record(mut record: &[u8], index: usize) -> Result<(), &'static str> {
+    fn varint(b: &mut &[u8]) -> Result<i64, &'static str> {
+        let (v, used) = read_varint(b).ok_or("bad varint")?;
+        *b = &b[used..];
+        Ok(v)
+    }
+    /// A length-prefixed field (-1 is null): its bytes.
+    fn field<'a>(b: &mut &'a [u8], nullable: bool) -> Result<Option<&'a [u8]>, &'static str> {
+        let len = varint(b)?;
+        if len == -1 && nullable {
+            return Ok(None);
+        }
+        let len = usize::try_from(len).map_err(|_| "negative length")?;
+        if len > b.len() {
+            return Err("a field runs past the record");
+        }
+        let (bytes, rest) = b.split_at(len);
+        *b = rest;
+        Ok(Some(bytes))
+    }
+    let (_attributes, rest) = record.split_first().ok_or("empty record")?;
+    record = rest;
+    varint(&mut record)?; // timestamp delta
+    if varint(&mut record)? != index as i64 {
+        return Err("offset delta is not the record's position");
+    }
+    field(&mut record, true)?; // key
+    field(&mut record, true)?; // value
+    let headers = varint(&mut record)?;
+    if headers < 0 {
+        return Err("negative header count");
+    }
+    for _ in 0..headers {
+        let key = field(&mut record, false)?.unwrap_or_default();
+        std::str::from_utf8(key).map_err(|_| "header key is not UTF-8")?;
+        field(&mut record, true)?;
+    }
+    if !record.is_empty() {
+        return Err("bytes left after the record's fields");
+    }
+    Ok(())
 }
 
 /// Give a batch its offsets and leader epoch; with `log_append_time` set, stamp
@@ -422,6 +472,48 @@ mod tests {
             split_and_validate(&b[..b.len() - 1], 1 << 20),
             Err(BatchError::Corrupt(_))
         ));
+    }
+
+    /// One uncompressed batch of a single record with the given body (its
+    /// fields after the length), CRC and lengths made right.
+    fn batch_of_record(record: &[u8]) -> BytesMut {
+        let mut b = encode(1, Compression::None);
+        b.truncate(HEADER_LEN);
+        b.extend_from_slice(&[(record.len() as u8) << 1]);
+        b.extend_from_slice(record);
+        let length = (b.len() - LOG_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&length.to_be_bytes());
+        let crc = crc32c::crc32c(&b[ATTRIBUTES_AT..]);
+        b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn a_record_readers_cannot_decode_is_refused() {
+        use kafka_protocol::records::RecordBatchDecoder;
+        // attributes, timestamp delta, offset delta, key (null), value (null), headers
+        let good = [0, 0, 0, 1, 1, 2, 2, b'h', 0];
+        let valid = batch_of_record(&good);
+        split_and_validate(&valid, 1 << 20).expect("a well-formed record");
+        assert!(RecordBatchDecoder::decode(&mut Bytes::from(valid.to_vec())).is_ok());
+        // Found by the record_batches fuzz target: a header key that is not
+        // UTF-8 was accepted, and no reader of the partition could decode it.
+        let bad: [&[u8]; 4] = [
+            &[0, 0, 0, 1, 1, 2, 2, 0xe9, 0], // header key not UTF-8
+            &[0, 0, 2, 1, 1, 0],             // offset delta 1 for record 0
+            &[0, 0, 0, 1, 1, 0, 7],          // a byte after the fields
+            &[0, 0, 0, 40, 1, 0],            // a key longer than the record
+        ];
+        for record in bad {
+            let batch = batch_of_record(record);
+            assert!(
+                matches!(
+                    split_and_validate(&batch, 1 << 20),
+                    Err(BatchError::Corrupt(_))
+                ),
+                "{record:?} accepted"
+            );
+        }
     }
 
     #[test]
