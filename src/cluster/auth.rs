@@ -35,7 +35,7 @@ use hmac::{KeyInit, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-use super::tls::ClusterTls;
+use super::tls::{ClusterTls, TlsSetupError};
 
 /// The node a request is meant for (its node id).
 pub const NODE_HEADER: &str = "x-sluice-node";
@@ -77,7 +77,7 @@ pub enum AuthError {
     )]
     ShortSecret { path: PathBuf, len: usize },
     #[error("cluster TLS: {0}")]
-    Tls(String),
+    Tls(#[from] TlsSetupError),
     #[error(
         "the cluster listener {addr} is not a loopback address and no --cluster-secret-file \
          or --cluster-tls-cert/--cluster-tls-key/--cluster-tls-ca is given: anyone who can reach \
@@ -235,9 +235,9 @@ impl PeerAuth {
             (None, None, None) => None,
             (Some(cert), Some(key), Some(ca)) => Some(Arc::new(ClusterTls::load(cert, key, ca)?)),
             _ => {
-                return Err(AuthError::Tls(
+                return Err(AuthError::Tls(TlsSetupError(
                     "--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca go together".into(),
-                ))
+                )))
             }
         };
         Ok(PeerAuth { secret, tls })

@@ -23,12 +23,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::{client, TlsAcceptor, TlsConnector};
 
-use super::auth::AuthError;
-
 /// How long a peer may take for its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a peer may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the TLS configuration could not be built (a file, a certificate, a key).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsSetupError(pub String);
 
 /// This node's TLS identity and the cluster's CA, as server and client configurations.
 pub struct ClusterTls {
@@ -42,18 +45,18 @@ impl std::fmt::Debug for ClusterTls {
     }
 }
 
-fn tls_error(what: impl std::fmt::Display) -> AuthError {
-    AuthError::Tls(what.to_string())
+fn tls_error(what: impl std::fmt::Display) -> TlsSetupError {
+    TlsSetupError(what.to_string())
 }
 
 impl ClusterTls {
     /// Read the node's certificate chain and key and the CA's certificates.
-    pub fn load(cert: &Path, key: &Path, ca: &Path) -> Result<Self, AuthError> {
+    pub fn load(cert: &Path, key: &Path, ca: &Path) -> Result<Self, TlsSetupError> {
         // ring rather than aws-lc (which builds with cmake): no post-quantum
         // key exchange, which rustls 0.23.48 flags as deprecated.
         #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let read_certs = |path: &Path| -> Result<Vec<CertificateDer<'static>>, AuthError> {
+        let read_certs = |path: &Path| -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| tls_error(format!("{}: {e}", path.display())))?;
