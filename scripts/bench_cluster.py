@@ -48,6 +48,7 @@ import argparse
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -190,8 +191,13 @@ class Node:
         self.args = [binary, "serve", "--data-dir", self.data_dir, "--kafka-addr", self.kafka,
                      "--http-addr", self.http]
         if node_id is not None:
+            # The nodes authenticate each other as a real cluster would.
+            secret = os.path.join(base, "cluster.secret")
+            if not os.path.exists(secret):
+                with open(secret, "w") as f:
+                    f.write(secrets.token_hex(32) + "\n")
             self.args += ["--node-id", str(node_id), "--cluster-addr", f"127.0.0.1:{cluster_port}",
-                          "--peers", peers]
+                          "--peers", peers, "--cluster-secret-file", secret]
         self.args += ["--shop", "false", *extra]
         self.proc: subprocess.Popen | None = None
         self.starts = 0

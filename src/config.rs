@@ -43,6 +43,34 @@ impl std::str::FromStr for PerIpOverrides {
     }
 }
 
+/// How the members of a cluster authenticate each other on the cluster
+/// listener (docs/SECURITY.md, "Cluster listener"). With neither the secret
+/// nor mutual TLS the listener binds only to loopback addresses.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClusterAuthFlags {
+    /// A file holding the cluster's shared secret (at least 16 bytes, the same
+    /// on every node): every request between nodes carries an HMAC-SHA256 of it.
+    /// Kafka's nearest: the SASL credentials of the controller listener.
+    #[arg(long, env = "SLUICE_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// This node's certificate chain (PEM) for mutual TLS on the cluster
+    /// listener; it must name the host this node has in --peers.
+    /// Kafka: `ssl.keystore.location` of the controller listener.
+    #[arg(long, env = "SLUICE_CLUSTER_TLS_CERT")]
+    pub cluster_tls_cert: Option<PathBuf>,
+
+    /// This node's private key (PEM) for --cluster-tls-cert.
+    /// Kafka: the key in `ssl.keystore.location`.
+    #[arg(long, env = "SLUICE_CLUSTER_TLS_KEY")]
+    pub cluster_tls_key: Option<PathBuf>,
+
+    /// The cluster's CA (PEM): peers' certificates must be signed by it.
+    /// Kafka: `ssl.truststore.location` with `ssl.client.auth=required`.
+    #[arg(long, env = "SLUICE_CLUSTER_TLS_CA")]
+    pub cluster_tls_ca: Option<PathBuf>,
+}
+
 /// How one node is configured (`sluice serve --help` lists every flag).
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeConfig {
@@ -76,6 +104,9 @@ pub struct NodeConfig {
     /// Without it the node runs alone, without Raft.
     #[arg(long, env = "SLUICE_PEERS")]
     pub peers: Option<String>,
+
+    #[command(flatten)]
+    pub cluster_auth: ClusterAuthFlags,
 
     /// Largest request frame accepted, in bytes; larger ones close the connection.
     #[arg(long, env = "SLUICE_MAX_FRAME_BYTES", default_value_t = 100 * 1024 * 1024)]
@@ -347,6 +378,7 @@ impl NodeConfig {
             node_id: 1,
             cluster_addr: None,
             peers: None,
+            cluster_auth: ClusterAuthFlags::default(),
             max_frame_bytes: 100 * 1024 * 1024,
             flush_interval_ms: 500,
             log_store: LogStoreKind::Segments,

@@ -50,6 +50,7 @@ pub async fn run(args: DemoArgs, data_dir_given: bool) -> anyhow::Result<()> {
         let cluster = crate::cluster::launcher::ClusterArgs {
             nodes: args.nodes,
             base_dir: data_dir_given.then(|| args.node.data_dir.clone()),
+            cluster_secret_file: args.node.cluster_auth.cluster_secret_file.clone(),
         };
         let rate = args.rate;
         let options = crate::cluster::launcher::LaunchOptions {

@@ -105,6 +105,8 @@ pub async fn run_until(
                 http_addr.to_string(),
             )?;
             settings_cluster.cluster_id = broker.cluster_id.clone();
+            settings_cluster.auth =
+                crate::cluster::auth::PeerAuth::from_flags(&broker.config.cluster_auth)?;
             let db = broker.storage.db.clone();
             let cluster = crate::cluster::start(settings_cluster, db, shutdown.clone()).await?;
             tokio::spawn(crate::cluster::readiness::report(

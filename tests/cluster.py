@@ -1,7 +1,9 @@
 """A three-node Sluice cluster for the replication tests.
 
 `Cluster` owns N `harness.Broker` processes started with `--node-id`,
-`--cluster-addr` and `--peers` on 127.0.0.1. Cluster and Kafka ports are
+`--cluster-addr` and `--peers` on 127.0.0.1, and with the cluster secret
+(`--cluster-secret-file`, a random secret written in the base dir; see
+cluster_auth.py) unless a test asks for none. Cluster and Kafka ports are
 chosen up front, below the kernel's ephemeral range, and kept across
 restarts, so a client configured with `Cluster.bootstrap` (every node)
 reaches a node again after it is restarted. It reads each node's
@@ -26,6 +28,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from cluster_auth import write_secret
 from harness import Broker, wait_until
 
 # Seconds a cluster may take to elect a leader, register brokers or move
@@ -92,10 +95,16 @@ class Cluster:
                  extra_args: list[str] | None = None,
                  shop: bool = False,
                  hosts: dict[int, str] | None = None,
-                 prefixes: dict[int, list[str]] | None = None):
+                 prefixes: dict[int, list[str]] | None = None,
+                 secret: bool = True,
+                 node_args: dict[int, list[str]] | None = None):
         """`hosts`: the address each node listens on (default 127.0.0.1);
-        `prefixes`: a command each node runs through (a network namespace)."""
+        `prefixes`: a command each node runs through (a network namespace);
+        `secret`: pass a shared cluster secret (`self.secret`) to every node;
+        `node_args`: flags for one node only (its TLS certificate)."""
         base_dir = Path(base_dir)
+        self.secret_file, self.secret = write_secret(base_dir) if secret else (None, None)
+        secret_args = ["--cluster-secret-file", str(self.secret_file)] if secret else []
         self.ids = list(range(1, size + 1))
         ports = free_ports(2 * size)
         host = {i: (hosts or {}).get(i, "127.0.0.1") for i in self.ids}
@@ -111,6 +120,8 @@ class Cluster:
                     "--shop", "true" if shop else "false",
                     "--offsets-topic-partitions", str(OFFSETS_TOPIC_PARTITIONS),
                     "--broker-session-timeout-ms", str(SESSION_TIMEOUT_MS),
+                    *secret_args,
+                    *(node_args or {}).get(i, []),
                     *(extra_args or []),
                 ],
             )

@@ -3,7 +3,8 @@ form a Raft metadata quorum, register their brokers in the metadata image,
 elect a new leader when the leader is killed, and take a restarted node back
 as a follower with the same image. Also `sluice cluster --nodes 3`.
 
-Everything listens on 127.0.0.1; every process is ended by its PID, also
+Everything listens on 127.0.0.1, with the cluster secret on (the fourth
+node is added by a signed request); every process is ended by its PID, also
 when a test fails; every wait polls against a deadline.
 """
 
@@ -18,6 +19,7 @@ import threading
 import urllib.request
 
 from cluster import free_ports
+from cluster_auth import signed_call, write_secret
 from harness import Broker, _die_with_parent, pid_alive, sluice_binary, wait_until
 
 # Seconds a three-node cluster may take to elect a leader and register brokers.
@@ -62,6 +64,7 @@ def converged(views: list[dict | None]) -> dict | None:
 def test_three_nodes_elect_a_leader_fail_over_and_rejoin(request, tmp_path):
     cluster_ports = free_ports(3)
     peers = ",".join(f"{i}=127.0.0.1:{p}" for i, p in zip((1, 2, 3), cluster_ports))
+    secret_file, _ = write_secret(tmp_path)
     nodes = {
         i: Broker(
             tmp_path / f"node-{i}",
@@ -69,6 +72,7 @@ def test_three_nodes_elect_a_leader_fail_over_and_rejoin(request, tmp_path):
                 "--node-id", str(i),
                 "--cluster-addr", f"127.0.0.1:{cluster_ports[i - 1]}",
                 "--peers", peers,
+                "--cluster-secret-file", str(secret_file),
                 "--shop", "false",
                 "--offsets-topic-partitions", "1",
             ],
@@ -136,10 +140,12 @@ def test_fourth_node_joins_as_voter(request, tmp_path):
     cluster_ports = free_ports(4)
     addr = {i: f"127.0.0.1:{cluster_ports[i - 1]}" for i in (1, 2, 3, 4)}
     initial = ",".join(f"{i}={addr[i]}" for i in (1, 2, 3))
+    secret_file, secret = write_secret(tmp_path)
 
     def node(i: int, peers: str) -> Broker:
         return Broker(tmp_path / f"node-{i}", [
             "--node-id", str(i), "--cluster-addr", addr[i], "--peers", peers,
+            "--cluster-secret-file", str(secret_file),
             "--shop", "false", "--offsets-topic-partitions", "1",
         ])
 
@@ -161,11 +167,10 @@ def test_fourth_node_joins_as_voter(request, tmp_path):
         assert status == 503 and body["components"]["cluster"] == "joining", body
 
         body = json.dumps({"node_id": 4, "cluster_addr": addr[4]}).encode()
-        req = urllib.request.Request(
-            f"http://{addr[first['leader']]}/cluster/add-voter", data=body,
-            headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            assert json.loads(resp.read()) == {"Ok": None}
+        leader = first["leader"]
+        status, reply = signed_call(addr[leader], leader, secret, "POST",
+                                    "/cluster/add-voter", body, timeout=30)
+        assert (status, json.loads(reply)) == (200, {"Ok": None})
 
         def four_voters():
             views = [raft_view(nodes[i].http) for i in (1, 2, 3, 4)]
@@ -223,6 +228,10 @@ def test_cluster_command_starts_three_nodes_and_stops_them_on_sigterm(tmp_path):
 
         printed = wait_until(all_printed, CONVERGE_TIMEOUT, what="three node lines")
         assert len({http for _, http in printed.values()}) == 3
+        # The launcher gave the nodes a secret of its own making.
+        secret_file = tmp_path / "cluster.secret"
+        assert len(secret_file.read_text().strip()) == 64
+        assert secret_file.stat().st_mode & 0o777 == 0o600
 
         agreed = wait_until(
             lambda: (c := converged([raft_view(http) for _, http in printed.values()]))

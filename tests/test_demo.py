@@ -177,7 +177,9 @@ def test_demo_with_three_nodes_removes_its_temporary_data_dir_on_a_clean_exit(de
         pids = [int(m["pid"]) for m in NODE_LINE.finditer(demo.text())]
         assert len(pids) == 3
         assert data_dir.resolve().parent == Path(tempfile.gettempdir()).resolve()
-        assert sorted(p.name for p in data_dir.iterdir()) == ["node-1", "node-2", "node-3"]
+        # The nodes' dirs and the cluster secret the launcher made for them.
+        assert sorted(p.name for p in data_dir.iterdir()) == [
+            "cluster.secret", "node-1", "node-2", "node-3"]
         assert get_json(url + "/api/simulator")["enabled"] is False
     finally:
         code = stop_cluster_demo(demo, pids)

@@ -258,8 +258,15 @@ async fn fence_unreachable(handle: &ClusterHandle) {
         .values()
         .filter(|b| b.broker_id != me && !b.fenced)
         .map(|b| async move {
-            let probe: Result<super::RaftStatus, _> =
-                super::rpc::get_json(&b.cluster_addr, super::rpc::STATUS_PATH, PROBE_TIMEOUT).await;
+            let probe: Result<super::RaftStatus, _> = handle
+                .rpc()
+                .get_json(
+                    b.broker_id as u64,
+                    &b.cluster_addr,
+                    super::rpc::STATUS_PATH,
+                    PROBE_TIMEOUT,
+                )
+                .await;
             (b.broker_id, probe)
         });
     for (broker_id, probe) in futures::future::join_all(probes).await {

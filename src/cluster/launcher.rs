@@ -7,6 +7,11 @@
 //! take one in between; then that child fails to bind and the launcher stops
 //! them all). Node 1 runs the shop and its dashboard; the others do not.
 //!
+//! The nodes authenticate each other with a shared secret: the file given
+//! with `--cluster-secret-file`, else `cluster.secret` in the base dir
+//! (created with 32 random bytes, hex, mode 0600, on the first run and kept
+//! for restarts).
+//!
 //! Must never: import the demo or anything of the shop. What `sluice demo
 //! --nodes N` does once node 1 is up comes in as a callback
 //! ([`LaunchOptions::on_first_node`]), registered by the caller above.
@@ -33,6 +38,11 @@ pub struct ClusterArgs {
     /// restarts the same cluster. Default: a new directory under the temp dir.
     #[arg(long)]
     pub base_dir: Option<PathBuf>,
+
+    /// The cluster's shared secret, passed to every node (see `sluice serve
+    /// --help`). Default: `cluster.secret` in the base dir, created if absent.
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
 }
 
 /// Addresses of one child node.
@@ -98,6 +108,10 @@ pub async fn run_with(args: ClusterArgs, options: LaunchOptions) -> anyhow::Resu
     };
     std::fs::create_dir_all(&base_dir)
         .with_context(|| format!("cannot create {}", base_dir.display()))?;
+    let secret_file = match args.cluster_secret_file {
+        Some(file) => file,
+        None => ensure_secret_file(&base_dir.join(SECRET_FILE_NAME))?,
+    };
     let ports = free_ports(3 * args.nodes as usize)?;
     let plans: BTreeMap<u32, NodePlan> = (1..=args.nodes)
         .map(|id| {
@@ -136,6 +150,8 @@ pub async fn run_with(args: ClusterArgs, options: LaunchOptions) -> anyhow::Resu
             .args(["--http-addr", &plan.http_addr])
             .args(["--cluster-addr", &plan.cluster_addr])
             .args(["--peers", &peers])
+            .arg("--cluster-secret-file")
+            .arg(&secret_file)
             .args([
                 "--shop",
                 if *id == 1 || options.shop_on_every_node {
@@ -165,6 +181,7 @@ pub async fn run_with(args: ClusterArgs, options: LaunchOptions) -> anyhow::Resu
         });
     }
     println!("  bootstrap servers: {}", bootstrap(&plans));
+    println!("  cluster secret: {}", secret_file.display());
     println!("  Raft status: GET http://{{http}}/api/raft on any node; Ctrl-C stops all");
     let announce = match (options.on_first_node, plans.get(&1)) {
         (Some(task), Some(first)) => {
@@ -223,6 +240,32 @@ pub async fn run_with(args: ClusterArgs, options: LaunchOptions) -> anyhow::Resu
     }
 }
 
+/// The name of the generated secret in the base dir.
+const SECRET_FILE_NAME: &str = "cluster.secret";
+
+/// `path`, holding a secret: created with 32 random bytes (hex, readable by
+/// the owner only) unless it exists already.
+fn ensure_secret_file(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use rand::RngCore;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create the cluster secret {}", path.display()))?;
+    file.write_all(format!("{hex}\n").as_bytes())
+        .with_context(|| format!("cannot write the cluster secret {}", path.display()))?;
+    Ok(path.to_path_buf())
+}
+
 fn bootstrap(plans: &BTreeMap<u32, NodePlan>) -> String {
     plans
         .values()
@@ -263,5 +306,19 @@ mod tests {
         let ports = free_ports(9).unwrap();
         let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
         assert_eq!(distinct.len(), 9);
+    }
+
+    #[test]
+    fn a_secret_is_generated_once_and_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SECRET_FILE_NAME);
+        ensure_secret_file(&path).unwrap();
+        let first = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(first.trim().len(), 64);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        ensure_secret_file(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
     }
 }

@@ -25,6 +25,7 @@ use openraft::{BasicNode, Raft};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub mod auth;
 pub mod controller;
 pub mod image;
 pub mod launcher;
@@ -33,6 +34,7 @@ pub mod readiness;
 pub mod rpc;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 use image::{Command, CommandResponse, MetadataImage};
 use store::{SledLogStore, SledStateMachine};
@@ -74,6 +76,8 @@ pub enum ClusterError {
     Fatal(String),
     #[error("proposal failed: {0}")]
     Propose(#[from] ProposeError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
 }
 
 /// Why a proposal was not committed; sent over the cluster listener too.
@@ -127,6 +131,8 @@ pub struct ClusterSettings {
     pub http_addr: String,
     /// This node's own cluster id, proposed for the image.
     pub cluster_id: String,
+    /// How peers prove their membership (`--cluster-secret-file`, `--cluster-tls-*`).
+    pub auth: auth::PeerAuth,
 }
 
 impl ClusterSettings {
@@ -160,6 +166,7 @@ impl ClusterSettings {
             kafka_addr,
             http_addr,
             cluster_id: String::new(),
+            auth: auth::PeerAuth::default(),
         })
     }
 }
@@ -198,6 +205,8 @@ struct Inner {
     peers: BTreeMap<u64, String>,
     /// The Raft node.
     raft: Raft<TypeConfig>,
+    /// Requests to peers, signed as `--cluster-secret-file`/`--cluster-tls-*` ask.
+    rpc: rpc::RpcClient,
     /// The state machine, read for the image.
     state_machine: SledStateMachine,
     /// Brokers' heartbeats, as heard while this node is the controller.
@@ -217,6 +226,11 @@ impl ClusterHandle {
     /// The initial voters: id -> cluster address.
     pub fn peers(&self) -> &BTreeMap<u64, String> {
         &self.inner.peers
+    }
+
+    /// The client that sends this node's requests to its peers.
+    pub fn rpc(&self) -> &rpc::RpcClient {
+        &self.inner.rpc
     }
 
     /// The Raft node (for the cluster listener's handlers).
@@ -286,7 +300,9 @@ impl ClusterHandle {
         let addr = self
             .address_of(id)
             .ok_or_else(|| ProposeError::Failed(format!("node {id} has no known address")))?;
-        rpc::post_json(&addr, path, body, timeout)
+        self.inner
+            .rpc
+            .post_json(id, &addr, path, body, timeout)
             .await
             .map_err(|e| ProposeError::Failed(e.to_string()))
     }
@@ -369,10 +385,18 @@ impl ClusterHandle {
         let addr = self
             .address_of(leader)
             .ok_or_else(|| ProposeError::Failed(format!("leader {leader} has no known address")))?;
-        let answer: Result<CommandResponse, ProposeError> =
-            rpc::post_json(&addr, server::PROPOSE_PATH, command, PROPOSE_TIMEOUT)
-                .await
-                .map_err(|e| ProposeError::Failed(e.to_string()))?;
+        let answer: Result<CommandResponse, ProposeError> = self
+            .inner
+            .rpc
+            .post_json(
+                leader,
+                &addr,
+                server::PROPOSE_PATH,
+                command,
+                PROPOSE_TIMEOUT,
+            )
+            .await
+            .map_err(|e| ProposeError::Failed(e.to_string()))?;
         answer
     }
 
@@ -420,6 +444,8 @@ pub async fn start(
             .validate()
             .map_err(|e| ClusterError::Fatal(e.to_string()))?,
     );
+    settings.auth.check_bind(settings.bind_addr)?;
+    let rpc = rpc::RpcClient::new(settings.auth.clone());
     let listener = tokio::net::TcpListener::bind(settings.bind_addr)
         .await
         .map_err(|source| ClusterError::Bind {
@@ -429,7 +455,7 @@ pub async fn start(
     let raft = Raft::new(
         settings.node_id,
         config,
-        network::HttpNetworkFactory,
+        network::HttpNetworkFactory::new(rpc.clone()),
         log_store,
         state_machine.clone(),
     )
@@ -440,13 +466,19 @@ pub async fn start(
             node_id: settings.node_id,
             peers: settings.peers.clone(),
             raft,
+            rpc,
             state_machine,
             heartbeats: Default::default(),
             registered: watch::channel(None).0,
         }),
     };
     let bound = listener.local_addr().unwrap_or(settings.bind_addr);
-    tokio::spawn(server::serve(listener, handle.clone(), shutdown.clone()));
+    tokio::spawn(server::serve(
+        listener,
+        handle.clone(),
+        settings.auth.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(bootstrap(handle.clone(), settings, shutdown));
     tracing::info!(
         "cluster listening cluster_addr={bound} node_id={}",
@@ -472,7 +504,8 @@ async fn bootstrap(
                 return;
             }
         }
-        if lowest == Some(settings.node_id) && peers_ready_for_initialise(&settings).await {
+        if lowest == Some(settings.node_id) && peers_ready_for_initialise(&handle, &settings).await
+        {
             let members: BTreeMap<u64, BasicNode> = settings
                 .peers
                 .iter()
@@ -530,12 +563,16 @@ async fn bootstrap(
 
 /// True when every other peer answers and none has a Raft log yet: then the
 /// lowest id may initialise without creating a second cluster.
-async fn peers_ready_for_initialise(settings: &ClusterSettings) -> bool {
+async fn peers_ready_for_initialise(handle: &ClusterHandle, settings: &ClusterSettings) -> bool {
     for (id, addr) in &settings.peers {
         if *id == settings.node_id {
             continue;
         }
-        match rpc::get_json::<RaftStatus>(addr, rpc::STATUS_PATH, PROBE_TIMEOUT).await {
+        let status =
+            handle
+                .rpc()
+                .get_json::<RaftStatus>(*id, addr, rpc::STATUS_PATH, PROBE_TIMEOUT);
+        match status.await {
             Ok(status) if !status.initialized => {}
             Ok(_) => return false,
             Err(e) => {

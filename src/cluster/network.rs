@@ -16,7 +16,7 @@ use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::rpc::{self, RpcError};
+use super::rpc::{RpcClient, RpcError};
 use super::TypeConfig;
 
 /// Path of AppendEntries on the cluster listener.
@@ -35,7 +35,16 @@ const BACKOFF_MAX: Duration = Duration::from_millis(1_000);
 
 /// Creates one `PeerClient` per peer the Raft core talks to.
 #[derive(Debug, Clone, Default)]
-pub struct HttpNetworkFactory;
+pub struct HttpNetworkFactory {
+    /// Signs and sends the RPCs (shared with the rest of the node).
+    rpc: RpcClient,
+}
+
+impl HttpNetworkFactory {
+    pub fn new(rpc: RpcClient) -> Self {
+        HttpNetworkFactory { rpc }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for HttpNetworkFactory {
     type Network = PeerClient;
@@ -44,6 +53,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetworkFactory {
         PeerClient {
             target,
             addr: node.addr.clone(),
+            rpc: self.rpc.clone(),
         }
     }
 }
@@ -55,6 +65,7 @@ pub struct PeerClient {
     target: u64,
     /// The peer's cluster listener, `host:port` (from the membership).
     addr: String,
+    rpc: RpcClient,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
@@ -71,20 +82,19 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let answer: Result<Resp, RaftError<u64, E>> = rpc::post_json(
-            &self.addr,
-            path,
-            request,
-            option.hard_ttl().max(MIN_RPC_TIMEOUT),
-        )
-        .await
-        .map_err(|e| match e {
-            // Down or hanging: openraft backs off before the next try.
-            RpcError::Unreachable { .. } | RpcError::Timeout { .. } => {
-                RPCError::Unreachable(Unreachable::new(&e))
-            }
-            other => RPCError::Network(NetworkError::new(&other)),
-        })?;
+        let timeout = option.hard_ttl().max(MIN_RPC_TIMEOUT);
+        let answer: Result<Resp, RaftError<u64, E>> = self
+            .rpc
+            .post_json(self.target, &self.addr, path, request, timeout)
+            .await
+            .map_err(|e| match e {
+                // Down, hanging or failing its TLS handshake: openraft backs
+                // off before the next try.
+                RpcError::Unreachable { .. } | RpcError::Timeout { .. } | RpcError::Tls { .. } => {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                }
+                other => RPCError::Network(NetworkError::new(&other)),
+            })?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -1,7 +1,11 @@
 //! The cluster listener (`--cluster-addr`): Raft RPCs from peers, this
 //! node's Raft status (probed during start-up) and metadata proposals
 //! forwarded to the leader. Only peers should reach it; it serves no
-//! client traffic.
+//! client traffic. `serve` puts the whole router behind `auth` (the shared
+//! secret) and `tls` (mutual TLS) when they are configured, so every route,
+//! present and future, is authenticated.
+
+use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
@@ -14,6 +18,7 @@ use openraft::raft::{
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::auth::{authenticate, PeerAuth, RequestGuard};
 use super::image::{Command, CommandResponse};
 use super::network::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
 use super::rpc::STATUS_PATH;
@@ -51,13 +56,24 @@ pub fn router(handle: ClusterHandle) -> Router {
         .with_state(handle)
 }
 
-/// Serve the cluster listener until `shutdown` turns true.
+/// Serve the cluster listener until `shutdown` turns true, with the
+/// authentication `auth` asks for.
 pub async fn serve(
     listener: TcpListener,
     handle: ClusterHandle,
+    auth: PeerAuth,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let serve = axum::serve(listener, router(handle)).with_graceful_shutdown(async move {
+    let node_id = handle.node_id();
+    let mut app = router(handle);
+    if let Some(secret) = auth.secret {
+        let guard = Arc::new(RequestGuard::new(secret, node_id));
+        app = app.layer(axum::middleware::from_fn_with_state(guard, authenticate));
+    }
+    if let Some(tls) = auth.tls {
+        return super::tls::serve(listener, tls, app, shutdown).await;
+    }
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = shutdown.wait_for(|s| *s).await;
     });
     if let Err(e) = serve.await {
