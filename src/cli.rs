@@ -1,4 +1,4 @@
-//! The command line: `serve`, `demo`, `bench`, `groups` and `cluster`. The only place that turns
+//! The command line: `serve`, `demo`, `bench`, `groups`, `users` and `cluster`. The only place that turns
 //! errors into exit codes.
 
 use std::process::ExitCode;
@@ -31,6 +31,9 @@ enum Command {
     /// Consumer groups: list, describe (members, lag), reset offsets.
     #[command(subcommand)]
     Groups(crate::groups_cli::GroupsCommand),
+    /// SCRAM users in a stopped node's data dir: add, remove, list.
+    #[command(subcommand)]
+    Users(crate::users_cli::UsersCommand),
     /// Start a local cluster: N child `serve` processes with distinct ports
     /// and data dirs; Ctrl-C stops them all.
     Cluster(crate::cluster::launcher::ClusterArgs),
@@ -62,6 +65,7 @@ pub fn main() -> ExitCode {
             Command::Bench(cmd) => crate::bench::run(cmd).await,
             Command::Groups(cmd) => crate::groups_cli::run(cmd).await,
             Command::Cluster(args) => crate::cluster::launcher::run(args).await,
+            Command::Users(cmd) => crate::users_cli::run(cmd).await,
         }
     });
     match outcome {

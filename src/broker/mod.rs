@@ -239,13 +239,7 @@ impl Broker {
             topic.apply_log_policy();
             topics.insert(name, topic);
         }
-        let security = match storage.security_record()? {
-            Some(v) => serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
-                tree: "security".into(),
-                what: format!("security state: {e}"),
-            })?,
-            None => SecurityState::default(),
-        };
+        let security = load_security(&storage)?;
         Ok(Broker {
             config,
             storage,
@@ -275,11 +269,7 @@ impl Broker {
     }
 
     fn store_security(&self, state: &SecurityState) -> Result<(), SecurityError> {
-        let bytes = serde_json::to_vec(state).map_err(|e| StorageError::Corrupt {
-            tree: "security".into(),
-            what: e.to_string(),
-        })?;
-        Ok(self.storage.put_security_record(bytes)?)
+        store_security(&self.storage, state)
     }
 
     pub fn node_id(&self) -> i32 {
@@ -611,6 +601,39 @@ impl Broker {
         }
         changed
     }
+}
+
+/// The security state stored in `storage` (empty when none is).
+fn load_security(storage: &Storage) -> Result<SecurityState, StorageError> {
+    match storage.security_record()? {
+        Some(v) => serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
+            tree: "security".into(),
+            what: format!("security state: {e}"),
+        }),
+        None => Ok(SecurityState::default()),
+    }
+}
+
+fn store_security(storage: &Storage, state: &SecurityState) -> Result<(), SecurityError> {
+    let bytes = serde_json::to_vec(state).map_err(|e| StorageError::Corrupt {
+        tree: "security".into(),
+        what: e.to_string(),
+    })?;
+    Ok(storage.put_security_record(bytes)?)
+}
+
+/// Apply `change` (if any) to the security state stored in a stopped node's
+/// `storage` and return the result (`sluice users`).
+pub(crate) fn edit_stored_security(
+    storage: &Storage,
+    change: Option<&SecurityChange>,
+) -> Result<SecurityState, SecurityError> {
+    let mut state = load_security(storage)?;
+    if let Some(change) = change {
+        state.apply(change)?;
+        store_security(storage, &state)?;
+    }
+    Ok(state)
 }
 
 #[cfg(test)]

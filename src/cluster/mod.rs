@@ -127,6 +127,8 @@ pub struct ClusterSettings {
     pub http_addr: String,
     /// This node's own cluster id, proposed for the image.
     pub cluster_id: String,
+    /// Its advertised Kafka listeners (name -> `host:port`), registered in the image.
+    pub listeners: BTreeMap<String, String>,
 }
 
 impl ClusterSettings {
@@ -160,6 +162,7 @@ impl ClusterSettings {
             kafka_addr,
             http_addr,
             cluster_id: String::new(),
+            listeners: BTreeMap::new(),
         })
     }
 }
@@ -504,6 +507,7 @@ async fn bootstrap(
             .cloned()
             .unwrap_or_default(),
         cluster_id: settings.cluster_id.clone(),
+        listeners: settings.listeners.clone(),
     };
     loop {
         if *shutdown.borrow() {
