@@ -491,11 +491,24 @@ def test_three_node_cluster_with_a_sasl_ssl_client_listener_replicates(tmp_path,
     with Cluster(tmp_path / "cluster", request) as c:
         for node in c.nodes.values():
             node.extra_args += [
-                "--listeners", f"PLAINTEXT://{node.kafka_addr},SASL_SSL://127.0.0.1:0",
+                "--listeners", f"PLAINTEXT://{node.kafka_addr},SASL_SSL://127.0.0.1:0,"
+                "SASL_PLAINTEXT://127.0.0.1:0",
                 "--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server.key"),
             ]
+        # A user added to node 1's data dir before the first start is
+        # proposed to the controller by node 1 and reaches every node.
+        c.nodes[1].data_dir.mkdir(parents=True, exist_ok=True)
+        assert users_cmd("add", "ops", "--password", "ops-pw", "--data-dir",
+                         str(c.nodes[1].data_dir)).returncode == 0
         c.start()
         sasl_ports = {i: listener_ports(n)["SASL_SSL"] for i, n in c.nodes.items()}
+
+        def ops_logs_in_on_node_3():
+            with wire.Connection(f"127.0.0.1:{listener_ports(c.nodes[3])['SASL_PLAINTEXT']}"
+                                 ) as conn:
+                return plain_login(conn, "ops", "ops-pw")[0] == 0
+
+        wait_until(ops_logs_in_on_node_3, 30, what="the offline user on node 3")
         # Users are created through the controller, from any node.
         admin = KafkaAdminClient(bootstrap_servers=c.nodes[1].bootstrap)
         try:
