@@ -527,3 +527,14 @@ def test_three_node_cluster_with_a_sasl_ssl_client_listener_replicates(tmp_path,
         c.wait_healthy(topic, 1, 3)
         confluent_roundtrip(bootstrap, conf, topic, n=50)
         c.wait_healthy(topic, 1, 3)
+
+
+def test_a_cluster_node_refuses_a_first_listener_that_is_not_plaintext(tmp_path, certs):
+    result = subprocess.run(
+        [str(sluice_binary()), "serve", "--data-dir", str(tmp_path / "d"), "--node-id", "1",
+         "--peers", "1=127.0.0.1:1", "--listeners", "SASL_SSL://127.0.0.1:0",
+         "--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server.key"),
+         "--http-addr", "127.0.0.1:0"],
+        capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode != 0
+    assert "must be PLAINTEXT" in result.stderr.decode()

@@ -193,6 +193,17 @@ pub async fn bind_all(
     };
     let map = parse_protocol_map(config.listener_security_protocol_map.as_deref())
         .map_err(ListenerError::Config)?;
+    // Follower fetchers and the node's own shop connect to the first
+    // listener without TLS or SASL.
+    let first_protocol = protocol_of(&endpoints[0].name, &map);
+    let needs_plaintext = config.peers.is_some() || (config.shop && config.bootstrap.is_none());
+    if needs_plaintext && first_protocol != Some(SecurityProtocol::Plaintext) {
+        return Err(ListenerError::Config(format!(
+            "the first listener ({}) is the inter-broker one (follower fetchers, the shop) and \
+             must be PLAINTEXT: put a PLAINTEXT listener on a loopback or private address first",
+            endpoints[0].name
+        )));
+    }
     let mut bound = Vec::with_capacity(endpoints.len());
     for (i, endpoint) in endpoints.iter().enumerate() {
         let name = endpoint.name.clone();
