@@ -1,4 +1,4 @@
-//! The command line: `serve`, `demo`, `bench`, `groups`, `tokens` and `cluster`. The only place that turns
+//! The command line: `serve`, `demo`, `bench`, `groups`, `tokens`, `users` and `cluster`. The only place that turns
 //! errors into exit codes.
 
 use std::process::ExitCode;
@@ -34,6 +34,9 @@ enum Command {
     /// HTTP API tokens for --http-auth, in a stopped node's data dir.
     #[command(subcommand)]
     Tokens(crate::tokens_cli::TokensCommand),
+    /// SCRAM users in a stopped node's data dir: add, remove, list.
+    #[command(subcommand)]
+    Users(crate::users_cli::UsersCommand),
     /// Start a local cluster: N child `serve` processes with distinct ports
     /// and data dirs; Ctrl-C stops them all.
     Cluster(crate::cluster::launcher::ClusterArgs),
@@ -66,6 +69,7 @@ pub fn main() -> ExitCode {
             Command::Groups(cmd) => crate::groups_cli::run(cmd).await,
             Command::Cluster(args) => crate::cluster::launcher::run(args).await,
             Command::Tokens(cmd) => crate::tokens_cli::run(cmd),
+            Command::Users(cmd) => crate::users_cli::run(cmd).await,
         }
     });
     match outcome {

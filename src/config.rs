@@ -86,6 +86,62 @@ pub struct NodeConfig {
     #[arg(long, env = "SLUICE_ADVERTISED_KAFKA_ADDR")]
     pub advertised_kafka_addr: Option<String>,
 
+    /// Kafka listeners, `NAME://HOST:PORT` comma separated (Kafka's `listeners`),
+    /// e.g. `PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093`. The names
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL are their own security
+    /// protocol; other names need --listener-security-protocol-map. Port 0
+    /// picks a free port. Replaces --kafka-addr (the shorthand for one
+    /// PLAINTEXT listener). The first listener is the inter-broker one.
+    #[arg(long, env = "SLUICE_LISTENERS")]
+    pub listeners: Option<String>,
+
+    /// Addresses given to clients in Metadata, per listener name, in the
+    /// form of --listeners (Kafka's `advertised.listeners`); a listener not
+    /// named here advertises its bound address.
+    #[arg(long, env = "SLUICE_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+
+    /// Security protocol of custom listener names, `NAME:PROTOCOL` comma
+    /// separated (Kafka's `listener.security.protocol.map`).
+    #[arg(long, env = "SLUICE_LISTENER_SECURITY_PROTOCOL_MAP")]
+    pub listener_security_protocol_map: Option<String>,
+
+    /// PEM certificate chain of the SSL and SASL_SSL listeners (and of the
+    /// HTTP listener with --http-tls) (Kafka's `ssl.keystore.location`).
+    #[arg(long, env = "SLUICE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SLUICE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificates that sign client certificates: SSL listeners then
+    /// require a client certificate, and its subject becomes the principal
+    /// (`User:CN=...,O=...`) (Kafka's `ssl.truststore.location` with
+    /// `ssl.client.auth=required`).
+    #[arg(long, env = "SLUICE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Serve the HTTP listener over TLS with --tls-cert and --tls-key.
+    #[arg(long, env = "SLUICE_HTTP_TLS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub http_tls: bool,
+
+    /// A connection must finish its TLS handshake, and on a SASL listener
+    /// its SASL authentication, this long after it opened, in ms, or it is
+    /// closed (Kafka bounds the SASL exchange by `connections.max.idle.ms`).
+    #[arg(
+        long,
+        env = "SLUICE_AUTHENTICATION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub authentication_timeout_ms: u64,
+
+    /// Most time an authenticated SASL session lasts, in ms (Kafka's
+    /// `connections.max.reauth.ms`, KIP-368): clients re-authenticate before
+    /// it ends, or the connection is closed at its next request. 0: no limit.
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
+    pub connections_max_reauth_ms: u64,
+
     /// Address of the HTTP listener (health, readiness; port 0 picks a free port).
     #[arg(long, env = "SLUICE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
@@ -375,6 +431,15 @@ impl NodeConfig {
             kafka_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertised_kafka_addr: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listeners: None,
+            advertised_listeners: None,
+            listener_security_protocol_map: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            http_tls: false,
+            authentication_timeout_ms: 10_000,
+            connections_max_reauth_ms: 0,
             node_id: 1,
             cluster_addr: None,
             peers: None,

@@ -34,6 +34,8 @@ pub(crate) mod readiness;
 pub(crate) mod replication;
 pub(crate) mod security;
 pub mod storage;
+pub(crate) mod tls;
 pub(crate) mod tokens_cli;
+pub(crate) mod users_cli;
 pub(crate) mod watchdog;
 pub(crate) mod web;

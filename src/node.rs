@@ -73,22 +73,36 @@ pub async fn run_until(
         .with_context(|| format!("cannot open data dir {}", data_dir.display()))?;
     let broker = Arc::new(broker);
 
-    let kafka_listener = TcpListener::bind(broker.config.kafka_addr)
-        .await
-        .with_context(|| format!("cannot bind Kafka listener on {}", broker.config.kafka_addr))?;
-    let kafka_addr = kafka_listener.local_addr()?;
-    let (host, port) = match &broker.config.advertised_kafka_addr {
-        Some(a) => {
-            split_host_port(a).with_context(|| format!("bad --advertised-kafka-addr {a}"))?
-        }
-        None => (kafka_addr.ip().to_string(), kafka_addr.port() as i32),
-    };
-    broker.set_advertised(host, port);
+    // The first listener is the inter-broker one: the cluster registers its
+    // address, and the shop and follower fetchers connect to it.
+    let kafka_listeners = crate::kafka::listener::bind_all(&broker.config).await?;
+    let first = &kafka_listeners[0].1;
+    let kafka_addr = first.bound;
+    broker.set_advertised(first.advertised_host.clone(), first.advertised_port);
+    for (_, l) in &kafka_listeners {
+        tracing::info!(
+            "kafka listener {} {} bound={} advertised={}:{}",
+            l.name,
+            l.protocol.name(),
+            l.bound,
+            l.advertised_host,
+            l.advertised_port
+        );
+    }
 
     let http_listener = TcpListener::bind(broker.config.http_addr)
         .await
         .with_context(|| format!("cannot bind HTTP listener on {}", broker.config.http_addr))?;
     let http_addr = http_listener.local_addr()?;
+    let http_tls = match (
+        broker.config.http_tls,
+        &broker.config.tls_cert,
+        &broker.config.tls_key,
+    ) {
+        (false, _, _) => None,
+        (true, Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key, None)?),
+        (true, _, _) => anyhow::bail!("--http-tls needs --tls-cert and --tls-key"),
+    };
 
     // With --peers the node is a member of the Raft metadata quorum: topics
     // follow the image, partitions are replicated, groups follow the
@@ -107,6 +121,13 @@ pub async fn run_until(
             settings_cluster.cluster_id = broker.cluster_id.clone();
             settings_cluster.auth =
                 crate::cluster::auth::PeerAuth::from_flags(&broker.config.cluster_auth)?;
+            settings_cluster.listeners = kafka_listeners
+                .iter()
+                .map(|(_, l)| {
+                    let addr = format!("{}:{}", l.advertised_host, l.advertised_port);
+                    (l.name.clone(), addr)
+                })
+                .collect();
             let db = broker.storage.db.clone();
             let cluster = crate::cluster::start(settings_cluster, db, shutdown.clone()).await?;
             tokio::spawn(crate::cluster::readiness::report(
@@ -201,15 +222,22 @@ pub async fn run_until(
     let http_broker = broker.clone();
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        crate::web::serve::serve(http_listener, router, &http_broker.config, http_shutdown).await
+        crate::web::serve::serve(
+            http_listener,
+            router,
+            &http_broker.config,
+            http_tls,
+            http_shutdown,
+        )
+        .await
     });
 
     let services = Arc::new(Services {
         partitions: partitions.clone(),
         groups: groups.clone(),
     });
-    let kafka_task = tokio::spawn(crate::kafka::server::serve(
-        kafka_listener,
+    let kafka_task = tokio::spawn(crate::kafka::server::serve_all(
+        kafka_listeners,
         services,
         shutdown.clone(),
     ));
@@ -314,15 +342,4 @@ pub async fn run_until(
     broker.storage.flush().await.context("final flush failed")?;
     tracing::info!("stopped; storage flushed");
     Ok(())
-}
-
-fn split_host_port(addr: &str) -> Option<(String, i32)> {
-    let (host, port) = addr.rsplit_once(':')?;
-    let port = port.parse::<u16>().ok()?;
-    Some((
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port as i32,
-    ))
 }

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("bench", 90),
     ("groups_cli", 90),
     ("tokens_cli", 90),
+    ("users_cli", 90),
     ("node", 80),
     ("web", 70),
     ("app", 60),
@@ -37,6 +38,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("log", 20),
     ("security", 17), // who a client is and what it may do
     ("storage", 15),
+    ("tls", 13), // TLS acceptors from PEM files, the client certificate's subject
     ("limits", 12),
     ("readiness", 12),
     ("config", 10),

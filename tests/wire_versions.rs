@@ -253,6 +253,55 @@ fn every_advertised_version_round_trips() {
 }
 
 #[test]
+fn sasl_and_scram_apis_round_trip_at_every_advertised_version() {
+    let node = common::Node::start(&[]);
+    let mut wire = common::Wire::connect(&node);
+    for v in versions(ApiKey::AlterUserScramCredentials) {
+        let mut upsert = alter_user_scram_credentials_request::ScramCredentialUpsertion::default();
+        upsert.name = StrBytes::from_string(format!("user-{v}"));
+        upsert.mechanism = 1;
+        upsert.iterations = 4096;
+        upsert.salt = Bytes::from_static(b"salt");
+        upsert.salted_password = Bytes::from(vec![7u8; 32]);
+        let mut req = AlterUserScramCredentialsRequest::default();
+        req.upsertions = vec![upsert];
+        let resp: AlterUserScramCredentialsResponse =
+            wire.call(ApiKey::AlterUserScramCredentials, v, &req);
+        assert_eq!(
+            resp.results[0].error_code, 0,
+            "AlterUserScramCredentials v{v}"
+        );
+    }
+    for v in versions(ApiKey::DescribeUserScramCredentials) {
+        let resp: DescribeUserScramCredentialsResponse = wire.call(
+            ApiKey::DescribeUserScramCredentials,
+            v,
+            &DescribeUserScramCredentialsRequest::default(),
+        );
+        assert_eq!(resp.results.len(), 1, "DescribeUserScramCredentials v{v}");
+        assert_eq!(resp.results[0].credential_infos[0].iterations, 4096);
+    }
+    // On a PLAINTEXT listener the SASL APIs answer ILLEGAL_SASL_STATE (and close).
+    for v in versions(ApiKey::SaslHandshake) {
+        let mut wire = common::Wire::connect(&node);
+        let mut req = SaslHandshakeRequest::default();
+        req.mechanism = StrBytes::from_static_str("PLAIN");
+        let resp: SaslHandshakeResponse = wire.call(ApiKey::SaslHandshake, v, &req);
+        assert_eq!(resp.error_code, 34, "SaslHandshake v{v}");
+        assert_eq!(resp.mechanisms.len(), 3);
+    }
+    for v in versions(ApiKey::SaslAuthenticate) {
+        let mut wire = common::Wire::connect(&node);
+        let resp: SaslAuthenticateResponse = wire.call(
+            ApiKey::SaslAuthenticate,
+            v,
+            &SaslAuthenticateRequest::default(),
+        );
+        assert_eq!(resp.error_code, 34, "SaslAuthenticate v{v}");
+    }
+}
+
+#[test]
 fn unsupported_api_versions_version_gets_a_v0_answer_with_the_list() {
     let node = common::Node::start(&[]);
     let mut stream = TcpStream::connect(node.kafka_addr).expect("connect");

@@ -239,13 +239,11 @@ impl Broker {
             topic.apply_log_policy();
             topics.insert(name, topic);
         }
-        let security = match storage.security_record()? {
-            Some(v) => serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
-                tree: "security".into(),
-                what: format!("security state: {e}"),
-            })?,
-            None => SecurityState::default(),
-        };
+        let security = load_security(&storage)?;
+        if config.peers.is_none() {
+            // A single node's state already holds its offline changes.
+            storage.put_pending_security_record(None)?;
+        }
         Ok(Broker {
             config,
             storage,
@@ -275,11 +273,7 @@ impl Broker {
     }
 
     fn store_security(&self, state: &SecurityState) -> Result<(), SecurityError> {
-        let bytes = serde_json::to_vec(state).map_err(|e| StorageError::Corrupt {
-            tree: "security".into(),
-            what: e.to_string(),
-        })?;
-        Ok(self.storage.put_security_record(bytes)?)
+        store_security(&self.storage, state)
     }
 
     pub fn node_id(&self) -> i32 {
@@ -610,6 +604,75 @@ impl Broker {
             }
         }
         changed
+    }
+}
+
+/// The security state stored in `storage` (empty when none is).
+fn load_security(storage: &Storage) -> Result<SecurityState, StorageError> {
+    match storage.security_record()? {
+        Some(v) => serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
+            tree: "security".into(),
+            what: format!("security state: {e}"),
+        }),
+        None => Ok(SecurityState::default()),
+    }
+}
+
+fn store_security(storage: &Storage, state: &SecurityState) -> Result<(), SecurityError> {
+    let bytes = serde_json::to_vec(state).map_err(|e| StorageError::Corrupt {
+        tree: "security".into(),
+        what: e.to_string(),
+    })?;
+    Ok(storage.put_security_record(bytes)?)
+}
+
+/// Apply `change` (if any) to the security state stored in a stopped node's
+/// `storage` and return the result (`sluice users`). The change is also kept
+/// as pending: a cluster node, whose state is replaced by the cluster's,
+/// proposes it to the controller when it starts (`take_pending_security`).
+pub(crate) fn edit_stored_security(
+    storage: &Storage,
+    change: Option<&SecurityChange>,
+) -> Result<SecurityState, SecurityError> {
+    let mut state = load_security(storage)?;
+    if let Some(change) = change {
+        state.apply(change)?;
+        store_security(storage, &state)?;
+        let mut pending = load_pending(storage)?;
+        pending.push(change.clone());
+        store_pending(storage, &pending)?;
+    }
+    Ok(state)
+}
+
+fn load_pending(storage: &Storage) -> Result<Vec<SecurityChange>, StorageError> {
+    match storage.pending_security_record()? {
+        Some(v) => serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
+            tree: "security".into(),
+            what: format!("pending security changes: {e}"),
+        }),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn store_pending(storage: &Storage, pending: &[SecurityChange]) -> Result<(), SecurityError> {
+    let bytes = serde_json::to_vec(pending).map_err(|e| StorageError::Corrupt {
+        tree: "security".into(),
+        what: e.to_string(),
+    })?;
+    Ok(storage.put_pending_security_record(Some(bytes))?)
+}
+
+impl Broker {
+    /// The security changes made while this cluster node was stopped, in
+    /// order, for the node to propose (then `clear_pending_security`).
+    pub fn pending_security(&self) -> Result<Vec<SecurityChange>, SecurityError> {
+        Ok(load_pending(&self.storage)?)
+    }
+
+    /// Forget the pending changes once they are committed.
+    pub fn clear_pending_security(&self) -> Result<(), SecurityError> {
+        Ok(self.storage.put_pending_security_record(None)?)
     }
 }
 

@@ -42,6 +42,10 @@ pub struct BrokerRegistration {
     pub http_addr: String,
     /// Its cluster listener (`host:port`), where Raft RPCs reach it.
     pub cluster_addr: String,
+    /// Every Kafka listener it advertises: listener name -> `host:port`
+    /// (Metadata answers a client with the addresses of its listener).
+    #[serde(default)]
+    pub listeners: BTreeMap<String, String>,
     /// Bumped on every registration: a broker that restarts gets a new epoch,
     /// so requests carrying the old one can be told apart (fencing).
     pub liveness_epoch: u64,
@@ -118,6 +122,9 @@ pub enum Command {
         /// This broker's own cluster id, adopted if the image has none yet.
         #[serde(default)]
         cluster_id: String,
+        /// Its advertised Kafka listeners: name -> `host:port`.
+        #[serde(default)]
+        listeners: BTreeMap<String, String>,
     },
     /// Create a topic with one replica list per partition; each partition
     /// starts with its first replica as leader and all replicas in sync.
@@ -207,6 +214,7 @@ impl MetadataImage {
                 http_addr,
                 cluster_addr,
                 cluster_id,
+                listeners,
             } => {
                 if self.cluster_id.is_empty() {
                     self.cluster_id = cluster_id.clone();
@@ -228,6 +236,7 @@ impl MetadataImage {
                         kafka_addr: kafka_addr.clone(),
                         http_addr: http_addr.clone(),
                         cluster_addr: cluster_addr.clone(),
+                        listeners: listeners.clone(),
                         liveness_epoch,
                         fenced: false,
                     },
@@ -480,6 +489,7 @@ pub(crate) mod tests {
             http_addr: format!("127.0.0.1:{}", 8080 + id),
             cluster_addr: format!("127.0.0.1:{}", 7070 + id),
             cluster_id: "test-cluster".into(),
+            listeners: BTreeMap::new(),
         }
     }
 

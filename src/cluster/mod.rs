@@ -133,6 +133,8 @@ pub struct ClusterSettings {
     pub cluster_id: String,
     /// How peers prove their membership (`--cluster-secret-file`, `--cluster-tls-*`).
     pub auth: auth::PeerAuth,
+    /// Its advertised Kafka listeners (name -> `host:port`), registered in the image.
+    pub listeners: BTreeMap<String, String>,
 }
 
 impl ClusterSettings {
@@ -167,6 +169,7 @@ impl ClusterSettings {
             http_addr,
             cluster_id: String::new(),
             auth: auth::PeerAuth::default(),
+            listeners: BTreeMap::new(),
         })
     }
 }
@@ -537,6 +540,7 @@ async fn bootstrap(
             .cloned()
             .unwrap_or_default(),
         cluster_id: settings.cluster_id.clone(),
+        listeners: settings.listeners.clone(),
     };
     loop {
         if *shutdown.borrow() {

@@ -103,3 +103,14 @@ pub fn coordinator_error_code(e: &CoordinatorError) -> i16 {
 pub fn outcome_code(o: &Outcome) -> i16 {
     o.as_ref().err().map_or(code::NONE, coordinator_error_code)
 }
+
+/// The code of a refused credential change (DescribeUserScramCredentials,
+/// AlterUserScramCredentials).
+pub fn credential_error_code(e: &crate::broker::SecurityError) -> i16 {
+    use crate::broker::SecurityError as S;
+    match e {
+        S::Rejected(_) => code::UNACCEPTABLE_CREDENTIAL,
+        S::Storage(_) => code::KAFKA_STORAGE_ERROR,
+        S::Unavailable(_) => code::REQUEST_TIMED_OUT,
+    }
+}

@@ -17,11 +17,14 @@ pub(crate) mod code;
 pub(crate) mod errors;
 pub(crate) mod fetch;
 pub(crate) mod group;
+pub(crate) mod listener;
 pub(crate) mod metadata;
 pub(crate) mod offsets;
 pub(crate) mod prescan;
 pub(crate) mod produce;
+pub(crate) mod sasl;
 pub(crate) mod server;
+pub(crate) mod users;
 pub(crate) mod zero_copy;
 
 pub use errors::topic_error_code;
@@ -58,6 +61,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The supported version range of an API, if it is served at all.
@@ -122,4 +129,9 @@ const _: () = {
     assert!(code::MEMBER_ID_REQUIRED == E::MemberIdRequired.code());
     assert!(code::FENCED_INSTANCE_ID == E::FencedInstanceId.code());
     assert!(code::GROUP_SUBSCRIBED_TO_TOPIC == E::GroupSubscribedToTopic.code());
+    assert!(code::UNSUPPORTED_SASL_MECHANISM == E::UnsupportedSaslMechanism.code());
+    assert!(code::ILLEGAL_SASL_STATE == E::IllegalSaslState.code());
+    assert!(code::SASL_AUTHENTICATION_FAILED == E::SaslAuthenticationFailed.code());
+    assert!(code::DUPLICATE_RESOURCE == E::DuplicateResource.code());
+    assert!(code::UNACCEPTABLE_CREDENTIAL == E::UnacceptableCredential.code());
 };

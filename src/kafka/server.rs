@@ -19,7 +19,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
@@ -27,8 +27,10 @@ use futures::future::BoxFuture;
 
 use super::budget::{self, RequestBudget};
 use super::group::{self, ClientInfo};
+use super::listener::Listener;
 use super::prescan::{self, PrescanError};
-use super::{admin, api_versions, code, fetch, metadata, offsets, produce, supported_range};
+use super::sasl::SaslState;
+use super::{admin, api_versions, code, fetch, metadata, offsets, produce, supported_range, users};
 use crate::group::GroupCoordinator;
 use crate::limits::ConnectionQuotas;
 use crate::partition::Partitions;
@@ -66,6 +68,10 @@ pub enum ConnectionError {
     OverBudget(#[from] budget::TooLarge),
     #[error("request refused before decoding: {0}")]
     Prescan(#[from] PrescanError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{api:?} refused before SASL authentication")]
+    Unauthenticated { api: ApiKey },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -81,13 +87,44 @@ impl ConnectionError {
     }
 }
 
-/// Accept connections until `shutdown` turns true. Each connection gets a task;
-/// the quotas bound how many run at once (`--max-connections`) and from one
-/// address (`--max-connections-per-ip`: one over it is closed at once, as
-/// Kafka does).
-pub async fn serve(
-    listener: TcpListener,
+/// Serve every Kafka listener until `shutdown` turns true; they share the
+/// node's request budget.
+pub async fn serve_all(
+    listeners: Vec<(TcpListener, Arc<Listener>)>,
     services: Arc<Services>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let config = &services.partitions.broker().config;
+    let budget = Arc::new(RequestBudget::new(config.queued_max_request_bytes));
+    if config.queued_max_request_bytes < config.max_frame_bytes {
+        tracing::warn!(
+            queued_max_request_bytes = config.queued_max_request_bytes,
+            max_frame_bytes = config.max_frame_bytes,
+            "request frames larger than the request budget will be refused"
+        );
+    }
+    let mut all = tokio::task::JoinSet::new();
+    for (listener, info) in listeners {
+        all.spawn(serve(
+            listener,
+            info,
+            services.clone(),
+            budget.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while all.join_next().await.is_some() {}
+}
+
+/// Accept connections of one listener until `shutdown` turns true. Each
+/// connection gets a task; the quotas bound how many run at once
+/// (`--max-connections`, per listener) and from one address
+/// (`--max-connections-per-ip`: one over it is closed at once, as Kafka does).
+async fn serve(
+    listener: TcpListener,
+    info: Arc<Listener>,
+    services: Arc<Services>,
+    budget: Arc<RequestBudget>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let config = &services.partitions.broker().config;
@@ -97,14 +134,6 @@ pub async fn serve(
         config.max_connections_per_ip,
         &config.max_connections_per_ip_overrides,
     );
-    let budget = Arc::new(RequestBudget::new(config.queued_max_request_bytes));
-    if config.queued_max_request_bytes < config.max_frame_bytes {
-        tracing::warn!(
-            queued_max_request_bytes = config.queued_max_request_bytes,
-            max_frame_bytes = config.max_frame_bytes,
-            "request frames larger than the request budget will be refused"
-        );
-    }
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let slot = tokio::select! {
@@ -124,8 +153,9 @@ pub async fn serve(
                 let services = services.clone();
                 let budget = budget.clone();
                 let shutdown = shutdown.clone();
+                let info = info.clone();
                 tasks.spawn(async move {
-                    match connection(stream, services, budget, shutdown).await {
+                    match accept(stream, info, services, budget, shutdown).await {
                         // A client can run into the budget without being hostile.
                         Err(e) if e.over_budget() => {
                             tracing::warn!(%peer, error = %e, "connection closed")
@@ -148,16 +178,72 @@ pub async fn serve(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn connection(
+/// Start a connection: its session, the TLS handshake on SSL and SASL_SSL
+/// listeners (bounded by --authentication-timeout-ms, so a client stalling
+/// in it is cut off), then the request loop.
+async fn accept(
     stream: TcpStream,
+    listener: Arc<Listener>,
+    services: Arc<Services>,
+    budget: Arc<RequestBudget>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
+    let config = &services.partitions.broker().config;
+    let timeout = std::time::Duration::from_millis(config.authentication_timeout_ms.max(1));
+    let max_session = match config.connections_max_reauth_ms {
+        0 => None,
+        ms => Some(std::time::Duration::from_millis(ms)),
+    };
+    let sasl = SaslState::new(listener.protocol.sasl(), timeout, max_session);
+    let mut session = Session::new(
+        peer.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        listener.clone(),
+        sasl,
+    );
+    let Some(acceptor) = &listener.tls else {
+        let (reader, writer) = stream.into_split();
+        return connection(reader, writer, session, services, budget, shutdown).await;
+    };
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return Err(ConnectionError::Tls(e.to_string())),
+        Err(_) => return Err(ConnectionError::Tls("handshake timed out".into())),
+    };
+    if listener.principal_from_certificate {
+        let subject = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(crate::tls::client_subject);
+        if let Some(subject) = subject {
+            session.principal = Principal::user(subject);
+            tracing::debug!(
+                client = %session.client_host,
+                listener = %listener.name,
+                principal = %session.principal,
+                "authenticated by certificate"
+            );
+        }
+    }
+    let (reader, writer) = tokio::io::split(tls);
+    connection(reader, writer, session, services, budget, shutdown).await
+}
+
+async fn connection<R, W>(
+    mut reader: R,
+    mut writer: W,
+    mut session: Session,
     services: Arc<Services>,
     budget: Arc<RequestBudget>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), ConnectionError> {
-    let peer = stream.peer_addr().ok().map(|a| a.ip());
-    let session = Session::new(peer.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()));
-    let client_host = &session.client_host;
-    let (mut reader, mut writer) = stream.into_split();
+) -> Result<(), ConnectionError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let client_host = session.client_host.clone();
     let (tx, mut rx) = mpsc::channel::<Frame>(32);
     let write_task = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -176,6 +262,10 @@ async fn connection(
     };
     let result = async {
         loop {
+            let (auth_deadline, raw_token) = {
+                let sasl = session.sasl();
+                (sasl.authentication_deadline(), sasl.expects_raw_token())
+            };
             let mut len_buf = [0u8; 4];
             tokio::select! {
                 r = reader.read_exact(&mut len_buf) => match r {
@@ -188,9 +278,20 @@ async fn connection(
                     tracing::debug!(client = %client_host, idle_ms = ?max_idle, "idle connection closed");
                     return Ok(());
                 }
+                _ = until(auth_deadline) => {
+                    tracing::debug!(client = %client_host, "connection not authenticated in time closed");
+                    return Ok(());
+                }
             }
             let size = i32::from_be_bytes(len_buf) as i64;
-            if size < 8 || size as u64 > max as u64 {
+            // Before authentication a frame is at most Kafka's
+            // sasl.server.max.receive.size; a bare SASL token may be short.
+            let (min, max) = match (auth_deadline, raw_token) {
+                (Some(_), true) => (1, max.min(SASL_MAX_RECEIVE_SIZE)),
+                (Some(_), false) => (8, max.min(SASL_MAX_RECEIVE_SIZE)),
+                _ => (8, max),
+            };
+            if size < min || size as u64 > max as u64 {
                 return Err(ConnectionError::FrameSize { size, max });
             }
             // Reading waits while the budget is spent.
@@ -199,9 +300,33 @@ async fn connection(
                 _ = shutdown.changed() => return Ok(()),
             };
             let mut frame = BytesMut::zeroed(size as usize);
-            if !read_body(&mut reader, &mut frame, max_idle, &mut shutdown).await? {
+            if !read_body(&mut reader, &mut frame, max_idle, auth_deadline, &mut shutdown).await? {
                 tracing::debug!(client = %client_host, "connection stalled in a request closed");
                 return Ok(());
+            }
+            if raw_token {
+                // After a v0 SaslHandshake: a bare token, answered bare.
+                let security = services.partitions.broker().security.current();
+                let Some(answer) = session.sasl().raw_token(&security, &frame) else {
+                    tracing::debug!(client = %client_host, "SASL authentication failed");
+                    return Ok(());
+                };
+                session.take_authentication();
+                let mut out = BytesMut::with_capacity(4 + answer.len());
+                out.put_i32(answer.len() as i32);
+                out.put_slice(&answer);
+                if tx.send(vec![out.freeze()]).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let api = i16::from_be_bytes([frame[0], frame[1]]);
+            if let Ok(api) = ApiKey::try_from(api) {
+                // Kafka closes the connection of an unauthenticated request
+                // on a SASL listener without an answer.
+                if !session.sasl().admits(api) {
+                    return Err(ConnectionError::Unauthenticated { api });
+                }
             }
             let decoded = prescan::decoded_size(&frame, budget.largest_decoded())?;
             tokio::select! {
@@ -210,10 +335,15 @@ async fn connection(
             }
             let response = dispatch(&services, &session, frame.freeze()).await?;
             drop(charge);
+            let closing = session.take_authentication();
             if let Some(response) = response {
                 if tx.send(response).await.is_err() {
                     return Ok(());
                 }
+            }
+            if closing {
+                tracing::debug!(client = %client_host, "SASL authentication failed");
+                return Ok(());
             }
         }
     }
@@ -230,6 +360,7 @@ async fn read_body<R: AsyncReadExt + Unpin>(
     reader: &mut R,
     frame: &mut [u8],
     max_idle: Option<std::time::Duration>,
+    auth_deadline: Option<std::time::Instant>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<bool, ConnectionError> {
     let mut filled = 0;
@@ -242,6 +373,7 @@ async fn read_body<R: AsyncReadExt + Unpin>(
             },
             _ = shutdown.changed() => return Ok(false),
             _ = idle_deadline(max_idle) => return Ok(false),
+            _ = until(auth_deadline) => return Ok(false),
         }
     }
     Ok(true)
@@ -252,6 +384,18 @@ async fn read_body<R: AsyncReadExt + Unpin>(
 async fn idle_deadline(max_idle: Option<std::time::Duration>) {
     match max_idle {
         Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Largest frame read before a connection of a SASL listener authenticated
+/// (Kafka's `sasl.server.max.receive.size`).
+const SASL_MAX_RECEIVE_SIZE: usize = 512 * 1024;
+
+/// Resolves at `deadline` (never without one).
+async fn until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }
 }
@@ -362,24 +506,64 @@ fn encode_fetch_response(
 }
 
 /// What a connection knows of its client: the principal it authenticated
-/// as (`User:ANONYMOUS` until it does) and its address.
+/// as (`User:ANONYMOUS` until it does; on an SSL listener with
+/// --tls-client-ca, its certificate's subject), its address, the listener
+/// it came through and where its SASL exchange is.
 #[derive(Debug, Clone)]
 pub struct Session {
-    #[allow(dead_code)] // used by the SASL, ACL and quota handlers (next)
+    #[allow(dead_code)] // used by the ACL and quota handlers (next)
     pub principal: Principal,
     /// Kafka shows a group member's host as "/ip".
     pub client_host: String,
     /// The client's address (limits such as auto-creation are kept per address).
     pub client_ip: std::net::IpAddr,
+    /// The listener the client connected to: Metadata answers with its
+    /// advertised address.
+    pub listener: Arc<Listener>,
+    /// The SASL exchange and session (locked only by this connection's task).
+    sasl: Arc<std::sync::Mutex<SaslState>>,
 }
 
 impl Session {
-    pub fn new(client_ip: std::net::IpAddr) -> Self {
+    fn new(client_ip: std::net::IpAddr, listener: Arc<Listener>, sasl: SaslState) -> Self {
         Session {
             principal: Principal::anonymous(),
             client_host: format!("/{client_ip}"),
             client_ip,
+            listener,
+            sasl: Arc::new(std::sync::Mutex::new(sasl)),
         }
+    }
+
+    fn sasl(&self) -> std::sync::MutexGuard<'_, SaslState> {
+        self.sasl.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take a user that just authenticated as the principal; true when the
+    /// connection must close after its reply (a failed exchange).
+    fn take_authentication(&mut self) -> bool {
+        let (user, closing) = {
+            let mut sasl = self.sasl();
+            (sasl.take_authenticated(), sasl.closing())
+        };
+        if let Some(user) = user {
+            self.principal = Principal::user(user);
+            tracing::debug!(
+                client = %self.client_host,
+                listener = %self.listener.name,
+                principal = %self.principal,
+                "authenticated with SASL"
+            );
+        }
+        closing
+    }
+
+    /// This node's address as the listener of the connection advertises it.
+    fn advertised(&self) -> (String, i32) {
+        (
+            self.listener.advertised_host.clone(),
+            self.listener.advertised_port,
+        )
     }
 }
 
@@ -388,7 +572,6 @@ impl Session {
 struct Request<'a> {
     services: &'a Services,
     /// Who sent it.
-    #[allow(dead_code)]
     session: &'a Session,
     client_host: &'a str,
     /// The client's address (limits such as auto-creation are kept per address).
@@ -435,6 +618,23 @@ impl Request<'_> {
     fn groups(&self) -> &Arc<GroupCoordinator> {
         &self.services.groups
     }
+
+    /// Where broker `broker_id` is on the listener this client connected
+    /// to (Metadata, DescribeCluster and FindCoordinator answer with it):
+    /// this node's from the session, another broker's from its registration
+    /// in the image; None keeps the address the handler gave (a broker that
+    /// registered no listener of that name).
+    fn address_on_listener(&self, broker_id: i32) -> Option<(String, i32)> {
+        if broker_id == self.partitions().broker().node_id() {
+            return Some(self.session.advertised());
+        }
+        let rm = self.partitions().replica_manager()?;
+        let name = &self.session.listener.name;
+        rm.cluster().read_image(|image| {
+            let addr = image.brokers.get(&broker_id)?.listeners.get(name)?;
+            Some(crate::cluster::image::host_port(addr))
+        })
+    }
 }
 
 /// A response frame, none (produce with acks=0), or why the connection closes.
@@ -470,7 +670,14 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
         ApiKey::Metadata,
         handler!(|r, req| {
             let client = r.client_ip;
-            r.respond(&metadata::handle(r.partitions(), req, r.version, client).await)
+            let mut resp = metadata::handle(r.partitions(), req, r.version, client).await;
+            for b in resp.brokers.iter_mut() {
+                if let Some((host, port)) = r.address_on_listener(b.node_id.0) {
+                    b.host = super::str_bytes(host);
+                    b.port = port;
+                }
+            }
+            r.respond(&resp)
         }),
     ),
     (
@@ -547,7 +754,16 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
     ),
     (
         ApiKey::DescribeCluster,
-        handler!(|r, req| { r.respond(&admin::describe_cluster(r.partitions(), req)) }),
+        handler!(|r, req| {
+            let mut resp = admin::describe_cluster(r.partitions(), req);
+            for b in resp.brokers.iter_mut() {
+                if let Some((host, port)) = r.address_on_listener(b.broker_id.0) {
+                    b.host = super::str_bytes(host);
+                    b.port = port;
+                }
+            }
+            r.respond(&resp)
+        }),
     ),
     (
         ApiKey::InitProducerId,
@@ -557,7 +773,18 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
         ApiKey::FindCoordinator,
         handler!(|r, req| {
             r.groups().ensure_offsets_topic().await;
-            r.respond(&group::find_coordinator(r.groups(), req, r.version))
+            let mut resp = group::find_coordinator(r.groups(), req, r.version);
+            if let Some((host, port)) = r.address_on_listener(resp.node_id.0) {
+                resp.host = super::str_bytes(host);
+                resp.port = port;
+            }
+            for c in resp.coordinators.iter_mut() {
+                if let Some((host, port)) = r.address_on_listener(c.node_id.0) {
+                    c.host = super::str_bytes(host);
+                    c.port = port;
+                }
+            }
+            r.respond(&resp)
         }),
     ),
     (ApiKey::JoinGroup, |mut r| {
@@ -610,6 +837,29 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
     (
         ApiKey::OffsetDelete,
         handler!(|r, req| { r.respond(&group::offset_delete(r.groups(), req)) }),
+    ),
+    (
+        ApiKey::SaslHandshake,
+        handler!(|r, req| {
+            let resp = r.session.sasl().handshake(req, r.version);
+            r.respond(&resp)
+        }),
+    ),
+    (
+        ApiKey::SaslAuthenticate,
+        handler!(|r, req| {
+            let security = r.partitions().broker().security.current();
+            let resp = r.session.sasl().authenticate(&security, req, r.version);
+            r.respond(&resp)
+        }),
+    ),
+    (
+        ApiKey::DescribeUserScramCredentials,
+        handler!(|r, req| { r.respond(&users::describe(r.partitions(), req)) }),
+    ),
+    (
+        ApiKey::AlterUserScramCredentials,
+        handler!(|r, req| { r.respond(&users::alter(r.partitions(), req).await) }),
     ),
 ];
 

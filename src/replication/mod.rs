@@ -187,6 +187,7 @@ impl ReplicaManager {
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(Arc::clone(self).follow_image());
         tokio::spawn(Arc::clone(self).follow_security());
+        tokio::spawn(Arc::clone(self).propose_pending_security());
         tokio::spawn(Arc::clone(self).maintain());
     }
 

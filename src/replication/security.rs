@@ -54,6 +54,46 @@ impl ReplicaManager {
 
     /// Copy the image's security state into the broker on every change,
     /// until shutdown.
+    /// Propose the security changes made while this node was stopped
+    /// (`sluice users` on its data dir), in order, retrying until the
+    /// controller commits them; a change the cluster's state refuses (a user
+    /// removed that does not exist) is skipped.
+    pub(super) async fn propose_pending_security(self: Arc<Self>) {
+        let pending = match self.broker().pending_security() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the pending security changes");
+                return;
+            }
+        };
+        if pending.is_empty() {
+            return;
+        }
+        let mut shutdown = self.shutdown.clone();
+        for change in pending {
+            loop {
+                match self.change_security(change.clone()).await {
+                    Ok(_) => break,
+                    Err(SecurityError::Rejected(r)) => {
+                        tracing::warn!(reason = %r, "an offline security change was refused");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "offline security change not committed yet")
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+        }
+        match self.broker().clear_pending_security() {
+            Ok(()) => tracing::info!("security changes made offline are committed to the cluster"),
+            Err(e) => tracing::error!(error = %e, "cannot clear the pending security changes"),
+        }
+    }
+
     pub(super) async fn follow_security(self: Arc<Self>) {
         let mut changes = self.cluster().subscribe();
         let mut shutdown = self.shutdown.clone();

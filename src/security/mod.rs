@@ -15,6 +15,7 @@
 pub mod acls;
 pub mod credentials;
 pub mod quotas;
+pub mod scram;
 
 use std::fmt;
 use std::sync::{Arc, RwLock};

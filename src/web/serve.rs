@@ -4,7 +4,8 @@
 //! header-read timeout (`--http-header-timeout-ms`, hyper's, which also bounds
 //! how long a kept-alive connection waits for its next request) and an idle
 //! timeout (`--http-idle-timeout-ms`), WebSocket upgrades, and graceful
-//! shutdown.
+//! shutdown. With `--http-tls` each socket is wrapped in TLS before hyper
+//! sees it (the handshake bounded by `--authentication-timeout-ms`).
 //!
 //! A connection's quota permit travels inside its socket wrapper, so an
 //! upgraded WebSocket keeps counting against the caps until it closes.
@@ -63,8 +64,10 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     config: &NodeConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let handshake_timeout = Duration::from_millis(config.authentication_timeout_ms.max(1));
     let quotas = ConnectionQuotas::new(
         "http",
         config.http_max_connections,
@@ -87,7 +90,31 @@ pub(crate) async fn serve(
                 Some(permit) => {
                     let _ = stream.set_nodelay(true);
                     let io = MeteredStream::new(stream, permit);
-                    tasks.spawn(connection(io, router.clone(), limits, shutdown.clone()));
+                    let activity = io.activity.clone();
+                    let (router, shutdown) = (router.clone(), shutdown.clone());
+                    match &tls {
+                        None => {
+                            tasks.spawn(connection(io, activity, router, limits, shutdown));
+                        }
+                        Some(acceptor) => {
+                            // Session cookies are marked Secure on a TLS connection.
+                            let router = router.layer(axum::Extension(super::auth::ServedOverTls));
+                            // The handshake is bounded, so a client stalling in
+                            // it gives its connection slot back.
+                            let handshake = acceptor.accept(io);
+                            tasks.spawn(async move {
+                                match tokio::time::timeout(handshake_timeout, handshake).await {
+                                    Ok(Ok(io)) => {
+                                        connection(io, activity, router, limits, shutdown).await
+                                    }
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(error = %e, "HTTP TLS handshake failed")
+                                    }
+                                    Err(_) => tracing::debug!("HTTP TLS handshake timed out"),
+                                }
+                            });
+                        }
+                    }
                 }
                 // Best effort: the socket may not take it, and is closed either way.
                 None => drop(stream.try_write(TOO_MANY_CONNECTIONS)),
@@ -115,13 +142,15 @@ pub(crate) async fn serve(
 
 /// Serve one connection: HTTP/1.1 with upgrades, the header timeout (hyper's
 /// timer), the idle timeout, and a graceful close on shutdown.
-async fn connection(
-    io: MeteredStream,
+async fn connection<I>(
+    io: I,
+    activity: Arc<Activity>,
     router: Router,
     limits: HttpLimits,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let activity = io.activity.clone();
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

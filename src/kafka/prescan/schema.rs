@@ -631,6 +631,43 @@ static OFFSET_DELETE: Schema = schema!(
     ]
 );
 
+// -- SaslHandshake, SaslAuthenticate --------------------------------------------
+
+static SASL_HANDSHAKE: Schema = schema!(SaslHandshakeRequest, [all("mechanism", STR)]);
+static SASL_AUTHENTICATE: Schema = schema!(SaslAuthenticateRequest, [all("auth_bytes", BYTES)]);
+
+// -- DescribeUserScramCredentials, AlterUserScramCredentials --------------------
+
+static SCRAM_USER_NAME: Schema = schema!(
+    describe_user_scram_credentials_request::UserName,
+    [all("name", STR)]
+);
+static DESCRIBE_USER_SCRAM_CREDENTIALS: Schema = schema!(
+    DescribeUserScramCredentialsRequest,
+    [all("users", array(&SCRAM_USER_NAME))]
+);
+static SCRAM_CREDENTIAL_DELETION: Schema = schema!(
+    alter_user_scram_credentials_request::ScramCredentialDeletion,
+    [all("name", STR), all("mechanism", I8)]
+);
+static SCRAM_CREDENTIAL_UPSERTION: Schema = schema!(
+    alter_user_scram_credentials_request::ScramCredentialUpsertion,
+    [
+        all("name", STR),
+        all("mechanism", I8),
+        all("iterations", I32),
+        all("salt", BYTES),
+        all("salted_password", BYTES),
+    ]
+);
+static ALTER_USER_SCRAM_CREDENTIALS: Schema = schema!(
+    AlterUserScramCredentialsRequest,
+    [
+        all("deletions", array(&SCRAM_CREDENTIAL_DELETION)),
+        all("upsertions", array(&SCRAM_CREDENTIAL_UPSERTION)),
+    ]
+);
+
 /// Every request message the broker decodes.
 pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::Produce, 9, &PRODUCE),
@@ -663,6 +700,18 @@ pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::OffsetCommit, 8, &OFFSET_COMMIT),
     message(ApiKey::OffsetFetch, 6, &OFFSET_FETCH),
     message(ApiKey::OffsetDelete, NEVER, &OFFSET_DELETE),
+    message(ApiKey::SaslHandshake, NEVER, &SASL_HANDSHAKE),
+    message(ApiKey::SaslAuthenticate, 2, &SASL_AUTHENTICATE),
+    message(
+        ApiKey::DescribeUserScramCredentials,
+        0,
+        &DESCRIBE_USER_SCRAM_CREDENTIALS,
+    ),
+    message(
+        ApiKey::AlterUserScramCredentials,
+        0,
+        &ALTER_USER_SCRAM_CREDENTIALS,
+    ),
 ];
 
 const fn message(api: ApiKey, flexible_from: i16, body: &'static Schema) -> Message {

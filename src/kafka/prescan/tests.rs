@@ -207,6 +207,14 @@ fn decode_and_encode(api: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Resu
         ApiKey::OffsetCommit => again::<OffsetCommitRequest>(buf, version),
         ApiKey::OffsetFetch => again::<OffsetFetchRequest>(buf, version),
         ApiKey::OffsetDelete => again::<OffsetDeleteRequest>(buf, version),
+        ApiKey::SaslHandshake => again::<SaslHandshakeRequest>(buf, version),
+        ApiKey::SaslAuthenticate => again::<SaslAuthenticateRequest>(buf, version),
+        ApiKey::DescribeUserScramCredentials => {
+            again::<DescribeUserScramCredentialsRequest>(buf, version)
+        }
+        ApiKey::AlterUserScramCredentials => {
+            again::<AlterUserScramCredentialsRequest>(buf, version)
+        }
         other => anyhow::bail!("{other:?} is not served"),
     }
 }
