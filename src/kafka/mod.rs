@@ -10,8 +10,10 @@
 //! Must never: hold broker policy (checks, waits, replication), or touch
 //! sled. Locks: none of its own.
 
+pub(crate) mod acls;
 pub(crate) mod admin;
 pub(crate) mod api_versions;
+pub(crate) mod authz;
 pub(crate) mod budget;
 pub(crate) mod code;
 pub(crate) mod errors;
@@ -21,6 +23,7 @@ pub(crate) mod metadata;
 pub(crate) mod offsets;
 pub(crate) mod prescan;
 pub(crate) mod produce;
+pub(crate) mod quotas;
 pub(crate) mod server;
 pub(crate) mod zero_copy;
 
@@ -58,6 +61,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 /// The supported version range of an API, if it is served at all.
@@ -95,6 +103,9 @@ const _: () = {
     assert!(
         code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED == E::TransactionalIdAuthorizationFailed.code()
     );
+    assert!(code::TOPIC_AUTHORIZATION_FAILED == E::TopicAuthorizationFailed.code());
+    assert!(code::GROUP_AUTHORIZATION_FAILED == E::GroupAuthorizationFailed.code());
+    assert!(code::CLUSTER_AUTHORIZATION_FAILED == E::ClusterAuthorizationFailed.code());
     assert!(code::KAFKA_STORAGE_ERROR == E::KafkaStorageError.code());
     assert!(code::FETCH_SESSION_ID_NOT_FOUND == E::FetchSessionIdNotFound.code());
     assert!(code::INVALID_FETCH_SESSION_EPOCH == E::InvalidFetchSessionEpoch.code());
