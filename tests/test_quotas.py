@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from kafka import KafkaConsumer, TopicPartition
 from kafka.protocol.admin import AlterClientQuotasRequest, DescribeClientQuotasRequest
 
 import clients
@@ -104,4 +105,42 @@ def test_produce_quota_holds_a_producer_near_its_rate_and_reports_throttle(fresh
     assert free_throttle == 0
     assert slow_throttle > 0, "the broker reported no throttle_time_ms"
     # Generous: 1 MB at 100 KB/s cannot finish faster than 3x the quota.
+    assert slow_rate < 3 * QUOTA, f"{slow_rate:.0f} B/s is far above the quota"
+
+
+def test_fetch_quota_holds_a_consumer_near_its_rate(fresh_broker):
+    node = fresh_broker(["--shop", "false"])
+    topic = unique_topic("quota-fetch")
+    clients.create_topic(node.bootstrap, topic)
+    total = 1_000_000
+    clients.produce_values(node.bootstrap, topic, [b"y" * 10_000] * (total // 10_000))
+    set_quota(node.bootstrap, "slow-reader", "consumer_byte_rate", float(QUOTA))
+
+    def read_rate(client_id: str) -> tuple[float, float]:
+        consumer = KafkaConsumer(bootstrap_servers=node.bootstrap, client_id=client_id,
+                                 enable_auto_commit=False, fetch_max_bytes=200_000,
+                                 max_partition_fetch_bytes=200_000)
+        try:
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            start, got = time.monotonic(), 0
+            deadline = start + 120
+            while got < total and time.monotonic() < deadline:
+                for records in consumer.poll(timeout_ms=1000).values():
+                    got += sum(len(r.value) for r in records)
+            elapsed = time.monotonic() - start
+            throttle = max((v for name, v in _metrics(consumer) if "throttle-time-max" in name),
+                           default=0.0)
+        finally:
+            consumer.close()
+        assert got >= total, f"read {got} of {total} bytes"
+        return got / elapsed, throttle
+
+    free_rate, free_throttle = read_rate("free-reader")
+    slow_rate, slow_throttle = read_rate("slow-reader")
+    print(f"\nfetch quota {QUOTA / 1000:.0f} KB/s: unthrottled client {free_rate / 1000:.0f} KB/s, "
+          f"quota client {slow_rate / 1000:.0f} KB/s (max throttle_time_ms {slow_throttle:.0f})")
+    assert free_throttle == 0
+    assert slow_throttle > 0, "the broker reported no throttle_time_ms"
     assert slow_rate < 3 * QUOTA, f"{slow_rate:.0f} B/s is far above the quota"
