@@ -20,7 +20,7 @@ from confluent_kafka.admin import AclPermissionType as CPerm
 from confluent_kafka.admin import AdminClient as CAdmin
 from confluent_kafka.admin import ResourcePatternType as CPattern
 from confluent_kafka.admin import ResourceType as CType
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import (
     ACL,
     ACLFilter,
@@ -32,6 +32,7 @@ from kafka.admin import (
     ResourceType,
 )
 from kafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
+from kafka.structs import OffsetAndMetadata
 from confluent_kafka import TopicCollection
 
 import clients
@@ -300,3 +301,31 @@ def test_acls_are_the_same_on_every_node_and_enforced_on_each(tmp_path, request)
                 assert wire.metadata_v4(conn, [topic], False)["topics"][topic][0] == 0
         # Replication still works (brokers have CLUSTER_ACTION from 127.0.0.1).
         assert clients.produce_values(cluster.bootstrap, topic, [b"x"]) == [0]
+
+
+def test_offset_fetch_refuses_named_topics_without_describe_and_hides_the_rest(fresh_broker):
+    node = fresh_broker(SUPER)
+    base = unique_topic("acl-offsets")
+    seen, hidden, group = f"{base}-seen", f"{base}-hidden", f"{base}-g"
+    for t in (seen, hidden):
+        clients.create_topic(node.bootstrap, t)
+    consumer = KafkaConsumer(bootstrap_servers=node.bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        consumer.commit({TopicPartition(seen, 0): OffsetAndMetadata(1, "", -1),
+                         TopicPartition(hidden, 0): OffsetAndMetadata(2, "", -1)})
+    finally:
+        consumer.close()
+    create_acls(node.bootstrap, [
+        acl(ResourceType.GROUP, group, ACLOperation.DESCRIBE),
+        acl(ResourceType.TOPIC, seen, ACLOperation.DESCRIBE),
+    ])
+    node.restart(ENFORCE)
+    admin = clients.admin(node.bootstrap)
+    try:
+        every = admin.list_group_offsets({group: None})[group]
+        assert {tp.topic: o.offset for tp, o in every.items()} == {seen: 1}
+        with pytest.raises(TopicAuthorizationFailedError):
+            admin.list_group_offsets({group: [TopicPartition(hidden, 0)]})
+    finally:
+        admin.close()

@@ -657,24 +657,49 @@ pub fn offset_commit(
     .collect()
 }
 
+/// OffsetFetch's topics the principal may not DESCRIBE: refused when
+/// `named` by the request, else left out (v0-7 and v8+ have their own types).
+macro_rules! undescribable_offsets {
+    ($access:expr, $named:expr, $topics:expr) => {
+        $topics.retain(|t| $named || $access.topic(Op::Describe, &t.name.0));
+        for t in $topics.iter_mut() {
+            if !$access.topic(Op::Describe, &t.name.0) {
+                for p in &mut t.partitions {
+                    p.error_code = code::TOPIC_AUTHORIZATION_FAILED;
+                    p.committed_offset = -1;
+                    p.metadata = None;
+                }
+            }
+        }
+    };
+}
+
 /// OffsetFetch, after the handler: DESCRIBE on each group (else the group's
-/// error is GROUP_AUTHORIZATION_FAILED and no offsets), and topics the
-/// principal may not DESCRIBE are left out.
-pub fn offset_fetch(access: &Access<'_>, group_v0_7: Option<&str>, resp: &mut OffsetFetchResponse) {
-    if let Some(group) = group_v0_7 {
+/// error is GROUP_AUTHORIZATION_FAILED and no offsets); a topic the
+/// principal may not DESCRIBE is TOPIC_AUTHORIZATION_FAILED when the request
+/// named it, and left out when it asked for every topic. `group_v0_7`: the
+/// group of a v0-7 request and whether it named topics; `named_v8`: the
+/// groups of a v8+ request that named topics.
+pub fn offset_fetch(
+    access: &Access<'_>,
+    group_v0_7: Option<(&str, bool)>,
+    named_v8: &[String],
+    resp: &mut OffsetFetchResponse,
+) {
+    if let Some((group, named)) = group_v0_7 {
         if !access.group(Op::Describe, group) {
             resp.topics.clear();
             resp.error_code = code::GROUP_AUTHORIZATION_FAILED;
         }
-        resp.topics
-            .retain(|t| access.topic(Op::Describe, &t.name.0));
+        undescribable_offsets!(access, named, resp.topics);
     }
     for g in &mut resp.groups {
         if !access.group(Op::Describe, &g.group_id.0) {
             g.topics.clear();
             g.error_code = code::GROUP_AUTHORIZATION_FAILED;
         }
-        g.topics.retain(|t| access.topic(Op::Describe, &t.name.0));
+        let named = named_v8.iter().any(|n| n.as_str() == g.group_id.0.as_str());
+        undescribable_offsets!(access, named, g.topics);
     }
 }
 

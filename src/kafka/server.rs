@@ -812,9 +812,14 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
         ApiKey::OffsetFetch,
         handler!(|r, req| {
             let req: OffsetFetchRequest = req;
-            let group = (r.version < 8).then(|| req.group_id.to_string());
+            let group = (r.version < 8).then(|| (req.group_id.to_string(), req.topics.is_some()));
+            let named: Vec<String> = (req.groups.iter())
+                .filter(|g| g.topics.is_some())
+                .map(|g| g.group_id.to_string())
+                .collect();
             let mut resp = group::offset_fetch(r.groups(), req, r.version);
-            authz::offset_fetch(&r.access(), group.as_deref(), &mut resp);
+            let group = group.as_ref().map(|(g, named)| (g.as_str(), *named));
+            authz::offset_fetch(&r.access(), group, &named, &mut resp);
             r.respond(&resp)
         }),
     ),
