@@ -16,6 +16,16 @@ pub enum LogStoreKind {
     Sled,
 }
 
+/// Who decides what a client may do (`--authorizer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AuthorizerKind {
+    /// Every client may do everything.
+    #[default]
+    None,
+    /// ACLs decide (Kafka's StandardAuthorizer); no matching ACL means deny.
+    Acl,
+}
+
 /// `--max-connections-per-ip-overrides`: `host:count` pairs, comma separated
 /// (an IPv6 address in brackets: `[::1]:10`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -421,6 +431,16 @@ pub struct NodeConfig {
         default_value_t = 5_000
     )]
     pub preferred_leader_interval_ms: u64,
+
+    /// `acl` enforces ACLs on every Kafka API (Kafka's authorizer.class.name
+    /// with allow.everyone.if.no.acl.found=false); `none` allows everything.
+    #[arg(long, env = "SLUICE_AUTHORIZER", value_enum, default_value_t = AuthorizerKind::None)]
+    pub authorizer: AuthorizerKind,
+
+    /// Principals the authorizer always allows, `;`-separated
+    /// (`User:admin;User:ops`; Kafka's super.users).
+    #[arg(long, env = "SLUICE_SUPER_USERS", value_delimiter = ';')]
+    pub super_users: Vec<String>,
 }
 
 impl NodeConfig {
@@ -481,6 +501,8 @@ impl NodeConfig {
             replica_lag_time_max_ms: 10_000,
             default_replication_factor: 3,
             preferred_leader_interval_ms: 5_000,
+            authorizer: AuthorizerKind::None,
+            super_users: Vec::new(),
         }
     }
 }

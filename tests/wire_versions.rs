@@ -236,6 +236,80 @@ fn every_advertised_version_round_trips() {
         assert_eq!(part.error_code, 0);
         assert_eq!(part.low_watermark, 1 + v as i64);
     }
+    for v in versions(ApiKey::CreateAcls) {
+        let mut c = create_acls_request::AclCreation::default();
+        c.resource_type = 2;
+        c.resource_name = StrBytes::from_string(format!("{topic}-acl-{v}"));
+        c.resource_pattern_type = 3;
+        c.principal = StrBytes::from_static_str("User:alice");
+        c.host = StrBytes::from_static_str("*");
+        c.operation = 3;
+        c.permission_type = 3;
+        let mut req = CreateAclsRequest::default();
+        req.creations = vec![c];
+        let resp: CreateAclsResponse = wire.call(ApiKey::CreateAcls, v, &req);
+        assert_eq!(resp.results[0].error_code, 0, "CreateAcls v{v}");
+    }
+    for v in versions(ApiKey::DescribeAcls) {
+        // kafka-protocol's defaults are empty strings; null matches anything.
+        let mut req = DescribeAclsRequest::default();
+        req.resource_name_filter = None;
+        req.principal_filter = None;
+        req.host_filter = None;
+        req.resource_type_filter = 1;
+        req.pattern_type_filter = 1;
+        req.operation = 1;
+        req.permission_type = 1;
+        let resp: DescribeAclsResponse = wire.call(ApiKey::DescribeAcls, v, &req);
+        assert_eq!(resp.error_code, 0, "DescribeAcls v{v}");
+        assert!(!resp.resources.is_empty(), "DescribeAcls v{v}");
+    }
+    for v in versions(ApiKey::DeleteAcls) {
+        let mut f = delete_acls_request::DeleteAclsFilter::default();
+        f.resource_type_filter = 2;
+        f.resource_name_filter = Some(StrBytes::from_string(format!("{topic}-acl-{v}")));
+        f.pattern_type_filter = 3;
+        f.principal_filter = None;
+        f.host_filter = None;
+        f.operation = 1;
+        f.permission_type = 1;
+        let mut req = DeleteAclsRequest::default();
+        req.filters = vec![f];
+        let resp: DeleteAclsResponse = wire.call(ApiKey::DeleteAcls, v, &req);
+        assert_eq!(resp.filter_results[0].error_code, 0, "DeleteAcls v{v}");
+        assert_eq!(
+            resp.filter_results[0].matching_acls.len(),
+            1,
+            "DeleteAcls v{v}"
+        );
+    }
+    for v in versions(ApiKey::AlterClientQuotas) {
+        let mut entity = alter_client_quotas_request::EntityData::default();
+        entity.entity_type = StrBytes::from_static_str("client-id");
+        entity.entity_name = Some(StrBytes::from_string(format!("c{v}")));
+        let mut op = alter_client_quotas_request::OpData::default();
+        op.key = StrBytes::from_static_str("producer_byte_rate");
+        op.value = 1000.0;
+        let mut entry = alter_client_quotas_request::EntryData::default();
+        entry.entity = vec![entity];
+        entry.ops = vec![op];
+        let mut req = AlterClientQuotasRequest::default();
+        req.entries = vec![entry];
+        let resp: AlterClientQuotasResponse = wire.call(ApiKey::AlterClientQuotas, v, &req);
+        assert_eq!(resp.entries[0].error_code, 0, "AlterClientQuotas v{v}");
+    }
+    for v in versions(ApiKey::DescribeClientQuotas) {
+        let resp: DescribeClientQuotasResponse = wire.call(
+            ApiKey::DescribeClientQuotas,
+            v,
+            &DescribeClientQuotasRequest::default(),
+        );
+        assert_eq!(resp.error_code, 0, "DescribeClientQuotas v{v}");
+        assert!(
+            resp.entries.is_some_and(|e| !e.is_empty()),
+            "DescribeClientQuotas v{v}"
+        );
+    }
     for v in versions(ApiKey::DeleteTopics) {
         let name = format!("{topic}-{}", v + 1);
         let mut req = DeleteTopicsRequest::default();

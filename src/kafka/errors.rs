@@ -6,7 +6,7 @@
 //! anything (the layers below did). Locks: none.
 
 use super::code;
-use crate::broker::TopicError;
+use crate::broker::{SecurityError, TopicError};
 use crate::group::{CoordinatorError, Outcome};
 use crate::log::batch::BatchError;
 use crate::log::AppendError;
@@ -112,5 +112,28 @@ pub fn credential_error_code(e: &crate::broker::SecurityError) -> i16 {
         S::Rejected(_) => code::UNACCEPTABLE_CREDENTIAL,
         S::Storage(_) => code::KAFKA_STORAGE_ERROR,
         S::Unavailable(_) => code::REQUEST_TIMED_OUT,
+    }
+}
+
+/// The code and message of a security change that was not made.
+pub fn security_error(e: &SecurityError) -> (i16, String) {
+    let code = match e {
+        SecurityError::Rejected(_) => code::INVALID_REQUEST,
+        SecurityError::Storage(_) => code::KAFKA_STORAGE_ERROR,
+        SecurityError::Unavailable(_) => code::REQUEST_TIMED_OUT,
+    };
+    (code, e.to_string())
+}
+
+/// The code and message of one item of a security change: refused on its
+/// own (`invalid`), failed with the whole change (`failure`), or made.
+pub fn change_outcome(
+    invalid: Option<String>,
+    failure: Option<&(i16, String)>,
+) -> (i16, Option<String>) {
+    match (invalid, failure) {
+        (Some(message), _) => (code::INVALID_REQUEST, Some(message)),
+        (None, Some((error, message))) => (*error, Some(message.clone())),
+        (None, None) => (code::NONE, None),
     }
 }

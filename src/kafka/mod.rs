@@ -10,8 +10,10 @@
 //! Must never: hold broker policy (checks, waits, replication), or touch
 //! sled. Locks: none of its own.
 
+pub(crate) mod acls;
 pub(crate) mod admin;
 pub(crate) mod api_versions;
+pub(crate) mod authz;
 pub(crate) mod budget;
 pub(crate) mod code;
 pub(crate) mod errors;
@@ -22,6 +24,7 @@ pub(crate) mod metadata;
 pub(crate) mod offsets;
 pub(crate) mod prescan;
 pub(crate) mod produce;
+pub(crate) mod quotas;
 pub(crate) mod sasl;
 pub(crate) mod server;
 pub(crate) mod users;
@@ -65,6 +68,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 /// The supported version range of an API, if it is served at all.
@@ -102,6 +110,9 @@ const _: () = {
     assert!(
         code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED == E::TransactionalIdAuthorizationFailed.code()
     );
+    assert!(code::TOPIC_AUTHORIZATION_FAILED == E::TopicAuthorizationFailed.code());
+    assert!(code::GROUP_AUTHORIZATION_FAILED == E::GroupAuthorizationFailed.code());
+    assert!(code::CLUSTER_AUTHORIZATION_FAILED == E::ClusterAuthorizationFailed.code());
     assert!(code::KAFKA_STORAGE_ERROR == E::KafkaStorageError.code());
     assert!(code::FETCH_SESSION_ID_NOT_FOUND == E::FetchSessionIdNotFound.code());
     assert!(code::INVALID_FETCH_SESSION_EPOCH == E::InvalidFetchSessionEpoch.code());

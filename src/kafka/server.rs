@@ -30,10 +30,15 @@ use super::group::{self, ClientInfo};
 use super::listener::Listener;
 use super::prescan::{self, PrescanError};
 use super::sasl::SaslState;
-use super::{admin, api_versions, code, fetch, metadata, offsets, produce, supported_range, users};
+use super::{
+    acls, admin, api_versions, authz, code, fetch, metadata, offsets, produce, quotas,
+    supported_range, users,
+};
 use crate::group::GroupCoordinator;
 use crate::limits::ConnectionQuotas;
 use crate::partition::Partitions;
+use crate::security::acls::AclOperation;
+use crate::security::quotas as quota;
 use crate::security::Principal;
 
 /// What the request handlers serve from: the partition layer (topics, logs,
@@ -511,7 +516,6 @@ fn encode_fetch_response(
 /// it came through and where its SASL exchange is.
 #[derive(Debug, Clone)]
 pub struct Session {
-    #[allow(dead_code)] // used by the ACL and quota handlers (next)
     pub principal: Principal,
     /// Kafka shows a group member's host as "/ip".
     pub client_host: String,
@@ -611,6 +615,45 @@ impl Request<'_> {
         .map(Some)
     }
 
+    /// Whether a topic exists (in a cluster: in the metadata image).
+    fn topic_exists(&self, name: &str) -> bool {
+        let p = self.partitions();
+        p.replica_manager()
+            .map_or_else(|| p.broker().topic(name).is_some(), |rm| rm.has_topic(name))
+    }
+
+    /// What the request's principal may do.
+    fn access(&self) -> authz::Access<'_> {
+        authz::Access::new(
+            self.partitions().broker(),
+            &self.session.principal,
+            self.session.client_ip,
+        )
+    }
+
+    /// Whether the connection's principal may perform `op` on the cluster
+    /// (DescribeUserScramCredentials needs DESCRIBE, AlterUserScramCredentials
+    /// ALTER); refusal: CLUSTER_AUTHORIZATION_FAILED.
+    fn authorize_cluster(&self, op: AclOperation) -> bool {
+        self.access().cluster(op)
+    }
+
+    /// The client id of the request header ("" when none).
+    fn client_id(&self) -> &str {
+        self.header.client_id.as_deref().unwrap_or_default()
+    }
+
+    /// Record this request's bytes against the client's quota on `key`.
+    fn throttle(&self, key: &'static str, bytes: usize) -> std::time::Duration {
+        quotas::throttle(
+            self.partitions(),
+            &self.session.principal.name,
+            self.client_id(),
+            key,
+            bytes,
+        )
+    }
+
     fn partitions(&self) -> &Arc<Partitions> {
         &self.services.partitions
     }
@@ -669,8 +712,17 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
     (
         ApiKey::Metadata,
         handler!(|r, req| {
-            let client = r.client_ip;
-            let mut resp = metadata::handle(r.partitions(), req, r.version, client).await;
+            let mut req: MetadataRequest = req;
+            let access = r.access();
+            let p = r.partitions();
+            let (refused, allowed) =
+                authz::metadata_request(&access, &mut req, r.version, |n| r.topic_exists(n));
+            let ops = (
+                req.include_cluster_authorized_operations,
+                req.include_topic_authorized_operations,
+            );
+            let mut resp = metadata::handle(p, req, r.version, r.client_ip).await;
+            authz::metadata_response(&access, allowed, ops, &mut resp, refused);
             for b in resp.brokers.iter_mut() {
                 if let Some((host, port)) = r.address_on_listener(b.node_id.0) {
                     b.host = super::str_bytes(host);
@@ -680,19 +732,42 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
             r.respond(&resp)
         }),
     ),
-    (
-        ApiKey::Produce,
-        handler!(|r, req| {
-            match produce::handle(r.partitions(), req, r.client_ip).await {
-                Some(resp) => r.respond(&resp),
+    (ApiKey::Produce, |mut r| {
+        Box::pin(async move {
+            let bytes = r.body.len();
+            let mut req: ProduceRequest = r.decode()?;
+            let refused = authz::produce(&r.access(), &mut req, |n| r.topic_exists(n));
+            let throttle = r.throttle(quota::PRODUCER_BYTE_RATE, bytes);
+            let resp = produce::handle(r.partitions(), req, r.client_ip).await;
+            let throttle_time_ms = throttled(throttle).await;
+            match resp {
+                Some(mut resp) => {
+                    resp.responses.extend(refused);
+                    resp.throttle_time_ms = throttle_time_ms;
+                    r.respond(&resp)
+                }
                 None => Ok(None),
             }
-        }),
-    ),
+        })
+    }),
     (
         ApiKey::Fetch,
         handler!(|r, req| {
-            let (resp, arena) = fetch::handle(r.partitions(), req).await;
+            let mut req: FetchRequest = req;
+            let refused = authz::fetch(&r.access(), &mut req);
+            let consumer = req.replica_id.0 < 0;
+            let (mut resp, arena) = fetch::handle(r.partitions(), req).await;
+            resp.responses.extend(refused);
+            if consumer {
+                let bytes = resp
+                    .responses
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
+                    .sum();
+                let throttle = r.throttle(quota::CONSUMER_BYTE_RATE, bytes);
+                resp.throttle_time_ms = throttled(throttle).await;
+            }
             encode_fetch_response(
                 r.version,
                 r.response_header_version,
@@ -705,57 +780,116 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
     ),
     (
         ApiKey::ListOffsets,
-        handler!(|r, req| { r.respond(&offsets::list_offsets(r.partitions(), req, r.version)) }),
+        handler!(|r, req| {
+            let mut req: ListOffsetsRequest = req;
+            let refused = authz::list_offsets(&r.access(), &mut req);
+            let mut resp = offsets::list_offsets(r.partitions(), req, r.version);
+            resp.topics.extend(refused);
+            r.respond(&resp)
+        }),
     ),
     (
         ApiKey::OffsetForLeaderEpoch,
-        handler!(|r, req| { r.respond(&offsets::offset_for_leader_epoch(r.partitions(), req)) }),
+        handler!(|r, req| {
+            let mut req: OffsetForLeaderEpochRequest = req;
+            let refused = authz::offset_for_leader_epoch(&r.access(), &mut req);
+            let mut resp = offsets::offset_for_leader_epoch(r.partitions(), req);
+            resp.topics.extend(refused);
+            r.respond(&resp)
+        }),
     ),
     (
         ApiKey::DeleteRecords,
-        handler!(|r, req| { r.respond(&offsets::delete_records(r.partitions(), req)) }),
+        handler!(|r, req| {
+            let mut req: DeleteRecordsRequest = req;
+            let refused = authz::delete_records(&r.access(), &mut req);
+            let mut resp = offsets::delete_records(r.partitions(), req);
+            resp.topics.extend(refused);
+            r.respond(&resp)
+        }),
     ),
     (
         ApiKey::CreateTopics,
         handler!(|r, req| {
-            r.respond(&admin::create_topics(r.partitions(), req, r.version).await)
+            let mut req: CreateTopicsRequest = req;
+            let refused = authz::create_topics(&r.access(), &mut req);
+            let mut resp = admin::create_topics(r.partitions(), req, r.version).await;
+            resp.topics.extend(refused);
+            r.respond(&resp)
         }),
     ),
     (
         ApiKey::DeleteTopics,
         handler!(|r, req| {
-            let resp = admin::delete_topics(r.partitions(), req).await;
+            let mut req: DeleteTopicsRequest = req;
+            let refused = authz::delete_topics(&r.access(), &mut req);
+            let mut resp = admin::delete_topics(r.partitions(), req).await;
             // Committed offsets of deleted topics go with them.
             for deleted in resp.responses.iter().filter(|t| t.error_code == code::NONE) {
                 if let Some(name) = &deleted.name {
                     r.groups().on_topic_deleted(name);
                 }
             }
+            resp.responses.extend(refused);
             r.respond(&resp)
         }),
     ),
     (
         ApiKey::CreatePartitions,
-        handler!(|r, req| { r.respond(&admin::create_partitions(r.partitions(), req).await) }),
+        handler!(|r, req| {
+            let mut req: CreatePartitionsRequest = req;
+            let refused = authz::create_partitions(&r.access(), &mut req);
+            let mut resp = admin::create_partitions(r.partitions(), req).await;
+            resp.results.extend(refused);
+            r.respond(&resp)
+        }),
     ),
     (
         ApiKey::DescribeConfigs,
-        handler!(|r, req| { r.respond(&admin::describe_configs(r.partitions(), req)) }),
+        handler!(|r, req| {
+            let mut req: DescribeConfigsRequest = req;
+            let refused = authz::describe_configs(&r.access(), &mut req);
+            let mut resp = admin::describe_configs(r.partitions(), req);
+            resp.results.extend(refused);
+            r.respond(&resp)
+        }),
     ),
     (
         ApiKey::AlterConfigs,
-        handler!(|r, req| { r.respond(&admin::alter_configs(r.partitions(), req).await) }),
+        handler!(|r, req| {
+            let mut req: AlterConfigsRequest = req;
+            let refused = authz::alter_configs(&r.access(), &mut req);
+            let mut resp = admin::alter_configs(r.partitions(), req).await;
+            resp.responses.extend(refused);
+            r.respond(&resp)
+        }),
     ),
     (
         ApiKey::IncrementalAlterConfigs,
         handler!(|r, req| {
-            r.respond(&admin::incremental_alter_configs(r.partitions(), req).await)
+            let mut req: IncrementalAlterConfigsRequest = req;
+            let refused = authz::incremental_alter_configs(&r.access(), &mut req);
+            let mut resp = admin::incremental_alter_configs(r.partitions(), req).await;
+            resp.responses.extend(refused);
+            r.respond(&resp)
         }),
     ),
     (
         ApiKey::DescribeCluster,
         handler!(|r, req| {
+            let req: DescribeClusterRequest = req;
+            let access = r.access();
+            if let Some(error) = access.cluster_refused(AclOperation::Describe) {
+                let mut resp = DescribeClusterResponse::default();
+                resp.error_code = error;
+                resp.cluster_authorized_operations = i32::MIN;
+                return r.respond(&resp);
+            }
+            let include = req.include_cluster_authorized_operations;
             let mut resp = admin::describe_cluster(r.partitions(), req);
+            if include {
+                resp.cluster_authorized_operations = access.cluster_operations();
+            }
             for b in resp.brokers.iter_mut() {
                 if let Some((host, port)) = r.address_on_listener(b.broker_id.0) {
                     b.host = super::str_bytes(host);
@@ -767,13 +901,26 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
     ),
     (
         ApiKey::InitProducerId,
-        handler!(|r, req| { r.respond(&produce::init_producer_id(r.partitions().broker(), req)) }),
+        handler!(|r, req| {
+            let req: InitProducerIdRequest = req;
+            if let Some(error) = authz::init_producer_id(&r.access(), &req) {
+                let mut resp = InitProducerIdResponse::default();
+                resp.error_code = error;
+                resp.producer_id = ProducerId(-1);
+                resp.producer_epoch = -1;
+                return r.respond(&resp);
+            }
+            r.respond(&produce::init_producer_id(r.partitions().broker(), req))
+        }),
     ),
     (
         ApiKey::FindCoordinator,
         handler!(|r, req| {
+            let req: FindCoordinatorRequest = req;
+            let (key_type, key) = (req.key_type, req.key.to_string());
             r.groups().ensure_offsets_topic().await;
             let mut resp = group::find_coordinator(r.groups(), req, r.version);
+            authz::find_coordinator(&r.access(), key_type, &key, &mut resp);
             if let Some((host, port)) = r.address_on_listener(resp.node_id.0) {
                 resp.host = super::str_bytes(host);
                 resp.port = port;
@@ -790,53 +937,181 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
     (ApiKey::JoinGroup, |mut r| {
         Box::pin(async move {
             let client = ClientInfo {
-                client_id: r
-                    .header
-                    .client_id
-                    .as_ref()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
+                client_id: r.client_id().to_owned(),
                 client_host: r.client_host.to_owned(),
             };
-            let req = r.decode()?;
+            let req: JoinGroupRequest = r.decode()?;
+            if let Some(error) = authz::group_read(&r.access(), &req.group_id) {
+                let mut resp = JoinGroupResponse::default();
+                resp.error_code = error;
+                resp.generation_id = -1;
+                // Not nullable before v7.
+                resp.protocol_name = (r.version < 7).then(Default::default);
+                return r.respond(&resp);
+            }
             r.respond(&group::join_group(r.groups(), req, r.version, &client).await)
         })
     }),
     (
         ApiKey::SyncGroup,
-        handler!(|r, req| { r.respond(&group::sync_group(r.groups(), req, r.version).await) }),
+        handler!(|r, req| {
+            let req: SyncGroupRequest = req;
+            if let Some(error) = authz::group_read(&r.access(), &req.group_id) {
+                let mut resp = SyncGroupResponse::default();
+                resp.error_code = error;
+                return r.respond(&resp);
+            }
+            r.respond(&group::sync_group(r.groups(), req, r.version).await)
+        }),
     ),
     (
         ApiKey::Heartbeat,
-        handler!(|r, req| { r.respond(&group::heartbeat(r.groups(), req, r.version)) }),
+        handler!(|r, req| {
+            let req: HeartbeatRequest = req;
+            if let Some(error) = authz::group_read(&r.access(), &req.group_id) {
+                let mut resp = HeartbeatResponse::default();
+                resp.error_code = error;
+                return r.respond(&resp);
+            }
+            r.respond(&group::heartbeat(r.groups(), req, r.version))
+        }),
     ),
     (
         ApiKey::LeaveGroup,
-        handler!(|r, req| { r.respond(&group::leave_group(r.groups(), req, r.version)) }),
+        handler!(|r, req| {
+            let req: LeaveGroupRequest = req;
+            if let Some(error) = authz::group_read(&r.access(), &req.group_id) {
+                let mut resp = LeaveGroupResponse::default();
+                resp.error_code = error;
+                return r.respond(&resp);
+            }
+            r.respond(&group::leave_group(r.groups(), req, r.version))
+        }),
     ),
     (
         ApiKey::DescribeGroups,
-        handler!(|r, req| { r.respond(&group::describe_groups(r.groups(), req, r.version)) }),
+        handler!(|r, req| {
+            let req: DescribeGroupsRequest = req;
+            let include = req.include_authorized_operations;
+            let mut resp = group::describe_groups(r.groups(), req, r.version);
+            authz::describe_groups(&r.access(), include, &mut resp);
+            r.respond(&resp)
+        }),
     ),
     (
         ApiKey::ListGroups,
-        handler!(|r, req| { r.respond(&group::list_groups(r.groups(), req, r.version)) }),
+        handler!(|r, req| {
+            let mut resp = group::list_groups(r.groups(), req, r.version);
+            authz::list_groups(&r.access(), &mut resp);
+            r.respond(&resp)
+        }),
     ),
     (
         ApiKey::DeleteGroups,
-        handler!(|r, req| { r.respond(&group::delete_groups(r.groups(), req)) }),
+        handler!(|r, req| {
+            let mut req: DeleteGroupsRequest = req;
+            let refused = authz::delete_groups(&r.access(), &mut req);
+            let mut resp = group::delete_groups(r.groups(), req);
+            resp.results.extend(refused);
+            r.respond(&resp)
+        }),
     ),
     (
         ApiKey::OffsetCommit,
-        handler!(|r, req| { r.respond(&group::offset_commit(r.groups(), req, r.version).await) }),
+        handler!(|r, req| {
+            let mut req: OffsetCommitRequest = req;
+            let refused = authz::offset_commit(&r.access(), &mut req);
+            let mut resp = if req.topics.is_empty() && !refused.is_empty() {
+                OffsetCommitResponse::default()
+            } else {
+                group::offset_commit(r.groups(), req, r.version).await
+            };
+            resp.topics.extend(refused);
+            r.respond(&resp)
+        }),
     ),
     (
         ApiKey::OffsetFetch,
-        handler!(|r, req| { r.respond(&group::offset_fetch(r.groups(), req, r.version)) }),
+        handler!(|r, req| {
+            let req: OffsetFetchRequest = req;
+            let group = (r.version < 8).then(|| (req.group_id.to_string(), req.topics.is_some()));
+            let named: Vec<String> = (req.groups.iter())
+                .filter(|g| g.topics.is_some())
+                .map(|g| g.group_id.to_string())
+                .collect();
+            let mut resp = group::offset_fetch(r.groups(), req, r.version);
+            let group = group.as_ref().map(|(g, named)| (g.as_str(), *named));
+            authz::offset_fetch(&r.access(), group, &named, &mut resp);
+            r.respond(&resp)
+        }),
     ),
     (
         ApiKey::OffsetDelete,
-        handler!(|r, req| { r.respond(&group::offset_delete(r.groups(), req)) }),
+        handler!(|r, req| {
+            let mut req: OffsetDeleteRequest = req;
+            let resp = match authz::offset_delete(&r.access(), &mut req) {
+                Err(error) => {
+                    let mut resp = OffsetDeleteResponse::default();
+                    resp.error_code = error;
+                    resp
+                }
+                Ok(refused) => {
+                    let mut resp = group::offset_delete(r.groups(), req);
+                    resp.topics.extend(refused);
+                    resp
+                }
+            };
+            r.respond(&resp)
+        }),
+    ),
+    (
+        ApiKey::DescribeAcls,
+        handler!(|r, req| {
+            if let Some(error) = r.access().cluster_refused(AclOperation::Describe) {
+                let mut resp = DescribeAclsResponse::default();
+                resp.error_code = error;
+                return r.respond(&resp);
+            }
+            r.respond(&acls::describe(r.partitions(), req))
+        }),
+    ),
+    (
+        ApiKey::CreateAcls,
+        handler!(|r, req| {
+            if let Some(error) = r.access().cluster_refused(AclOperation::Alter) {
+                return r.respond(&acls::create_refused(&req, error));
+            }
+            r.respond(&acls::create(r.partitions(), req).await)
+        }),
+    ),
+    (
+        ApiKey::DeleteAcls,
+        handler!(|r, req| {
+            if let Some(error) = r.access().cluster_refused(AclOperation::Alter) {
+                return r.respond(&acls::delete_refused(&req, error));
+            }
+            r.respond(&acls::delete(r.partitions(), req).await)
+        }),
+    ),
+    (
+        ApiKey::DescribeClientQuotas,
+        handler!(|r, req| {
+            if let Some(error) = r.access().cluster_refused(AclOperation::DescribeConfigs) {
+                let mut resp = DescribeClientQuotasResponse::default();
+                resp.error_code = error;
+                return r.respond(&resp);
+            }
+            r.respond(&quotas::describe(r.partitions(), req))
+        }),
+    ),
+    (
+        ApiKey::AlterClientQuotas,
+        handler!(|r, req| {
+            if let Some(error) = r.access().cluster_refused(AclOperation::AlterConfigs) {
+                return r.respond(&quotas::alter_refused(&req, error));
+            }
+            r.respond(&quotas::alter(r.partitions(), req).await)
+        }),
     ),
     (
         ApiKey::SaslHandshake,
@@ -855,13 +1130,32 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
     ),
     (
         ApiKey::DescribeUserScramCredentials,
-        handler!(|r, req| { r.respond(&users::describe(r.partitions(), req)) }),
+        handler!(|r, req| {
+            if !r.authorize_cluster(AclOperation::Describe) {
+                return r.respond(&users::describe_refused());
+            }
+            r.respond(&users::describe(r.partitions(), req))
+        }),
     ),
     (
         ApiKey::AlterUserScramCredentials,
-        handler!(|r, req| { r.respond(&users::alter(r.partitions(), req).await) }),
+        handler!(|r, req| {
+            if !r.authorize_cluster(AclOperation::Alter) {
+                return r.respond(&users::alter_refused(req));
+            }
+            r.respond(&users::alter(r.partitions(), req).await)
+        }),
     ),
 ];
+
+/// Wait out a quota's throttle time (Kafka mutes the connection; here the
+/// response is held back) and return it for `throttle_time_ms`.
+async fn throttled(throttle: std::time::Duration) -> i32 {
+    if !throttle.is_zero() {
+        tokio::time::sleep(throttle).await;
+    }
+    i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
+}
 
 fn handler(api: ApiKey) -> Option<Handler> {
     HANDLERS.iter().find(|(k, _)| *k == api).map(|(_, h)| *h)

@@ -91,6 +91,39 @@ pub fn describe(
     resp
 }
 
+/// A DescribeUserScramCredentials from a principal without DESCRIBE on the cluster.
+pub fn describe_refused() -> DescribeUserScramCredentialsResponse {
+    let mut resp = DescribeUserScramCredentialsResponse::default();
+    resp.error_code = code::CLUSTER_AUTHORIZATION_FAILED;
+    resp.error_message = Some(str_bytes("DESCRIBE on the cluster is required"));
+    resp
+}
+
+/// An AlterUserScramCredentials from a principal without ALTER on the
+/// cluster: every named user is refused, nothing changes.
+pub fn alter_refused(req: AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
+    let mut names: Vec<String> = req
+        .deletions
+        .iter()
+        .map(|d| d.name.to_string())
+        .chain(req.upsertions.iter().map(|u| u.name.to_string()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut resp = AlterUserScramCredentialsResponse::default();
+    resp.results = names
+        .into_iter()
+        .map(|name| {
+            let mut r = AlterUserScramCredentialsResult::default();
+            r.user = str_bytes(name);
+            r.error_code = code::CLUSTER_AUTHORIZATION_FAILED;
+            r.error_message = Some(str_bytes("ALTER on the cluster is required"));
+            r
+        })
+        .collect();
+    resp
+}
+
 /// One user's outcome in an AlterUserScramCredentials.
 type Outcome = Result<(), (i16, String)>;
 

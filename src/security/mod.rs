@@ -13,6 +13,7 @@
 //! held only to swap or clone the snapshot.
 
 pub mod acls;
+pub mod authorizer;
 pub mod credentials;
 pub mod quotas;
 pub mod scram;
@@ -122,6 +123,8 @@ impl SecurityState {
 pub struct Security {
     state: RwLock<Arc<SecurityState>>,
     changed: tokio::sync::Notify,
+    /// This node's measured client byte rates (quotas are enforced per node).
+    pub quota_meters: quotas::QuotaMeters,
 }
 
 #[allow(dead_code)] // used by the SASL, ACL and quota handlers (next)
@@ -130,6 +133,7 @@ impl Security {
         Security {
             state: RwLock::new(Arc::new(state)),
             changed: tokio::sync::Notify::new(),
+            quota_meters: quotas::QuotaMeters::default(),
         }
     }
 

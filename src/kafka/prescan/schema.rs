@@ -79,6 +79,7 @@ const BOOL: Kind = Kind::Fixed(1);
 const I16: Kind = Kind::Fixed(2);
 const I32: Kind = Kind::Fixed(4);
 const I64: Kind = Kind::Fixed(8);
+const F64: Kind = Kind::Fixed(8);
 const UUID: Kind = Kind::Fixed(16);
 const STR: Kind = Kind::Str;
 const BYTES: Kind = Kind::Bytes;
@@ -668,6 +669,90 @@ static ALTER_USER_SCRAM_CREDENTIALS: Schema = schema!(
     ]
 );
 
+// -- DescribeAcls, CreateAcls, DeleteAcls ---------------------------------------
+
+static ACL_CREATION: Schema = schema!(
+    create_acls_request::AclCreation,
+    [
+        all("resource_type", I8),
+        all("resource_name", STR),
+        all("resource_pattern_type", I8),
+        all("principal", STR),
+        all("host", STR),
+        all("operation", I8),
+        all("permission_type", I8),
+    ]
+);
+static CREATE_ACLS: Schema = schema!(CreateAclsRequest, [all("creations", array(&ACL_CREATION))]);
+static DESCRIBE_ACLS: Schema = schema!(
+    DescribeAclsRequest,
+    [
+        all("resource_type_filter", I8),
+        all("resource_name_filter", STR),
+        all("pattern_type_filter", I8),
+        all("principal_filter", STR),
+        all("host_filter", STR),
+        all("operation", I8),
+        all("permission_type", I8),
+    ]
+);
+static DELETE_ACLS_FILTER: Schema = schema!(
+    delete_acls_request::DeleteAclsFilter,
+    [
+        all("resource_type_filter", I8),
+        all("resource_name_filter", STR),
+        all("pattern_type_filter", I8),
+        all("principal_filter", STR),
+        all("host_filter", STR),
+        all("operation", I8),
+        all("permission_type", I8),
+    ]
+);
+static DELETE_ACLS: Schema = schema!(
+    DeleteAclsRequest,
+    [all("filters", array(&DELETE_ACLS_FILTER))]
+);
+
+// -- DescribeClientQuotas, AlterClientQuotas --------------------------------------
+
+static QUOTA_COMPONENT: Schema = schema!(
+    describe_client_quotas_request::ComponentData,
+    [
+        all("entity_type", STR),
+        all("match_type", I8),
+        all("match", STR),
+    ]
+);
+static DESCRIBE_CLIENT_QUOTAS: Schema = schema!(
+    DescribeClientQuotasRequest,
+    [
+        all("components", array(&QUOTA_COMPONENT)),
+        all("strict", BOOL),
+    ]
+);
+static QUOTA_ENTITY: Schema = schema!(
+    alter_client_quotas_request::EntityData,
+    [all("entity_type", STR), all("entity_name", STR)]
+);
+static QUOTA_OP: Schema = schema!(
+    alter_client_quotas_request::OpData,
+    [all("key", STR), all("value", F64), all("remove", BOOL)]
+);
+static QUOTA_ENTRY: Schema = schema!(
+    alter_client_quotas_request::EntryData,
+    [
+        all("entity", array(&QUOTA_ENTITY)),
+        all("ops", array(&QUOTA_OP)),
+    ]
+);
+static ALTER_CLIENT_QUOTAS: Schema = schema!(
+    AlterClientQuotasRequest,
+    [
+        all("entries", array(&QUOTA_ENTRY)),
+        all("validate_only", BOOL),
+    ]
+);
+
 /// Every request message the broker decodes.
 pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::Produce, 9, &PRODUCE),
@@ -712,6 +797,11 @@ pub(crate) static MESSAGES: &[Message] = &[
         0,
         &ALTER_USER_SCRAM_CREDENTIALS,
     ),
+    message(ApiKey::DescribeAcls, 2, &DESCRIBE_ACLS),
+    message(ApiKey::CreateAcls, 2, &CREATE_ACLS),
+    message(ApiKey::DeleteAcls, 2, &DELETE_ACLS),
+    message(ApiKey::DescribeClientQuotas, 1, &DESCRIBE_CLIENT_QUOTAS),
+    message(ApiKey::AlterClientQuotas, 1, &ALTER_CLIENT_QUOTAS),
 ];
 
 const fn message(api: ApiKey, flexible_from: i16, body: &'static Schema) -> Message {

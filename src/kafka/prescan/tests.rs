@@ -215,6 +215,11 @@ fn decode_and_encode(api: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Resu
         ApiKey::AlterUserScramCredentials => {
             again::<AlterUserScramCredentialsRequest>(buf, version)
         }
+        ApiKey::DescribeAcls => again::<DescribeAclsRequest>(buf, version),
+        ApiKey::CreateAcls => again::<CreateAclsRequest>(buf, version),
+        ApiKey::DeleteAcls => again::<DeleteAclsRequest>(buf, version),
+        ApiKey::DescribeClientQuotas => again::<DescribeClientQuotasRequest>(buf, version),
+        ApiKey::AlterClientQuotas => again::<AlterClientQuotasRequest>(buf, version),
         other => anyhow::bail!("{other:?} is not served"),
     }
 }
