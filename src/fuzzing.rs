@@ -10,6 +10,9 @@
 //! - [`record_batches`]: the `records` of a Produce partition through the
 //!   batch validator (`log::batch`), then what the log and its readers do
 //!   with an accepted batch.
+//! - [`sasl_messages`]: SASL tokens as a SaslAuthenticate carries them:
+//!   PLAIN messages and SCRAM client-first / client-final messages through
+//!   the server side of the exchange (`security::scram`).
 //! - [`shop_commands`]: request bodies of the shop's commands (orders,
 //!   payments, deliveries, cancellations, simulator settings) through the
 //!   validation the REST handlers run (`app::fuzzing`).
@@ -46,6 +49,7 @@ pub type Target = (&'static str, fn(&[u8]));
 pub const TARGETS: &[Target] = &[
     ("kafka_request", kafka_request),
     ("record_batches", record_batches),
+    ("sasl_messages", sasl_messages),
     ("shop_commands", shop_commands),
 ];
 
@@ -219,6 +223,17 @@ fn decode_body(api: ApiKey, body: &mut Bytes, version: i16) -> Option<bool> {
         ApiKey::OffsetCommit => ok::<OffsetCommitRequest>(body, version),
         ApiKey::OffsetFetch => ok::<OffsetFetchRequest>(body, version),
         ApiKey::OffsetDelete => ok::<OffsetDeleteRequest>(body, version),
+        ApiKey::SaslHandshake => ok::<SaslHandshakeRequest>(body, version),
+        ApiKey::SaslAuthenticate => ok::<SaslAuthenticateRequest>(body, version),
+        ApiKey::DescribeUserScramCredentials => {
+            ok::<DescribeUserScramCredentialsRequest>(body, version)
+        }
+        ApiKey::AlterUserScramCredentials => ok::<AlterUserScramCredentialsRequest>(body, version),
+        ApiKey::DescribeAcls => ok::<DescribeAclsRequest>(body, version),
+        ApiKey::CreateAcls => ok::<CreateAclsRequest>(body, version),
+        ApiKey::DeleteAcls => ok::<DeleteAclsRequest>(body, version),
+        ApiKey::DescribeClientQuotas => ok::<DescribeClientQuotasRequest>(body, version),
+        ApiKey::AlterClientQuotas => ok::<AlterClientQuotasRequest>(body, version),
         _ => None,
     }
 }
@@ -338,6 +353,94 @@ fn fix_checksums(records: &mut [u8]) {
 /// event does not read back as written.
 pub fn shop_commands(data: &[u8]) {
     crate::app::fuzzing::shop_commands(data);
+}
+
+// -- SASL ---------------------------------------------------------------------
+
+/// SASL tokens through the server side of PLAIN and SCRAM. The first byte
+/// picks the mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); for SCRAM the
+/// rest is a client-first and a client-final message separated by a NUL
+/// byte. The user `u` has the password `p` (salted with one iteration, so
+/// each input is cheap; the server nonce is fixed so an exchange reproduces). Promises: no panic; a
+/// client-first the server answers names its user, and its server-first
+/// carries the client's nonce; an exchange succeeds only with the proof of
+/// `u`'s password (its answer is `v=` and the server signature); PLAIN
+/// accepts only `u` with `p`.
+pub fn sasl_messages(data: &[u8]) {
+    use crate::security::scram::{self, Mechanism, ScramCredential, ScramServer};
+
+    const SERVER_NONCE: &str = "fuzz-server-nonce";
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let mechanism = match selector % 3 {
+        0 => {
+            if let Some((user, password)) = scram::parse_plain(rest) {
+                assert!(!user.is_empty(), "PLAIN accepted an empty user");
+                if user == "u" {
+                    let credential = plain_credential();
+                    let ok = credential.matches_password(Mechanism::ScramSha256, &password);
+                    assert_eq!(ok, password == b"p", "PLAIN decided wrongly for u");
+                }
+            }
+            return;
+        }
+        1 => Mechanism::ScramSha256,
+        _ => Mechanism::ScramSha512,
+    };
+    let (first, last) = match rest.iter().position(|b| *b == 0) {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &[][..]),
+    };
+    let user = scram::client_first_user(first);
+    // `p` salted with one iteration: cheap enough for every input.
+    let salted = mechanism.salted_password(b"p", b"fixed salt", 1);
+    let credential = match &user {
+        Ok(u) if u == "u" => Some(ScramCredential::from_salted_password(
+            mechanism,
+            b"fixed salt".to_vec(),
+            1,
+            &salted,
+        )),
+        _ => None,
+    };
+    let Ok((server, server_first)) =
+        ScramServer::start_with_nonce(mechanism, first, credential.clone(), SERVER_NONCE)
+    else {
+        assert!(user.is_err(), "a client-first naming a user was refused");
+        return;
+    };
+    assert_eq!(Ok(server.user()), user.as_deref(), "the exchange's user");
+    let server_first = String::from_utf8(server_first).expect("server-first is UTF-8");
+    assert!(
+        server_first.starts_with("r=") && server_first.contains(SERVER_NONCE),
+        "server-first without the nonce: {server_first}"
+    );
+    if let Ok(server_final) = server.finish(last) {
+        assert!(
+            credential.is_some(),
+            "an exchange without a credential succeeded"
+        );
+        assert!(
+            server_final.starts_with(b"v="),
+            "server-final without a signature"
+        );
+    }
+}
+
+/// `u`'s PLAIN credential (password `p`), derived once.
+fn plain_credential() -> &'static crate::security::scram::ScramCredential {
+    use crate::security::scram::{Mechanism, ScramCredential};
+    static CREDENTIAL: std::sync::OnceLock<ScramCredential> = std::sync::OnceLock::new();
+    CREDENTIAL.get_or_init(|| {
+        let salted = Mechanism::ScramSha256.salted_password(b"p", b"fixed salt", 1);
+        ScramCredential::from_salted_password(
+            Mechanism::ScramSha256,
+            b"fixed salt".to_vec(),
+            1,
+            &salted,
+        )
+    })
 }
 
 #[cfg(test)]

@@ -538,3 +538,38 @@ def test_a_cluster_node_refuses_a_first_listener_that_is_not_plaintext(tmp_path,
         capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     assert result.returncode != 0
     assert "must be PLAINTEXT" in result.stderr.decode()
+
+
+def test_a_dashboard_login_over_https_gets_a_secure_cookie(tmp_path, certs):
+    from test_http_auth import add_token
+
+    data_dir = tmp_path / "https-auth"
+    token = add_token(data_dir, "ops", "operator")
+    node = Broker(data_dir, ["--http-tls", "true", "--http-auth",
+                             "--tls-cert", str(certs / "server.pem"),
+                             "--tls-key", str(certs / "server.key")])
+    node.start(wait_ready=False)
+    try:
+        ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        host, port = node.http.rsplit(":", 1)
+
+        def login():
+            try:
+                conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=5)
+                conn.request("POST", "/api/login", body=f'{{"token": "{token}"}}',
+                             headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                conn.close()
+                return resp
+            except OSError:
+                return None
+
+        resp = wait_until(login, 30, what="https /api/login")
+        assert resp.status == 200, resp.status
+        cookie = resp.getheader("Set-Cookie")
+        attributes = [a.strip() for a in cookie.split(";")]
+        assert "Secure" in attributes and "HttpOnly" in attributes, cookie
+        assert "SameSite=Strict" in attributes, cookie
+    finally:
+        node.stop()

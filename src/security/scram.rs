@@ -261,7 +261,9 @@ impl ScramServer {
         )
     }
 
-    fn start_with_nonce(
+    /// `start` with a given server nonce (the tests and the fuzz target,
+    /// which must reproduce an exchange).
+    pub(crate) fn start_with_nonce(
         mechanism: Mechanism,
         client_first: &[u8],
         credential: Option<ScramCredential>,
