@@ -363,7 +363,12 @@ pub fn parse_plain(message: &[u8]) -> Option<(String, Vec<u8>)> {
     let authzid = parts.next()?;
     let user = std::str::from_utf8(parts.next()?).ok()?;
     let password = parts.next()?;
-    if user.is_empty() || (!authzid.is_empty() && authzid != user.as_bytes()) {
+    // RFC 4616: no NUL in the password. HMAC pads a short key with zero
+    // bytes, so "p" and "p\0" would otherwise both log in as "p".
+    if user.is_empty()
+        || (!authzid.is_empty() && authzid != user.as_bytes())
+        || password.contains(&0)
+    {
         return None;
     }
     Some((user.to_string(), password.to_vec()))
@@ -372,6 +377,13 @@ pub fn parse_plain(message: &[u8]) -> Option<(String, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_password_with_a_nul_byte_is_malformed() {
+        assert_eq!(parse_plain(b"\0u\0p"), Some(("u".into(), b"p".to_vec())));
+        assert_eq!(parse_plain(b"\0u\0p\0\0\0\0"), None);
+        assert_eq!(parse_plain(b"\0u\0p\0"), None);
+    }
 
     /// A client side of the exchange, as the tests drive it.
     fn client_final(
