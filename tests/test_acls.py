@@ -91,6 +91,18 @@ def confluent_produce_error(bootstrap: str, topic: str) -> int | None:
     return None if errors[0] is None else errors[0].code()
 
 
+def assert_group_refused(consumer: KafkaConsumer) -> None:
+    """Poll `consumer` (then close it) until its group is refused with
+    GROUP_AUTHORIZATION_FAILED; fails after 30 s without it."""
+    try:
+        with pytest.raises(GroupAuthorizationFailedError):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                consumer.poll(timeout_ms=500)
+    finally:
+        consumer.close()
+
+
 def describe_acls_raw(conn: wire.Connection) -> tuple[int, set]:
     """DescribeAcls v1 with an ANY filter on one connection:
     (error_code, {(type, name, pattern, principal, host, op, perm)})."""
@@ -183,14 +195,7 @@ def test_group_read_acl_governs_joining_a_group(fresh_broker):
                              auto_offset_reset="earliest", consumer_timeout_ms=20000,
                              request_timeout_ms=30000)
 
-    c = consumer()
-    try:
-        with pytest.raises(GroupAuthorizationFailedError):
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                c.poll(timeout_ms=500)
-    finally:
-        c.close()
+    assert_group_refused(consumer())
 
     create_acls(node.bootstrap, [acl(ResourceType.GROUP, group, ACLOperation.READ)])
     c = consumer()
