@@ -222,6 +222,8 @@ pub fn split_and_validate(
                 "unknown compression codec {}",
                 header.compression()
             )));
+        } else if header.compression() == 2 {
+            check_snappy_claims(&bytes[HEADER_LEN..])?;
         }
         out.push(ProducedBatch {
             header,
@@ -230,6 +232,55 @@ pub fn split_and_validate(
         rest = &rest[total..];
     }
     Ok(out)
+}
+
+/// Kafka's snappy framing (xerial): a 16-byte magic, then blocks each
+/// prefixed by its compressed length.
+const SNAPPY_MAGIC: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
+
+/// The most a snappy element can expand: a 3-byte copy yields at most 64
+/// bytes, so no honest block claims more than 22 times its size (plus a
+/// literal's slack); the bound used is 32 times plus 64 bytes.
+fn snappy_bound(compressed: usize) -> usize {
+    compressed.saturating_mul(32).saturating_add(64)
+}
+
+/// Refuse a snappy payload whose blocks claim more decompressed bytes than
+/// their size can produce. A decoder allocates the claimed length before
+/// decompressing, so a few bytes claiming 4 GiB would otherwise be stored
+/// and exhaust the memory of whoever reads them back (the log cleaner, a
+/// consumer). The block structure (lengths within the payload) is checked
+/// on the way; the compressed contents themselves are not.
+fn check_snappy_claims(payload: &[u8]) -> Result<(), BatchError> {
+    let claim = |block: &[u8]| -> Result<(), BatchError> {
+        let claimed = snap::raw::decompress_len(block)
+            .map_err(|e| BatchError::Corrupt(format!("snappy block header: {e}")))?;
+        if claimed > snappy_bound(block.len()) {
+            return Err(BatchError::Corrupt(format!(
+                "a snappy block of {} bytes claims {claimed} bytes",
+                block.len()
+            )));
+        }
+        Ok(())
+    };
+    let Some(mut rest) = payload.strip_prefix(SNAPPY_MAGIC.as_slice()) else {
+        return claim(payload);
+    };
+    while !rest.is_empty() {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(BatchError::Corrupt("truncated snappy block length".into()));
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        if len > tail.len() {
+            return Err(BatchError::Corrupt(format!(
+                "snappy block of {len} bytes exceeds the {} bytes left",
+                tail.len()
+            )));
+        }
+        claim(&tail[..len])?;
+        rest = &tail[len..];
+    }
+    Ok(())
 }
 
 /// Check a whole batch's CRC-32C (over everything after the CRC field)
@@ -512,6 +563,45 @@ mod tests {
                     Err(BatchError::Corrupt(_))
                 ),
                 "{record:?} accepted"
+            );
+        }
+    }
+
+    /// A snappy batch of one record whose compressed payload is `payload`,
+    /// CRC and lengths made right.
+    fn snappy_batch(payload: &[u8]) -> BytesMut {
+        let mut b = encode(1, Compression::Snappy);
+        b.truncate(HEADER_LEN);
+        b.extend_from_slice(payload);
+        let length = (b.len() - LOG_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&length.to_be_bytes());
+        let crc = crc32c::crc32c(&b[ATTRIBUTES_AT..]);
+        b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn a_snappy_block_claiming_more_than_it_can_hold_is_refused() {
+        // Real snappy batches (Kafka's framing, many blocks) pass.
+        for n in [1, 2_000] {
+            split_and_validate(&encode(n, Compression::Snappy), 1 << 24).expect("snappy batch");
+        }
+        // Found by the record_batches fuzz target: a raw snappy payload whose
+        // length varint claims 4 GiB made every reader allocate 4 GiB.
+        let four_gib = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
+        let mut framed = SNAPPY_MAGIC.to_vec();
+        framed.extend_from_slice(&(four_gib.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&four_gib);
+        let mut overlong = SNAPPY_MAGIC.to_vec();
+        overlong.extend_from_slice(&100u32.to_be_bytes());
+        overlong.extend_from_slice(&[4, 0]);
+        for payload in [&four_gib[..], &framed, &overlong] {
+            assert!(
+                matches!(
+                    split_and_validate(&snappy_batch(payload), 1 << 20),
+                    Err(BatchError::Corrupt(_))
+                ),
+                "{payload:?} accepted"
             );
         }
     }
