@@ -432,6 +432,17 @@ pub struct NodeConfig {
     )]
     pub preferred_leader_interval_ms: u64,
 
+    /// In a cluster: on SIGTERM the node first fences itself so its
+    /// leaderships move to other in-sync replicas while it still answers
+    /// (Kafka's controlled.shutdown.enable), waiting at most this long;
+    /// 0 stops at once.
+    #[arg(
+        long,
+        env = "SLUICE_CONTROLLED_SHUTDOWN_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub controlled_shutdown_timeout_ms: u64,
+
     /// `acl` enforces ACLs on every Kafka API (Kafka's authorizer.class.name
     /// with allow.everyone.if.no.acl.found=false); `none` allows everything.
     #[arg(long, env = "SLUICE_AUTHORIZER", value_enum, default_value_t = AuthorizerKind::None)]
@@ -501,6 +512,7 @@ impl NodeConfig {
             replica_lag_time_max_ms: 10_000,
             default_replication_factor: 3,
             preferred_leader_interval_ms: 5_000,
+            controlled_shutdown_timeout_ms: 10_000,
             authorizer: AuthorizerKind::None,
             super_users: Vec::new(),
         }

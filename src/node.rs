@@ -50,12 +50,32 @@ pub(crate) async fn wait_for_signal() {
     }
 }
 
+/// Turn `stop_serving` true once a stop is `requested`: in a cluster after
+/// the controlled shutdown (this node fenced, its leaderships moved to other
+/// in-sync replicas while it still answers), bounded by `controlled`.
+async fn stop_when_requested(
+    mut requested: watch::Receiver<bool>,
+    stop_serving: watch::Sender<bool>,
+    cluster: Option<crate::cluster::ClusterHandle>,
+    kafka_ready: crate::readiness::Component,
+    controlled: Duration,
+) {
+    let _ = requested.wait_for(|s| *s).await;
+    kafka_ready.set("stopping");
+    if let Some(cluster) = cluster.filter(|_| !controlled.is_zero()) {
+        crate::cluster::controller::controlled_shutdown(&cluster, controlled).await;
+    }
+    let _ = stop_serving.send(true);
+}
+
 /// Run a node until `shutdown` turns true.
-pub async fn run_until(
-    config: NodeConfig,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+pub async fn run_until(config: NodeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // `requested` turns true on SIGTERM; `shutdown` once the node may stop
+    // serving: at once on a single node, after its controlled shutdown
+    // (leaderships moved away) in a cluster.
+    let requested = shutdown;
+    let (stop_serving, mut shutdown) = watch::channel(false);
     // A task that holds a worker thread shows in the log with its length.
     if let Err(e) = crate::watchdog::start(tokio::runtime::Handle::current()) {
         tracing::warn!(error = %e, "cannot start the runtime stall detector");
@@ -182,6 +202,14 @@ pub async fn run_until(
             (None, partitions, groups)
         }
     };
+
+    tokio::spawn(stop_when_requested(
+        requested,
+        stop_serving,
+        cluster.clone(),
+        kafka_ready.clone(),
+        Duration::from_millis(broker.config.controlled_shutdown_timeout_ms),
+    ));
 
     // The shop opens its read model now; it connects to Kafka once the listener runs.
     let shop = if broker.config.shop {

@@ -486,6 +486,58 @@ def test_killing_the_controller_under_an_idempotent_producer_loses_and_duplicate
 
 
 @pytest.mark.timeout(300)
+def test_a_rolling_restart_under_an_idempotent_producer_fails_and_loses_nothing(cluster):
+    """Each node in turn gets SIGTERM and is started again once every
+    replica is back in sync, under an acks=all producer. Its controlled
+    shutdown fences it and moves its leaderships while it still answers, so
+    no record fails, none is lost or duplicated, and the node logs the
+    hand-over before it exits."""
+    partitions = 6
+    topic = unique_topic("rolling")
+    create_topic(cluster, topic, partitions, 3, {"min.insync.replicas": "2"})
+    producer = NumberedProducer(cluster.bootstrap, topic, partitions)
+    producer.start()
+    finished = False
+    gaps: dict[int, float] = {}
+    try:
+        wait_until(lambda: all(producer.acked_count(p) >= 50 for p in range(partitions)),
+                   TIMEOUT, interval=POLL, what="50 acknowledged records per partition")
+        for i in cluster.ids:
+            led = sorted(p for p, leader in cluster.leaders(topic).items() if leader == i)
+            stopped_at = time.monotonic()
+            assert cluster.stop(i) == 0, cluster.nodes[i].log_text(last=40)
+            assert "controlled shutdown: leaderships moved" in cluster.nodes[i].log_text(), (
+                f"node {i} stopped without handing over its leaderships\n"
+                + cluster.nodes[i].log_text(last=40))
+            cluster.wait_failed_over(topic, i)
+            wait_until(lambda: all(producer.acked_produced_after(p, stopped_at) >= 20
+                                   for p in range(partitions)),
+                       TIMEOUT, interval=POLL, what=f"acks on every partition after node {i} stopped")
+            if led:
+                gaps[i] = max(producer.first_ack_after(p, stopped_at) - stopped_at for p in led)
+            cluster.start_node(i)
+            cluster.wait_healthy(topic, partitions, 3)
+        finished = True
+    finally:
+        producer.stop(FLUSH_TIMEOUT if finished else 10.0)
+    print("\n[rolling restart] seconds from SIGTERM to the first ack on the stopped node's "
+          "partitions: " + ", ".join(f"node {i}: {g:.2f}" for i, g in gaps.items()))
+
+    assert not producer.is_alive(), "the producer thread did not finish its flush"
+    assert producer.exception is None, repr(producer.exception)
+    log = read_partitions(cluster, topic, partitions)
+    assert_acked_kept(log, producer.all_acked())
+    assert_in_order_without_duplicates(log)
+    assert producer.fatal_errors() == [], "fatal producer errors"
+    assert producer.unflushed == 0, f"{producer.unflushed} records undelivered after the flush"
+    assert producer.failed == [], (
+        f"{len(producer.failed)} records failed: {Counter(e for _, _, e in producer.failed)}")
+    for p in range(partitions):
+        assert [seq for _, seq in log[p]] == list(range(len(producer.sent_at[p]))), (
+            f"partition {p}")
+
+
+@pytest.mark.timeout(300)
 def test_a_frozen_leader_is_fenced_and_rejoins_without_diverging(cluster):
     """SIGSTOP a partition leader (a hung node, or one cut off from the
     others): it is fenced and its partitions move while it cannot know; on

@@ -6,9 +6,14 @@
 //!
 //! Heartbeat times are kept only in the controller's memory: a node that
 //! becomes controller gives every broker a full session before fencing it.
+//!
+//! Controlled shutdown (Kafka's): a node asked to stop fences itself first,
+//! so the image moves its leaderships and drops it from every ISR while it
+//! still answers; its heartbeats say it is shutting down, so the controller
+//! does not unfence it, and leaders do not take it back into an ISR.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +34,9 @@ pub const HEARTBEAT_PATH: &str = "/cluster/heartbeat";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub broker_id: i32,
+    /// The broker is in controlled shutdown: keep it fenced.
+    #[serde(default)]
+    pub shutting_down: bool,
 }
 
 /// The controller's answer.
@@ -52,7 +60,11 @@ pub struct ControllerSettings {
 /// Last heartbeat of each broker, as the controller heard it; and this
 /// node's own contact with the controller.
 pub struct Heartbeats {
-    seen: Mutex<HashMap<i32, Instant>>,
+    /// Per broker: when it was last heard, and whether it said it is in
+    /// controlled shutdown.
+    seen: Mutex<HashMap<i32, (Instant, bool)>>,
+    /// This node is in controlled shutdown (its heartbeats say so).
+    shutting_down: AtomicBool,
     /// What `contact_until` counts from.
     epoch: Instant,
     /// Until when (milliseconds after `epoch`) this node counts itself in
@@ -66,6 +78,7 @@ impl Default for Heartbeats {
     fn default() -> Self {
         Heartbeats {
             seen: Mutex::default(),
+            shutting_down: AtomicBool::new(false),
             epoch: Instant::now(),
             contact_until: AtomicU64::new(0),
         }
@@ -99,19 +112,25 @@ impl Heartbeats {
         }
     }
 
-    pub fn record(&self, broker_id: i32) {
+    pub fn record(&self, broker_id: i32, shutting_down: bool) {
         self.seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(broker_id, Instant::now());
+            .insert(broker_id, (Instant::now(), shutting_down));
     }
 
-    fn last(&self, broker_id: i32) -> Option<Instant> {
+    /// When broker `broker_id` was last heard, and whether it was shutting down.
+    fn last(&self, broker_id: i32) -> Option<(Instant, bool)> {
         self.seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&broker_id)
             .copied()
+    }
+
+    /// True once this node has begun its controlled shutdown.
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
     }
 
     fn clear(&self) {
@@ -146,9 +165,10 @@ async fn send_heartbeats(
         let session = settings.session_timeout;
         let heartbeats = handle.heartbeats();
         let before = heartbeats.in_contact();
+        let shutting_down = heartbeats.shutting_down();
         match handle.controller() {
             Some(c) if c == handle.node_id() => {
-                heartbeats.record(me);
+                heartbeats.record(me, shutting_down);
                 // The controller is in contact while a quorum acknowledges it.
                 let acked = handle.raft().metrics().borrow().millis_since_quorum_ack;
                 if let Some(ms) = acked {
@@ -163,7 +183,10 @@ async fn send_heartbeats(
                     .call(
                         c,
                         HEARTBEAT_PATH,
-                        &Heartbeat { broker_id: me },
+                        &Heartbeat {
+                            broker_id: me,
+                            shutting_down,
+                        },
                         settings.heartbeat_interval * 2,
                     )
                     .await;
@@ -183,6 +206,92 @@ async fn send_heartbeats(
                  fenced and answers NOT_LEADER_OR_FOLLOWER as a leader until it hears from it"
             );
         }
+    }
+}
+
+/// How long one attempt to commit a controlled shutdown's fencing may take,
+/// and how many attempts fail before the node stops without it.
+const CONTROLLED_SHUTDOWN_ATTEMPT: Duration = Duration::from_secs(2);
+const CONTROLLED_SHUTDOWN_ATTEMPTS: u32 = 2;
+
+/// How a controlled shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlledShutdown {
+    /// The image has this broker fenced and leading nothing.
+    Done,
+    /// The deadline passed first (no quorum, or no other live replica
+    /// could take a leadership).
+    TimedOut,
+    /// Not attempted, or abandoned after failed attempts: this node is out
+    /// of contact with the controller (no quorum to commit the fencing).
+    NoController,
+}
+
+/// Kafka's controlled shutdown: mark this node as shutting down (its
+/// heartbeats say so from now on), fence it through the controller so the
+/// image moves every leadership it holds to another in-sync replica and
+/// drops it from the ISRs, and wait until this node's image shows that, for
+/// up to `timeout`. The node keeps serving meanwhile: clients get
+/// NOT_LEADER_OR_FOLLOWER and move on to the new leaders before it stops.
+pub async fn controlled_shutdown(handle: &ClusterHandle, timeout: Duration) -> ControlledShutdown {
+    let me = handle.node_id() as i32;
+    if handle.controller().is_none() || !handle.heartbeats().in_contact() {
+        tracing::warn!("controlled shutdown skipped: no contact with a controller");
+        return ControlledShutdown::NoController;
+    }
+    handle
+        .heartbeats()
+        .shutting_down
+        .store(true, Ordering::Release);
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut failures = 0;
+    let moved = |image: &super::image::MetadataImage| {
+        image.brokers.get(&me).is_none_or(|b| b.fenced)
+            && !image
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.iter())
+                .any(|p| p.leader == me)
+    };
+    loop {
+        if handle.read_image(moved) {
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "controlled shutdown: leaderships moved, this broker is fenced"
+            );
+            return ControlledShutdown::Done;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            tracing::warn!(
+                "controlled shutdown: leaderships not moved within {} ms; stopping anyway",
+                timeout.as_millis()
+            );
+            return ControlledShutdown::TimedOut;
+        }
+        let fenced = handle.read_image(|i| i.brokers.get(&me).is_none_or(|b| b.fenced));
+        if !fenced {
+            // Each attempt is short: the last nodes of a cluster being
+            // stopped have no quorum left, and should not wait it out.
+            let attempt = left.min(CONTROLLED_SHUTDOWN_ATTEMPT);
+            // A Raft leader's own write waits for a quorum with no deadline.
+            let proposal = handle.propose(Command::FenceBroker { broker_id: me }, attempt);
+            let outcome = match tokio::time::timeout(attempt, proposal).await {
+                Ok(result) => result.map(|_| ()).map_err(|e| e.to_string()),
+                Err(_) => Err(format!("not committed within {} ms", attempt.as_millis())),
+            };
+            if let Err(e) = outcome {
+                failures += 1;
+                tracing::warn!(error = %e, "controlled shutdown: fencing not committed");
+                if failures >= CONTROLLED_SHUTDOWN_ATTEMPTS {
+                    tracing::warn!("controlled shutdown abandoned: no quorum to commit it");
+                    return ControlledShutdown::NoController;
+                }
+            }
+        }
+        // The commit reaches this node's image when it applies the entry.
+        tokio::time::sleep(Duration::from_millis(20).min(left)).await;
     }
 }
 
@@ -225,12 +334,13 @@ async fn control(
         });
         for (broker_id, fenced) in brokers {
             let heard = handle.heartbeats().last(broker_id);
-            let last = heard.map_or(became, |h| h.max(became));
+            let last = heard.map_or(became, |(h, _)| h.max(became));
             let silent = now.duration_since(last) > settings.session_timeout;
+            let stopping = heard.is_some_and(|(_, stopping)| stopping);
             let command = if !fenced && silent {
                 tracing::warn!(broker = broker_id, "broker missed its session; fencing it");
                 Command::FenceBroker { broker_id }
-            } else if fenced && heard.is_some() && !silent {
+            } else if fenced && heard.is_some() && !silent && !stopping {
                 tracing::info!(broker = broker_id, "fenced broker is back; unfencing it");
                 Command::UnfenceBroker { broker_id }
             } else {

@@ -324,6 +324,7 @@ impl MetadataImage {
             } => {
                 let unknown = || Rejection::UnknownTopicOrPartition(format!("{name}-{partition}"));
                 let index = usize::try_from(*partition).map_err(|_| unknown())?;
+                let live = self.live_brokers();
                 let state = self
                     .topics
                     .get_mut(name)
@@ -349,6 +350,17 @@ impl MetadataImage {
                     return Err(Rejection::InvalidLeadership(
                         "the ISR cannot be empty".into(),
                     ));
+                }
+                // A fenced broker (gone silent, or in controlled shutdown)
+                // does not join an ISR: acks=all would wait for it (Kafka's
+                // INELIGIBLE_REPLICA).
+                if let Some(fenced) = isr
+                    .iter()
+                    .find(|b| !state.isr.contains(b) && !live.contains(b))
+                {
+                    return Err(Rejection::InvalidLeadership(format!(
+                        "broker {fenced} is fenced and cannot join the ISR"
+                    )));
                 }
                 if *leader != state.leader {
                     state.leader_epoch += 1;
@@ -616,6 +628,30 @@ pub(crate) mod tests {
         assert_eq!((parts[2].leader, parts[2].leader_epoch), (1, 2));
         // Leaders elected elsewhere stay until the preferred leader is restored.
         assert_eq!(parts[0].leader, 2);
+    }
+
+    #[test]
+    fn a_fenced_broker_does_not_join_an_isr_until_unfenced() {
+        let mut image = three_brokers();
+        image.apply(&create("orders", vec![vec![2, 3, 1]]));
+        image.apply(&Command::FenceBroker { broker_id: 1 });
+        let expand = |partition_epoch| Command::UpdatePartitionLeadership {
+            name: "orders".into(),
+            partition: 0,
+            leader: 2,
+            isr: vec![2, 3, 1],
+            partition_epoch,
+        };
+        let epoch = image.topics["orders"].partitions[0].partition_epoch;
+        assert!(matches!(
+            image.apply(&expand(epoch)),
+            CommandResponse::Rejected(Rejection::InvalidLeadership(_))
+        ));
+        assert_eq!(image.topics["orders"].partitions[0].isr, vec![2, 3]);
+        image.apply(&Command::UnfenceBroker { broker_id: 1 });
+        let epoch = image.topics["orders"].partitions[0].partition_epoch;
+        assert_eq!(image.apply(&expand(epoch)), CommandResponse::Applied);
+        assert_eq!(image.topics["orders"].partitions[0].isr, vec![2, 3, 1]);
     }
 
     #[test]

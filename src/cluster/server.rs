@@ -130,7 +130,9 @@ async fn heartbeat(
 ) -> Json<super::controller::HeartbeatAck> {
     let accepted = handle.is_controller();
     if accepted {
-        handle.heartbeats().record(beat.broker_id);
+        handle
+            .heartbeats()
+            .record(beat.broker_id, beat.shutting_down);
     }
     Json(super::controller::HeartbeatAck { accepted })
 }

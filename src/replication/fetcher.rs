@@ -263,7 +263,10 @@ impl Fetcher {
                 }
                 // An answer for an older epoch than asked may leave an
                 // older divergence: ask again with the epoch we now end in.
-                if p.leader_epoch == *asked_epoch || p.leader_epoch < 0 {
+                // Unless nothing of ours lies past the agreed offset: then an
+                // epoch we led without writing (its cache entry starts at
+                // our log end) would have us ask for it forever.
+                if p.leader_epoch == *asked_epoch || p.leader_epoch < 0 || agreed >= end {
                     self.truncated.insert(key, *epoch);
                 }
             }
