@@ -352,6 +352,7 @@ impl MetadataImage {
                 }
                 if *leader != state.leader {
                     state.leader_epoch += 1;
+                    crate::metrics::global().leader_election();
                 }
                 state.leader = *leader;
                 state.isr = isr.clone();
@@ -402,6 +403,7 @@ impl MetadataImage {
                 // `id` is fenced by now, so never its own successor.
                 p.leader = p.first_live_in_sync(&live).unwrap_or(NO_LEADER);
                 p.leader_epoch += 1;
+                crate::metrics::global().leader_election();
                 changed = true;
             }
             if changed {
@@ -424,6 +426,7 @@ impl MetadataImage {
             if let Some(next) = p.first_live_in_sync(&live) {
                 p.leader = next;
                 p.leader_epoch += 1;
+                crate::metrics::global().leader_election();
                 p.partition_epoch += 1;
             }
         }
