@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, NoLabelSet,
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, MetricEncoder, NoLabelSet,
 };
 use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::MetricType;
@@ -83,7 +83,7 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
-    fn encode(&self, encoder: &mut prometheus_client::encoding::MetricEncoder) -> Fmt {
+    fn encode(&self, encoder: &mut MetricEncoder) -> Fmt {
         let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
             .iter()
             .copied()
@@ -257,6 +257,25 @@ pub type Fmt = Result<(), std::fmt::Error>;
 /// Labels of one sample: name-value pairs.
 pub type Labels = Vec<(&'static str, String)>;
 
+/// Write a family of `kind`: each sample's value by `write`, under its
+/// labels (none: the bare name).
+fn family<V>(
+    encoder: &mut DescriptorEncoder,
+    (name, help, kind): (&str, &str, MetricType),
+    samples: impl IntoIterator<Item = (Labels, V)>,
+    write: impl Fn(&mut MetricEncoder, &V) -> Fmt,
+) -> Fmt {
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            write(&mut metric, &value)?;
+        } else {
+            write(&mut metric.encode_family(&labels)?, &value)?;
+        }
+    }
+    Ok(())
+}
+
 /// Write a counter family (`name` gets `_total`).
 pub fn counters<V: EncodeCounterValue>(
     encoder: &mut DescriptorEncoder,
@@ -264,17 +283,12 @@ pub fn counters<V: EncodeCounterValue>(
     help: &str,
     samples: impl IntoIterator<Item = (Labels, V)>,
 ) -> Fmt {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, value) in samples {
-        if labels.is_empty() {
-            metric.encode_counter::<NoLabelSet, V, f64>(&value, None::<&Exemplar<_, _>>)?;
-        } else {
-            metric
-                .encode_family(&labels)?
-                .encode_counter::<NoLabelSet, V, f64>(&value, None::<&Exemplar<_, _>>)?;
-        }
-    }
-    Ok(())
+    family(
+        encoder,
+        (name, help, MetricType::Counter),
+        samples,
+        |m, v| m.encode_counter::<NoLabelSet, V, f64>(v, None::<&Exemplar<_, _>>),
+    )
 }
 
 /// Write a gauge family.
@@ -284,15 +298,9 @@ pub fn gauges<V: EncodeGaugeValue>(
     help: &str,
     samples: impl IntoIterator<Item = (Labels, V)>,
 ) -> Fmt {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, value) in samples {
-        if labels.is_empty() {
-            metric.encode_gauge(&value)?;
-        } else {
-            metric.encode_family(&labels)?.encode_gauge(&value)?;
-        }
-    }
-    Ok(())
+    family(encoder, (name, help, MetricType::Gauge), samples, |m, v| {
+        m.encode_gauge(v)
+    })
 }
 
 /// One gauge without labels.
