@@ -29,6 +29,7 @@ APT_REQUIREMENTS=(
     "kcat:kcat"
     "npm:npm"
     "chromium:chromium"
+    "promtool:prometheus"
 )
 
 ensure_apt_packages() {

@@ -28,6 +28,7 @@ pub(crate) mod groups_cli;
 pub mod kafka;
 pub(crate) mod limits;
 pub mod log;
+pub(crate) mod metrics;
 pub(crate) mod node;
 pub(crate) mod partition;
 pub(crate) mod readiness;

@@ -41,6 +41,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("tls", 13), // TLS acceptors from PEM files, the client certificate's subject
     ("limits", 12),
     ("readiness", 12),
+    ("metrics", 11), // event counters and the scrape encoding: a leaf every layer counts into
     ("config", 10),
     ("watchdog", 6),
     ("alloc", 5),

@@ -94,6 +94,7 @@ impl Commands {
         self.read_model
             .progress
             .note_produced(topic, written.partition, written.offset);
+        crate::metrics::global().shop_event(event.body.type_name());
         Ok(Accepted {
             event,
             topic,

@@ -364,6 +364,7 @@ impl MetadataImage {
                 }
                 if *leader != state.leader {
                     state.leader_epoch += 1;
+                    crate::metrics::global().leader_election();
                 }
                 state.leader = *leader;
                 state.isr = isr.clone();
@@ -414,6 +415,7 @@ impl MetadataImage {
                 // `id` is fenced by now, so never its own successor.
                 p.leader = p.first_live_in_sync(&live).unwrap_or(NO_LEADER);
                 p.leader_epoch += 1;
+                crate::metrics::global().leader_election();
                 changed = true;
             }
             if changed {
@@ -436,6 +438,7 @@ impl MetadataImage {
             if let Some(next) = p.first_live_in_sync(&live) {
                 p.leader = next;
                 p.leader_epoch += 1;
+                crate::metrics::global().leader_election();
                 p.partition_epoch += 1;
             }
         }

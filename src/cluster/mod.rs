@@ -189,6 +189,9 @@ pub struct RaftStatus {
     pub last_log_index: Option<u64>,
     /// Index of the last entry applied to the image.
     pub last_applied_index: Option<u64>,
+    /// Index of the last entry a majority of voters holds (known on the
+    /// leader only, from its replication progress).
+    pub committed_index: Option<u64>,
     /// The voters of the current membership.
     pub voters: Vec<u64>,
     /// True once this node has a Raft log (initialised or joined).
@@ -251,6 +254,7 @@ impl ClusterHandle {
             leader: metrics.current_leader,
             last_log_index: metrics.last_log_index,
             last_applied_index: metrics.last_applied.map(|l| l.index),
+            committed_index: committed_index(&metrics),
             voters: metrics.membership_config.membership().voter_ids().collect(),
             initialized: metrics.last_log_index.is_some(),
         }
@@ -586,6 +590,28 @@ async fn peers_ready_for_initialise(handle: &ClusterHandle, settings: &ClusterSe
         }
     }
     true
+}
+
+/// The highest log index held by a majority of the voters, from the
+/// leader's replication progress (None on a follower, which does not know).
+fn committed_index(metrics: &openraft::RaftMetrics<u64, BasicNode>) -> Option<u64> {
+    let replication = metrics.replication.as_ref()?;
+    let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
+    let mut matched: Vec<u64> = voters
+        .iter()
+        .map(|voter| {
+            if *voter == metrics.id {
+                metrics.last_log_index.unwrap_or(0)
+            } else {
+                replication
+                    .get(voter)
+                    .and_then(|l| l.as_ref())
+                    .map_or(0, |l| l.index)
+            }
+        })
+        .collect();
+    matched.sort_unstable_by(|a, b| b.cmp(a));
+    matched.get(voters.len() / 2).copied()
 }
 
 #[cfg(test)]

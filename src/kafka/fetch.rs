@@ -4,20 +4,26 @@
 //! reference (`zero_copy`).
 //!
 //! Must never: read a log itself or decide who may read (the partition layer
-//! does). Locks: none.
+//! does). Locks: none held across a call; the per-topic metrics are found
+//! under `metrics::Table`'s read lock.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 
 use super::code;
 use super::errors::partition_error;
 use super::zero_copy::RecordsArena;
+use crate::log::batch::records_in_batches;
+use crate::metrics;
 use crate::partition::{self, FetchPartition, FetchTopic, PartitionError, Partitions};
 
 /// Sessionless fetches (KIP-227 session id 0) are all this broker offers.
 const NO_SESSION: i32 = 0;
+
+const FETCH: i16 = ApiKey::Fetch as i16;
 
 fn empty_partition(index: i32, error_code: i16) -> PartitionData {
     let mut p = PartitionData::default();
@@ -28,6 +34,36 @@ fn empty_partition(index: i32, error_code: i16) -> PartitionData {
     p.log_start_offset = -1;
     p.preferred_read_replica = BrokerId(-1);
     p
+}
+
+/// Count the bytes and records returned to a consumer into each topic's
+/// metrics (a follower's fetch is replication, not consumption), and each
+/// partition's error.
+fn count(req: &FetchRequest, results: &[Vec<partition::FetchResult>]) {
+    let metrics = metrics::global();
+    for (ft, results) in req.topics.iter().zip(results) {
+        let (mut bytes, mut records) = (0, 0);
+        for result in results {
+            match result {
+                Ok(read) if req.replica_id.0 < 0 => {
+                    bytes += read.bytes as u64;
+                    records += read
+                        .batches
+                        .iter()
+                        .map(|b| records_in_batches(b))
+                        .sum::<u64>();
+                }
+                Ok(_) => {}
+                Err(e) => metrics.kafka_error(FETCH, partition_error(e).0),
+            }
+        }
+        if bytes > 0 {
+            metrics.topic(&ft.topic.0, |t| {
+                t.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+                t.records_out.fetch_add(records, Ordering::Relaxed);
+            });
+        }
+    }
 }
 
 /// Answer a fetch; the response's record sets live in the returned arena
@@ -66,6 +102,7 @@ pub async fn handle(partitions: &Partitions, req: FetchRequest) -> (FetchRespons
             .collect(),
     };
     let results = partitions.fetch_messages(&fetch).await;
+    count(&req, &results);
     let mut arena = RecordsArena::default();
     resp.session_id = NO_SESSION;
     for (ft, results) in req.topics.iter().zip(results) {

@@ -3,7 +3,8 @@
 //! a response (nothing for acks=0).
 //!
 //! Must never: hold produce policy (acks, min-ISR, replication, the wait
-//! and the flush live in `partition`). Locks: none.
+//! and the flush live in `partition`). Locks: none held across a call; the
+//! per-topic metrics are found under `metrics::Table`'s read lock.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,10 +15,18 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
 
+use std::sync::atomic::Ordering;
+
+use kafka_protocol::messages::{ApiKey, TopicName};
+
 use super::errors::partition_error;
 use super::{code, str_bytes};
 use crate::broker::Broker;
+use crate::log::batch::records_in_batches;
+use crate::metrics;
 use crate::partition::{AppendRequest, Partitions, TopicRecords};
+
+const PRODUCE: i16 = ApiKey::Produce as i16;
 
 /// Append every partition's batches of a request from `client` (its
 /// address keys the auto-creation limit). Returns `None` for acks=0.
@@ -35,7 +44,12 @@ pub async fn handle(
         .map(|t| {
             let name = t.name.0.to_string();
             names.push(t.name);
-            indexes.push(t.partition_data.iter().map(|p| p.index).collect::<Vec<_>>());
+            indexes.push(
+                t.partition_data
+                    .iter()
+                    .map(|p| (p.index, p.records.as_deref().map_or((0, 0), batch_size)))
+                    .collect::<Vec<_>>(),
+            );
             TopicRecords {
                 name,
                 partitions: t
@@ -58,6 +72,7 @@ pub async fn handle(
             topics,
         })
         .await;
+    count(&names, &indexes, &results);
     if acks == 0 {
         return None;
     }
@@ -68,7 +83,7 @@ pub async fn handle(
         t.partition_responses = indexes
             .into_iter()
             .zip(results)
-            .map(|(index, result)| {
+            .map(|((index, _), result)| {
                 let mut p = PartitionProduceResponse::default();
                 p.index = index;
                 match result {
@@ -92,6 +107,39 @@ pub async fn handle(
         resp.responses.push(t);
     }
     Some(resp)
+}
+
+/// The bytes and records of a partition's record set.
+fn batch_size(records: &[u8]) -> (u64, u64) {
+    (records.len() as u64, records_in_batches(records))
+}
+
+/// Count what was appended into each topic's metrics, and each partition's
+/// error.
+fn count(
+    names: &[TopicName],
+    sizes: &[Vec<(i32, (u64, u64))>],
+    results: &[Vec<crate::partition::AppendResult>],
+) {
+    let metrics = metrics::global();
+    for ((name, sizes), results) in names.iter().zip(sizes).zip(results) {
+        let (mut bytes, mut records) = (0, 0);
+        for ((_, size), result) in sizes.iter().zip(results) {
+            match result {
+                Ok(_) => {
+                    bytes += size.0;
+                    records += size.1;
+                }
+                Err(e) => metrics.kafka_error(PRODUCE, partition_error(e).0),
+            }
+        }
+        if records > 0 {
+            metrics.topic(&name.0, |t| {
+                t.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+                t.records_in.fetch_add(records, Ordering::Relaxed);
+            });
+        }
+    }
 }
 
 /// InitProducerId for idempotent producers. A producer that presents its id and

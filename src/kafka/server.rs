@@ -139,6 +139,7 @@ async fn serve(
         config.max_connections_per_ip,
         &config.max_connections_per_ip_overrides,
     );
+    let open = crate::metrics::global().connections(&info.name);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let slot = tokio::select! {
@@ -159,6 +160,7 @@ async fn serve(
                 let budget = budget.clone();
                 let shutdown = shutdown.clone();
                 let info = info.clone();
+                let open = open.opened();
                 tasks.spawn(async move {
                     match accept(stream, info, services, budget, shutdown).await {
                         // A client can run into the budget without being hostile.
@@ -168,7 +170,7 @@ async fn serve(
                         Err(e) => tracing::debug!(%peer, error = %e, "connection closed"),
                         Ok(()) => {}
                     }
-                    drop(permit);
+                    drop((permit, open));
                 });
             }
             Err(e) => {
@@ -1193,7 +1195,8 @@ pub async fn dispatch(
     } else {
         api.response_header_version(version)
     };
-    handle(Request {
+    let started = std::time::Instant::now();
+    let reply = handle(Request {
         services,
         session,
         client_host: &session.client_host,
@@ -1205,7 +1208,9 @@ pub async fn dispatch(
         correlation_id,
         body: frame,
     })
-    .await
+    .await;
+    crate::metrics::global().kafka_request(api_key, started.elapsed());
+    reply
 }
 
 #[cfg(test)]

@@ -110,6 +110,20 @@ fn i64_at(b: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(a)
 }
 
+/// Records in the v2 batches of `b` (a produce's or a fetch's record set),
+/// from their headers; a batch that does not parse ends the count.
+pub fn records_in_batches(mut b: &[u8]) -> u64 {
+    let mut records = 0;
+    while let Ok(header) = parse_header(b) {
+        records += header.record_count.max(0) as u64;
+        let Some(rest) = b.get(header.total_len()..) else {
+            break;
+        };
+        b = rest;
+    }
+    records
+}
+
 /// Read the header of a batch. `b` must hold at least `HEADER_LEN` bytes.
 pub fn parse_header(b: &[u8]) -> Result<BatchHeader, BatchError> {
     if b.len() < MAGIC_AT + 1 {

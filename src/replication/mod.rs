@@ -592,6 +592,7 @@ impl ReplicaManager {
                 replica,
                 "follower caught up; expanding the ISR"
             );
+            crate::metrics::global().isr_expand();
             self.propose_isr(key, isr, partition_epoch);
         }
         Ok(())
@@ -680,6 +681,7 @@ impl ReplicaManager {
             }
             for (key, isr, partition_epoch) in shrinks {
                 tracing::info!(topic = %key.0, partition = key.1, ?isr, "followers lagging; shrinking the ISR");
+                crate::metrics::global().isr_shrink();
                 self.propose_isr(key, isr, partition_epoch);
             }
             if now.duration_since(last_checkpoint) >= Duration::from_secs(2) {

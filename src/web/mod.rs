@@ -1,6 +1,7 @@
 //! The HTTP listener: health (liveness) and readiness (each component's
 //! state, from the node's `Readiness`), the embedded dashboard (`assets`),
-//! the cluster view (`cluster_api`) and the shop's REST API and WebSocket;
+//! the cluster view (`cluster_api`), Prometheus metrics (`metrics`) and the
+//! shop's REST API and WebSocket;
 //! `guard` wraps them in CORS, security headers, content-type and origin
 //! checks and `auth` (tokens, sessions, roles); `serve` runs the listener
 //! under its connection limits and timeouts.
@@ -15,6 +16,7 @@ pub mod assets;
 pub(crate) mod auth;
 pub mod cluster_api;
 pub(crate) mod guard;
+mod metrics;
 pub mod raft_api;
 mod refusal;
 pub(crate) mod serve;
@@ -63,6 +65,9 @@ pub fn router(state: WebState) -> Router {
         .clone()
         .map(crate::app::routes)
         .unwrap_or_default();
+    let scrape = Router::new()
+        .route("/metrics", get(metrics::scrape))
+        .with_state(state.cluster.clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -70,4 +75,6 @@ pub fn router(state: WebState) -> Router {
         .merge(assets::router())
         .merge(cluster)
         .merge(shop)
+        .merge(scrape)
+        .layer(axum::middleware::from_fn(metrics::count_http))
 }

@@ -75,6 +75,7 @@ pub(crate) async fn serve(
         &config.max_connections_per_ip_overrides,
     );
     let limits = HttpLimits::from_config(config);
+    let open = crate::metrics::global().connections("http");
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let slot = tokio::select! {
@@ -89,7 +90,7 @@ pub(crate) async fn serve(
             Ok((stream, peer)) => match quotas.admit(slot, peer.ip()) {
                 Some(permit) => {
                     let _ = stream.set_nodelay(true);
-                    let io = MeteredStream::new(stream, permit);
+                    let io = MeteredStream::new(stream, permit, open.opened());
                     let activity = io.activity.clone();
                     let (router, shutdown) = (router.clone(), shutdown.clone());
                     match &tls {
@@ -225,10 +226,12 @@ struct MeteredStream {
     stream: TcpStream,
     activity: Arc<Activity>,
     _permit: ConnectionPermit,
+    /// Counts the connection in `kafka_network_connections{listener="http"}`.
+    _open: crate::metrics::Connection,
 }
 
 impl MeteredStream {
-    fn new(stream: TcpStream, permit: ConnectionPermit) -> Self {
+    fn new(stream: TcpStream, permit: ConnectionPermit, open: crate::metrics::Connection) -> Self {
         MeteredStream {
             stream,
             activity: Arc::new(Activity {
@@ -236,6 +239,7 @@ impl MeteredStream {
                 last_ms: AtomicU64::new(0),
             }),
             _permit: permit,
+            _open: open,
         }
     }
 

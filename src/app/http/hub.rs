@@ -40,6 +40,7 @@ pub(crate) struct Connected(Arc<Hub>);
 impl Drop for Connected {
     fn drop(&mut self) {
         self.0.clients.fetch_sub(1, Ordering::Relaxed);
+        crate::metrics::global().websocket_clients(-1);
     }
 }
 
@@ -62,6 +63,7 @@ impl Hub {
                 (n < self.max_clients).then_some(n + 1)
             })
             .ok()?;
+        crate::metrics::global().websocket_clients(1);
         Some(Connected(self.clone()))
     }
 

@@ -96,6 +96,7 @@ async fn session(state: AppState, mut socket: WebSocket, _connected: Connected) 
                 }
                 Err(broadcast::error::RecvError::Lagged(skipped)) => {
                     tracing::debug!(skipped, "WebSocket client lagged; sending a fresh snapshot");
+                    crate::metrics::global().websocket_dropped(skipped);
                     rx = rx.resubscribe();
                     let Some(text) = snapshot_text(&state.read_model).await else { return };
                     if !send(&mut socket, Message::Text(text)).await {
