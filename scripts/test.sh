@@ -29,6 +29,8 @@ APT_REQUIREMENTS=(
     "kcat:kcat"
     "npm:npm"
     "chromium:chromium"
+    "nginx:nginx"
+    "curl:curl"
 )
 
 ensure_apt_packages() {

@@ -41,6 +41,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("tls", 13), // TLS acceptors from PEM files, the client certificate's subject
     ("limits", 12),
     ("readiness", 12),
+    ("config_file", 11), // flags, env and the --config file layered; `sluice config show`
     ("config", 10),
     ("watchdog", 6),
     ("alloc", 5),
