@@ -101,6 +101,9 @@ pub(crate) struct Resolved {
     pub settings: Vec<Setting>,
 }
 
+/// Flags of `serve` that are not settings, so no key of the file.
+const NOT_KEYS: &[&str] = &["config", "help"];
+
 /// The `serve` command as clap sees it (arguments without the program name).
 fn serve_command() -> clap::Command {
     ServeArgs::augment_args(clap::Command::new("serve").no_binary_name(true))
@@ -121,7 +124,7 @@ pub(crate) fn resolve(args: &[OsString]) -> Result<Resolved, ConfigFileError> {
             let name = key.replace('_', "-");
             let arg = command
                 .get_arguments()
-                .find(|a| a.get_long() == Some(name.as_str()) && name != "config")
+                .find(|a| a.get_long() == Some(name.as_str()) && !NOT_KEYS.contains(&name.as_str()))
                 .ok_or_else(|| ConfigFileError::UnknownKey {
                     path: path.clone(),
                     key: key.clone(),
@@ -154,7 +157,7 @@ pub(crate) fn resolve(args: &[OsString]) -> Result<Resolved, ConfigFileError> {
         .get_arguments()
         .filter_map(|arg| {
             let name = arg.get_long()?;
-            if name == "config" || name == "help" {
+            if NOT_KEYS.contains(&name) {
                 return None;
             }
             let id = arg.get_id().as_str();
@@ -399,8 +402,10 @@ mod tests {
             resolve_text(&dir, "http-addr = \"127.0.0.1:0\"\nhttp-adr = \"x\"\n").unwrap_err();
         assert!(matches!(&err, ConfigFileError::UnknownKey { key, .. } if key == "http-adr"));
         assert!(err.to_string().contains("unknown key `http-adr`"), "{err}");
-        let err = resolve_text(&dir, "config = \"other.toml\"\n").unwrap_err();
-        assert!(matches!(err, ConfigFileError::UnknownKey { .. }), "{err}");
+        for not_a_setting in ["config = \"other.toml\"\n", "help = true\n"] {
+            let err = resolve_text(&dir, not_a_setting).unwrap_err();
+            assert!(matches!(err, ConfigFileError::UnknownKey { .. }), "{err}");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 
