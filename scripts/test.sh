@@ -30,6 +30,8 @@ APT_REQUIREMENTS=(
     "npm:npm"
     "chromium:chromium"
     "promtool:prometheus"
+    "nginx:nginx"
+    "curl:curl"
 )
 
 ensure_apt_packages() {

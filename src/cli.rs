@@ -1,11 +1,11 @@
-//! The command line: `serve`, `demo`, `bench`, `groups`, `tokens`, `users` and `cluster`. The only place that turns
+//! The command line: `serve`, `config`, `demo`, `bench`, `groups`, `tokens`, `users` and `cluster`. The only place that turns
 //! errors into exit codes.
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::NodeConfig;
+use crate::config_file::ServeArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,8 +20,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one node: the Kafka listener and the HTTP listener.
-    Serve(NodeConfig),
+    /// Run one node: the Kafka listener and the HTTP listener. Each flag may
+    /// also come from its SLUICE_* variable or from the --config file.
+    Serve(ServeArgs),
+    /// The effective node configuration: `sluice config show [serve's flags]`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Run a demo node: the shop with simulated traffic, on a fresh temporary
     /// data dir unless --data-dir is given; prints the dashboard's address.
     Demo(crate::demo::DemoArgs),
@@ -40,6 +44,18 @@ enum Command {
     /// Start a local cluster: N child `serve` processes with distinct ports
     /// and data dirs; Ctrl-C stops them all.
     Cluster(crate::cluster::launcher::ClusterArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the configuration `sluice serve` would run with these flags,
+    /// environment and config file, as TOML, with where each value came from.
+    Show(ServeArgs),
+}
+
+/// The flags after the subcommand's name(s): what `config_file::resolve` reads again.
+fn subcommand_args(words: usize) -> Vec<std::ffi::OsString> {
+    std::env::args_os().skip(1 + words).collect()
 }
 
 /// Parse the command line, run the command, and map its outcome to an exit code.
@@ -63,7 +79,13 @@ pub fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(config) => crate::node::run(config).await,
+            Command::Serve(_) => {
+                let resolved = crate::config_file::resolve(&subcommand_args(1))?;
+                crate::node::run(resolved.node).await
+            }
+            Command::Config(ConfigCommand::Show(_)) => {
+                crate::config_file::show(&subcommand_args(2)).map_err(Into::into)
+            }
             Command::Demo(args) => crate::demo::run(args, data_dir_given).await,
             Command::Bench(cmd) => crate::bench::run(cmd).await,
             Command::Groups(cmd) => crate::groups_cli::run(cmd).await,

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub(crate) mod cluster;
 pub(crate) mod config;
+pub(crate) mod config_file;
 pub mod demo;
 pub mod fuzzing;
 pub(crate) mod group;

@@ -42,6 +42,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("limits", 12),
     ("readiness", 12),
     ("metrics", 11), // event counters and the scrape encoding: a leaf every layer counts into
+    ("config_file", 11), // flags, env and the --config file layered; `sluice config show`
     ("config", 10),
     ("watchdog", 6),
     ("alloc", 5),
