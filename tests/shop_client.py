@@ -148,7 +148,7 @@ def independent_model(records: list[dict]) -> dict:
     orders: dict[str, dict] = {}
     events_by_topic: Counter = Counter()
     payments_by_status: Counter = Counter()
-    revenue_cents = 0
+    revenue_cents: Counter = Counter()
     delivery_events = 0
     for r in records:
         if r["topic"] == "notifications":
@@ -174,7 +174,10 @@ def independent_model(records: list[dict]) -> dict:
             o["payments"].append(status)
             payments_by_status[status] += 1
             amount = ev["data"]["amount_cents"]
-            revenue_cents += amount if status == "authorized" else -amount if status == "refunded" else 0
+            currency = ev["data"]["currency"]
+            # Per currency: amounts of different currencies are never added.
+            revenue_cents[currency] += (amount if status == "authorized"
+                                        else -amount if status == "refunded" else 0)
         elif kind in DELIVERY_TYPES:
             o["timeline"].append(DELIVERY_TYPES[kind])
             delivery_events += 1
@@ -204,7 +207,7 @@ def independent_model(records: list[dict]) -> dict:
         "orders_total": len(created),
         "orders_by_status": dict(Counter(status(o) for o in created.values())),
         "payments_by_status": dict(payments_by_status),
-        "revenue_cents": revenue_cents,
+        "revenue_cents": {c: v for c, v in revenue_cents.items()},
         "deliveries_by_status": dict(Counter(o["timeline"][-1] for o in orders.values() if o["timeline"])),
         "delivery_events": delivery_events,
         "events_by_topic": dict(events_by_topic),
@@ -236,7 +239,8 @@ def assert_model_matches(node: Broker, bootstrap: str) -> dict:
     assert stats["orders"]["total"] == expected["orders_total"]
     assert stats["orders"]["by_status"] == expected["orders_by_status"]
     assert stats["payments"]["by_status"] == expected["payments_by_status"]
-    assert stats["revenue_cents"] == expected["revenue_cents"]
+    assert stats["revenue_cents"] == expected["revenue_cents"], "revenue per currency"
+    assert stats["revenue"] == {c: v / 100 for c, v in expected["revenue_cents"].items()}
     assert stats["deliveries"]["by_status"] == expected["deliveries_by_status"]
     assert stats["deliveries"]["events"] == expected["delivery_events"]
     assert stats["events"]["by_topic"] == expected["events_by_topic"]

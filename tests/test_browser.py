@@ -68,3 +68,13 @@ def test_dashboard_login_form_and_roles_with_http_auth_in_headless_chromium():
     an admin's simulator switch; screenshots login-form.png,
     logged-in-operator.png and logged-in-admin.png."""
     run_node_suite("login.test.mjs", timeout=120)
+
+
+def test_shop_pages_money_feed_events_form_refund_raft_and_sorting_in_headless_chromium():
+    """shop.test.mjs: revenue per currency on the card and the chart, one
+    feed line per event and Events/s counting events, the payment form's
+    messages (a third decimal; an amount that is not the one due), the
+    refund from the order page, the single-node Cluster page without Raft,
+    the Orders table sorted by creation under live traffic with its pause.
+    Screenshots go to a temporary directory, never into the repo."""
+    run_node_suite("shop.test.mjs", timeout=180)

@@ -106,6 +106,7 @@
         customer: pick(o, 'customer', 'customer_id', 'customer_name') ?? '',
         items, total,
         currency: o.currency || 'EUR',
+        paid: num(o.paid),
         status: snake(o.status || 'created'),
         created: toMs(pick(o, 'created_at', 'timestamp', 'created')),
         updated: toMs(pick(o, 'updated_at', 'created_at', 'timestamp')),
@@ -159,10 +160,17 @@
       const methodStatus = {};
       for (const [m, v] of Object.entries(byMethod)) methodStatus[m] = typeof v === 'number' ? { all: v } : countsOf(v);
       const sum = (o) => Object.values(o).reduce((a, b) => a + b, 0);
-      const perMinute = (s.per_minute || s.orders_per_minute || s.series || orders.per_minute || []).map((m) => ({
+      // Revenue is per currency ({"EUR": 12.5}); amounts of different
+      // currencies are never added together.
+      const byCurrency = (v) => {
+        const o = {};
+        if (v && typeof v === 'object') for (const [c, a] of Object.entries(v)) o[c] = num(a);
+        return o;
+      };
+      const perMinute = (s.per_minute || []).map((m) => ({
         t: toMs(pick(m, 'minute', 'ts', 'time', 'start')),
         orders: num(pick(m, 'orders', 'count', 'order_count')),
-        revenue: num(pick(m, 'revenue', 'amount')),
+        revenue: byCurrency(m.revenue),
       })).filter((m) => m.t != null).sort((a, b) => a.t - b.t);
       const payCounts = countsOf(pick(payments, 'by_status') ?? s.payments_by_status);
       const authorized = num(pick(payments, 'authorized') ?? payCounts.authorized);
@@ -174,8 +182,7 @@
       if (inFlight == null) inFlight = Object.entries(deliveryCounts).filter(([k]) => !DONE.has(k)).reduce((a, [, c]) => a + c, 0);
       return {
         orders: num(pick(orders, 'total', 'count') ?? s.orders_total ?? s.total_orders ?? (typeof s.orders === 'number' ? s.orders : sum(orderCounts))),
-        revenue: num(pick(orders, 'revenue') ?? s.revenue ?? s.total_revenue ?? payments.revenue),
-        currency: s.currency || 'EUR',
+        revenue: byCurrency(s.revenue),
         successRate: rate == null ? null : num(rate),
         payAuthorized: authorized, payFailed: failed,
         inFlight: num(inFlight),
@@ -290,7 +297,7 @@
     socket.onmessage = (e) => {
       let msg;
       try { msg = JSON.parse(e.data); } catch { return; }
-      if (msg && msg.event) onEvent(msg.event, msg.data || {});
+      if (msg && msg.event) onEvent(msg.event, msg.data || {}, msg.event_id);
     };
     socket.onclose = () => { if (live.socket === socket) scheduleReconnect(); };
   }
@@ -304,6 +311,20 @@
     live.timer = setTimeout(connect, delay);
   }
 
+  // Shop events seen by this page: one event may arrive as several messages
+  // (a delivery step is a `delivery_update` and an `order_updated`), all
+  // carrying its `event_id`; the first message of an event counts it and
+  // writes its feed line.
+  const SEEN_MAX = 4096;
+  const seen = new Set();
+  const firstSight = (eventId) => {
+    if (!eventId) return true;
+    if (seen.has(eventId)) return false;
+    seen.add(eventId);
+    if (seen.size > SEEN_MAX) seen.delete(seen.values().next().value);
+    return true;
+  };
+
   // Events per second seen by this page: one counter per second, last 5 s.
   const epsWindow = [0, 0, 0, 0, 0];
   let epsSlot = 0;
@@ -314,16 +335,19 @@
   }, 1000);
   const eventsPerSec = () => epsWindow.reduce((a, b) => a + b, 0) / epsWindow.length;
 
-  function onEvent(name, data) {
+  function onEvent(name, data, eventId) {
     perf.events++;
-    if (name !== 'stats' && name !== 'snapshot') { epsWindow[epsSlot]++; perf.shopEvents++; }
+    const first = name !== 'stats' && name !== 'snapshot' && firstSight(eventId);
+    if (first) { epsWindow[epsSlot]++; perf.shopEvents++; }
+    // One feed line per event: only the first message of an event writes one.
+    const feed = first ? feedLine : () => {};
     switch (name) {
       case 'snapshot': return applySnapshot(data);
       case 'new_order':
       case 'order_updated': {
         const o = norm.order(data);
-        const isNew = store.order(o);
-        views.orders.live(o, name === 'new_order' || isNew);
+        store.order(o);
+        views.orders.live(o, name === 'new_order');
         views.payments.refreshUnpaid();
         feed(name, () => name === 'new_order' ? `Order <span class="mono">${esc(shortId(o.id))}</span> by ${esc(o.customer)} · ${esc(money(o.total, o.currency))}` : `Order <span class="mono">${esc(shortId(o.id))}</span> is ${badge(o.status)}`);
         if (detail.id === o.id) detail.reload();
@@ -387,7 +411,7 @@
   const FEED_PER_FLUSH = 12;
   const feedQueue = [];
   // `html`: a function, called only for the entries that reach the screen.
-  function feed(kind, html) {
+  function feedLine(kind, html) {
     feedQueue.push({ kind, html, at: Date.now() });
     if (feedQueue.length > FEED_PER_FLUSH) feedQueue.shift();
     markDirty('feed');
@@ -408,7 +432,7 @@
     feedQueue.length = 0;
     ul.insertBefore(frag, ul.firstChild);
     while (ul.children.length > FEED_MAX) ul.lastElementChild.remove();
-    $('#feed-count').textContent = `${intFmt.format(perf.events)} received`;
+    $('#feed-count').textContent = `${intFmt.format(perf.shopEvents)} events`;
   };
 
   // ---------------------------------------------------------------- stat cards and charts
@@ -425,7 +449,14 @@
     setText('stat-orders', intFmt.format(s.orders));
     const open = Object.entries(s.orderCounts).filter(([, c]) => c > 0).slice(0, 3).map(([k, c]) => `${intFmt.format(c)} ${label(k)}`).join(' · ');
     setText('stat-orders-sub', open || '\u00a0');
-    setText('stat-revenue', money(s.revenue, s.currency));
+    // One line per currency, largest first: never one sum of all currencies.
+    const revenue = Object.entries(s.revenue).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+    const revenueHtml = revenue.length
+      ? revenue.map(([c, v], i) => `<div class="${i ? 'stat-more' : ''}" data-currency="${esc(c)}">${esc(money(v, c))}</div>`).join('')
+      : esc(money(0, 'EUR'));
+    const rev = $('#stat-revenue');
+    if (rev.innerHTML !== revenueHtml) { rev.innerHTML = revenueHtml; rev.dataset.bump = rev.dataset.bump === 'a' ? 'b' : 'a'; }
+    setText('stat-revenue-sub', revenue.length > 1 ? 'authorized, per currency' : 'authorized payments');
     setText('stat-success', s.successRate == null ? '–' : `${(s.successRate * 100).toFixed(1)} %`);
     setText('stat-success-sub', `${intFmt.format(s.payAuthorized)} ok · ${intFmt.format(s.payFailed)} failed`);
     setText('stat-inflight', intFmt.format(s.inFlight));
@@ -438,6 +469,7 @@
 
   const PALETTE = ['#0d6efd', '#198754', '#dc3545', '#ffc107', '#6f42c1', '#20c997', '#fd7e14', '#6c757d', '#0dcaf0', '#d63384'];
   const STATUS_PALETTE = { authorized: '#198754', failed: '#dc3545', refunded: '#ffc107', scheduled: '#0dcaf0', shipped: '#6f42c1', in_transit: '#0d6efd', out_for_delivery: '#fd7e14', delivered: '#198754', delivery_failed: '#dc3545' };
+  const REVENUE_COLORS = ['#198754', '#6f42c1', '#fd7e14', '#d63384', '#20c997', '#0dcaf0'];
   const colorFor = (key, i) => STATUS_PALETTE[key] || PALETTE[i % PALETTE.length];
   const charts = {};
   function makeCharts() {
@@ -449,14 +481,14 @@
       type: 'line',
       data: { labels: [], datasets: [
         { type: 'bar', label: 'Orders', data: [], backgroundColor: 'rgba(13,110,253,.55)', borderRadius: 3, yAxisID: 'y', order: 2 },
-        { type: 'line', label: 'Revenue', data: [], borderColor: '#198754', backgroundColor: '#198754', cubicInterpolationMode: 'monotone', yAxisID: 'y1', pointRadius: 3, order: 1 },
+
       ] },
       options: {
         interaction: { mode: 'index', intersect: false },
         scales: {
           x: { ticks: { maxRotation: 0, autoSkipPadding: 8 } },
           y: { beginAtZero: true, title: { display: true, text: 'orders' }, ticks: { precision: 0 } },
-          y1: { beginAtZero: true, position: 'right', grid: { drawOnChartArea: false }, title: { display: true, text: 'revenue' } },
+          y1: { beginAtZero: true, position: 'right', grid: { drawOnChartArea: false }, title: { display: true, text: 'revenue (per currency)' } },
         },
       },
     });
@@ -491,11 +523,19 @@
     const nowMin = Math.floor(Date.now() / 60000);
     const lastMin = Math.max(nowMin, ...byMinute.keys());
     const minutes = [];
-    for (let k = lastMin - MINUTES + 1; k <= lastMin; k++) minutes.push(byMinute.get(k) || { t: k * 60000, orders: 0, revenue: 0 });
+    for (let k = lastMin - MINUTES + 1; k <= lastMin; k++) minutes.push(byMinute.get(k) || { t: k * 60000, orders: 0, revenue: {} });
     const tl = charts.timeline;
     tl.data.labels = minutes.map((m) => minuteFmt.format(m.t));
     tl.data.datasets[0].data = minutes.map((m) => m.orders);
-    tl.data.datasets[1].data = minutes.map((m) => Math.round(m.revenue * 100) / 100);
+    // One revenue line per currency (all the currencies the totals know).
+    const currencies = Array.from(new Set([...Object.keys(s.revenue), ...minutes.flatMap((m) => Object.keys(m.revenue))])).sort();
+    tl.data.datasets = [tl.data.datasets[0]].concat(currencies.map((c, i) => {
+      const old = tl.data.datasets.find((d) => d.currency === c);
+      const color = REVENUE_COLORS[i % REVENUE_COLORS.length];
+      const ds = old || { type: 'line', currency: c, label: `Revenue ${c}`, data: [], borderColor: color, backgroundColor: color, cubicInterpolationMode: 'monotone', yAxisID: 'y1', pointRadius: 3, order: 1 };
+      ds.data = minutes.map((m) => Math.round((m.revenue[c] || 0) * 100) / 100);
+      return ds;
+    }));
     update(tl, 'timeline');
 
     const serverSide = Object.keys(s.methodStatus).length > 0;
@@ -613,7 +653,31 @@
     constructor(opts) {
       Object.assign(this, opts);
       this.items = []; this.highlight = new Set(); this.page = 1; this.total = null; this.loading = 0;
+      // Paused: live updates are counted, not shown, until resumed.
+      this.paused = false; this.missed = 0;
       this.table = new KeyedTable($(`#${this.name}-table tbody`), this.rowHtml, this.onRowClick);
+      const pause = $(`#${this.name}-pause`);
+      if (pause) pause.addEventListener('click', () => this.setPaused(!this.paused));
+    }
+    setPaused(paused) {
+      this.paused = paused;
+      const btn = $(`#${this.name}-pause`);
+      if (btn) {
+        btn.setAttribute('aria-pressed', String(paused));
+        btn.classList.toggle('active', paused);
+      }
+      this.missed = 0;
+      this.showPause();
+      if (!paused) { this.reload(); return; }
+      // What is on screen now is what stays: drop a reload in flight and
+      // draw the changes received so far.
+      this.loading++;
+      dirty.delete(this.name);
+      this.draw();
+    }
+    showPause() {
+      const btn = $(`#${this.name}-pause`);
+      if (btn) btn.textContent = this.paused ? `Resume live updates${this.missed ? ` (${intFmt.format(this.missed)} new)` : ''}` : 'Pause live updates';
     }
     filters() { return {}; }
     async reload() {
@@ -635,20 +699,33 @@
       this.sort();
       markDirty(this.name);
     }
+    // Newest first by what the table's time column shows (`timeOf`).
     sort() { this.items.sort((a, b) => (this.timeOf(b) || 0) - (this.timeOf(a) || 0)); }
+    // A live change: a row on screen is updated and the rows stay sorted by
+    // `timeOf`; an item not on screen joins page 1 only where its time puts
+    // it (a change to an older order never moves it to the top).
     live(item, isNew) {
+      if (this.paused) {
+        if (isNew && this.matches(item)) { this.missed++; this.showPause(); }
+        return;
+      }
       const key = this.keyOf(item);
       const i = this.items.findIndex((it) => this.keyOf(it) === key);
       if (i >= 0) {
         if (!this.matches(item)) this.items.splice(i, 1); else this.items[i] = item;
         this.highlight.add(key);
-      } else if (this.page === 1 && this.matches(item)) {
-        this.items.unshift(item);
-        if (this.total != null && isNew) this.total++;
-        if (this.items.length > this.perPage) this.items.length = this.perPage;
-        this.highlight.add(key);
-      } else if (isNew && this.total != null && this.matches(item)) {
-        this.total++;
+        this.sort();
+      } else if (this.matches(item)) {
+        if (isNew && this.total != null) this.total++;
+        const t = this.timeOf(item) || 0;
+        const last = this.items[this.items.length - 1];
+        if (this.page === 1 && (this.items.length < this.perPage || t >= (this.timeOf(last) || 0))) {
+          let at = this.items.findIndex((it) => (this.timeOf(it) || 0) < t);
+          if (at < 0) at = this.items.length;
+          this.items.splice(at, 0, item);
+          if (this.items.length > this.perPage) this.items.length = this.perPage;
+          this.highlight.add(key);
+        }
       }
       markDirty(this.name);
     }
@@ -684,7 +761,7 @@
       return !q || o.id.toLowerCase().includes(q) || String(o.customer).toLowerCase().includes(q);
     },
     remember(o) { store.statuses.orders.add(o.status); },
-    rowHtml: (o) => `<td class="mono" title="${esc(o.id)}">${esc(shortId(o.id))}</td><td>${esc(o.customer)}</td><td class="text-end">${o.items.reduce((s, it) => s + it.quantity, 0)}</td><td class="text-end">${esc(money(o.total, o.currency))}</td><td>${badge(o.status)}</td><td class="d-none d-md-table-cell">${esc(fmtTime(o.created))}</td>`,
+    rowHtml: (o) => `<td class="mono" title="${esc(o.id)}">${esc(shortId(o.id))}</td><td>${esc(o.customer)}</td><td class="text-end">${o.items.reduce((s, it) => s + it.quantity, 0)}</td><td class="text-end">${esc(money(o.total, o.currency))}</td><td>${badge(o.status)}</td><td class="d-none d-md-table-cell" data-created="${esc(o.created ?? '')}">${esc(fmtTime(o.created))}</td>`,
     onRowClick: (id) => { location.hash = `#/orders/${encodeURIComponent(id)}`; },
     info() {
       const shown = this.items.length;
@@ -835,6 +912,7 @@
       if (this.id !== id) return;
       if (!delivery) delivery = store.deliveries.get(id) || null;
       const paid = payments.some((p) => p.status === 'authorized');
+      const refundable = ['paid', 'scheduled', 'delivered', 'delivery_failed'].includes(o.status) && o.paid > 0;
       const next = nextDeliveryStatus(delivery?.status);
       card.innerHTML = `
         <div class="card-header d-flex justify-content-between align-items-center"><span>Order <span class="mono" data-order-id="${esc(o.id)}">${esc(o.id)}</span></span><a href="#/orders" class="btn-close" aria-label="Close"></a></div>
@@ -846,6 +924,7 @@
           <h3 class="h6 mt-3">Payments</h3>
           ${payments.length ? `<ul class="list-unstyled small mb-2" id="detail-payments">${payments.map((p) => `<li>${badge(p.status)} ${esc(money(p.amount, p.currency))} · ${esc(label(p.method))} · ${esc(fmtTime(p.at))}</li>`).join('')}</ul>` : '<p class="small text-body-secondary mb-2" id="detail-payments">None yet.</p>'}
           ${paid || o.status === 'cancelled' ? '' : `<button class="btn btn-sm btn-primary" id="detail-pay">Pay ${esc(money(o.total, o.currency))}</button> <button class="btn btn-sm btn-outline-danger" id="detail-cancel">Cancel order</button>`}
+          ${refundable ? `<button class="btn btn-sm btn-outline-warning" id="detail-refund" data-amount="${esc(o.paid)}">Refund ${esc(money(o.paid, o.currency))}</button>` : ''}
           <h3 class="h6 mt-3">Delivery</h3>
           <div id="detail-timeline">${timelineHtml(delivery)}</div>
           ${paid && next ? `<button class="btn btn-sm btn-outline-primary mt-2" data-advance="${esc(o.id)}" data-next="${esc(next)}">Advance to ${esc(label(next))}</button>` : ''}
@@ -853,6 +932,22 @@
       $('#detail-pay', card)?.addEventListener('click', () => {
         location.hash = '#/payments';
         fillPayment(o);
+      });
+      // Two clicks: the first asks for confirmation on the button itself.
+      $('#detail-refund', card)?.addEventListener('click', async (e) => {
+        const btn = e.target;
+        if (!btn.dataset.confirm) {
+          btn.dataset.confirm = '1';
+          btn.classList.replace('btn-outline-warning', 'btn-warning');
+          btn.textContent = `Confirm refund of ${money(o.paid, o.currency)}`;
+          return;
+        }
+        btn.disabled = true;
+        mine.add(o.id);
+        try {
+          await api('POST', `/api/orders/${encodeURIComponent(o.id)}/refund`, { reason: 'refunded from the dashboard' });
+          btn.textContent = 'Refund accepted';
+        } catch (err) { toast(err.message, 'danger'); btn.disabled = false; }
       });
       $('#detail-cancel', card)?.addEventListener('click', async (e) => {
         e.target.disabled = true;
@@ -952,21 +1047,39 @@
   // -- payment
   function fillPayment(o) {
     $('#payment-order').value = o.id;
-    $('#payment-amount').value = o.total.toFixed(2);
+    $('#payment-amount').value = Math.max(0, o.total - o.paid).toFixed(2);
+  }
+  // What is wrong with an amount typed in major units, or '' if nothing.
+  function amountProblem(text) {
+    const v = text.trim().replace(',', '.');
+    if (v === '') return 'An amount is required.';
+    if (!/^[+-]?(\d+\.?\d*|\.\d+)$/.test(v)) return 'The amount must be a number, like 10.50.';
+    if (Number(v) < 0) return 'The amount cannot be negative.';
+    const decimals = (v.split('.')[1] || '').length;
+    if (decimals > 2) return `At most two decimals: ${v} has ${decimals}.`;
+    return '';
   }
   function bindPaymentForm() {
     const form = $('#payment-form');
+    const amount = $('#payment-amount');
     $('#payment-order').addEventListener('change', (e) => {
       const o = store.orders.get(e.target.value.trim());
-      if (o && !$('#payment-amount').value) $('#payment-amount').value = o.total.toFixed(2);
+      if (o && !amount.value) amount.value = Math.max(0, o.total - o.paid).toFixed(2);
     });
+    const checkAmount = () => {
+      const problem = amountProblem(amount.value);
+      amount.setCustomValidity(problem);
+      $('#payment-amount-feedback').textContent = problem;
+    };
+    amount.addEventListener('input', checkAmount);
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       clearServerErrors(form);
       formFeedback(form);
+      checkAmount();
       if (!form.checkValidity()) { form.classList.add('was-validated'); return; }
       form.classList.remove('was-validated');
-      const body = { order_id: $('#payment-order').value.trim(), amount: Number($('#payment-amount').value), method: $('#payment-method').value };
+      const body = { order_id: $('#payment-order').value.trim(), amount: Number(amount.value.trim().replace(',', '.')), method: $('#payment-method').value };
       mine.add(body.order_id);
       const outcome = $('#payment-outcome').value;
       if (outcome) body.status = outcome;
@@ -1036,13 +1149,17 @@
     cluster.last = c; cluster.lastAt = now;
     drawCluster();
   }
+  // A single node runs no Raft: say so instead of a role and a term.
+  const raftCells = (c, b) => (c.mode === 'single-node'
+    ? '<td colspan="2" class="text-body-secondary" data-raft="off">not running (single node)</td>'
+    : `<td data-raft="${esc(b.raft_role ?? '')}">${esc(b.raft_role ?? '')}</td><td>${esc(b.raft_term ?? '')}</td>`);
   function drawCluster() {
     const c = cluster.last;
     if (!c) return;
     $('#cluster-id').textContent = c.cluster_id ? `· ${c.cluster_id}` : '';
     $('#cluster-updated').textContent = `updated ${fmtTime(cluster.lastAt)}`;
     const yes = (v) => (v ? '<span class="badge text-bg-success">yes</span>' : '<span class="badge text-bg-light">no</span>');
-    $('#brokers-table tbody').innerHTML = (c.brokers || []).map((b) => `<tr data-broker="${esc(b.id)}"><td>${esc(b.id)}${b.this_node ? ' <span class="badge text-bg-light">this node</span>' : ''}</td><td class="mono">${esc(b.kafka_addr)}</td><td class="mono d-none d-md-table-cell">${esc(b.http_addr ?? '')}</td><td>${b.alive ? '<span class="badge text-bg-success">alive</span>' : '<span class="badge text-bg-danger">down</span>'}</td><td>${yes(b.controller)}</td><td>${esc(b.raft_role ?? '')}</td><td>${esc(b.raft_term ?? '')}</td></tr>`).join('')
+    $('#brokers-table tbody').innerHTML = (c.brokers || []).map((b) => `<tr data-broker="${esc(b.id)}"><td>${esc(b.id)}${b.this_node ? ' <span class="badge text-bg-light">this node</span>' : ''}</td><td class="mono">${esc(b.kafka_addr)}</td><td class="mono d-none d-md-table-cell">${esc(b.http_addr ?? '')}</td><td>${b.alive ? '<span class="badge text-bg-success">alive</span>' : '<span class="badge text-bg-danger">down</span>'}</td><td>${yes(b.controller)}</td>${raftCells(c, b)}</tr>`).join('')
       || '<tr><td colspan="7" class="text-body-secondary">No brokers.</td></tr>';
     const showInternal = $('#cluster-internal').checked;
     const rows = [];

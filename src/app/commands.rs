@@ -1,5 +1,5 @@
 //! The command side of the shop: create an order, cancel it, record a
-//! payment or a delivery step. Each command is checked against the read
+//! payment, refund what was paid, or record a delivery step. Each command is checked against the read
 //! model (`domain::validation`), turned into an event and produced with
 //! acks=all; the answer says where the event went.
 //!
@@ -20,8 +20,8 @@ use bytes::Bytes;
 
 use super::domain::error::ApiError;
 use super::domain::events::{
-    DeliveryData, Event, EventBody, OrderCancelled, OrderCreated, PaymentData, DELIVERIES_TOPIC,
-    ORDERS_TOPIC, PAYMENTS_TOPIC,
+    DeliveryData, Event, EventBody, OrderCancelled, OrderCreated, PaymentData, PaymentStatus,
+    DELIVERIES_TOPIC, ORDERS_TOPIC, PAYMENTS_TOPIC,
 };
 use super::domain::order::OrderRecord;
 use super::domain::validation::{self, NewDelivery, NewOrder, NewPayment};
@@ -198,6 +198,28 @@ impl Commands {
                     reason: payment.reason,
                 },
             ))
+        })
+        .await
+    }
+
+    /// `PaymentRefunded` of everything paid, back to the method it was paid
+    /// with, if the order may be refunded.
+    pub(crate) async fn refund_order(
+        &self,
+        order_id: &str,
+        reason: Option<String>,
+    ) -> Result<Accepted, ApiError> {
+        self.on_order(order_id, |order| {
+            let paid = order.authorized_cents();
+            validation::check_payment(order, PaymentStatus::Refunded, paid)?;
+            let created = order.created.as_ref();
+            Ok(EventBody::PaymentRefunded(PaymentData {
+                payment_id: short_id("pay"),
+                amount_cents: paid,
+                currency: created.map(|c| c.currency.clone()).unwrap_or_default(),
+                method: order.paid_method().unwrap_or_default().to_owned(),
+                reason,
+            }))
         })
         .await
     }

@@ -28,9 +28,8 @@ pub struct Aggregates {
     pub orders_total: u64,
     /// Created orders by their current status.
     pub orders_by_status: BTreeMap<String, u64>,
-    /// Authorized minus refunded amounts, in minor units, all currencies added.
-    pub revenue_cents: i64,
-    /// The same by currency.
+    /// Authorized minus refunded amounts, in minor units, by currency
+    /// (amounts of different currencies are never added together).
     pub revenue_by_currency: BTreeMap<String, i64>,
     /// Payment records by status.
     pub payments_by_status: BTreeMap<String, u64>,
@@ -110,7 +109,6 @@ impl Aggregates {
             PaymentStatus::Refunded => -amount_cents,
             PaymentStatus::Failed => 0,
         };
-        self.revenue_cents = self.revenue_cents.saturating_add(delta);
         let by_currency = self
             .revenue_by_currency
             .entry(currency.to_owned())
@@ -137,12 +135,33 @@ impl Aggregates {
 }
 
 /// One minute of the per-minute series.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MinuteBucket {
     /// Orders created in this minute.
     pub orders: u64,
-    /// Revenue booked in this minute (authorized minus refunded), minor units.
-    pub revenue_cents: i64,
+    /// Revenue booked in this minute (authorized minus refunded), minor
+    /// units, by currency.
+    #[serde(default)]
+    pub revenue_by_currency: BTreeMap<String, i64>,
+}
+
+impl MinuteBucket {
+    /// Book `delta` minor units of `currency` in this minute.
+    pub fn add_revenue(&mut self, currency: &str, delta: i64) {
+        let entry = self
+            .revenue_by_currency
+            .entry(currency.to_owned())
+            .or_insert(0);
+        *entry = entry.saturating_add(delta);
+    }
+
+    /// Add another bucket of the same minute to this one.
+    pub fn merge(&mut self, other: &MinuteBucket) {
+        self.orders += other.orders;
+        for (currency, delta) in &other.revenue_by_currency {
+            self.add_revenue(currency, *delta);
+        }
+    }
 }
 
 /// The minute (ms since the epoch, floored) that contains `timestamp_ms`.
@@ -186,11 +205,32 @@ mod tests {
         a.record_payment(PaymentStatus::Failed, 500, "EUR", "card");
         a.record_payment(PaymentStatus::Authorized, 300, "USD", "paypal");
         a.record_payment(PaymentStatus::Refunded, 300, "USD", "paypal");
-        assert_eq!(a.revenue_cents, 1000);
+        assert_eq!(a.revenue_by_currency["EUR"], 1000);
         assert_eq!(a.revenue_by_currency["USD"], 0);
+        assert_eq!(
+            a.revenue_by_currency.len(),
+            2,
+            "never one sum of all currencies"
+        );
         assert_eq!(a.payment_success_rate(), Some(2.0 / 3.0));
         assert_eq!(a.payments_by_method_status["card"]["failed"], 1);
         assert_eq!(a.payments_by_method_status["paypal"]["refunded"], 1);
+    }
+
+    #[test]
+    fn minute_buckets_keep_currencies_apart() {
+        let mut a = MinuteBucket::default();
+        a.add_revenue("EUR", 1000);
+        let mut b = MinuteBucket {
+            orders: 2,
+            ..MinuteBucket::default()
+        };
+        b.add_revenue("USD", 300);
+        b.add_revenue("EUR", -200);
+        a.merge(&b);
+        assert_eq!(a.orders, 2);
+        assert_eq!(a.revenue_by_currency["EUR"], 800);
+        assert_eq!(a.revenue_by_currency["USD"], 300);
     }
 
     #[test]

@@ -7,18 +7,21 @@
 //! | 404 | `not_found` | unknown order id |
 //! | 409 | `invalid_transition` | the order's state does not allow the change |
 //! | 413 | `payload_too_large` | the body is larger than the limit |
+//! | 422 | `amount_mismatch` | a payment is not what is due on the order, or a refund not what was paid (`amount_due` or `amount_refundable`, and `currency`, say what is expected) |
 //! | 422 | `validation_failed` | missing fields, wrong types, out-of-range values (`fields` says which) |
 //! | 422 | `invalid_query` | a query-string parameter is not understood |
 //! | 503 | `unavailable` | the shop is still connecting to Kafka, or the log did not acknowledge |
 //! | 500 | `internal` | a bug or a storage failure |
 //!
 //! Owns the error every command and query of the shop returns. Must never:
-//! import anything of the shop (it is a leaf); the HTTP layer turns it into a
+//! import anything of the shop but `money` (it is nearly a leaf); the HTTP layer turns it into a
 //! response and the read model says how its own errors map onto it.
 
 use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
+
+use super::money::money;
 
 /// A request that failed, ready to be answered.
 #[derive(Debug, Clone)]
@@ -31,6 +34,9 @@ pub struct ApiError {
     pub message: String,
     /// Per-field problems (JSON path -> what is wrong), for validation errors.
     pub fields: Option<BTreeMap<String, String>>,
+    /// Further members of the error object (what an `amount_mismatch`
+    /// expected).
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -40,6 +46,7 @@ impl ApiError {
             code,
             message: message.into(),
             fields: None,
+            details: serde_json::Map::new(),
         }
     }
 
@@ -88,6 +95,24 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "invalid_transition", message)
     }
 
+    /// 422: an amount is not the one expected: `expected_cents` of
+    /// `currency`, named `what` in the body (`amount_due`, `amount_refundable`).
+    pub fn amount_mismatch(
+        message: impl Into<String>,
+        what: &str,
+        expected_cents: i64,
+        currency: &str,
+    ) -> Self {
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "amount_mismatch", message);
+        e.details
+            .insert(what.to_owned(), serde_json::json!(money(expected_cents)));
+        e.details
+            .insert(format!("{what}_cents"), serde_json::json!(expected_cents));
+        e.details
+            .insert("currency".to_owned(), serde_json::json!(currency));
+        e
+    }
+
     /// 503: the shop cannot serve this right now.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -103,6 +128,9 @@ impl ApiError {
         let mut error = serde_json::json!({"code": self.code, "message": self.message});
         if let Some(fields) = &self.fields {
             error["fields"] = serde_json::json!(fields);
+        }
+        for (key, value) in &self.details {
+            error[key.as_str()] = value.clone();
         }
         serde_json::json!({ "error": error })
     }

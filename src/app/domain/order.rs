@@ -128,6 +128,23 @@ impl OrderRecord {
             .sum()
     }
 
+    /// What is still to be paid: the total less the net amount paid, in
+    /// minor units (0 before the order's creation is known).
+    pub fn due_cents(&self) -> i64 {
+        self.created
+            .as_ref()
+            .map_or(0, |c| c.total_cents - self.authorized_cents())
+    }
+
+    /// The method of the latest authorized payment (a refund goes back there).
+    pub fn paid_method(&self) -> Option<&str> {
+        self.payments
+            .iter()
+            .rev()
+            .find(|p| p.status == PaymentStatus::Authorized)
+            .map(|p| p.method.as_str())
+    }
+
     /// The status of the latest delivery step.
     pub fn delivery_status(&self) -> Option<DeliveryStatus> {
         self.timeline.last().map(|s| s.status)

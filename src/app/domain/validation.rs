@@ -355,7 +355,8 @@ pub fn parse_new_delivery(body: &Value) -> Result<NewDelivery, ApiError> {
     })
 }
 
-/// Validate an optional `POST /api/orders/{id}/cancel` body: `{"reason"?}`.
+/// Validate an optional `POST /api/orders/{id}/cancel` or `.../refund`
+/// body: `{"reason"?}`.
 pub fn parse_cancel(body: Option<&Value>) -> Result<Option<String>, ApiError> {
     let Some(body) = body else {
         return Ok(None);
@@ -382,15 +383,38 @@ pub fn check_cancel(order: &OrderRecord) -> Result<(), ApiError> {
 }
 
 /// May a payment record of `status` and `amount_cents` be added to `order`?
+///
+/// A payment (authorized or failed attempt) must be for exactly what is
+/// still due on the order, and a refund must return exactly what was paid:
+/// anything else is refused with `amount_mismatch`, which names the amount
+/// expected. The order's state is checked first (a paid order answers
+/// "already paid" whatever the amount).
 pub fn check_payment(
     order: &OrderRecord,
     status: PaymentStatus,
     amount_cents: i64,
 ) -> Result<(), ApiError> {
     let current = order.status();
+    let currency = order.created.as_ref().map_or("", |c| c.currency.as_str());
     match status {
         PaymentStatus::Authorized | PaymentStatus::Failed => match current {
-            OrderStatus::Created | OrderStatus::PaymentFailed => Ok(()),
+            OrderStatus::Created | OrderStatus::PaymentFailed => {
+                let due = order.due_cents();
+                exactly(
+                    amount_cents,
+                    due,
+                    "amount_due",
+                    || {
+                        format!(
+                        "order {} has {} {currency} due; a payment of {} {currency} does not match it",
+                        order.order_id,
+                        decimal(due),
+                        decimal(amount_cents),
+                    )
+                    },
+                    currency,
+                )
+            }
             OrderStatus::Cancelled | OrderStatus::Refunded => Err(ApiError::conflict(format!(
                 "{}; it cannot be paid",
                 describe(order)
@@ -405,16 +429,21 @@ pub fn check_payment(
             | OrderStatus::Scheduled
             | OrderStatus::Delivered
             | OrderStatus::DeliveryFailed => {
-                if amount_cents > order.authorized_cents() {
-                    Err(ApiError::conflict(format!(
-                        "a refund of {:.2} exceeds the {:.2} paid for order {}",
-                        amount_cents as f64 / 100.0,
-                        order.authorized_cents() as f64 / 100.0,
-                        order.order_id
-                    )))
-                } else {
-                    Ok(())
-                }
+                let paid = order.authorized_cents();
+                exactly(
+                    amount_cents,
+                    paid,
+                    "amount_refundable",
+                    || {
+                        format!(
+                        "order {} was paid {} {currency}; a refund returns exactly that, not {} {currency}",
+                        order.order_id,
+                        decimal(paid),
+                        decimal(amount_cents),
+                    )
+                    },
+                    currency,
+                )
             }
             _ => Err(ApiError::conflict(format!(
                 "{}; only paid orders that are not on their way can be refunded",
@@ -422,6 +451,32 @@ pub fn check_payment(
             ))),
         },
     }
+}
+
+/// `amount_cents` must be `expected_cents`; otherwise `amount_mismatch`
+/// naming the expected amount as `what`.
+fn exactly(
+    amount_cents: i64,
+    expected_cents: i64,
+    what: &str,
+    message: impl FnOnce() -> String,
+    currency: &str,
+) -> Result<(), ApiError> {
+    if amount_cents == expected_cents {
+        Ok(())
+    } else {
+        Err(ApiError::amount_mismatch(
+            message(),
+            what,
+            expected_cents,
+            currency,
+        ))
+    }
+}
+
+/// Minor units as a decimal with two places, for messages.
+fn decimal(cents: i64) -> String {
+    format!("{:.2}", cents as f64 / 100.0)
 }
 
 /// May the delivery of `order` move to `next`?
@@ -607,6 +662,14 @@ mod tests {
         pay(&mut o, PaymentStatus::Failed);
         assert!(check_cancel(&o).is_ok());
         assert!(check_payment(&o, PaymentStatus::Authorized, 1000).is_ok());
+        for wrong in [0, 300, 999, 1001] {
+            let e = check_payment(&o, PaymentStatus::Authorized, wrong).unwrap_err();
+            assert_eq!((e.status.as_u16(), e.code), (422, "amount_mismatch"));
+            let body = e.body();
+            assert_eq!(body["error"]["amount_due"], 10.0);
+            assert_eq!(body["error"]["amount_due_cents"], 1000);
+            assert_eq!(body["error"]["currency"], "EUR");
+        }
         o.cancelled = Some(crate::app::domain::order::CancelInfo {
             event_id: Uuid::new_v4(),
             at: 4,
@@ -656,10 +719,11 @@ mod tests {
         for next in D::ALL {
             assert!(check_delivery(&o, next).is_err(), "delivered is final");
         }
-        assert!(
-            check_payment(&o, PaymentStatus::Refunded, 2000).is_err(),
-            "over-refund"
-        );
+        for wrong in [2000, 999, 1] {
+            let e = check_payment(&o, PaymentStatus::Refunded, wrong).unwrap_err();
+            assert_eq!((e.status.as_u16(), e.code), (422, "amount_mismatch"));
+            assert_eq!(e.body()["error"]["amount_refundable_cents"], 1000);
+        }
         assert!(check_payment(&o, PaymentStatus::Refunded, 1000).is_ok());
         pay(&mut o, PaymentStatus::Refunded);
         assert_eq!(o.status(), OrderStatus::Refunded);

@@ -92,6 +92,7 @@ pub(crate) fn route_table() -> Vec<Route> {
         route(Get, "/api/orders", list_orders),
         route(Get, "/api/orders/{order_id}", get_order),
         route(Post, "/api/orders/{order_id}/cancel", cancel_order),
+        route(Post, "/api/orders/{order_id}/refund", refund_order),
         route(Post, "/api/payments", create_payment),
         route(Get, "/api/payments", list_payments),
         route(Post, "/api/deliveries", create_delivery),
@@ -137,6 +138,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                     code: "payload_too_large",
                     message: e.body_text(),
                     fields: None,
+                    details: Default::default(),
                 }
             } else {
                 ApiError::invalid_json(format!("cannot read the body: {}", e.body_text()))
@@ -254,17 +256,34 @@ async fn get_order(
     Ok(Json(order_detail_json(&known_order(&app, &order_id)?)))
 }
 
+/// The `{"reason"?}` body of an order-level command and its order id, checked.
+fn order_reason(order_id: &str, body: &JsonBody) -> Result<Option<String>, ApiError> {
+    let reason = validation::parse_cancel(body.0.as_ref())?;
+    if !validation::valid_order_id(order_id) {
+        return Err(ApiError::order_not_found(order_id));
+    }
+    Ok(reason)
+}
+
 async fn cancel_order(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
     body: JsonBody,
 ) -> Result<Accepted, ApiError> {
-    let reason = validation::parse_cancel(body.0.as_ref())?;
-    if !validation::valid_order_id(&order_id) {
-        return Err(ApiError::order_not_found(&order_id));
-    }
+    let reason = order_reason(&order_id, &body)?;
     Ok(accepted(
         app.commands.cancel_order(&order_id, reason).await?,
+    ))
+}
+
+async fn refund_order(
+    State(app): State<AppState>,
+    Path(order_id): Path<String>,
+    body: JsonBody,
+) -> Result<Accepted, ApiError> {
+    let reason = order_reason(&order_id, &body)?;
+    Ok(accepted(
+        app.commands.refund_order(&order_id, reason).await?,
     ))
 }
 
@@ -411,6 +430,7 @@ async fn start_replay(
             code: "replay_running",
             message: "a replay is already running".to_owned(),
             fields: None,
+            details: Default::default(),
         });
     }
     if !wait {

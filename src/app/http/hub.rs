@@ -1,5 +1,5 @@
 //! The broadcast side of the WebSocket push: every change the projector
-//! applies becomes one `{"event": NAME, "data": {...}}` message, serialised
+//! applies becomes one `{"event": NAME, "data": {...}, "event_id"}` message, serialised
 //! once into a `tokio::broadcast` channel of fixed capacity that every
 //! connected browser reads (`ws`). It is the projector's `ModelListener`.
 //!
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
+use uuid::Uuid;
 
 use super::views::{
     delivery_json, model_stats_json, notification_json, order_summary_json, payment_json,
@@ -74,11 +75,20 @@ impl Hub {
 
     /// Send `{"event": name, "data": data}` to every client.
     pub(crate) fn publish(&self, name: &str, data: Value) {
+        self.send(json!({"event": name, "data": data}));
+    }
+
+    /// Send `{"event": name, "data": data, "event_id": id}`: a message caused
+    /// by the shop event `event_id` (one event may cause several messages).
+    fn publish_for(&self, name: &str, data: Value, event_id: Uuid) {
+        self.send(json!({"event": name, "data": data, "event_id": event_id}));
+    }
+
+    fn send(&self, message: Value) {
         if self.tx.receiver_count() == 0 {
             return;
         }
-        let text = json!({"event": name, "data": data}).to_string();
-        let _ = self.tx.send(Utf8Bytes::from(text));
+        let _ = self.tx.send(Utf8Bytes::from(message.to_string()));
     }
 
     /// Send what an applied batch changed.
@@ -88,19 +98,23 @@ impl Hub {
         }
         for change in changes {
             match change {
-                Change::NewOrder(o) => self.publish("new_order", order_summary_json(o)),
-                Change::OrderUpdated(o) => self.publish("order_updated", order_summary_json(o)),
+                Change::NewOrder(o, id) => {
+                    self.publish_for("new_order", order_summary_json(o), *id)
+                }
+                Change::OrderUpdated(o, id) => {
+                    self.publish_for("order_updated", order_summary_json(o), *id)
+                }
                 Change::NewPayment(order_id, p) => {
-                    self.publish("new_payment", payment_json(order_id, p))
+                    self.publish_for("new_payment", payment_json(order_id, p), p.event_id)
                 }
                 Change::DeliveryUpdate(o, step) => {
                     let mut data = delivery_json(o);
                     data["step"] = timeline_json(std::slice::from_ref(step))[0].clone();
-                    self.publish("delivery_update", data)
+                    self.publish_for("delivery_update", data, step.event_id)
                 }
                 Change::Notification(event) => {
                     if let Some(data) = notification_json(event) {
-                        self.publish("notification", data)
+                        self.publish_for("notification", data, event.event_id)
                     }
                 }
             }

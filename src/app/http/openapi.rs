@@ -46,6 +46,23 @@ fn command(summary: &str, schema: &str, extra: &[(&str, &str)]) -> Value {
     })
 }
 
+/// A command on one order with an optional `{"reason"?}` body.
+fn order_command(summary: &str, conflict: &str) -> Value {
+    json!({
+        "summary": summary,
+        "parameters": [path_order_id()],
+        "requestBody": body("Cancel", false),
+        "responses": {
+            "202": ok("The event was acknowledged by the log.", "Accepted"),
+            "400": error_response("The body is not a JSON object."),
+            "404": error_response("Unknown order id."),
+            "409": error_response(conflict),
+            "422": error_response("`reason` is not a short string."),
+            "503": error_response("Kafka is not reachable."),
+        }
+    })
+}
+
 fn query(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
 }
@@ -114,8 +131,14 @@ Commands (POST) are validated against the read model and answer `202 Accepted` w
 Queries (GET) read the CQRS read model, which a per-node consumer group keeps up to date; it is eventually consistent with the log \
 (usually within milliseconds). Money is a decimal number with at most two decimal places; timestamps are milliseconds since the Unix epoch.\n\n\
 Errors: every failure answers `{\"error\": {\"code\", \"message\", \"fields\"?}}` with 400 `invalid_json`, 404 `not_found`, \
-409 `invalid_transition` (or `replay_running`), 413 `payload_too_large`, 422 `validation_failed`/`invalid_query`, 503 `unavailable`.\n\n\
-WebSocket `GET /ws`: the server sends JSON text messages `{\"event\": NAME, \"data\": {...}}`. The first message is \
+409 `invalid_transition` (or `replay_running`), 413 `payload_too_large`, 422 `validation_failed`/`invalid_query`, \
+422 `amount_mismatch` (a payment is not exactly the amount due, or a refund not exactly the amount paid; the error names the expected \
+`amount_due` or `amount_refundable`, its `*_cents` and the `currency`), 503 `unavailable`.\n\n\
+Money: a payment must equal what is still due on the order; a refund returns everything paid. Revenue is kept and reported per \
+currency (`{\"EUR\": 12.5, \"USD\": 3}`), never summed across currencies.\n\n\
+WebSocket `GET /ws`: the server sends JSON text messages `{\"event\": NAME, \"data\": {...}}`; a message caused by a shop event \
+also carries the event's `event_id` (one event may cause several messages, e.g. a delivery step is a `delivery_update` and an \
+`order_updated`: count events by distinct `event_id`). The first message is \
 `{\"event\": \"snapshot\", \"data\": {\"stats\": Stats, \"orders\": [OrderSummary x 50 most recent], \"payments\": [Payment x 50], \"deliveries\": [Delivery x 50]}}`; \
 then live events: `new_order` (OrderSummary), `order_updated` (OrderSummary), `new_payment` (Payment), \
 `delivery_update` (Delivery plus `step`, a TimelineStep), `stats` (Stats, at most once a second while things change), \
@@ -187,26 +210,24 @@ pub(crate) fn document() -> Value {
                 }
             },
             "/api/orders/{order_id}/cancel": {
-                "post": {
-                    "summary": "Cancel an unpaid order (OrderCancelled)",
-                    "parameters": [path_order_id()],
-                    "requestBody": body("Cancel", false),
-                    "responses": {
-                        "202": ok("The event was acknowledged by the log.", "Accepted"),
-                        "400": error_response("The body is not a JSON object."),
-                        "404": error_response("Unknown order id."),
-                        "409": error_response("The order is paid, cancelled or refunded (`invalid_transition`)."),
-                        "422": error_response("`reason` is not a short string."),
-                        "503": error_response("Kafka is not reachable."),
-                    }
-                }
+                "post": order_command(
+                    "Cancel an unpaid order (OrderCancelled)",
+                    "The order is paid, cancelled or refunded (`invalid_transition`).",
+                )
+            },
+            "/api/orders/{order_id}/refund": {
+                "post": order_command(
+                    "Refund everything paid for an order (PaymentRefunded of the amount paid, to the method it was paid with)",
+                    "The order is not paid, is on its way, or is cancelled or refunded already (`invalid_transition`).",
+                )
             },
             "/api/payments": {
                 "post": command(
                     "Record a payment (PaymentAuthorized, PaymentFailed or PaymentRefunded)",
                     "NewPayment",
                     &[("404", "Unknown order id (`not_found`)."),
-                      ("409", "The order's state does not allow it: cancelled, already paid, not paid (refund), on its way (refund), refund larger than paid (`invalid_transition`).")],
+                      ("409", "The order's state does not allow it: cancelled, already paid, not paid (refund), on its way (refund) (`invalid_transition`)."),
+                      ("422", "Missing fields, wrong types or out-of-range values (`validation_failed`, see `fields`); or the amount is not exactly what is due on the order (payment) or what was paid (refund) (`amount_mismatch`, with `amount_due` or `amount_refundable` and `currency`).")],
                 ),
                 "get": list("List payment records", "PaymentPage", payment_filters),
             },
@@ -327,8 +348,13 @@ fn schemas() -> Value {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
-                    "code": {"type": "string", "enum": ["invalid_json", "validation_failed", "invalid_query", "not_found", "invalid_transition", "replay_running", "payload_too_large", "unavailable", "internal"]},
+                    "code": {"type": "string", "enum": ["invalid_json", "validation_failed", "invalid_query", "amount_mismatch", "not_found", "invalid_transition", "replay_running", "payload_too_large", "unavailable", "internal"]},
                     "message": {"type": "string"},
+                    "amount_due": {"type": "number", "description": "`amount_mismatch` of a payment: what is still due on the order."},
+                    "amount_due_cents": {"type": "integer"},
+                    "amount_refundable": {"type": "number", "description": "`amount_mismatch` of a refund: what was paid (a refund returns exactly that)."},
+                    "amount_refundable_cents": {"type": "integer"},
+                    "currency": {"type": "string", "description": "`amount_mismatch`: the order's ISO 4217 currency."},
                     "fields": {"type": "object", "additionalProperties": {"type": "string"}, "description": "JSON path of each bad field (e.g. `items[0].price`) -> what is wrong."}
                 }
             }}
@@ -496,9 +522,8 @@ fn schemas() -> Value {
             "type": "object",
             "properties": {
                 "orders": {"type": "object", "properties": {"total": {"type": "integer"}, "by_status": counts}},
-                "revenue": {"type": "number", "description": "Authorized minus refunded, all currencies added."},
-                "revenue_cents": {"type": "integer"},
-                "revenue_by_currency": {"type": "object", "additionalProperties": {"type": "number"}},
+                "revenue": {"type": "object", "additionalProperties": {"type": "number"}, "description": "Authorized minus refunded, per currency (ISO 4217 code -> amount); currencies are never added together."},
+                "revenue_cents": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "The same in minor units."},
                 "payments": {"type": "object", "properties": {
                     "total": {"type": "integer"},
                     "by_status": counts,
@@ -516,7 +541,7 @@ fn schemas() -> Value {
                 }},
                 "per_minute": {"type": "array", "description": "The last 60 minutes that had activity, oldest first.", "items": {
                     "type": "object",
-                    "properties": {"minute": ts, "orders": {"type": "integer"}, "revenue": {"type": "number"}}
+                    "properties": {"minute": ts, "orders": {"type": "integer"}, "revenue": {"type": "object", "additionalProperties": {"type": "number"}, "description": "Per currency."}}
                 }},
             }
         }));

@@ -111,7 +111,14 @@ pub(crate) fn payment_json(order_id: &str, p: &PaymentEntry) -> Value {
     })
 }
 
+/// Minor units by currency as decimals by currency.
+fn money_by_currency(cents: &BTreeMap<String, i64>) -> BTreeMap<&str, f64> {
+    cents.iter().map(|(c, v)| (c.as_str(), money(*v))).collect()
+}
+
 /// The `/api/stats` document (also pushed as the `stats` WebSocket event).
+/// Revenue is reported per currency only: amounts of different currencies
+/// are never added together.
 pub(crate) fn stats_json(aggregates: &Aggregates, minutes: &[(i64, MinuteBucket)]) -> Value {
     let per_minute: Vec<Value> = minutes
         .iter()
@@ -119,23 +126,17 @@ pub(crate) fn stats_json(aggregates: &Aggregates, minutes: &[(i64, MinuteBucket)
             json!({
                 "minute": minute,
                 "orders": b.orders,
-                "revenue": money(b.revenue_cents),
+                "revenue": money_by_currency(&b.revenue_by_currency),
             })
         })
-        .collect();
-    let revenue_by_currency: BTreeMap<&String, f64> = aggregates
-        .revenue_by_currency
-        .iter()
-        .map(|(c, v)| (c, money(*v)))
         .collect();
     json!({
         "orders": {
             "total": aggregates.orders_total,
             "by_status": aggregates.orders_by_status,
         },
-        "revenue": money(aggregates.revenue_cents),
-        "revenue_cents": aggregates.revenue_cents,
-        "revenue_by_currency": revenue_by_currency,
+        "revenue": money_by_currency(&aggregates.revenue_by_currency),
+        "revenue_cents": aggregates.revenue_by_currency,
         "payments": {
             "total": aggregates.payments_by_status.values().sum::<u64>(),
             "by_status": aggregates.payments_by_status,

@@ -1,7 +1,10 @@
 //! The WebSocket push (`GET /ws`): every change the projector applies goes
 //! to every connected browser as `{"event": NAME, "data": {...}}`, NAME one of
 //! `new_order`, `order_updated`, `new_payment`, `delivery_update`, `stats`,
-//! `notification`. A client first receives
+//! `notification`. A message caused by a shop event also carries that
+//! event's id (`"event_id"`); one event may cause several messages (a
+//! delivery step is a `delivery_update` and an `order_updated`), so a client
+//! counts events and writes its feed by distinct `event_id`. A client first receives
 //! `{"event": "snapshot", "data": {"stats", "orders", "payments", "deliveries"}}`
 //! (the 50 most recent of each), then live events.
 //!

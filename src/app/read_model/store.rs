@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use uuid::Uuid;
 
 use crate::app::domain::analytics::{minute_of, Aggregates, MinuteBucket};
 use crate::app::domain::error::ApiError;
@@ -83,13 +84,15 @@ pub struct SourceRecord<'a> {
     pub value: Option<&'a [u8]>,
 }
 
-/// What applying events changed, for the WebSocket push.
+/// What applying events changed, for the WebSocket push. One event may make
+/// several changes (a delivery step also updates its order); each names the
+/// event it came from, so a reader can tell events from changes.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// An order was created (its state after the event).
-    NewOrder(Arc<OrderRecord>),
-    /// An existing order changed.
-    OrderUpdated(Arc<OrderRecord>),
+    /// An order was created (its state after the event, the event's id).
+    NewOrder(Arc<OrderRecord>, Uuid),
+    /// An existing order changed (its state after the event, the event's id).
+    OrderUpdated(Arc<OrderRecord>, Uuid),
     /// A payment record was added.
     NewPayment(String, PaymentEntry),
     /// A delivery step was added.
@@ -193,8 +196,7 @@ impl Model {
                     Some(bytes) => tx_decode(&key, &bytes)?,
                     None => MinuteBucket::default(),
                 };
-                bucket.orders += delta.orders;
-                bucket.revenue_cents += delta.revenue_cents;
+                bucket.merge(&delta);
                 tx.insert(key, encode(&bucket))?;
             }
             for ((topic, partition), next) in offsets {
@@ -343,7 +345,10 @@ fn apply_one(
                 let delta =
                     aggregates.record_payment(status, p.amount_cents, &p.currency, &p.method);
                 if delta != 0 {
-                    minutes.entry(minute_of(at)).or_default().revenue_cents += delta;
+                    minutes
+                        .entry(minute_of(at))
+                        .or_default()
+                        .add_revenue(&p.currency, delta);
                 }
                 let row = PaymentRow {
                     order_id: event.order_id.clone(),
@@ -396,9 +401,9 @@ fn apply_one(
         changes.push(Change::DeliveryUpdate(Arc::clone(&order), step));
     }
     if created_now {
-        changes.push(Change::NewOrder(order));
+        changes.push(Change::NewOrder(order, event.event_id));
     } else if order.created.is_some() {
-        changes.push(Change::OrderUpdated(order));
+        changes.push(Change::OrderUpdated(order, event.event_id));
     }
     Ok(())
 }

@@ -116,7 +116,7 @@ fn status_follows_the_lifecycle() {
     assert_eq!(agg.orders_total, 1);
     assert_eq!(agg.orders_by_status["delivered"], 1);
     assert_eq!(agg.deliveries_by_status["delivered"], 1);
-    assert_eq!(agg.revenue_cents, 500);
+    assert_eq!(agg.revenue_by_currency["EUR"], 500);
 }
 
 #[test]
