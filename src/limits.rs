@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -171,8 +172,9 @@ pub(crate) struct ConnectionQuotas {
     total: Arc<Semaphore>,
     /// The total cap (for log lines).
     max_total: usize,
-    /// The cap per address without an override.
-    max_per_ip: usize,
+    /// The cap per address without an override (a dynamic broker config
+    /// may change it while the listener runs).
+    max_per_ip: AtomicUsize,
     /// Per-address caps that replace `max_per_ip`.
     overrides: HashMap<IpAddr, usize>,
     /// Open connections per client address (addresses with none are removed).
@@ -232,7 +234,7 @@ impl ConnectionQuotas {
             listener,
             total: Arc::new(Semaphore::new(max_total)),
             max_total,
-            max_per_ip,
+            max_per_ip: AtomicUsize::new(max_per_ip),
             overrides: resolved,
             per_ip: Mutex::new(HashMap::new()),
             refused_log: RateLimitedLog::new(),
@@ -242,10 +244,16 @@ impl ConnectionQuotas {
 
     /// The cap on connections from `ip`.
     pub(crate) fn limit_for(&self, ip: IpAddr) -> usize {
-        *self
-            .overrides
+        self.overrides
             .get(&ip.to_canonical())
-            .unwrap_or(&self.max_per_ip)
+            .copied()
+            .unwrap_or_else(|| self.max_per_ip.load(Ordering::Relaxed))
+    }
+
+    /// Change the cap per address without an override; connections
+    /// already open stay.
+    pub(crate) fn set_max_per_ip(&self, max: usize) {
+        self.max_per_ip.store(max, Ordering::Relaxed);
     }
 
     /// Wait for a slot under the total cap (None: the quotas are closed).

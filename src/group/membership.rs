@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::state::{ms, Group, GroupState, JoinOutcome, JoinPhase, Member, SyncOutcome};
-use super::{lock, now_ms, GroupCoordinator};
+use super::{lock, now_ms, GroupCoordinator, GroupRef};
 use super::{CoordinatorError as E, Outcome};
 
 /// A JoinGroup request, as the coordinator needs it.
@@ -655,6 +655,34 @@ impl GroupCoordinator {
             self.expire_group_sessions(&mut g, now);
             self.forget_if_unused(&mut g, &handle);
         }
+    }
+
+    /// The earliest deadline of any group: a member's session, a pending
+    /// member id, a sync deadline (the sweeper sleeps until it).
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let join_timeout = self.settings.new_member_join_timeout;
+        self.all_groups()
+            .iter()
+            .filter_map(|handle| {
+                let g = lock(handle);
+                let members = g
+                    .members
+                    .values()
+                    .filter_map(|m| m.session_deadline(join_timeout));
+                members
+                    .chain(g.pending_members.values().copied())
+                    .chain(g.sync_deadline)
+                    .min()
+            })
+            .min()
+    }
+
+    /// Expire the sessions of `group_id` that ended by now (a request that
+    /// needs the group's membership sees it as of its arrival, not as of
+    /// the sweeper's last wake).
+    pub(super) fn expire_due(self: &Arc<Self>, handle: &GroupRef, g: &mut Group) {
+        self.expire_group_sessions(g, Instant::now());
+        self.forget_if_unused(g, handle);
     }
 
     fn expire_group_sessions(self: &Arc<Self>, g: &mut Group, now: Instant) {

@@ -112,7 +112,9 @@ pub struct CoordinatorSettings {
     pub max_session_timeout_ms: i32,
     /// How long a new member may wait in a rebalance without heartbeats.
     pub new_member_join_timeout: Duration,
-    /// How often sessions and sync deadlines are checked.
+    /// The longest the sweeper sleeps before it looks for new deadlines
+    /// (it wakes at the earliest session, pending member or sync deadline
+    /// it knows, so each member expires at its own deadline).
     pub sweep_interval: Duration,
 }
 
@@ -501,18 +503,14 @@ impl GroupCoordinator {
             .collect()
     }
 
-    /// Expire sessions, pending member ids and sync deadlines every
-    /// `sweep_interval`; expire offsets every retention check interval.
+    /// Expire sessions, pending member ids and sync deadlines at the
+    /// earliest deadline (looking again at least every `sweep_interval`, so
+    /// deadlines that appear meanwhile are found); expire offsets every
+    /// retention check interval.
     async fn run_sweeper(self: Arc<Self>) {
         let mut shutdown = self.shutdown.subscribe();
-        let mut tick = tokio::time::interval(self.settings.sweep_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_cleanup = Instant::now();
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.wait_for(|s| *s) => return,
-            }
             let now = Instant::now();
             self.expire_sessions(now);
             if now.duration_since(last_cleanup) >= self.settings.offsets_retention_check_interval {
@@ -524,6 +522,17 @@ impl GroupCoordinator {
                         "removed expired offsets and offsets of deleted topics"
                     );
                 }
+            }
+            let now = Instant::now();
+            let look_again = now + self.settings.sweep_interval;
+            // At least a millisecond on: a deadline nothing clears cannot spin.
+            let wake = self
+                .next_deadline()
+                .map_or(look_again, |d| d.min(look_again))
+                .max(now + Duration::from_millis(1));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
             }
         }
     }

@@ -325,16 +325,19 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups: delete empty groups and their offsets. One error per group.
-    pub fn delete_groups(&self, group_ids: &[String]) -> Vec<Outcome> {
+    pub fn delete_groups(self: &Arc<Self>, group_ids: &[String]) -> Vec<Outcome> {
         group_ids.iter().map(|id| self.delete_group(id)).collect()
     }
 
-    fn delete_group(&self, group_id: &str) -> Outcome {
+    fn delete_group(self: &Arc<Self>, group_id: &str) -> Outcome {
         self.coordinator_error(group_id)?;
         let Some(handle) = self.group(group_id) else {
             return Err(E::GroupIdNotFound);
         };
         let mut g = lock(&handle);
+        // A member whose session ended is gone, even if the sweeper has
+        // not woken since.
+        self.expire_due(&handle, &mut g);
         match g.state {
             GroupState::Dead => return Err(E::GroupIdNotFound),
             GroupState::Empty => {}

@@ -178,6 +178,22 @@ impl Member {
         }
     }
 
+    /// When the member's session ends unless it shows it is alive again
+    /// (None while it waits for SyncGroup, or a known member for JoinGroup).
+    pub fn session_deadline(
+        &self,
+        new_member_join_timeout: std::time::Duration,
+    ) -> Option<Instant> {
+        if self.awaiting_join.is_some() {
+            self.is_new
+                .then(|| self.last_heartbeat + new_member_join_timeout)
+        } else if self.awaiting_sync.is_some() {
+            None
+        } else {
+            Some(self.last_heartbeat + ms(self.session_timeout_ms))
+        }
+    }
+
     pub fn is_static(&self) -> bool {
         self.group_instance_id.is_some()
     }

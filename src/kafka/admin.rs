@@ -15,10 +15,12 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::configs::{self as dynamic, RESOURCE_GROUP};
 use super::{code, str_bytes, topic_error_code};
 use crate::broker::configs::{self, ConfigType, TopicConfigs, TOPIC_CONFIGS};
 use crate::broker::{Broker, TopicError};
 use crate::partition::Partitions;
+use crate::security::configs::{dynamic_broker_config, ConfigTarget};
 
 /// Kafka's resource types.
 const RESOURCE_TOPIC: i8 = 2;
@@ -41,15 +43,7 @@ pub async fn create_topics(
         r.name = ct.name.clone();
         r.num_partitions = -1;
         r.replication_factor = -1;
-        let overrides: BTreeMap<String, String> = ct
-            .configs
-            .iter()
-            .filter_map(|c| {
-                c.value
-                    .as_ref()
-                    .map(|v| (c.name.to_string(), v.to_string()))
-            })
-            .collect();
+        let overrides = values(ct.configs.iter().map(|c| (&c.name, &c.value)));
         let (partitions, rf) = if !ct.assignments.is_empty() {
             let rf = ct
                 .assignments
@@ -171,6 +165,15 @@ pub async fn delete_topics(layer: &Partitions, req: DeleteTopicsRequest) -> Dele
     resp
 }
 
+/// The configs of a request that carry a value, by name.
+fn values<'a>(
+    configs: impl Iterator<Item = (&'a StrBytes, &'a Option<StrBytes>)>,
+) -> BTreeMap<String, String> {
+    configs
+        .filter_map(|(name, value)| value.as_ref().map(|v| (name.to_string(), v.to_string())))
+        .collect()
+}
+
 /// Internal topics (`__consumer_offsets`) belong to the broker: clients may
 /// read them but not delete them or change their partitioning.
 fn is_internal(broker: &Broker, name: &str) -> bool {
@@ -222,7 +225,8 @@ fn config_entry(
     e
 }
 
-/// The broker-level configs this node reports (read-only: set by flags).
+/// The broker-level configs this node's flags set (read-only, except the
+/// dynamic ones of `security::configs`, which a client may override).
 fn broker_configs(broker: &Broker) -> Vec<(&'static str, String, ConfigType)> {
     let c = &broker.config;
     vec![
@@ -258,6 +262,11 @@ fn broker_configs(broker: &Broker) -> Vec<(&'static str, String, ConfigType)> {
             "log.retention.check.interval.ms",
             c.retention_check_interval_ms.to_string(),
             ConfigType::Long,
+        ),
+        (
+            "max.connections.per.ip",
+            c.max_connections_per_ip.to_string(),
+            ConfigType::Int,
         ),
     ]
 }
@@ -319,22 +328,41 @@ pub fn describe_configs(
                         Some(str_bytes(format!("unknown topic {}", res.resource_name)));
                 }
             },
+            RESOURCE_BROKER if res.resource_name.is_empty() => {
+                r.configs = dynamic::describe_broker_default(layer, wanted);
+            }
             RESOURCE_BROKER => {
-                if res.resource_name.is_empty()
-                    || res.resource_name.parse::<i32>().ok() == Some(broker.node_id())
-                {
-                    r.configs = broker_configs(broker)
-                        .into_iter()
-                        .filter(|(n, _, _)| wanted(n))
+                if res.resource_name.parse::<i32>().ok() == Some(broker.node_id()) {
+                    let statics = broker_configs(broker);
+                    let flag = |name: &str| {
+                        statics
+                            .iter()
+                            .find(|(n, _, _)| *n == name)
+                            .map(|(_, v, _)| v.clone())
+                            .unwrap_or_default()
+                    };
+                    let mut configs: Vec<_> = statics
+                        .iter()
+                        .filter(|(n, _, _)| wanted(n) && dynamic_broker_config(n).is_none())
                         .map(|(n, v, k)| {
-                            config_entry(n, Some(v), SOURCE_STATIC_BROKER, k, None, true)
+                            config_entry(n, Some(v.clone()), SOURCE_STATIC_BROKER, *k, None, true)
                         })
                         .collect();
+                    configs.extend(dynamic::describe_this_broker(layer, wanted, flag));
+                    r.configs = configs;
                 } else {
                     r.error_code = code::RESOURCE_NOT_FOUND;
                     r.error_message =
                         Some(str_bytes(format!("unknown broker {}", res.resource_name)));
                 }
+            }
+            RESOURCE_GROUP => {
+                r.configs = dynamic::describe_group(
+                    layer,
+                    &res.resource_name,
+                    wanted,
+                    req.include_documentation,
+                );
             }
             other => {
                 r.error_code = code::INVALID_REQUEST;
@@ -363,12 +391,42 @@ fn alter_result(
     }
 }
 
+/// The dynamic config target of a GROUP or BROKER resource (None: a
+/// topic's, or a type these APIs do not alter).
+fn dynamic_target(
+    layer: &Partitions,
+    resource_type: i8,
+    name: &str,
+) -> Option<Result<ConfigTarget, (i16, String)>> {
+    match resource_type {
+        RESOURCE_GROUP => Some(Ok(ConfigTarget::Group(name.to_string()))),
+        RESOURCE_BROKER => Some(dynamic::broker_target(layer, name)),
+        _ => None,
+    }
+}
+
+/// The names of the broker configs set by flags only.
+fn read_only_broker_configs(broker: &Broker) -> Vec<&'static str> {
+    broker_configs(broker)
+        .into_iter()
+        .map(|(n, _, _)| n)
+        .filter(|n| dynamic_broker_config(n).is_none())
+        .collect()
+}
+
+fn outcome_fields(outcome: dynamic::AlterOutcome) -> (i16, Option<StrBytes>) {
+    match outcome {
+        Ok(()) => (code::NONE, None),
+        Err((error, message)) => (error, Some(str_bytes(message))),
+    }
+}
+
 fn check_topic_resource(resource_type: i8) -> Result<(), TopicError> {
     if resource_type == RESOURCE_TOPIC {
         Ok(())
     } else {
         Err(TopicError::InvalidConfig(format!(
-            "altering resource type {resource_type} is not supported; broker configs are set by flags"
+            "altering resource type {resource_type} is not supported"
         )))
     }
 }
@@ -376,20 +434,27 @@ fn check_topic_resource(resource_type: i8) -> Result<(), TopicError> {
 pub async fn alter_configs(layer: &Partitions, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut resp = AlterConfigsResponse::default();
     for res in req.resources {
+        // AlterConfigs replaces the whole set of a resource's configs.
+        let configs = values(res.configs.iter().map(|c| (&c.name, &c.value)));
+        if let Some(target) = dynamic_target(layer, res.resource_type, &res.resource_name) {
+            let outcome = match target {
+                Ok(target) => {
+                    let read_only = read_only_broker_configs(layer.broker());
+                    dynamic::alter(layer, target, configs, req.validate_only, &read_only).await
+                }
+                Err(e) => Err(e),
+            };
+            let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
+            (r.error_code, r.error_message) = outcome_fields(outcome);
+            r.resource_type = res.resource_type;
+            r.resource_name = res.resource_name;
+            resp.responses.push(r);
+            continue;
+        }
         let result = match check_topic_resource(res.resource_type) {
             Ok(()) => {
-                // AlterConfigs replaces the whole set of overrides.
-                let overrides = res
-                    .configs
-                    .iter()
-                    .filter_map(|c| {
-                        c.value
-                            .as_ref()
-                            .map(|v| (c.name.to_string(), v.to_string()))
-                    })
-                    .collect();
                 layer
-                    .set_topic_configs(&res.resource_name, overrides, req.validate_only)
+                    .set_topic_configs(&res.resource_name, configs, req.validate_only)
                     .await
             }
             Err(e) => Err(e),
@@ -463,6 +528,28 @@ pub async fn incremental_alter_configs(
     let broker = layer.broker();
     let mut resp = IncrementalAlterConfigsResponse::default();
     for res in req.resources {
+        if let Some(target) = dynamic_target(layer, res.resource_type, &res.resource_name) {
+            let outcome = match target {
+                Ok(target) => {
+                    let read_only = read_only_broker_configs(broker);
+                    dynamic::alter_incremental(
+                        layer,
+                        target,
+                        &res.configs,
+                        req.validate_only,
+                        &read_only,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+            (r.error_code, r.error_message) = outcome_fields(outcome);
+            r.resource_type = res.resource_type;
+            r.resource_name = res.resource_name;
+            resp.responses.push(r);
+            continue;
+        }
         let overrides = check_topic_resource(res.resource_type).and_then(|_| {
             let topic = broker
                 .topic(&res.resource_name)

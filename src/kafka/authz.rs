@@ -487,14 +487,17 @@ pub fn create_partitions(
         .collect()
 }
 
-/// Kafka's config resource types: 2 topic, 4 broker, 8 broker logger.
+/// Kafka's config resource types: 2 topic, 4 broker, 8 broker logger, 32 group.
 const CONFIG_TOPIC: i8 = 2;
+const CONFIG_GROUP: i8 = 32;
 
-/// Whether `op` is allowed on a config resource (a topic, or a broker: the
-/// cluster), and the code when not.
+/// Whether `op` is allowed on a config resource (a topic, a group, or a
+/// broker: the cluster), and the code when not.
 fn config_resource(access: &Access<'_>, op: AclOperation, kind: i8, name: &str) -> Option<i16> {
     if kind == CONFIG_TOPIC {
         (!access.topic(op, name)).then_some(code::TOPIC_AUTHORIZATION_FAILED)
+    } else if kind == CONFIG_GROUP {
+        (!access.group(op, name)).then_some(code::GROUP_AUTHORIZATION_FAILED)
     } else {
         (!access.cluster(op)).then_some(code::CLUSTER_AUTHORIZATION_FAILED)
     }
@@ -536,7 +539,7 @@ macro_rules! config_refusal {
     };
 }
 
-/// DescribeConfigs: DESCRIBE_CONFIGS on each topic or the cluster.
+/// DescribeConfigs: DESCRIBE_CONFIGS on each topic, group or the cluster.
 pub fn describe_configs(
     access: &Access<'_>,
     req: &mut DescribeConfigsRequest,
@@ -550,7 +553,7 @@ pub fn describe_configs(
     )
 }
 
-/// AlterConfigs: ALTER_CONFIGS on each topic or the cluster.
+/// AlterConfigs: ALTER_CONFIGS on each topic, group or the cluster.
 pub fn alter_configs(
     access: &Access<'_>,
     req: &mut AlterConfigsRequest,
@@ -564,7 +567,7 @@ pub fn alter_configs(
     )
 }
 
-/// IncrementalAlterConfigs: ALTER_CONFIGS on each topic or the cluster.
+/// IncrementalAlterConfigs: ALTER_CONFIGS on each topic, group or the cluster.
 pub fn incremental_alter_configs(
     access: &Access<'_>,
     req: &mut IncrementalAlterConfigsRequest,

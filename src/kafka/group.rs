@@ -346,7 +346,10 @@ pub fn list_groups(
     resp
 }
 
-pub fn delete_groups(groups: &GroupCoordinator, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub fn delete_groups(
+    groups: &Arc<GroupCoordinator>,
+    req: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let ids: Vec<String> = req.groups_names.iter().map(|g| g.to_string()).collect();
     let errors = groups.delete_groups(&ids);
     let mut resp = DeleteGroupsResponse::default();

@@ -16,6 +16,7 @@ pub(crate) mod api_versions;
 pub(crate) mod authz;
 pub(crate) mod budget;
 pub(crate) mod code;
+pub(crate) mod configs;
 pub(crate) mod errors;
 pub(crate) mod fetch;
 pub(crate) mod group;

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use futures::future::BoxFuture;
 
 use super::budget::{self, RequestBudget};
+use super::configs;
 use super::group::{self, ClientInfo};
 use super::listener::Listener;
 use super::prescan::{self, PrescanError};
@@ -152,6 +153,9 @@ async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
+                quotas.set_max_per_ip(configs::max_connections_per_ip(
+                    services.partitions.broker(),
+                ));
                 let Some(permit) = quotas.admit(slot, peer.ip()) else {
                     continue;
                 };

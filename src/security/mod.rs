@@ -1,6 +1,8 @@
 //! Who a client is and what it may do: the principal a connection
 //! authenticated as, and the node's security metadata (SCRAM credentials,
-//! ACLs, client quotas) as one `SecurityState`.
+//! ACLs, client quotas) as one `SecurityState`, which also carries the
+//! dynamic configs (group configs, dynamic broker configs: `configs.rs`) so
+//! they are replicated, stored and restored the same way.
 //!
 //! The state is the same on every node. A single node applies a
 //! `SecurityChange` itself and keeps the state in its database (the broker
@@ -14,6 +16,7 @@
 
 pub mod acls;
 pub mod authorizer;
+pub mod configs;
 pub mod credentials;
 pub mod quotas;
 pub mod scram;
@@ -80,6 +83,9 @@ pub struct SecurityState {
     pub acls: acls::Acls,
     #[serde(default)]
     pub quotas: quotas::Quotas,
+    /// Group configs and dynamic broker configs.
+    #[serde(default)]
+    pub configs: configs::DynamicConfigs,
 }
 
 /// One change to the security metadata.
@@ -89,6 +95,7 @@ pub enum SecurityChange {
     Credential(credentials::CredentialChange),
     Acl(acls::AclChange),
     Quota(quotas::QuotaChange),
+    Config(configs::ConfigChange),
 }
 
 /// Why a change was refused; the state is unchanged.
@@ -100,6 +107,8 @@ pub enum SecurityRejection {
     Acl(String),
     #[error("{0}")]
     Quota(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 impl SecurityState {
@@ -112,6 +121,9 @@ impl SecurityState {
                 .map_err(SecurityRejection::Credential)?,
             SecurityChange::Acl(c) => self.acls.apply(c).map_err(SecurityRejection::Acl)?,
             SecurityChange::Quota(c) => self.quotas.apply(c).map_err(SecurityRejection::Quota)?,
+            SecurityChange::Config(c) => {
+                self.configs.apply(c).map_err(SecurityRejection::Config)?
+            }
         }
         self.version += 1;
         Ok(self.version)
