@@ -359,6 +359,24 @@ pub struct NodeConfig {
     )]
     pub group_initial_rebalance_delay_ms: u64,
 
+    /// How long a member of a consumer-protocol group (KIP-848) lives
+    /// without heartbeats, in ms (Kafka's group.consumer.session.timeout.ms).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+        default_value_t = 45_000
+    )]
+    pub group_consumer_session_timeout_ms: u64,
+
+    /// How often members of a consumer-protocol group heartbeat, in ms
+    /// (Kafka's group.consumer.heartbeat.interval.ms).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 5_000
+    )]
+    pub group_consumer_heartbeat_interval_ms: u64,
+
     /// Partition count of the internal __consumer_offsets topic when it is
     /// first created (Kafka's offsets.topic.num.partitions); an existing
     /// topic keeps its count.
@@ -501,6 +519,8 @@ impl NodeConfig {
             queued_max_request_bytes: 256 * 1024 * 1024,
             memory_trim_interval_ms: 1000,
             group_initial_rebalance_delay_ms: 0,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
             offsets_topic_partitions: 4,
             offsets_retention_minutes: 10_080,
             shop: false,

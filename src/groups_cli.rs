@@ -1,6 +1,7 @@
 //! `sluice groups list | describe | reset-offsets`: consumer-group
 //! administration over the Kafka protocol (FindCoordinator, ListGroups,
-//! DescribeGroups, OffsetFetch, ListOffsets, OffsetCommit), so it works
+//! DescribeGroups, ConsumerGroupDescribe for groups of the KIP-848
+//! protocol, OffsetFetch, ListOffsets, OffsetCommit), so it works
 //! against any Kafka-compatible cluster, not only Sluice.
 //!
 //! It talks to brokers through `crate::client` and never reaches into a
@@ -167,7 +168,7 @@ async fn coordinator(client: &Client, group: &str) -> anyhow::Result<BrokerConne
 }
 
 async fn list(client: &Client, states: &[String]) -> anyhow::Result<()> {
-    let mut rows: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut rows: BTreeMap<String, (String, String, String)> = BTreeMap::new();
     for broker in client.brokers() {
         let conn = client.broker(broker.node_id).await?;
         let version = conn.version_for::<ListGroupsRequest>()?;
@@ -182,15 +183,30 @@ async fn list(client: &Client, states: &[String]) -> anyhow::Result<()> {
         let resp = conn.request_with_version(&req, version).await?;
         check(resp.error_code, "ListGroups")?;
         for g in resp.groups {
+            // ListGroups v5 (KIP-848) names the group's type.
+            let group_type = if version >= 5 {
+                g.group_type.to_string()
+            } else {
+                "-".to_owned()
+            };
             rows.insert(
                 g.group_id.to_string(),
-                (g.group_state.to_string(), g.protocol_type.to_string()),
+                (
+                    group_type,
+                    g.group_state.to_string(),
+                    g.protocol_type.to_string(),
+                ),
             );
         }
     }
-    let mut table = vec![row(["GROUP", "STATE", "PROTOCOL-TYPE"])];
-    for (group, (state, protocol_type)) in rows {
-        table.push(vec![group, state, protocol_type]);
+    let mut table = vec![row(["GROUP", "STATE", "PROTOCOL-TYPE", "TYPE"])];
+    for (group, (group_type, state, protocol_type)) in rows {
+        let protocol_type = if protocol_type.is_empty() {
+            "-".to_owned()
+        } else {
+            protocol_type
+        };
+        table.push(vec![group, state, protocol_type, group_type]);
     }
     print_table(&table);
     Ok(())
@@ -242,14 +258,75 @@ async fn committed_offsets(
     Ok(out)
 }
 
+/// A group of the consumer protocol (KIP-848), if `group` is one: its
+/// state, epochs and assignor, and each member's assignment by topic.
+async fn describe_consumer_group(
+    conn: &BrokerConnection,
+    group: &str,
+) -> anyhow::Result<Option<consumer_group_describe_response::DescribedGroup>> {
+    let Ok(version) = conn.version_for::<ConsumerGroupDescribeRequest>() else {
+        return Ok(None);
+    };
+    let req =
+        ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(str_bytes(group))]);
+    let resp = conn.request_with_version(&req, version).await?;
+    Ok(resp.groups.into_iter().next().filter(|g| g.error_code == 0))
+}
+
 async fn describe(client: &Client, group: &str) -> anyhow::Result<()> {
     let conn = coordinator(client, group).await?;
+    if let Some(g) = describe_consumer_group(&conn, group).await? {
+        println!(
+            "GROUP {group}  TYPE consumer  STATE {}  EPOCH {}  ASSIGNMENT-EPOCH {}  ASSIGNOR {}  MEMBERS {}",
+            g.group_state,
+            g.group_epoch,
+            g.assignment_epoch,
+            g.assignor_name,
+            g.members.len()
+        );
+        println!();
+        let mut owner: BTreeMap<(String, i32), String> = BTreeMap::new();
+        let mut members = vec![row([
+            "MEMBER-ID",
+            "INSTANCE-ID",
+            "CLIENT-ID",
+            "HOST",
+            "EPOCH",
+            "ASSIGNMENT",
+        ])];
+        for m in &g.members {
+            let mut shown = Vec::new();
+            for tp in &m.assignment.topic_partitions {
+                for p in &tp.partitions {
+                    owner.insert((tp.topic_name.to_string(), *p), m.member_id.to_string());
+                }
+                let list: Vec<String> = tp.partitions.iter().map(|p| p.to_string()).collect();
+                shown.push(format!("{}:{}", tp.topic_name.0, list.join(",")));
+            }
+            members.push(vec![
+                m.member_id.to_string(),
+                m.instance_id
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |i| i.to_string()),
+                m.client_id.to_string(),
+                m.client_host.to_string(),
+                m.member_epoch.to_string(),
+                if shown.is_empty() {
+                    "-".into()
+                } else {
+                    shown.join(" ")
+                },
+            ]);
+        }
+        print_members(&members);
+        return print_lag(client, &conn, group, owner).await;
+    }
     let described = describe_group(&conn, group).await?;
     if described.group_state.as_str() == "Dead" {
         bail!("group {group} does not exist");
     }
     println!(
-        "GROUP {group}  STATE {}  PROTOCOL {}/{}  MEMBERS {}",
+        "GROUP {group}  TYPE classic  STATE {}  PROTOCOL {}/{}  MEMBERS {}",
         described.group_state,
         if described.protocol_type.is_empty() {
             "-"
@@ -298,14 +375,29 @@ async fn describe(client: &Client, group: &str) -> anyhow::Result<()> {
             },
         ]);
     }
-    if described.members.is_empty() {
+    print_members(&members);
+    print_lag(client, &conn, group, owner).await
+}
+
+/// The members table (its header row alone: none).
+fn print_members(members: &[Vec<String>]) {
+    if members.len() <= 1 {
         println!("(no active members)");
     } else {
-        print_table(&members);
+        print_table(members);
     }
     println!();
+}
 
-    let committed = committed_offsets(&conn, group).await?;
+/// Per partition: the committed offset, the log end offset, the lag and
+/// the member that owns it.
+async fn print_lag(
+    client: &Client,
+    conn: &BrokerConnection,
+    group: &str,
+    owner: BTreeMap<(String, i32), String>,
+) -> anyhow::Result<()> {
+    let committed = committed_offsets(conn, group).await?;
     let partitions: BTreeSet<(String, i32)> =
         committed.keys().chain(owner.keys()).cloned().collect();
     let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();

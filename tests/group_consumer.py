@@ -51,6 +51,14 @@ def run_confluent(cfg: dict) -> None:
     }
     if cfg.get("instance_id"):
         conf["group.instance.id"] = cfg["instance_id"]
+    if cfg.get("protocol") == "consumer":
+        # KIP-848: the coordinator assigns and times sessions; librdkafka
+        # refuses the classic protocol's settings.
+        conf["group.protocol"] = "consumer"
+        for key in ("session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy"):
+            del conf[key]
+        if cfg.get("remote_assignor"):
+            conf["group.remote.assignor"] = cfg["remote_assignor"]
     consumer = Consumer(conf)
 
     def on_assign(_consumer, partitions):

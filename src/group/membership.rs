@@ -89,6 +89,11 @@ impl GroupCoordinator {
             }
         };
         let mut g = lock(&handle);
+        // A consumer-protocol group in use takes no classic members (no
+        // online migration).
+        if Self::has_consumer_members(&g) {
+            return fail(E::InconsistentGroupProtocol);
+        }
         let reply = if req.member_id.is_empty() {
             self.join_new_member(&mut g, req)
         } else {

@@ -17,6 +17,7 @@
 //! it, never the other way round (the map lock is held only to look up,
 //! insert or remove an entry).
 
+pub mod consumer;
 mod membership;
 mod offsets;
 pub mod records;
@@ -90,6 +91,18 @@ pub enum CoordinatorError {
     UnknownTopicOrPartition,
     #[error("the commit was not replicated in time")]
     RequestTimedOut,
+    #[error("the member epoch is not the member's")]
+    FencedMemberEpoch,
+    #[error("the static instance id is still held by a member")]
+    UnreleasedInstanceId,
+    #[error("unknown server assignor")]
+    UnsupportedAssignor,
+    #[error("the member epoch is stale")]
+    StaleMemberEpoch,
+    #[error("the request is invalid")]
+    InvalidRequest,
+    #[error("invalid regular expression")]
+    InvalidRegularExpression,
 }
 
 /// The answer to one group operation (or one partition or member of it).
@@ -116,6 +129,12 @@ pub struct CoordinatorSettings {
     /// (it wakes at the earliest session, pending member or sync deadline
     /// it knows, so each member expires at its own deadline).
     pub sweep_interval: Duration,
+    /// Consumer-protocol members are fenced this long after their last
+    /// heartbeat (`group.consumer.session.timeout.ms`).
+    pub consumer_session_timeout: Duration,
+    /// How often consumer-protocol members heartbeat
+    /// (`group.consumer.heartbeat.interval.ms`).
+    pub consumer_heartbeat_interval: Duration,
 }
 
 impl CoordinatorSettings {
@@ -132,6 +151,12 @@ impl CoordinatorSettings {
             max_session_timeout_ms: 1_800_000,
             new_member_join_timeout: Duration::from_secs(300),
             sweep_interval: Duration::from_millis(100),
+            consumer_session_timeout: Duration::from_millis(
+                config.group_consumer_session_timeout_ms,
+            ),
+            consumer_heartbeat_interval: Duration::from_millis(
+                config.group_consumer_heartbeat_interval_ms,
+            ),
         }
     }
 }
@@ -238,7 +263,7 @@ impl GroupCoordinator {
         };
         let now = Instant::now();
         let now_wall = now_ms();
-        let mut loading = Loading::default();
+        let mut loading = Loading::new(settings.consumer_session_timeout);
         let mut partitions = Vec::new();
         let mut replayed = 0usize;
         for log in topic.partitions() {
@@ -300,6 +325,7 @@ impl GroupCoordinator {
         });
         let task = tokio::spawn(Arc::clone(&coordinator).run_sweeper());
         *lock(&coordinator.sweeper) = Some(task);
+        tokio::spawn(Arc::clone(&coordinator).run_consumer_sessions());
         coordinator
     }
 
@@ -325,7 +351,7 @@ impl GroupCoordinator {
         let (store, records) = OffsetsLog::open(log)?;
         let now = Instant::now();
         let now_wall = now_ms();
-        let mut loading = Loading::default();
+        let mut loading = Loading::new(self.settings.consumer_session_timeout);
         let replayed = records.len();
         for (key, value) in records {
             loading.apply(&key, value.as_ref(), now, now_wall);
@@ -469,6 +495,7 @@ impl GroupCoordinator {
             && g.members.is_empty()
             && g.pending_members.is_empty()
             && g.offsets.is_empty()
+            && g.consumer.is_none()
         {
             g.transition(GroupState::Dead, now_ms());
             self.forget(g, handle);
@@ -561,10 +588,23 @@ struct Loading {
     /// Groups whose latest metadata record is live (not a tombstone).
     with_metadata: HashSet<String>,
     skipped: usize,
+    /// The session a loaded consumer-protocol member gets.
+    consumer_session: Duration,
 }
 
 impl Loading {
+    fn new(consumer_session: Duration) -> Self {
+        Loading {
+            consumer_session,
+            ..Loading::default()
+        }
+    }
+
     fn apply(&mut self, key: &Bytes, value: Option<&Bytes>, now: Instant, now_wall: i64) {
+        if let Some(key) = consumer::records::ConsumerKey::decode(key) {
+            self.apply_consumer(key, value, now, now_wall);
+            return;
+        }
         let key = match RecordKey::decode(key) {
             Ok(k) => k,
             Err(e) => {
@@ -607,6 +647,28 @@ impl Loading {
         }
     }
 
+    /// A record of a consumer-protocol group (KIP-848).
+    fn apply_consumer(
+        &mut self,
+        key: Result<consumer::records::ConsumerKey, records::RecordError>,
+        value: Option<&Bytes>,
+        now: Instant,
+        now_wall: i64,
+    ) {
+        let key = match key {
+            Ok(k) => k,
+            Err(e) => return self.skip(&e),
+        };
+        let deadline = now + self.consumer_session;
+        let g = self.group(key.group(), now_wall);
+        let group = g.consumer.get_or_insert_with(Default::default);
+        match group.apply(&key, value.map(|v| &v[..]), deadline) {
+            Ok(true) => {}
+            Ok(false) => g.consumer = None,
+            Err(e) => self.skip(&e),
+        }
+    }
+
     fn group(&mut self, group_id: &str, now_wall: i64) -> &mut Group {
         self.groups
             .entry(group_id.to_owned())
@@ -624,7 +686,9 @@ impl Loading {
         let with_metadata = self.with_metadata;
         self.groups
             .into_iter()
-            .filter(|(id, g)| with_metadata.contains(id) || !g.offsets.is_empty())
+            .filter(|(id, g)| {
+                with_metadata.contains(id) || !g.offsets.is_empty() || g.consumer.is_some()
+            })
             .map(|(id, g)| (id, Arc::new(Mutex::new(g))))
             .collect()
     }

@@ -67,6 +67,8 @@ pub struct GroupDescription {
     /// The selected protocol while Stable, else empty.
     pub protocol: String,
     pub members: Vec<MemberDescription>,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
 }
 
 /// A group in ListGroups.
@@ -75,6 +77,8 @@ pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
     pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
 }
 
 /// Committed offsets by topic and partition (`None`: nothing committed).
@@ -162,6 +166,9 @@ impl GroupCoordinator {
     fn commit_gate(&self, g: &mut Group, req: &CommitRequest) -> Outcome {
         if g.is(GroupState::Dead) {
             return Err(E::CoordinatorNotAvailable);
+        }
+        if let Some(gate) = Self::consumer_commit_gate(g, &req.member_id, req.generation_id) {
+            return gate;
         }
         if g.is_static_member_fenced(req.group_instance_id.as_deref(), &req.member_id) {
             return Err(E::FencedInstanceId);
@@ -340,14 +347,15 @@ impl GroupCoordinator {
         self.expire_due(&handle, &mut g);
         match g.state {
             GroupState::Dead => return Err(E::GroupIdNotFound),
-            GroupState::Empty => {}
+            GroupState::Empty if !Self::has_consumer_members(&g) => {}
             _ => return Err(E::NonEmptyGroup),
         }
-        let mut records: Vec<KeyValue> = g
-            .offsets
-            .keys()
-            .map(|(topic, p)| (offset_key(group_id, topic, *p), None))
-            .collect();
+        let mut records: Vec<KeyValue> = Self::consumer_tombstones(&g);
+        records.extend(
+            g.offsets
+                .keys()
+                .map(|(topic, p)| (offset_key(group_id, topic, *p), None)),
+        );
         records.push((
             RecordKey::Group {
                 group: group_id.to_owned(),
@@ -374,6 +382,7 @@ impl GroupCoordinator {
             protocol_type: String::new(),
             protocol: String::new(),
             members: Vec::new(),
+            group_type: "classic",
         };
         let Some(handle) = self.group(group_id) else {
             return Ok(dead);
@@ -381,6 +390,9 @@ impl GroupCoordinator {
         let g = lock(&handle);
         if g.is(GroupState::Dead) {
             return Ok(dead);
+        }
+        if let Some(described) = Self::describe_consumer_group(&g) {
+            return Ok(described);
         }
         let stable = g.is(GroupState::Stable);
         let protocol = if stable {
@@ -414,12 +426,19 @@ impl GroupCoordinator {
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
             protocol,
             members,
+            group_type: "classic",
         })
     }
 
     /// ListGroups: every group, or those whose state is in `states`
     /// (case-insensitive), sorted by id.
     pub fn list_groups(&self, states: &[String]) -> Vec<GroupListing> {
+        self.list_groups_of_types(states, &[])
+    }
+
+    /// ListGroups v5: also filtered by group type ("classic", "consumer";
+    /// case-insensitive) when `types` is not empty.
+    pub fn list_groups_of_types(&self, states: &[String], types: &[String]) -> Vec<GroupListing> {
         let mut out: Vec<GroupListing> = self
             .all_groups()
             .iter()
@@ -428,14 +447,18 @@ impl GroupCoordinator {
                 if g.is(GroupState::Dead) {
                     return None;
                 }
-                let state = g.state.name();
+                let (group_type, state, protocol_type) = Self::group_type_and_state(&g);
                 if !states.is_empty() && !states.iter().any(|s| s.eq_ignore_ascii_case(state)) {
+                    return None;
+                }
+                if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case(group_type)) {
                     return None;
                 }
                 Some(GroupListing {
                     group_id: g.group_id.clone(),
-                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                    protocol_type,
                     state,
+                    group_type,
                 })
             })
             .collect();

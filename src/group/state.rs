@@ -253,6 +253,9 @@ pub struct Group {
     pub subscribed_topics: Option<BTreeSet<String>>,
     /// Committed offsets by (topic, partition).
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// The group's state under the consumer protocol (KIP-848), if it is
+    /// such a group.
+    pub consumer: Option<Box<super::consumer::ConsumerGroup>>,
 }
 
 impl Group {
@@ -275,6 +278,7 @@ impl Group {
             timer_epoch: 0,
             subscribed_topics: None,
             offsets: BTreeMap::new(),
+            consumer: None,
         }
     }
 

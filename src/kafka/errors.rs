@@ -96,6 +96,12 @@ pub fn coordinator_error_code(e: &CoordinatorError) -> i16 {
         C::OffsetMetadataTooLarge => code::OFFSET_METADATA_TOO_LARGE,
         C::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
         C::RequestTimedOut => code::REQUEST_TIMED_OUT,
+        C::FencedMemberEpoch => code::FENCED_MEMBER_EPOCH,
+        C::UnreleasedInstanceId => code::UNRELEASED_INSTANCE_ID,
+        C::UnsupportedAssignor => code::UNSUPPORTED_ASSIGNOR,
+        C::StaleMemberEpoch => code::STALE_MEMBER_EPOCH,
+        C::InvalidRequest => code::INVALID_REQUEST,
+        C::InvalidRegularExpression => code::INVALID_REGULAR_EXPRESSION,
     }
 }
 

@@ -3,7 +3,8 @@
 //! version has (so encoding never fails) and Kafka's error codes.
 //!
 //! FindCoordinator 0-4, JoinGroup 0-9, SyncGroup 0-5, Heartbeat 0-4,
-//! LeaveGroup 0-5, DescribeGroups 0-5, ListGroups 0-4, DeleteGroups 0-2,
+//! LeaveGroup 0-5, DescribeGroups 0-5 (a consumer-protocol group is
+//! GROUP_ID_NOT_FOUND there, as Kafka), ListGroups 0-5 (v5: group types), DeleteGroups 0-2,
 //! OffsetCommit 2-9, OffsetFetch 1-9, OffsetDelete 0.
 //!
 //! Must never: hold group policy (the coordinator in `group/` decides; its
@@ -291,6 +292,14 @@ pub fn describe_groups(
                     d.error_code = coordinator_error_code(&error);
                     d.group_state = StrBytes::from_static_str("");
                 }
+                Ok(g) if g.group_type == "consumer" => {
+                    d.error_code = code::GROUP_ID_NOT_FOUND;
+                    if version >= 6 {
+                        d.error_message =
+                            Some(str_bytes(format!("Group {} is not a classic group.", id.0)));
+                    }
+                    d.group_state = StrBytes::from_static_str("");
+                }
                 Ok(g) => {
                     d.group_state = StrBytes::from_static_str(g.state);
                     d.protocol_type = str_bytes(g.protocol_type);
@@ -329,9 +338,14 @@ pub fn list_groups(
     } else {
         Vec::new()
     };
+    let types: Vec<String> = if version >= 5 {
+        req.types_filter.iter().map(string).collect()
+    } else {
+        Vec::new()
+    };
     let mut resp = ListGroupsResponse::default();
     resp.groups = groups
-        .list_groups(&states)
+        .list_groups_of_types(&states, &types)
         .into_iter()
         .map(|g| {
             let mut l = ListedGroup::default();
@@ -339,6 +353,9 @@ pub fn list_groups(
             l.protocol_type = str_bytes(g.protocol_type);
             if version >= 4 {
                 l.group_state = StrBytes::from_static_str(g.state);
+            }
+            if version >= 5 {
+                l.group_type = StrBytes::from_static_str(g.group_type);
             }
             l
         })

@@ -17,6 +17,7 @@ pub(crate) mod authz;
 pub(crate) mod budget;
 pub(crate) mod code;
 pub(crate) mod configs;
+pub(crate) mod consumer_group;
 pub(crate) mod errors;
 pub(crate) mod fetch;
 pub(crate) mod group;
@@ -60,7 +61,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
-    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
@@ -74,6 +75,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The supported version range of an API, if it is served at all.
@@ -141,6 +144,11 @@ const _: () = {
     assert!(code::MEMBER_ID_REQUIRED == E::MemberIdRequired.code());
     assert!(code::FENCED_INSTANCE_ID == E::FencedInstanceId.code());
     assert!(code::GROUP_SUBSCRIBED_TO_TOPIC == E::GroupSubscribedToTopic.code());
+    assert!(code::FENCED_MEMBER_EPOCH == E::FencedMemberEpoch.code());
+    assert!(code::UNRELEASED_INSTANCE_ID == E::UnreleasedInstanceId.code());
+    assert!(code::UNSUPPORTED_ASSIGNOR == E::UnsupportedAssignor.code());
+    assert!(code::STALE_MEMBER_EPOCH == E::StaleMemberEpoch.code());
+    assert!(code::INVALID_REGULAR_EXPRESSION == E::InvalidRegularExpression.code());
     assert!(code::UNSUPPORTED_SASL_MECHANISM == E::UnsupportedSaslMechanism.code());
     assert!(code::ILLEGAL_SASL_STATE == E::IllegalSaslState.code());
     assert!(code::SASL_AUTHENTICATION_FAILED == E::SaslAuthenticationFailed.code());

@@ -32,8 +32,8 @@ use super::listener::Listener;
 use super::prescan::{self, PrescanError};
 use super::sasl::SaslState;
 use super::{
-    acls, admin, api_versions, authz, code, fetch, metadata, offsets, produce, quotas,
-    supported_range, users,
+    acls, admin, api_versions, authz, code, consumer_group, fetch, metadata, offsets, produce,
+    quotas, supported_range, users,
 };
 use crate::group::GroupCoordinator;
 use crate::limits::ConnectionQuotas;
@@ -719,6 +719,7 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
         ApiKey::Metadata,
         handler!(|r, req| {
             let mut req: MetadataRequest = req;
+            consumer_group::name_topics_by_id(r.groups(), &mut req);
             let access = r.access();
             let p = r.partitions();
             let (refused, allowed) =
@@ -1002,6 +1003,32 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
             let mut resp = group::describe_groups(r.groups(), req, r.version);
             authz::describe_groups(&r.access(), include, &mut resp);
             r.respond(&resp)
+        }),
+    ),
+    (ApiKey::ConsumerGroupHeartbeat, |mut r| {
+        Box::pin(async move {
+            let client = ClientInfo {
+                client_id: r.client_id().to_owned(),
+                client_host: r.client_host.to_owned(),
+            };
+            let req: ConsumerGroupHeartbeatRequest = r.decode()?;
+            r.respond(&consumer_group::heartbeat(
+                r.groups(),
+                &r.access(),
+                req,
+                &client,
+            ))
+        })
+    }),
+    (
+        ApiKey::ConsumerGroupDescribe,
+        handler!(|r, req| {
+            r.respond(&consumer_group::describe(
+                r.groups(),
+                &r.access(),
+                req,
+                r.version,
+            ))
         }),
     ),
     (

@@ -753,6 +753,38 @@ static ALTER_CLIENT_QUOTAS: Schema = schema!(
     ]
 );
 
+// -- ConsumerGroupHeartbeat, ConsumerGroupDescribe (KIP-848) -----------------
+
+static CONSUMER_GROUP_HEARTBEAT_PARTITIONS: Schema = schema!(
+    consumer_group_heartbeat_request::TopicPartitions,
+    [all("topic_id", UUID), all("partitions", INT32S)]
+);
+static CONSUMER_GROUP_HEARTBEAT: Schema = schema!(
+    ConsumerGroupHeartbeatRequest,
+    [
+        all("group_id", STR),
+        all("member_id", STR),
+        all("member_epoch", I32),
+        all("instance_id", STR),
+        all("rack_id", STR),
+        all("rebalance_timeout_ms", I32),
+        all("subscribed_topic_names", STRS),
+        since(1, "subscribed_topic_regex", STR),
+        all("server_assignor", STR),
+        all(
+            "topic_partitions",
+            array(&CONSUMER_GROUP_HEARTBEAT_PARTITIONS)
+        ),
+    ]
+);
+static CONSUMER_GROUP_DESCRIBE: Schema = schema!(
+    ConsumerGroupDescribeRequest,
+    [
+        all("group_ids", STRS),
+        all("include_authorized_operations", BOOL),
+    ]
+);
+
 /// Every request message the broker decodes.
 pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::Produce, 9, &PRODUCE),
@@ -802,6 +834,8 @@ pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::DeleteAcls, 2, &DELETE_ACLS),
     message(ApiKey::DescribeClientQuotas, 1, &DESCRIBE_CLIENT_QUOTAS),
     message(ApiKey::AlterClientQuotas, 1, &ALTER_CLIENT_QUOTAS),
+    message(ApiKey::ConsumerGroupHeartbeat, 0, &CONSUMER_GROUP_HEARTBEAT),
+    message(ApiKey::ConsumerGroupDescribe, 0, &CONSUMER_GROUP_DESCRIBE),
 ];
 
 const fn message(api: ApiKey, flexible_from: i16, body: &'static Schema) -> Message {

@@ -220,6 +220,8 @@ fn decode_and_encode(api: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Resu
         ApiKey::DeleteAcls => again::<DeleteAclsRequest>(buf, version),
         ApiKey::DescribeClientQuotas => again::<DescribeClientQuotasRequest>(buf, version),
         ApiKey::AlterClientQuotas => again::<AlterClientQuotasRequest>(buf, version),
+        ApiKey::ConsumerGroupHeartbeat => again::<ConsumerGroupHeartbeatRequest>(buf, version),
+        ApiKey::ConsumerGroupDescribe => again::<ConsumerGroupDescribeRequest>(buf, version),
         other => anyhow::bail!("{other:?} is not served"),
     }
 }
