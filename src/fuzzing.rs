@@ -234,6 +234,8 @@ fn decode_body(api: ApiKey, body: &mut Bytes, version: i16) -> Option<bool> {
         ApiKey::DeleteAcls => ok::<DeleteAclsRequest>(body, version),
         ApiKey::DescribeClientQuotas => ok::<DescribeClientQuotasRequest>(body, version),
         ApiKey::AlterClientQuotas => ok::<AlterClientQuotasRequest>(body, version),
+        ApiKey::ConsumerGroupHeartbeat => ok::<ConsumerGroupHeartbeatRequest>(body, version),
+        ApiKey::ConsumerGroupDescribe => ok::<ConsumerGroupDescribeRequest>(body, version),
         _ => None,
     }
 }
