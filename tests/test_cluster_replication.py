@@ -408,6 +408,22 @@ class NumberedProducer(threading.Thread):
             return [(p, seq, off) for p, acks in self.acked.items() for seq, off, _ in acks]
 
 
+def assert_log_is_exactly_what_was_sent(cluster: Cluster, producer: "NumberedProducer",
+                                        topic: str, partitions: int) -> None:
+    """Every acknowledged record is in the log, in order, once; no record
+    failed or stayed undelivered, so the log is exactly the records sent."""
+    log = read_partitions(cluster, topic, partitions)
+    assert_acked_kept(log, producer.all_acked())
+    assert_in_order_without_duplicates(log)
+    assert producer.fatal_errors() == [], "fatal producer errors"
+    assert producer.unflushed == 0, f"{producer.unflushed} records undelivered after the flush"
+    assert producer.failed == [], (
+        f"{len(producer.failed)} records failed: {Counter(e for _, _, e in producer.failed)}")
+    for p in range(partitions):
+        assert [seq for _, seq in log[p]] == list(range(len(producer.sent_at[p]))), (
+            f"partition {p}")
+
+
 def run_failover_under_producer(cluster: Cluster, label: str, kill_controller: bool) -> None:
     partitions = 6
     topic = unique_topic(label)
@@ -459,18 +475,7 @@ def run_failover_under_producer(cluster: Cluster, label: str, kill_controller: b
         assert after[p]["leader_epoch"] > before[p]["leader_epoch"], (
             f"partition {p}: leader epoch {before[p]['leader_epoch']} -> {after[p]['leader_epoch']}")
 
-    log = read_partitions(cluster, topic, partitions)
-    acked = producer.all_acked()
-    assert_acked_kept(log, acked)
-    assert_in_order_without_duplicates(log)
-    assert producer.fatal_errors() == [], "fatal producer errors"
-    assert producer.unflushed == 0, f"{producer.unflushed} records undelivered after the flush"
-    assert producer.failed == [], (
-        f"{len(producer.failed)} records failed: {Counter(e for _, _, e in producer.failed)}")
-    # Nothing failed, so every record sent was acknowledged and the log is exactly them.
-    for p in range(partitions):
-        assert [seq for _, seq in log[p]] == list(range(len(producer.sent_at[p]))), (
-            f"partition {p}")
+    assert_log_is_exactly_what_was_sent(cluster, producer, topic, partitions)
 
 
 @pytest.mark.timeout(300)
@@ -525,16 +530,7 @@ def test_a_rolling_restart_under_an_idempotent_producer_fails_and_loses_nothing(
 
     assert not producer.is_alive(), "the producer thread did not finish its flush"
     assert producer.exception is None, repr(producer.exception)
-    log = read_partitions(cluster, topic, partitions)
-    assert_acked_kept(log, producer.all_acked())
-    assert_in_order_without_duplicates(log)
-    assert producer.fatal_errors() == [], "fatal producer errors"
-    assert producer.unflushed == 0, f"{producer.unflushed} records undelivered after the flush"
-    assert producer.failed == [], (
-        f"{len(producer.failed)} records failed: {Counter(e for _, _, e in producer.failed)}")
-    for p in range(partitions):
-        assert [seq for _, seq in log[p]] == list(range(len(producer.sent_at[p]))), (
-            f"partition {p}")
+    assert_log_is_exactly_what_was_sent(cluster, producer, topic, partitions)
 
 
 @pytest.mark.timeout(300)
