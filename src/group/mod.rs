@@ -503,8 +503,10 @@ impl GroupCoordinator {
     }
 
     /// Per partition with a committed offset in `group_id`: the committed
-    /// offset, the log end offset (high watermark) and the lag. Partitions of
-    /// topics that no longer exist are left out.
+    /// offset, the log end offset and the lag. The end is the last stable
+    /// offset (the high watermark when no transaction is open), so a
+    /// `read_committed` group's lag never counts records it cannot read yet.
+    /// Partitions of topics that no longer exist are left out.
     pub fn lag(&self, group_id: &str) -> Vec<PartitionLag> {
         let committed: Vec<((String, i32), i64)> = match self.group(group_id) {
             Some(group) => lock(&group)
@@ -518,7 +520,7 @@ impl GroupCoordinator {
             .into_iter()
             .filter_map(|((topic, partition), committed)| {
                 let log = self.broker.topic(&topic)?.partition(partition)?;
-                let log_end_offset = log.high_watermark();
+                let log_end_offset = log.last_stable_offset();
                 Some(PartitionLag {
                     topic,
                     partition,

@@ -66,3 +66,6 @@ pub const ILLEGAL_SASL_STATE: i16 = 34;
 pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
 pub const DUPLICATE_RESOURCE: i16 = 92;
 pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
+// Transactions.
+pub const INVALID_TXN_STATE: i16 = 48;
+pub const PRODUCER_FENCED: i16 = 90;

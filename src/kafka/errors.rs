@@ -10,7 +10,7 @@ use crate::broker::{SecurityError, TopicError};
 use crate::group::{CoordinatorError, Outcome};
 use crate::log::batch::BatchError;
 use crate::log::AppendError;
-use crate::partition::PartitionError;
+use crate::partition::{PartitionError, TxnVerifyError};
 use crate::replication::ReplicaError;
 
 /// The code of a topic error.
@@ -73,6 +73,18 @@ pub fn partition_error(e: &PartitionError) -> (i16, Option<String>) {
         P::OffsetOutOfRange { .. } => (code::OFFSET_OUT_OF_RANGE, None),
         P::Read(_) => (code::KAFKA_STORAGE_ERROR, None),
         P::Flush(message) => (code::KAFKA_STORAGE_ERROR, Some(message.clone())),
+        P::Txn(t) => (txn_verify_error_code(t), Some(t.to_string())),
+    }
+}
+
+/// The code of a transactional batch the coordinator refused (KIP-890).
+pub fn txn_verify_error_code(e: &TxnVerifyError) -> i16 {
+    match e {
+        TxnVerifyError::NotCoordinator => code::NOT_COORDINATOR,
+        TxnVerifyError::CoordinatorLoading => code::COORDINATOR_LOAD_IN_PROGRESS,
+        TxnVerifyError::ProducerFenced => code::PRODUCER_FENCED,
+        TxnVerifyError::InvalidProducerEpoch => code::INVALID_PRODUCER_EPOCH,
+        TxnVerifyError::NotInTransaction => code::INVALID_TXN_STATE,
     }
 }
 

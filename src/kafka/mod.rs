@@ -29,6 +29,7 @@ pub(crate) mod produce;
 pub(crate) mod quotas;
 pub(crate) mod sasl;
 pub(crate) mod server;
+pub(crate) mod txn_markers;
 pub(crate) mod users;
 pub(crate) mod zero_copy;
 
@@ -77,6 +78,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The supported version range of an API, if it is served at all.
@@ -111,6 +114,8 @@ const _: () = {
     assert!(code::UNSUPPORTED_FOR_MESSAGE_FORMAT == E::UnsupportedForMessageFormat.code());
     assert!(code::OUT_OF_ORDER_SEQUENCE_NUMBER == E::OutOfOrderSequenceNumber.code());
     assert!(code::INVALID_PRODUCER_EPOCH == E::InvalidProducerEpoch.code());
+    assert!(code::INVALID_TXN_STATE == E::InvalidTxnState.code());
+    assert!(code::PRODUCER_FENCED == E::ProducerFenced.code());
     assert!(
         code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED == E::TransactionalIdAuthorizationFailed.code()
     );

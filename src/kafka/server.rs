@@ -33,7 +33,7 @@ use super::prescan::{self, PrescanError};
 use super::sasl::SaslState;
 use super::{
     acls, admin, api_versions, authz, code, consumer_group, fetch, metadata, offsets, produce,
-    quotas, supported_range, users,
+    quotas, supported_range, txn_markers, users,
 };
 use crate::group::GroupCoordinator;
 use crate::limits::ConnectionQuotas;
@@ -1075,6 +1075,29 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
             let mut resp = group::offset_fetch(r.groups(), req, r.version);
             let group = group.as_ref().map(|(g, named)| (g.as_str(), *named));
             authz::offset_fetch(&r.access(), group, &named, &mut resp);
+            r.respond(&resp)
+        }),
+    ),
+    (
+        ApiKey::WriteTxnMarkers,
+        handler!(|r, req| {
+            let req: WriteTxnMarkersRequest = req;
+            if r.access()
+                .cluster_refused(AclOperation::ClusterAction)
+                .is_some()
+            {
+                return r.respond(&authz::write_txn_markers_refused(&req));
+            }
+            r.respond(&txn_markers::write_txn_markers(r.partitions(), req).await)
+        }),
+    ),
+    (
+        ApiKey::DescribeProducers,
+        handler!(|r, req| {
+            let mut req: DescribeProducersRequest = req;
+            let refused = authz::describe_producers(&r.access(), &mut req);
+            let mut resp = txn_markers::describe_producers(r.partitions(), req);
+            resp.topics.extend(refused);
             r.respond(&resp)
         }),
     ),

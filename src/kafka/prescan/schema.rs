@@ -785,6 +785,35 @@ static CONSUMER_GROUP_DESCRIBE: Schema = schema!(
     ]
 );
 
+// -- WriteTxnMarkers, DescribeProducers (transactions, partition side) --------
+
+static WRITE_TXN_MARKER_TOPIC: Schema = schema!(
+    write_txn_markers_request::WritableTxnMarkerTopic,
+    [all("name", STR), all("partition_indexes", INT32S)]
+);
+static WRITE_TXN_MARKER: Schema = schema!(
+    write_txn_markers_request::WritableTxnMarker,
+    [
+        all("producer_id", I64),
+        all("producer_epoch", I16),
+        all("transaction_result", BOOL),
+        all("topics", array(&WRITE_TXN_MARKER_TOPIC)),
+        all("coordinator_epoch", I32),
+    ]
+);
+static WRITE_TXN_MARKERS: Schema = schema!(
+    WriteTxnMarkersRequest,
+    [all("markers", array(&WRITE_TXN_MARKER))]
+);
+static DESCRIBE_PRODUCERS_TOPIC: Schema = schema!(
+    describe_producers_request::TopicRequest,
+    [all("name", STR), all("partition_indexes", INT32S)]
+);
+static DESCRIBE_PRODUCERS: Schema = schema!(
+    DescribeProducersRequest,
+    [all("topics", array(&DESCRIBE_PRODUCERS_TOPIC))]
+);
+
 /// Every request message the broker decodes.
 pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::Produce, 9, &PRODUCE),
@@ -836,6 +865,8 @@ pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::AlterClientQuotas, 1, &ALTER_CLIENT_QUOTAS),
     message(ApiKey::ConsumerGroupHeartbeat, 0, &CONSUMER_GROUP_HEARTBEAT),
     message(ApiKey::ConsumerGroupDescribe, 0, &CONSUMER_GROUP_DESCRIBE),
+    message(ApiKey::WriteTxnMarkers, 1, &WRITE_TXN_MARKERS),
+    message(ApiKey::DescribeProducers, 0, &DESCRIBE_PRODUCERS),
 ];
 
 const fn message(api: ApiKey, flexible_from: i16, body: &'static Schema) -> Message {
