@@ -59,7 +59,11 @@ KAFKA_PYTHON_SUITE_REQUIREMENTS = [
 # protocol versions by it); Sluice speaks the protocol of Kafka 4.
 KAFKA_PYTHON_KAFKA_VERSION = "4.2.0"
 # Broker settings the suite's own broker template sets that Sluice has flags for.
-KAFKA_PYTHON_BROKER_ARGS = ["--num-partitions", "4"]
+KAFKA_PYTHON_BROKER_ARGS = [
+    "--num-partitions", "4",
+    "--group-min-session-timeout-ms", "1000",
+    "--group-initial-rebalance-delay-ms", "0",
+]
 
 RSKAFKA_VERSION = "0.6.0"
 # Its integration tests expect a broker that does not create topics on
