@@ -85,9 +85,12 @@ class SuiteResult:
     seconds: float = 0.0
     # The first lines of each failure's message, by test id.
     messages: dict[str, str] = field(default_factory=dict)
+    # Tests that failed and passed when run again.
+    flaky: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.suite} {self.version}: {self.passed} passed, "
+        flaky = f" ({len(self.flaky)} of them on a second run)" if self.flaky else ""
+        return (f"{self.suite} {self.version}: {self.passed} passed{flaky}, "
                 f"{len(self.failed)} failed, {self.skipped} skipped "
                 f"in {self.seconds:.0f} s")
 
@@ -182,11 +185,38 @@ def _pytest_id(classname: str, name: str) -> str:
     return "::".join(["/".join(parts) + ".py", *classes, name])
 
 
+def _pytest_outcomes(python: Path, src: Path, env: dict,
+                     targets: list[str]) -> dict[str, tuple[str, str]]:
+    """Run pytest on `targets` in the suite's tree: outcome ("passed",
+    "failed" or "skipped") and first message line by test id."""
+    report = WORK / "kafka-python-junit.xml"
+    report.unlink(missing_ok=True)
+    proc = subprocess.run(
+        [str(python), "-m", "pytest", *targets, "-q", "-p", "no:cacheprovider",
+         "-o", "addopts=", "-o", "log_level=WARNING", "-W", "ignore::DeprecationWarning",
+         "--timeout=120", "--tb=line", f"--junitxml={report}"],
+        cwd=src, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    if not report.exists():
+        raise RuntimeError(f"kafka-python's suite wrote no report:\n{proc.stdout[-4000:]}")
+    outcomes = {}
+    for case in ET.parse(report).iter("testcase"):
+        test_id = _pytest_id(case.get("classname", ""), case.get("name", ""))
+        bad = case.find("failure")
+        if bad is None:
+            bad = case.find("error")
+        if bad is not None:
+            outcomes[test_id] = ("failed", (bad.get("message") or "").splitlines()[0][:300])
+        elif case.find("skipped") is not None:
+            outcomes[test_id] = ("skipped", "")
+        else:
+            outcomes[test_id] = ("passed", "")
+    return outcomes
+
+
 def run_kafka_python(bootstrap: str) -> SuiteResult:
     src, python = prepare_kafka_python()
     result = SuiteResult("kafka-python", KAFKA_PYTHON_VERSION)
-    report = WORK / "kafka-python-junit.xml"
-    report.unlink(missing_ok=True)
     env = dict(os.environ)
     env.update(
         KAFKA_VERSION=KAFKA_PYTHON_KAFKA_VERSION,
@@ -195,24 +225,23 @@ def run_kafka_python(bootstrap: str) -> SuiteResult:
         PYTHONDONTWRITEBYTECODE="1",
     )
     start = time.monotonic()
-    proc = subprocess.run(
-        [str(python), "-m", "pytest", "test/integration", "-q", "-p", "no:cacheprovider",
-         "-o", "addopts=", "-o", "log_level=WARNING", "-W", "ignore::DeprecationWarning",
-         "--timeout=120", "--tb=line", f"--junitxml={report}"],
-        cwd=src, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    outcomes = _pytest_outcomes(python, src, env, ["test/integration"])
+    # A test with timing assertions can fail on a busy machine: a failure the
+    # list does not expect gets one more run, and passing then counts as
+    # passed (reported as flaky).
+    unexpected = [t for t, (o, _) in outcomes.items()
+                  if o == "failed" and t not in known_failures(result.suite)]
+    if unexpected:
+        for test_id, (outcome, message) in _pytest_outcomes(python, src, env, unexpected).items():
+            if outcome == "passed":
+                result.flaky.append(test_id)
+                outcomes[test_id] = (outcome, message)
     result.seconds = time.monotonic() - start
-    if not report.exists():
-        raise RuntimeError(f"kafka-python's suite wrote no report:\n{proc.stdout[-4000:]}")
-    for case in ET.parse(report).iter("testcase"):
-        test_id = _pytest_id(case.get("classname", ""), case.get("name", ""))
-        bad = case.find("failure")
-        if bad is None:
-            bad = case.find("error")
-        if bad is not None:
+    for test_id, (outcome, message) in outcomes.items():
+        if outcome == "failed":
             result.failed.append(test_id)
-            result.messages[test_id] = (bad.get("message") or "").splitlines()[0][:300]
-        elif case.find("skipped") is not None:
+            result.messages[test_id] = message
+        elif outcome == "skipped":
             result.skipped += 1
         else:
             result.passed += 1
@@ -397,6 +426,8 @@ def main() -> int:
         log(result.summary())
         for test_id in result.failed:
             print(f"    not passed: {test_id}: {result.messages.get(test_id, '')}")
+        for test_id in result.flaky:
+            print(f"    passed on a second run: {test_id}")
         problems += compare(result)
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in results], indent=2))

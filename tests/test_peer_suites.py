@@ -24,5 +24,7 @@ def test_kafka_python_integration_suite():
     print(result.summary())
     for test_id in result.failed:
         print(f"  not passed: {test_id}: {result.messages.get(test_id, '')}")
+    for test_id in result.flaky:
+        print(f"  passed on a second run: {test_id}")
     problems = peer_suites.compare(result)
     assert not problems, "\n".join(problems)
