@@ -359,6 +359,25 @@ pub struct NodeConfig {
     )]
     pub group_initial_rebalance_delay_ms: u64,
 
+    /// Shortest session timeout a classic group member may ask for, in ms
+    /// (Kafka's group.min.session.timeout.ms); shorter joins get
+    /// INVALID_SESSION_TIMEOUT.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_MIN_SESSION_TIMEOUT_MS",
+        default_value_t = 6_000
+    )]
+    pub group_min_session_timeout_ms: i32,
+
+    /// Longest session timeout a classic group member may ask for, in ms
+    /// (Kafka's group.max.session.timeout.ms).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_MAX_SESSION_TIMEOUT_MS",
+        default_value_t = 1_800_000
+    )]
+    pub group_max_session_timeout_ms: i32,
+
     /// How long a member of a consumer-protocol group (KIP-848) lives
     /// without heartbeats, in ms (Kafka's group.consumer.session.timeout.ms).
     #[arg(
@@ -519,6 +538,8 @@ impl NodeConfig {
             queued_max_request_bytes: 256 * 1024 * 1024,
             memory_trim_interval_ms: 1000,
             group_initial_rebalance_delay_ms: 0,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
             offsets_topic_partitions: 4,

@@ -147,8 +147,8 @@ impl CoordinatorSettings {
                 config.offsets_retention_minutes.saturating_mul(60),
             ),
             offsets_retention_check_interval: Duration::from_secs(60),
-            min_session_timeout_ms: 6_000,
-            max_session_timeout_ms: 1_800_000,
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
             new_member_join_timeout: Duration::from_secs(300),
             sweep_interval: Duration::from_millis(100),
             consumer_session_timeout: Duration::from_millis(
