@@ -430,15 +430,22 @@ def test_classic_and_new_consumers_share_a_group_and_read_exactly_once(kip848_br
               f"{sum(len(c.records()) for c in old)}, the new one {len(new.records())}")
 
 
+def mixed_group(stack: contextlib.ExitStack, bootstrap: str, topic: str, group: str):
+    """A classic group of one librdkafka member on a new 4-partition topic,
+    then joined by a consumer-protocol member (the group is upgraded)."""
+    create_topic(bootstrap, topic, 4)
+    old = stack.enter_context(classic(bootstrap, topic, group, "classic", "confluent"))
+    wait_owned([old], 4, members=1, timeout=MIGRATION_TIMEOUT)
+    new = stack.enter_context(new_protocol(bootstrap, topic, group, "new"))
+    wait_owned([old, new], 4, members=2, timeout=MIGRATION_TIMEOUT)
+    return old, new
+
+
 def test_the_group_is_classic_again_when_the_last_new_member_leaves(kip848_broker):
     bootstrap = kip848_broker.bootstrap
     topic, group = unique_topic("downgrade"), unique_topic("gdown")
-    create_topic(bootstrap, topic, 4)
-    old = classic(bootstrap, topic, group, "classic", "confluent")
-    new = new_protocol(bootstrap, topic, group, "new")
-    with old, new:
-        wait_owned([old], 4, members=1, timeout=MIGRATION_TIMEOUT)
-        wait_owned([old, new], 4, members=2, timeout=MIGRATION_TIMEOUT)
+    with contextlib.ExitStack() as stack:
+        old, new = mixed_group(stack, bootstrap, topic, group)
         assert group_type(bootstrap, group) == ConsumerGroupType.CONSUMER
         values = produce_numbered(bootstrap, topic, 0, 4_000, 4)
         wait_for_values([old, new], set(values))
@@ -454,3 +461,20 @@ def test_the_group_is_classic_again_when_the_last_new_member_leaves(kip848_broke
         assert duplicates(seen) == {}, "every record exactly once across the switch back"
         described = describe_group(bootstrap, group)
         assert described.type == ConsumerGroupType.CLASSIC and len(described.members) == 1
+
+
+def test_a_sigkilled_classic_member_of_a_mixed_group_is_fenced_at_its_session(kip848_broker):
+    """A classic member of a consumer group is fenced when its own session
+    (`session.timeout.ms` from JoinGroup) ends; the new member then owns
+    every partition and the group stays a consumer group."""
+    bootstrap = kip848_broker.bootstrap
+    topic, group = unique_topic("mixkill"), unique_topic("gmixkill")
+    with contextlib.ExitStack() as stack:
+        old, new = mixed_group(stack, bootstrap, topic, group)
+        kept = new.assignment()
+        old.kill9()
+        wait_owned([new], 4, members=1, timeout=SESSION_TIMEOUT_MS / 1000 + MIGRATION_TIMEOUT)
+        assert kept <= new.assignment()
+        assert group_type(bootstrap, group) == ConsumerGroupType.CONSUMER
+        values = produce_numbered(bootstrap, topic, 0, 2_000, 4)
+        wait_for_values([new], set(values))
