@@ -396,6 +396,17 @@ pub struct NodeConfig {
     )]
     pub group_consumer_heartbeat_interval_ms: u64,
 
+    /// Whether classic and consumer-protocol members may share a group
+    /// during an upgrade (Kafka's group.consumer.migration.policy):
+    /// disabled, upgrade, downgrade or bidirectional.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_CONSUMER_MIGRATION_POLICY",
+        default_value = "bidirectional",
+        value_parser = ["disabled", "upgrade", "downgrade", "bidirectional"]
+    )]
+    pub group_consumer_migration_policy: String,
+
     /// Partition count of the internal __consumer_offsets topic when it is
     /// first created (Kafka's offsets.topic.num.partitions); an existing
     /// topic keeps its count.
@@ -542,6 +553,7 @@ impl NodeConfig {
             group_max_session_timeout_ms: 1_800_000,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_migration_policy: "bidirectional".to_owned(),
             offsets_topic_partitions: 4,
             offsets_retention_minutes: 10_080,
             shop: false,

@@ -135,6 +135,9 @@ pub struct CoordinatorSettings {
     /// How often consumer-protocol members heartbeat
     /// (`group.consumer.heartbeat.interval.ms`).
     pub consumer_heartbeat_interval: Duration,
+    /// Whether classic and consumer-protocol members may share a group and
+    /// which way a group in use converts (`group.consumer.migration.policy`).
+    pub consumer_migration_policy: consumer::MigrationPolicy,
 }
 
 impl CoordinatorSettings {
@@ -157,6 +160,10 @@ impl CoordinatorSettings {
             consumer_heartbeat_interval: Duration::from_millis(
                 config.group_consumer_heartbeat_interval_ms,
             ),
+            consumer_migration_policy: config
+                .group_consumer_migration_policy
+                .parse()
+                .unwrap_or_default(),
         }
     }
 }
