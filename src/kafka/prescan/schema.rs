@@ -785,6 +785,40 @@ static CONSUMER_GROUP_DESCRIBE: Schema = schema!(
     ]
 );
 
+// -- AlterPartitionReassignments, ListPartitionReassignments, UnregisterBroker ----
+
+static REASSIGNABLE_PARTITION: Schema = schema!(
+    alter_partition_reassignments_request::ReassignablePartition,
+    [all("partition_index", I32), all("replicas", INT32S)]
+);
+static REASSIGNABLE_TOPIC: Schema = schema!(
+    alter_partition_reassignments_request::ReassignableTopic,
+    [
+        all("name", STR),
+        all("partitions", array(&REASSIGNABLE_PARTITION)),
+    ]
+);
+static ALTER_PARTITION_REASSIGNMENTS: Schema = schema!(
+    AlterPartitionReassignmentsRequest,
+    [
+        all("timeout_ms", I32),
+        since(1, "allow_replication_factor_change", BOOL),
+        all("topics", array(&REASSIGNABLE_TOPIC)),
+    ]
+);
+static LIST_REASSIGNMENTS_TOPIC: Schema = schema!(
+    list_partition_reassignments_request::ListPartitionReassignmentsTopics,
+    [all("name", STR), all("partition_indexes", INT32S)]
+);
+static LIST_PARTITION_REASSIGNMENTS: Schema = schema!(
+    ListPartitionReassignmentsRequest,
+    [
+        all("timeout_ms", I32),
+        all("topics", array(&LIST_REASSIGNMENTS_TOPIC)),
+    ]
+);
+static UNREGISTER_BROKER: Schema = schema!(UnregisterBrokerRequest, [all("broker_id", I32)]);
+
 /// Every request message the broker decodes.
 pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::Produce, 9, &PRODUCE),
@@ -836,6 +870,17 @@ pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::AlterClientQuotas, 1, &ALTER_CLIENT_QUOTAS),
     message(ApiKey::ConsumerGroupHeartbeat, 0, &CONSUMER_GROUP_HEARTBEAT),
     message(ApiKey::ConsumerGroupDescribe, 0, &CONSUMER_GROUP_DESCRIBE),
+    message(
+        ApiKey::AlterPartitionReassignments,
+        0,
+        &ALTER_PARTITION_REASSIGNMENTS,
+    ),
+    message(
+        ApiKey::ListPartitionReassignments,
+        0,
+        &LIST_PARTITION_REASSIGNMENTS,
+    ),
+    message(ApiKey::UnregisterBroker, 0, &UNREGISTER_BROKER),
 ];
 
 const fn message(api: ApiKey, flexible_from: i16, body: &'static Schema) -> Message {
