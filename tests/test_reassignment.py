@@ -257,6 +257,9 @@ def test_a_reassignment_waits_for_its_new_replica_is_listed_and_can_be_cancelled
     move_and_wait(cluster, topic, {0: [1, 2]})
     assert cluster.stop(3) == 0
     try:
+        # The admin client sends to the controller: one of the running nodes.
+        cluster.raft_leader()
+        cluster.wait_image(lambda image: image["brokers"]["3"]["fenced"], "node 3 fenced")
         tp = TopicPartition(topic, 0)
         assert reassign(cluster, topic, {0: [1, 3]}) == {tp: None}
         assert list_reassignments(cluster) == {tp: {
