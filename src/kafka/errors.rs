@@ -11,7 +11,7 @@ use crate::group::{CoordinatorError, Outcome};
 use crate::log::batch::BatchError;
 use crate::log::AppendError;
 use crate::partition::{PartitionError, TxnVerifyError};
-use crate::replication::ReplicaError;
+use crate::replication::{ReassignError, ReplicaError};
 
 /// The code of a topic error.
 pub fn topic_error_code(e: &TopicError) -> i16 {
@@ -51,6 +51,21 @@ pub fn replica_error_code(e: &ReplicaError) -> i16 {
         ReplicaError::NotEnoughReplicasAfterAppend => code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
         ReplicaError::RequestTimedOut => code::REQUEST_TIMED_OUT,
     }
+}
+
+/// The code and message of a refused reassignment or broker removal.
+pub fn reassign_error(e: &ReassignError) -> (i16, String) {
+    use ReassignError as R;
+    let code = match e {
+        R::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
+        R::InvalidReplicaAssignment(_) => code::INVALID_REPLICA_ASSIGNMENT,
+        R::NoReassignmentInProgress => code::NO_REASSIGNMENT_IN_PROGRESS,
+        R::InvalidReplicationFactor(_) => code::INVALID_REPLICATION_FACTOR,
+        R::BrokerNotRegistered(_) => code::BROKER_ID_NOT_REGISTERED,
+        R::InvalidRequest(_) => code::INVALID_REQUEST,
+        R::Unavailable(_) => code::REQUEST_TIMED_OUT,
+    };
+    (code, e.to_string())
 }
 
 /// `code::NONE` for Ok, else the error's code.

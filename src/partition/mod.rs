@@ -22,6 +22,7 @@
 //! Locks: none of its own; it takes no lock across an await.
 
 mod auto_create;
+mod reassign;
 mod topics;
 mod txn;
 
