@@ -229,6 +229,8 @@ fn decode_and_encode(api: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Resu
             again::<ListPartitionReassignmentsRequest>(buf, version)
         }
         ApiKey::UnregisterBroker => again::<UnregisterBrokerRequest>(buf, version),
+        ApiKey::WriteTxnMarkers => again::<WriteTxnMarkersRequest>(buf, version),
+        ApiKey::DescribeProducers => again::<DescribeProducersRequest>(buf, version),
         other => anyhow::bail!("{other:?} is not served"),
     }
 }
