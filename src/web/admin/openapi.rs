@@ -1,6 +1,6 @@
 //! The OpenAPI 3 paths and schemas of the console's API (`/api/admin/...`),
 //! merged into the document at `GET /api/openapi.json` that `/api/docs`
-//! shows. A test checks that it lists exactly the routes `router` serves.
+//! shows (tests/test_admin_api.py checks the paths are listed).
 //!
 //! Must never: run requests; it is a document.
 
