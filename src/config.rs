@@ -433,6 +433,14 @@ pub struct NodeConfig {
     #[arg(long, env = "SLUICE_BOOTSTRAP")]
     pub bootstrap: Option<String>,
 
+    /// Kafka bootstrap servers the console (`/api/admin/...` and its pages)
+    /// administers, comma separated (default: this node's own Kafka
+    /// listener). Any Kafka-compatible cluster works; what the Kafka protocol
+    /// cannot tell (sizes, Raft roles, uptime) is shown only for this node's
+    /// own cluster.
+    #[arg(long, env = "SLUICE_ADMIN_BOOTSTRAP")]
+    pub admin_bootstrap: Option<String>,
+
     /// Partition count of the shop's topics (orders, payments, deliveries,
     /// notifications) when the shop creates them at start.
     #[arg(long, env = "SLUICE_SHOP_PARTITIONS", default_value_t = 3)]
@@ -558,6 +566,7 @@ impl NodeConfig {
             offsets_retention_minutes: 10_080,
             shop: false,
             bootstrap: None,
+            admin_bootstrap: None,
             shop_partitions: 3,
             shop_replication_factor: -1,
             broker_heartbeat_interval_ms: 250,
