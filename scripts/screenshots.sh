@@ -8,6 +8,9 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 cargo build --release
 cd tests/browser
+# The console's tests drive Kafka clients in Python (confluent-kafka, see
+# tests/requirements.txt): SLUICE_PYTHON names that interpreter.
 SLUICE_BIN="$REPO_ROOT/target/release/sluice" \
     SLUICE_SCREENSHOT_DIR="$REPO_ROOT/docs/screenshots" \
+    SLUICE_PYTHON="${SLUICE_PYTHON:-python3}" \
     node --test

@@ -242,6 +242,15 @@ fn decode_body(api: ApiKey, body: &mut Bytes, version: i16) -> Option<bool> {
         ApiKey::TxnOffsetCommit => ok::<TxnOffsetCommitRequest>(body, version),
         ApiKey::DescribeTransactions => ok::<DescribeTransactionsRequest>(body, version),
         ApiKey::ListTransactions => ok::<ListTransactionsRequest>(body, version),
+        ApiKey::WriteTxnMarkers => ok::<WriteTxnMarkersRequest>(body, version),
+        ApiKey::DescribeProducers => ok::<DescribeProducersRequest>(body, version),
+        ApiKey::AlterPartitionReassignments => {
+            ok::<AlterPartitionReassignmentsRequest>(body, version)
+        }
+        ApiKey::ListPartitionReassignments => {
+            ok::<ListPartitionReassignmentsRequest>(body, version)
+        }
+        ApiKey::UnregisterBroker => ok::<UnregisterBrokerRequest>(body, version),
         _ => None,
     }
 }

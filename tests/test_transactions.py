@@ -33,7 +33,7 @@ ABORT_CHECK_MS = 200
 # Transactional batches need the partition layer's side of transactions
 # (control batches, markers); until the branch has it, the tests that
 # produce transactionally are skipped.
-PARTITION_SIDE = False
+PARTITION_SIDE = True
 needs_partition_side = pytest.mark.skipif(
     not PARTITION_SIDE, reason="the partition layer does not accept transactional batches yet")
 
@@ -190,8 +190,17 @@ def describe_transaction(bootstrap: str, transactional_id: str) -> dict:
 def find_txn_coordinator(bootstrap: str, transactional_id: str) -> tuple[int, int]:
     """FindCoordinator v1 with key type 1: (error code, node id)."""
     body = wire.string(transactional_id) + wire.int8(1)
-    with wire.Connection(bootstrap) as conn:
-        r = conn.request(FIND_COORDINATOR, 1, body)
+    # Any live node of the bootstrap list answers (one may have been killed).
+    last: Exception | None = None
+    for address in bootstrap.split(","):
+        try:
+            with wire.Connection(address) as conn:
+                r = conn.request(FIND_COORDINATOR, 1, body)
+            break
+        except OSError as e:
+            last = e
+    else:
+        raise last or OSError("no bootstrap address")
     r.int32()
     error = r.int16()
     r.string()

@@ -1181,7 +1181,9 @@
   function bindCluster() { $('#cluster-internal').addEventListener('change', drawCluster); }
 
   // ---------------------------------------------------------------- routing
-  const PAGES = ['dashboard', 'orders', 'payments', 'deliveries', 'cluster'];
+  // The console's pages (console.js) are shown by its own `show`.
+  const CONSOLE = window.sluiceConsole || { pages: [], show() {} };
+  const PAGES = ['dashboard', 'orders', 'payments', 'deliveries', 'cluster', ...CONSOLE.pages];
   const route = { page: null };
   function onRoute() {
     const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
@@ -1201,6 +1203,7 @@
     clearInterval(cluster.timer);
     if (page === 'cluster') { loadCluster(); cluster.timer = setInterval(loadCluster, 2000); }
     if (page === 'dashboard') { lastChartDraw = 0; markDirty('charts', 'stats', 'feed'); }
+    if (CONSOLE.pages.includes(page)) CONSOLE.show(page, parts, api); else CONSOLE.show(null, parts, api);
     markDirty(page);
     flush();
   }

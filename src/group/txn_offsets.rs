@@ -12,7 +12,7 @@ use super::offsets::OFFSET_METADATA_MAX_BYTES;
 use super::records::{OffsetValue, RecordKey, OFFSETS_TOPIC};
 use super::{lock, now_ms, CommitRequest, GroupCoordinator};
 use super::{CoordinatorError as E, Outcome};
-use crate::txn::{PartitionsTxn, TxnMarkerListener};
+use crate::partition::TxnMarkerListener;
 
 impl GroupCoordinator {
     /// TxnOffsetCommit: one outcome per partition, in request order.
@@ -79,7 +79,6 @@ impl GroupCoordinator {
     /// A marker of `producer_id`'s transaction reached `__consumer_offsets`
     /// partition `partition`: its offsets there become committed (COMMIT)
     /// or are dropped (ABORT).
-    #[allow(dead_code)] // until the partition layer calls it
     fn complete_txn_offsets(&self, partition: i32, producer_id: i64, commit: bool) {
         let store = {
             let partitions = self.partitions.read().unwrap_or_else(|p| p.into_inner());
@@ -121,7 +120,6 @@ impl GroupCoordinator {
 }
 
 /// Hears markers for the coordinator (weakly: it may be gone at shutdown).
-#[allow(dead_code)] // until the partition layer calls it
 struct TxnOffsets(Weak<GroupCoordinator>);
 
 impl TxnMarkerListener for TxnOffsets {

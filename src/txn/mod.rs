@@ -22,7 +22,6 @@
 mod peers;
 pub(crate) use peers::by_topic;
 pub mod records;
-mod shim;
 pub mod state;
 mod verifier;
 
@@ -36,11 +35,9 @@ use crate::broker::{Broker, TopicError};
 use crate::cluster::image::{host_port, MetadataImage, NO_LEADER};
 use crate::config::NodeConfig;
 use crate::log::keyed::{OffsetsLog, StoreError};
-use crate::partition::Partitions;
+use crate::partition::{Partitions, TxnMarker};
 use crate::replication::{CommitWait, LeadershipListener, ReplicaError};
 use records::{partition_for, TRANSACTION_STATE_TOPIC};
-use shim::TxnMarker;
-pub(crate) use shim::{PartitionsTxn, TxnMarkerListener};
 use state::{EndStep, InitStep};
 pub use state::{TxnError, TxnMetadata, TxnState};
 
@@ -755,7 +752,6 @@ impl TransactionCoordinator {
 
     /// The coordinator of a transactional id elsewhere in the cluster, for
     /// the KIP-890 check: (broker id, its Kafka address).
-    #[allow(dead_code)] // until the partition layer calls it
     fn remote_coordinator(&self, transactional_id: &str) -> Option<(i32, String)> {
         let rm = self.partition_layer.replica_manager()?;
         rm.cluster().read_image(|image| {

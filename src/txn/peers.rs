@@ -118,7 +118,6 @@ impl Peers {
     }
 
     /// AddPartitionsToTxn v4 `verify_only` to the coordinator `broker`.
-    #[allow(dead_code)] // until the partition layer calls it
     pub async fn verify(
         &self,
         broker: i32,

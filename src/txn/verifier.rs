@@ -1,4 +1,3 @@
-#![allow(dead_code)] // until the partition layer asks the verifier
 //! The KIP-890 verifier the partition layer asks before it accepts the
 //! first transactional batch of a producer epoch on a partition: this
 //! node's coordinator answers when it coordinates the transactional id,
@@ -10,13 +9,13 @@ use std::sync::Weak;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::shim::{TxnVerifier, TxnVerifyError};
 use super::{TransactionCoordinator, TxnError};
+use crate::partition::{TxnVerifier, TxnVerifyError, VerifyResults};
 
 /// Weak: the coordinator may be gone at shutdown.
 pub(super) struct Verifier(pub Weak<TransactionCoordinator>);
 
-type Verdicts = Vec<((String, i32), Result<(), TxnVerifyError>)>;
+type Verdicts = VerifyResults;
 
 fn verdict(e: TxnError) -> TxnVerifyError {
     match e {

@@ -49,7 +49,8 @@ pub fn router() -> Router {
         .route("/", get(index))
         .route("/index.html", get(index))
         .route("/favicon.ico", get(favicon))
-        .route("/assets/{*path}", get(asset));
+        .route("/assets/{*path}", get(asset))
+        .route("/api/docs", get(api_docs));
     for page in PAGES {
         router = router.route(
             &format!("/{page}"),
@@ -61,6 +62,11 @@ pub fn router() -> Router {
 
 async fn index(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
+}
+
+/// The API reference (Swagger UI over `/api/openapi.json`).
+async fn api_docs(headers: HeaderMap) -> Response {
+    serve("api-docs.html", &headers)
 }
 
 async fn favicon(headers: HeaderMap) -> Response {
