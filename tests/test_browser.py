@@ -78,3 +78,14 @@ def test_shop_pages_money_feed_events_form_refund_raft_and_sorting_in_headless_c
     the Orders table sorted by creation under live traffic with its pause.
     Screenshots go to a temporary directory, never into the repo."""
     run_node_suite("shop.test.mjs", timeout=180)
+
+
+def test_shop_pages_sorting_pause_forms_notifications_french_and_dark_theme_in_headless_chromium():
+    """shop_pages.test.mjs: the Orders table sorted by the header clicked and
+    a pause that queues and counts new orders, the order form's message per
+    field and the payment form's amount due, the notifications page (listed
+    once each, live, filtered), French labels and Intl formats behind the
+    navbar switch (remembered), the dark theme (remembered, charts in its
+    colours), /api/cluster without Raft on a single node; screenshots of the
+    pages in the dark theme and in French into a temporary directory."""
+    run_node_suite("shop_pages.test.mjs", timeout=180)

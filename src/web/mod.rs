@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 pub mod assets;
 pub(crate) mod auth;
 pub mod cluster_api;
+mod cluster_groups;
 pub(crate) mod guard;
 mod metrics;
 pub mod raft_api;
