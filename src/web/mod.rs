@@ -17,6 +17,7 @@ pub(crate) mod admin;
 pub mod assets;
 pub(crate) mod auth;
 pub mod cluster_api;
+mod cluster_groups;
 pub(crate) mod guard;
 mod metrics;
 pub mod raft_api;
