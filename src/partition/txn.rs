@@ -86,6 +86,10 @@ pub(super) struct TxnHooks {
     listeners: RwLock<Vec<Arc<dyn TxnMarkerListener>>>,
 }
 
+/// A partition a produce request asks the coordinator about: (topic
+/// index, partition index, topic, partition).
+type Ask = (usize, usize, String, i32);
+
 /// Each partition's result of writing markers.
 pub type MarkerResults = Vec<(String, i32, Result<(), PartitionError>)>;
 
@@ -196,8 +200,7 @@ impl Partitions {
         req: &AppendRequest,
     ) -> HashMap<(usize, usize), PartitionError> {
         let mut refused = HashMap::new();
-        // (producer id, epoch) -> [(topic index, partition index, topic, partition)]
-        let mut asks: HashMap<(i64, i16), Vec<(usize, usize, String, i32)>> = HashMap::new();
+        let mut asks: HashMap<(i64, i16), Vec<Ask>> = HashMap::new();
         for (t, topic) in req.topics.iter().enumerate() {
             for (p, (index, records)) in topic.partitions.iter().enumerate() {
                 let Ok(h) = batch::parse_header(records) else {
