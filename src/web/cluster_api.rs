@@ -5,22 +5,20 @@
 //! Read-only and cheap (in-memory state only; no log reads). It reports what is
 //! true of this node: a single node is its own controller and runs no Raft,
 //! which the answer says (`"mode": "single-node"`, `"raft_running": false`,
-//! no Raft role or term). A cluster member adds the groups the other brokers
-//! coordinate (`cluster_groups`), so every node lists every group.
+//! no Raft role or term). The route itself is `cluster_groups::router`: a
+//! cluster member adds the groups the other brokers coordinate, so every
+//! node lists every group.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
+use tokio::sync::OnceCell;
 
+use crate::client::Client;
 use crate::group::state::decode_assignment;
 use crate::group::GroupCoordinator;
 use crate::partition::Partitions;
-
-use super::cluster_groups::{self, PeerClient};
 
 /// What the cluster view reads.
 #[derive(Clone)]
@@ -34,6 +32,11 @@ pub struct ClusterView {
     /// The Kafka client that asks the other brokers for their groups.
     pub peers: PeerClient,
 }
+
+/// A Kafka client to this node's own listener, connected on first use and
+/// shared by every request (`cluster_groups` asks the other brokers with it).
+#[derive(Clone, Default)]
+pub struct PeerClient(pub(super) Arc<OnceCell<Client>>);
 
 /// The whole answer of `GET /api/cluster`.
 #[derive(Debug, Serialize)]
@@ -121,21 +124,6 @@ pub struct LagInfo {
     pub committed: i64,
     pub log_end_offset: i64,
     pub lag: i64,
-}
-
-/// The `/api/cluster` route.
-pub fn router(view: ClusterView) -> Router {
-    Router::new()
-        .route("/api/cluster", get(cluster))
-        .with_state(view)
-}
-
-async fn cluster(State(view): State<ClusterView>) -> Json<ClusterInfo> {
-    let mut info = describe(&view);
-    if view.partitions.replica_manager().is_some() {
-        cluster_groups::add_other_brokers_groups(&view, &mut info).await;
-    }
-    Json(info)
 }
 
 /// Assemble the cluster view from the broker's and the coordinator's memory.

@@ -13,28 +13,42 @@
 //! Must never: block the answer on a dead peer, or reach into another node's
 //! memory other than through the Kafka protocol.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::{
     DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::StrBytes;
-use tokio::sync::OnceCell;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
 
 use super::cluster_api::{
-    assignment_text, ClusterInfo, ClusterView, GroupInfo, LagInfo, MemberInfo,
+    assignment_text, describe, ClusterInfo, ClusterView, GroupInfo, LagInfo, MemberInfo, PeerClient,
 };
 use crate::client::{BrokerConnection, Client, ClientConfig, ClientError};
 
 /// How long one broker may take to list and describe its groups.
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A Kafka client to this node's own listener, connected on first use and
-/// shared by every request (a failed connection is tried again next time).
-#[derive(Clone, Default)]
-pub struct PeerClient(Arc<OnceCell<Client>>);
+/// The `/api/cluster` route: this node's view (`cluster_api::describe`),
+/// and on a cluster member the groups the other brokers coordinate.
+pub fn router(view: ClusterView) -> Router {
+    Router::new()
+        .route("/api/cluster", get(cluster))
+        .with_state(view)
+}
 
+async fn cluster(State(view): State<ClusterView>) -> Json<ClusterInfo> {
+    let mut info = describe(&view);
+    if view.partitions.replica_manager().is_some() {
+        add_other_brokers_groups(&view, &mut info).await;
+    }
+    Json(info)
+}
+
+// A failed connection is tried again on the next request.
 impl PeerClient {
     async fn get(&self, bootstrap: &str) -> Result<&Client, ClientError> {
         self.0
@@ -49,7 +63,7 @@ impl PeerClient {
 
 /// Add to `info` the groups of every other live broker that `info` does not
 /// list yet.
-pub(super) async fn add_other_brokers_groups(view: &ClusterView, info: &mut ClusterInfo) {
+async fn add_other_brokers_groups(view: &ClusterView, info: &mut ClusterInfo) {
     let (host, port) = view.partitions.broker().advertised();
     let bootstrap = format!("{host}:{port}");
     let client = match view.peers.get(&bootstrap).await {
