@@ -8,7 +8,7 @@ records with confluent-kafka, then pages through the whole topic with
 following `next_cursor` to the end, and once more with a filter that matches
 nothing. Prints the figures (docs/BENCHMARKS.md, "Console records API").
 
-    SLUICE_BIN=target/release/sluice /work/main/.venv/bin/python scripts/console_records_bench.py
+    SLUICE_BIN=target/release/sluice .venv/bin/python scripts/console_records_bench.py
 """
 
 from __future__ import annotations

@@ -146,7 +146,8 @@ def test_records_are_produced_and_found_by_header_key_json_path_and_time(node):
     assert forward["next_cursor"] is None
 
     # From a timestamp: only what was written after it.
-    time.sleep(0.05)
+    written = int(time.time() * 1000)
+    wait_until(lambda: int(time.time() * 1000) > written, 2, what="the clock to move")
     mark = int(time.time() * 1000)
     wait_until(lambda: int(time.time() * 1000) > mark, 2, what="the clock to move")
     ok(node, "POST", f"/api/admin/topics/{topic}/records", {"value": "late", "partition": 2})
@@ -162,6 +163,11 @@ def test_reset_to_a_timestamp_is_where_a_librdkafka_consumer_starts(node):
     for i in range(20):
         producer.produce(topic, value=f"early-{i}".encode(), partition=i % 2)
     producer.flush(30)
+    # librdkafka stamps a record when produce() is called, in whole milliseconds: the mark is
+    # taken after the clock has left the millisecond of the last early record, and the late
+    # records are produced after it has left the mark's.
+    flushed = int(time.time() * 1000)
+    wait_until(lambda: int(time.time() * 1000) > flushed, 2, what="the clock to move")
     mark = int(time.time() * 1000)
     wait_until(lambda: int(time.time() * 1000) > mark + 5, 2, what="the clock to move")
     for i in range(10):

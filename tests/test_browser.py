@@ -89,3 +89,14 @@ def test_console_topics_messages_tail_groups_brokers_in_headless_chromium():
     timestamp (a librdkafka consumer then starts there), the Brokers page and
     /api/docs, delete the topic."""
     run_node_suite("console.test.mjs", timeout=150)
+
+
+def test_shop_pages_sorting_pause_forms_notifications_french_and_dark_theme_in_headless_chromium():
+    """shop_pages.test.mjs: the Orders table sorted by the header clicked and
+    a pause that queues and counts new orders, the order form's message per
+    field and the payment form's amount due, the notifications page (listed
+    once each, live, filtered), French labels and Intl formats behind the
+    navbar switch (remembered), the dark theme (remembered, charts in its
+    colours), /api/cluster without Raft on a single node; screenshots of the
+    pages in the dark theme and in French into a temporary directory."""
+    run_node_suite("shop_pages.test.mjs", timeout=180)

@@ -84,7 +84,8 @@ pub(super) struct TxnHooks {
     listeners: RwLock<Vec<Arc<dyn TxnMarkerListener>>>,
 }
 
-/// A partition to verify: (topic index, partition index, topic, partition).
+/// A partition a produce request asks the coordinator about: (topic
+/// index, partition index, topic, partition).
 type Ask = (usize, usize, String, i32);
 
 /// Each partition's result of writing markers.

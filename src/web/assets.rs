@@ -31,7 +31,14 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
 /// The dashboard's pages, each also a plain path that redirects to its hash route.
-const PAGES: [&str; 5] = ["orders", "payments", "deliveries", "cluster", "dashboard"];
+const PAGES: [&str; 6] = [
+    "orders",
+    "payments",
+    "deliveries",
+    "notifications",
+    "cluster",
+    "dashboard",
+];
 
 /// True for the paths `router` serves (public with `--http-auth` too).
 pub(crate) fn is_asset_path(path: &str) -> bool {

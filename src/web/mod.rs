@@ -17,6 +17,7 @@ pub(crate) mod admin;
 pub mod assets;
 pub(crate) mod auth;
 pub mod cluster_api;
+mod cluster_groups;
 pub(crate) mod guard;
 mod metrics;
 pub mod raft_api;
@@ -72,7 +73,7 @@ async fn openapi(State(state): State<WebState>) -> Json<Value> {
 
 /// The router of the HTTP listener.
 pub fn router(state: WebState) -> Router {
-    let cluster = cluster_api::router(state.cluster.clone());
+    let cluster = cluster_groups::router(state.cluster.clone());
     let console = admin::router(state.cluster.clone());
     let shop = state
         .app

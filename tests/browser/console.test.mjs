@@ -3,7 +3,7 @@
 // a header filter and with a JSON-path filter, tail the topic live while a
 // Kafka client produces, reset a group's offsets to a timestamp (a librdkafka
 // consumer then starts there), delete the topic; the Brokers page and the
-// API reference page.
+// API reference page; the pages in the dark theme.
 //
 // One node and one browser for the file; the tests run in order. The Kafka
 // clients are Python's confluent-kafka ($SLUICE_PYTHON). Screenshots go to
@@ -180,6 +180,24 @@ test('the Brokers page and the API reference render', async () => {
   await docs.page.screenshot({ path: join(SCREENSHOTS, 'api-docs.png') });
   assert.ok(docs.requests.every((u) => u.startsWith(node.base)), 'no request leaves the node');
   await docs.context.close();
+});
+
+test('the console pages follow the dark theme', async () => {
+  const dark = await openPage(chrome.browser, node.base);
+  try {
+    await dark.context.addInitScript(() => localStorage.setItem('sluice.theme', 'dark'));
+    // scripts/screenshots.sh shoots every console page; a test run one.
+    const pages = process.env.SLUICE_SCREENSHOT_DIR ? ['topics', 'messages', 'groups', 'brokers'] : ['topics'];
+    for (const name of pages) {
+      await dark.page.goto(`${node.base}/#/${name}`);
+      await dark.page.waitForSelector(`#page-${name}:not([hidden])`);
+      assert.equal(await dark.page.getAttribute('html', 'data-bs-theme'), 'dark');
+      await sleep(1000);
+      await dark.page.screenshot({ path: join(SCREENSHOTS, `console-${name}-dark.png`), fullPage: true });
+    }
+  } finally {
+    await dark.context.close();
+  }
 });
 
 test('a topic is deleted from the Topics page after a confirmation', async () => {

@@ -102,6 +102,7 @@ pub(crate) fn route_table() -> Vec<Route> {
             "/api/deliveries/{order_id}/timeline",
             delivery_timeline,
         ),
+        route(Get, "/api/notifications", list_notifications),
         route(Get, "/api/stats", stats),
         route(Get, "/api/status", status),
         route(Get, "/api/simulator", simulator_status),
@@ -310,6 +311,30 @@ async fn list_payments(
     let page = app.read_model.current().payments(&filter, offset, limit)?;
     Ok(Json(json!({
         "payments": page.items.iter().map(|(o, p)| payment_json(o, p)).collect::<Vec<_>>(),
+        "total": page.total,
+        "offset": offset,
+        "limit": limit,
+    })))
+}
+
+async fn list_notifications(
+    State(app): State<AppState>,
+    q: QueryParams,
+) -> Result<Json<Value>, ApiError> {
+    let q = params(q)?;
+    let (offset, limit) = paging(&q)?;
+    let severity = parsed(
+        &q,
+        "severity",
+        |s| ["info", "success", "warning"].into_iter().find(|v| *v == s),
+        "info, success or warning",
+    )?;
+    let page = app
+        .read_model
+        .current()
+        .notifications(severity, offset, limit)?;
+    Ok(Json(json!({
+        "notifications": page.items,
         "total": page.total,
         "offset": offset,
         "limit": limit,

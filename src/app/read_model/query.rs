@@ -9,7 +9,8 @@ use crate::app::domain::order::{OrderRecord, PaymentEntry};
 use crate::app::domain::status::OrderStatus;
 
 use super::store::{
-    decode, Model, ModelError, PaymentRow, DELIVERY_BY_TIME, ORDER_BY_TIME, PAYMENT,
+    decode, Model, ModelError, NotificationRow, PaymentRow, DELIVERY_BY_TIME, NOTIFICATION,
+    ORDER_BY_TIME, PAYMENT,
 };
 
 /// Filters of `GET /api/orders`.
@@ -79,6 +80,32 @@ impl Model {
             if keep {
                 if total >= offset && items.len() < limit {
                     items.push(order);
+                }
+                total += 1;
+            }
+        }
+        Ok(Page { items, total })
+    }
+
+    /// Notifications, newest first, optionally of one severity.
+    pub fn notifications(
+        &self,
+        severity: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<NotificationRow>, ModelError> {
+        let mut items = Vec::new();
+        let mut total = 0;
+        for item in self.tree.scan_prefix([NOTIFICATION]).rev() {
+            let (key, value) = item?;
+            if severity.is_none() && (total < offset || items.len() >= limit) {
+                total += 1;
+                continue;
+            }
+            let row: NotificationRow = decode(&key, &value)?;
+            if severity.is_none_or(|s| row.severity == s) {
+                if total >= offset && items.len() < limit {
+                    items.push(row);
                 }
                 total += 1;
             }

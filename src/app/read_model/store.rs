@@ -43,6 +43,10 @@ const AGGREGATES: &[u8] = b"s:aggregates";
 const MINUTE: u8 = b'm';
 /// Key prefix: topic + 0 + partition (i32 BE) -> next offset to apply (i64 BE).
 const OFFSET: u8 = b'x';
+/// Key prefix: notification time (u64 BE) + notification id -> `NotificationRow` JSON.
+pub(super) const NOTIFICATION: u8 = b'n';
+/// Key prefix: notification id -> empty (the notifier may deliver one twice).
+const NOTIFICATION_SEEN: u8 = b'N';
 
 /// Errors of the read model.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +77,19 @@ impl From<TransactionError<ModelError>> for ModelError {
 pub(super) struct PaymentRow {
     pub(super) order_id: String,
     pub(super) entry: PaymentEntry,
+}
+
+/// A notification as the list keeps it (`GET /api/notifications`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotificationRow {
+    pub notification_id: String,
+    pub kind: String,
+    pub severity: String,
+    pub message: String,
+    pub order_id: String,
+    /// When the notifier wrote it (ms since the epoch).
+    pub timestamp: i64,
+    pub source_event_id: Uuid,
 }
 
 /// One record read from a topic, as the projector hands it over.
@@ -281,8 +298,28 @@ fn apply_one(
         }
     };
     if record.topic == NOTIFICATIONS_TOPIC {
-        // Notifications are relayed, not modelled: the notifier delivers them
-        // at least once, so counting them would not match the topics.
+        // Notifications are listed, not counted: the notifier delivers them
+        // at least once, so each is kept (and relayed) once, by its id.
+        if let EventBody::Notification(n) = &event.body {
+            let seen = prefixed(NOTIFICATION_SEEN, n.notification_id.as_bytes());
+            if tx.get(&seen)?.is_some() {
+                return Ok(());
+            }
+            tx.insert(seen, &[][..])?;
+            let row = NotificationRow {
+                notification_id: n.notification_id.clone(),
+                kind: n.kind.clone(),
+                severity: n.severity.clone(),
+                message: n.message.clone(),
+                order_id: event.order_id.clone(),
+                timestamp: event.timestamp,
+                source_event_id: n.source_event_id,
+            };
+            tx.insert(
+                time_key(NOTIFICATION, event.timestamp, n.notification_id.as_bytes()),
+                encode(&row),
+            )?;
+        }
         changes.push(Change::Notification(event));
         return Ok(());
     }
