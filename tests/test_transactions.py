@@ -19,8 +19,8 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, IsolationLevel, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 import wire
 from cluster import Cluster
@@ -118,6 +118,16 @@ def read_all(bootstrap: str, topic: str, partitions: int, isolation: str,
         return values
     finally:
         c.close()
+
+
+def end_offsets(bootstrap: str, topic: str, isolation: IsolationLevel) -> list[int]:
+    """ListOffsets LATEST of each partition with `isolation`: the high watermark
+    (read_uncommitted) or the last stable offset (read_committed)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    partitions = [TopicPartition(topic, p) for p in range(3)]
+    answers = admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions},
+                                 isolation_level=isolation, request_timeout=TIMEOUT)
+    return [answers[tp].result(TIMEOUT).offset for tp in partitions]
 
 
 def run_transaction(p: Producer, topic: str, partitions: int, tag: str, count: int,
@@ -350,15 +360,28 @@ ABANDONING_PRODUCER = textwrap.dedent("""
 
 
 @needs_partition_side
-def test_abandoned_transaction_is_aborted_after_its_timeout(node):
+def test_abandoned_transaction_is_aborted_after_its_timeout_and_frees_the_lso(node):
     bootstrap = bootstrap_of(node)
     topic = unique_topic("abandon")
     create_topic(bootstrap, topic, 3)
     tid = f"tx-{topic}"
+    plain = Producer({"bootstrap.servers": bootstrap})
+
+    def produce_one_per_partition(tag: str) -> None:
+        for p in range(3):
+            plain.produce(topic, f"{tag}-{p}".encode(), partition=p)
+        assert plain.flush(TIMEOUT) == 0
+
+    produce_one_per_partition("before")
     proc = subprocess.Popen([sys.executable, "-c", ABANDONING_PRODUCER, bootstrap, tid, topic],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "open"
+        # Records after the open transaction: committed, but held back by its start.
+        produce_one_per_partition("after")
+        # Offsets: 0 before, 1-3 the open transaction, 4 after.
+        assert end_offsets(bootstrap, topic, IsolationLevel.READ_UNCOMMITTED) == [5, 5, 5]
+        assert end_offsets(bootstrap, topic, IsolationLevel.READ_COMMITTED) == [1, 1, 1]
         ongoing = describe_transaction(bootstrap, tid)
         assert ongoing["state"] == "Ongoing", ongoing
         assert len(ongoing["partitions"]) == 3
@@ -373,6 +396,14 @@ def test_abandoned_transaction_is_aborted_after_its_timeout(node):
         listed = list_transactions(bootstrap, ["CompleteAbort"], [ongoing["producer_id"]])
         assert listed == [(tid, ongoing["producer_id"], "CompleteAbort")]
         assert list_transactions(bootstrap, ["Ongoing"], [ongoing["producer_id"]]) == []
+        # The ABORT marker (offset 5) ends it: the last stable offset is the end of the log,
+        # and a read_committed consumer gets what came before and after, none of it.
+        assert end_offsets(bootstrap, topic, IsolationLevel.READ_UNCOMMITTED) == [6, 6, 6]
+        assert end_offsets(bootstrap, topic, IsolationLevel.READ_COMMITTED) == [6, 6, 6]
+        committed = read_all(bootstrap, topic, 3, "read_committed", expect=6)
+        assert sorted(committed) == sorted(f"{t}-{p}".encode() for t in ("before", "after")
+                                           for p in range(3))
+        assert len(read_all(bootstrap, topic, 3, "read_uncommitted", expect=15)) == 15
     finally:
         if proc.poll() is None:
             proc.kill()

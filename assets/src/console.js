@@ -13,7 +13,7 @@
     confirmDeleteGroup: (g) => `Delete group "${g}"?`, confirmDeleteOffsets: (g, t) => `Delete the offsets of group "${g}" for topic "${t}"?`,
     noTopics: 'No topics.', deleted: (t) => `Deleted ${t}.`, created: (t) => `Created ${t}.`,
     partition: 'Partition', leader: 'Leader', replicas: 'Replicas', isr: 'ISR', logStart: 'Log start',
-    logEnd: 'Log end', hw: 'High watermark', configs: 'Configs', save: 'Save changes', saved: 'Saved.',
+    logEnd: 'Log end', hw: 'High watermark', lso: 'stable', configs: 'Configs', save: 'Save changes', saved: 'Saved.',
     resetDefault: 'default', addPartitions: 'Add partitions', newTotal: 'New total', grown: (n) => `Now ${n} partitions.`,
     back: '← Topics', topic: 'Topic', allPartitions: 'All partitions', newestFirst: 'Newest first', oldestFirst: 'Oldest first',
     offset: 'Offset', from: 'From', to: 'To', key: 'Key', header: 'Header (name or name=value)', jsonPath: 'JSON path, e.g. $.customer == "Ada"',
@@ -410,7 +410,7 @@
       ${g.members.map((m) => `<tr><td class="mono small">${esc(m.member_id)}</td><td>${esc(m.client_id)}</td><td>${esc(m.client_host)}</td><td>${m.assignment.map((a) => `${esc(a.topic)}: ${a.partitions.join(',')}`).join('; ')}</td></tr>`).join('') || `<tr><td colspan="4" class="text-body-secondary">${TEXT.noMembers}</td></tr>`}
       </tbody></table></div></div>
       <div class="card"><div class="card-header">${TEXT.lag}</div><div class="table-responsive"><table class="table table-sm mb-0" id="group-offsets"><thead><tr><th>${TEXT.topic}</th><th class="text-end">${TEXT.partition}</th><th class="text-end">${TEXT.committed}</th><th class="text-end">${TEXT.hw}</th><th class="text-end">${TEXT.lag}</th><th>${TEXT.member}</th></tr></thead><tbody>
-      ${g.offsets.map((o) => `<tr><td>${esc(o.topic)}</td><td class="text-end">${o.partition}</td><td class="text-end">${fmtInt(o.committed)}</td><td class="text-end">${fmtInt(o.high_watermark)}</td><td class="text-end ${o.lag > 0 ? 'text-warning-emphasis fw-semibold' : ''}">${fmtInt(o.lag)}</td><td class="mono small">${esc(o.member_id || '')}</td></tr>`).join('')}
+      ${g.offsets.map((o) => `<tr><td>${esc(o.topic)}</td><td class="text-end">${o.partition}</td><td class="text-end">${fmtInt(o.committed)}</td><td class="text-end">${fmtInt(o.high_watermark)}${o.last_stable_offset != null && o.last_stable_offset !== o.high_watermark ? ` <span class="small text-body-secondary" title="${TEXT.lso}">(${TEXT.lso} ${fmtInt(o.last_stable_offset)})</span>` : ''}</td><td class="text-end ${o.lag > 0 ? 'text-warning-emphasis fw-semibold' : ''}">${fmtInt(o.lag)}</td><td class="mono small">${esc(o.member_id || '')}</td></tr>`).join('')}
       </tbody></table></div></div></div>
       <div class="col-xl-5"><div class="card mb-3"><div class="card-header">${TEXT.resetOffsets}</div><div class="card-body"><form id="group-reset" novalidate>
         <div class="mb-2"><label class="form-label" for="reset-topic">${TEXT.topic}</label><select class="form-select" id="reset-topic">${topicOptions([...new Set([...groupTopics, ...topics.topics.map((t) => t.name)])])}</select></div>
