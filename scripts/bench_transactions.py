@@ -3,8 +3,10 @@
 librdkafka (confluent-kafka) against a real single-node `sluice serve` on
 127.0.0.1: one transactional producer runs transactions of 100 and of 1,000
 records of 100 bytes over 3 partitions (begin, produce, commit), and the
-figures are records/s and transactions/s, with a non-transactional
-idempotent producer over the same records as the baseline.
+figures are records/s, transactions/s and the broker's CPU seconds per
+million records (utime+stime from /proc/PID/stat), with a
+non-transactional idempotent producer over the same records as the
+baseline.
 
 Usage (after `cargo build --release`; uses the test venv):
 
@@ -18,6 +20,7 @@ about speed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -78,6 +81,13 @@ def idempotent(bootstrap: str, records: int) -> float:
     return records / (time.perf_counter() - started)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=20_000)
@@ -87,12 +97,19 @@ def main() -> None:
         broker.start()
         try:
             bootstrap = f"127.0.0.1:{broker.kafka_port}"
+            pid = broker.proc.pid
+            per_million = 1_000_000 / args.records
+            cpu = cpu_seconds(pid)
             base = idempotent(bootstrap, args.records)
-            print(f"idempotent, no transactions: {base:,.0f} records/s")
+            used = (cpu_seconds(pid) - cpu) * per_million
+            print(f"idempotent, no transactions: {base:,.0f} records/s, "
+                  f"broker {used:.2f} CPU-s per million records")
             for per_txn in (100, 1000):
+                cpu = cpu_seconds(pid)
                 rate, txns = transactional(bootstrap, args.records, per_txn)
+                used = (cpu_seconds(pid) - cpu) * per_million
                 print(f"transactions of {per_txn:>5} records: {rate:,.0f} records/s, "
-                      f"{txns:,.1f} transactions/s")
+                      f"{txns:,.1f} transactions/s, broker {used:.2f} CPU-s per million records")
         finally:
             broker.stop()
 
