@@ -3,7 +3,8 @@
 # Chromium against a fresh node with the simulator on) with the screenshots
 # written into docs/ instead of a temporary directory: every page in the light
 # theme in English (<page>.png), in the dark theme (<page>-dark.png), in French
-# (<page>-fr.png) and both (<page>-fr-dark.png), and the shop flows' details.
+# (<page>-fr.png) and both (<page>-fr-dark.png), the shop flows' details, and
+# the Cluster page of a three-node cluster (cluster-three-nodes.png).
 # Needs what `bash scripts/test.sh` installs (chromium, tests/browser/node_modules)
 # and a release build.
 set -euo pipefail

@@ -102,3 +102,14 @@ def test_shop_pages_sorting_pause_forms_notifications_french_and_dark_theme_in_h
     colours), /api/cluster without Raft on a single node; screenshots of the
     pages in the dark theme and in French into a temporary directory."""
     run_node_suite("shop_pages.test.mjs", timeout=180)
+
+
+def test_cluster_page_of_a_three_node_cluster_lists_every_group_in_headless_chromium():
+    """cluster_page.test.mjs: three nodes as one cluster (cluster secret,
+    loopback ports); four groups given committed offsets through the console
+    API, coordinated by at least two different nodes; the Cluster page opened
+    on each node lists all four with their coordinator, state, members and
+    lag, the three brokers alive with one controller, one Raft leader, two
+    followers and a term. Screenshot cluster-three-nodes.png into a temporary
+    directory, never into the repo."""
+    run_node_suite("cluster_page.test.mjs", timeout=90)

@@ -3,7 +3,9 @@
 // ended by its PID, also when a test fails or the runner exits early.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +25,9 @@ process.on('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killAll(); process.exit(130); });
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// A deadline raced against an event: it does not keep the process alive once
+// everything else is done (a plain timer of a start's 30 s would).
+const deadline = (ms) => new Promise((r) => setTimeout(r, ms).unref());
 
 /** Poll `predicate` until it returns a truthy value or `timeoutMs` passes. */
 export async function waitUntil(predicate, timeoutMs, what = 'condition', intervalMs = 100) {
@@ -56,7 +61,9 @@ export class Sluice {
     this.proc = null;
   }
 
-  async start(timeoutMs = 30000) {
+  /** Start and wait for the listening line, then (unless `waitReady` is
+   * false: a cluster member is ready only once a quorum runs) for /readyz. */
+  async start(timeoutMs = 30000, { waitReady = true } = {}) {
     const args = [this.command, '--data-dir', this.dataDir, '--kafka-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', ...this.args];
     this.proc = spawn(sluiceBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
     live.add(this.proc.pid);
@@ -75,15 +82,22 @@ export class Sluice {
       this.proc.stdout.on('data', onData);
       this.proc.stderr.on('data', onData);
     });
-    const timer = sleep(timeoutMs).then(() => 'timeout');
+    const timer = deadline(timeoutMs).then(() => 'timeout');
     const first = await Promise.race([found, exited.then(() => 'exited'), timer]);
     if (first !== true) {
       this.kill();
       throw new Error(`sluice did not log its listening line (${first})\n${this.tail()}`);
     }
     this.base = `http://${this.http}`;
-    await waitUntil(async () => (await fetch(`${this.base}/readyz`)).status === 200, timeoutMs, '/readyz');
+    if (waitReady) await this.waitReady(timeoutMs);
     return this;
+  }
+
+  async waitReady(timeoutMs = 30000) {
+    await waitUntil(async () => {
+      if (this.proc.exitCode !== null || this.proc.signalCode !== null) throw new Error(`sluice exited\n${this.tail()}`);
+      return (await fetch(`${this.base}/readyz`)).status === 200;
+    }, timeoutMs, `/readyz of ${this.base}`);
   }
 
   tail(n = 40) { return this.lines.slice(-n).join('\n'); }
@@ -92,7 +106,7 @@ export class Sluice {
   async stop(timeoutMs = 20000) {
     if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
       try { process.kill(this.proc.pid, 'SIGTERM'); } catch { /* gone */ }
-      const done = await Promise.race([this.exited, sleep(timeoutMs).then(() => null)]);
+      const done = await Promise.race([this.exited, deadline(timeoutMs).then(() => null)]);
       if (!done) this.kill();
     }
     rmSync(this.dataDir, { recursive: true, force: true });
@@ -115,6 +129,69 @@ export class Sluice {
     try { json = text ? JSON.parse(text) : null; } catch { json = { raw: text }; }
     if (!resp.ok) throw new Error(`${method} ${path}: HTTP ${resp.status} ${text.slice(0, 300)}`);
     return json;
+  }
+}
+
+/** Whether `port` can be bound on 127.0.0.1 now. */
+function portFree(port) {
+  return new Promise((resolveFree) => {
+    const server = createServer();
+    server.once('error', () => resolveFree(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolveFree(true)));
+  });
+}
+
+/**
+ * `count` distinct loopback ports free now, chosen below the kernel's
+ * ephemeral range, so that no listener on port 0 or outgoing connection takes
+ * one between this check and a node binding it (the cluster listeners' ports
+ * must be known before the nodes start: each is in every node's --peers).
+ */
+export async function freePorts(count) {
+  let high = 32768;
+  try { high = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || high; } catch { /* default */ }
+  const low = Math.max(1024, high - 12000);
+  for (let attempt = 0; attempt < 100; attempt += 1) {
+    const ports = new Set();
+    while (ports.size < count) ports.add(low + Math.floor(Math.random() * (high - low)));
+    const free = await Promise.all([...ports].map(portFree));
+    if (free.every(Boolean)) return [...ports];
+  }
+  throw new Error(`no ${count} free ports in ${low}..${high}`);
+}
+
+/**
+ * `size` nodes started as one cluster: `--node-id` 1..size, a cluster
+ * listener each on a loopback port chosen up front (`--cluster-addr`, and
+ * all of them in `--peers`), a shared random secret
+ * (`--cluster-secret-file`), 3 partitions of `__consumer_offsets`; Kafka and
+ * HTTP on ephemeral ports. Resolves once every node answers /readyz (which
+ * needs a Raft quorum). `stop()` ends them all, also after a failed start.
+ */
+export class SluiceCluster {
+  constructor({ size = 3, args = [] } = {}) {
+    this.size = size;
+    this.args = args;
+    this.secretDir = mkdtempSync(join(tmpdir(), 'sluice-browser-secret-'));
+    this.nodes = [];
+  }
+
+  async start(timeoutMs = 60000) {
+    const secretFile = join(this.secretDir, 'cluster.secret');
+    writeFileSync(secretFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+    const ports = await freePorts(this.size);
+    const peers = ports.map((port, i) => `${i + 1}=127.0.0.1:${port}`).join(',');
+    this.nodes = ports.map((port, i) => new Sluice({
+      args: ['--node-id', String(i + 1), '--cluster-addr', `127.0.0.1:${port}`, '--peers', peers,
+        '--cluster-secret-file', secretFile, '--offsets-topic-partitions', '3', ...this.args],
+    }));
+    await Promise.all(this.nodes.map((n) => n.start(timeoutMs, { waitReady: false })));
+    await Promise.all(this.nodes.map((n) => n.waitReady(timeoutMs)));
+    return this;
+  }
+
+  async stop() {
+    try { await Promise.all(this.nodes.map((n) => n.stop())); } finally { rmSync(this.secretDir, { recursive: true, force: true }); }
   }
 }
 
