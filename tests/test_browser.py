@@ -89,7 +89,8 @@ def test_console_topics_messages_tail_groups_brokers_in_headless_chromium():
     timestamp (a librdkafka consumer then starts there), the Brokers page and
     /api/docs, the four pages in French (labels, a count of 1 200 with
     fr-FR's narrow no-break space, dates day/month/year) and back to English,
-    delete the topic."""
+    delete the topic; a node with `--shop false` opens on the console, hides
+    the shop's pages and never asks for the shop's API or WebSocket."""
     run_node_suite("console.test.mjs", timeout=150)
 
 

@@ -1360,11 +1360,23 @@
   // ---------------------------------------------------------------- routing
   // The console's pages (console.js) are shown by its own `show`.
   const CONSOLE = window.sluiceConsole || { pages: [], show() {} };
-  const PAGES = ['dashboard', 'orders', 'payments', 'deliveries', 'notifications', 'cluster', ...CONSOLE.pages];
+  const SHOP_PAGES = ['dashboard', 'orders', 'payments', 'deliveries', 'notifications'];
+  const PAGES = [...SHOP_PAGES, 'cluster', ...CONSOLE.pages];
   const route = { page: null };
+  // Whether this node runs the shop (`--shop false` leaves the broker, the
+  // Cluster page and the console): its pages are then hidden and never asked.
+  const shop = { runs: true };
+  async function shopRuns() {
+    try {
+      const r = await fetch('/readyz', { cache: 'no-store' });
+      const body = await r.json();
+      return !!(body.components && 'shop' in body.components);
+    } catch { return true; }
+  }
   function onRoute() {
     const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
-    const page = PAGES.includes(parts[0]) ? parts[0] : 'dashboard';
+    const home = shop.runs ? 'dashboard' : (CONSOLE.pages[0] || 'cluster');
+    const page = PAGES.includes(parts[0]) && (shop.runs || !SHOP_PAGES.includes(parts[0])) ? parts[0] : home;
     route.page = page;
     for (const p of PAGES) $(`#page-${p}`).hidden = p !== page;
     for (const a of $$('[data-nav]')) {
@@ -1435,13 +1447,17 @@
 
   // ---------------------------------------------------------------- start
   // Load the data and open the WebSocket, once logged in (or without --http-auth).
-  function boot() {
+  async function boot() {
+    shop.runs = await shopRuns();
+    for (const p of SHOP_PAGES) $(`[data-nav="${p}"]`).closest('li').hidden = !shop.runs;
+    $('#ws-state').hidden = !shop.runs;
     if (!auth.started) {
       auth.started = true;
       bindSim(); bindOrderForm(); bindPaymentForm(); bindFilters(); bindCluster();
       window.addEventListener('hashchange', onRoute);
     }
     onRoute();
+    if (!shop.runs) return;
     if (auth.role === 'admin') loadSim();
     api('GET', '/api/stats').then((s) => { store.stats = norm.stats(s); markDirty('stats', 'charts'); }).catch(() => {});
     for (const v of Object.values(views)) v.reload();

@@ -339,3 +339,33 @@ test('a topic is deleted from the Topics page after a confirmation', async () =>
   const listed = await node.api('GET', '/api/admin/topics');
   assert.ok(!listed.topics.some((t) => t.name === TOPIC));
 });
+
+test('a node without the shop (--shop false) opens on the console and never asks for the shop', async () => {
+  const bare = new Sluice({ args: ['--shop', 'false'] });
+  await bare.start();
+  const b = await openPage(chrome.browser, bare.base);
+  try {
+    await b.page.goto(`${bare.base}/`);
+    await b.page.waitForSelector('#page-topics:not([hidden])', { timeout: 15000 });
+    assert.equal(await b.page.evaluate(() => window.sluiceDashboard.page), 'topics');
+    for (const shopPage of ['dashboard', 'orders', 'payments', 'deliveries', 'notifications']) {
+      assert.equal(await b.page.isVisible(`[data-nav="${shopPage}"]`), false, `${shopPage} in the navbar`);
+    }
+    assert.equal(await b.page.isVisible('[data-nav="cluster"]'), true);
+    assert.equal(await b.page.isVisible('#ws-state'), false);
+    // A shop page asked by its address shows the console's first page instead.
+    await b.page.goto(`${bare.base}/#/orders`);
+    await waitUntil(async () => (await b.page.evaluate(() => window.sluiceDashboard.page)) === 'topics', 10000, 'the Topics page');
+    await b.page.goto(`${bare.base}/#/groups`);
+    await b.page.waitForSelector('#page-groups:not([hidden])', { timeout: 15000 });
+    await b.page.goto(`${bare.base}/#/cluster`);
+    await b.page.waitForSelector('#page-cluster:not([hidden])', { timeout: 15000 });
+    await waitUntil(() => b.requests.some((u) => u.includes('/api/cluster')), 10000, 'the Cluster page asking /api/cluster');
+    const shopCalls = b.requests.filter((u) => /\/api\/(stats|orders|payments|deliveries|notifications|simulator)\b|\/ws$/.test(new URL(u).pathname));
+    assert.deepEqual(shopCalls, [], 'requests for the shop');
+    assert.deepEqual(b.problems, []);
+  } finally {
+    await b.context.close();
+    await bare.stop();
+  }
+});
