@@ -89,6 +89,8 @@ pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watc
     let mut config = GroupConfig::new(group_id(&instance_id), &SHOP_TOPICS);
     config.group_instance_id = Some(format!("projector-{instance_id}"));
     config.fetch.max_wait = Duration::from_millis(250);
+    // Payment outcomes are written in transactions: only committed ones count.
+    config.fetch.isolation_level = 1;
     let mut consumer = GroupConsumer::new(client, config);
     let mut last_commit = Instant::now();
     let mut dirty = false;
