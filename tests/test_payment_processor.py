@@ -27,6 +27,8 @@ from shop_client import call, place_order, wait_order
 
 ORDERS = 48
 KILLS = 5
+# Orders paid twice while the processor is down.
+DUPLICATED = 3
 TRANSACTIONAL_ID = "shop-payments-test"
 
 
@@ -135,6 +137,17 @@ def test_killed_processor_charges_every_order_exactly_once(shop):
                             {"order_id": order_id, "amount": 52.48, "method": "card"})
         answers[(status, body.get("status") if status == 202 else body["error"]["code"])] += 1
 
+    # Retried payments that reach the processor: while it is down the answer
+    # says `pending`, so a retry passes validation (the order is still
+    # unpaid) and becomes a second request for the same order.
+    retried, order_ids = order_ids[:DUPLICATED], order_ids[DUPLICATED:]
+    processor.kill9()
+    kills = 1
+    with ThreadPoolExecutor(max_workers=2 * DUPLICATED) as pool:
+        list(pool.map(pay, [o for o, _ in retried for _ in range(2)]))
+    assert answers[(202, "pending")] == 2 * DUPLICATED, answers
+    processor.start()
+
     def traffic() -> None:
         with ThreadPoolExecutor(max_workers=6) as pool:
             futures = []
@@ -148,9 +161,8 @@ def test_killed_processor_charges_every_order_exactly_once(shop):
 
     sender = threading.Thread(target=traffic, daemon=True)
     sender.start()
-    kills = 0
     try:
-        while kills < KILLS:
+        while kills < KILLS + 1:
             # Kill once the restarted processor is at work on the traffic.
             answered = sum(answers.values())
             processor.wait_assigned()
@@ -170,6 +182,7 @@ def test_killed_processor_charges_every_order_exactly_once(shop):
                 if r["type"] == "PaymentRequested"]
     requested_ids = {r["data"]["payment_id"] for r in requests}
     charged_orders = {r["order_id"] for r in requests}
+    order_ids += retried
     assert charged_orders == {o for o, _ in order_ids}
 
     def committed_outcomes():
@@ -190,6 +203,7 @@ def test_killed_processor_charges_every_order_exactly_once(shop):
         {o: n for o, n in authorized.items() if n > 1}
     failed = [r for r in outcomes if r["type"] == "PaymentFailed"]
     assert all(r["data"]["reason"] == "already paid" for r in failed), failed
+    assert len(failed) >= DUPLICATED, "each retried request was answered 'already paid'"
 
     uncommitted = [r for r in read_topic(node.bootstrap, "payments", "read_uncommitted")
                    if r["data"]["payment_id"] in requested_ids]

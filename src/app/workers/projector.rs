@@ -136,6 +136,7 @@ pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watc
             Ok(GroupEvent::Records(batches)) => {
                 if batches.iter().all(|b| b.records.is_empty()) {
                     // Nothing new; fall through to the commit check.
+                    applied_up_to_positions(&consumer, &read_model);
                 } else {
                     let model = read_model.current();
                     match apply_batches(&model, batches, None).await {
@@ -143,6 +144,7 @@ pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watc
                             for (topic, partition, next) in &last {
                                 read_model.progress.set_applied(topic, *partition, *next);
                             }
+                            applied_up_to_positions(&consumer, &read_model);
                             read_model.progress.notify();
                             read_model.bump_version();
                             listener.applied(&changes);
@@ -184,6 +186,27 @@ pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watc
         commit(&consumer, &durable).await;
     }
     consumer.close().await;
+}
+
+/// Everything before the consumer's positions is applied: they also count
+/// the transaction markers and aborted records read_committed skips, which
+/// no record's offset covers.
+fn applied_up_to_positions(consumer: &GroupConsumer, read_model: &ReadModel) {
+    let positions = consumer.positions();
+    let mut moved = false;
+    for (topic, partition, position) in positions {
+        if read_model
+            .progress
+            .applied_at(&topic, partition)
+            .map_or(position > 0, |a| a < position)
+        {
+            read_model.progress.set_applied(&topic, partition, position);
+            moved = true;
+        }
+    }
+    if moved {
+        read_model.progress.notify();
+    }
 }
 
 /// Position every assigned partition at the next offset `stored` says the
