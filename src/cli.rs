@@ -1,4 +1,4 @@
-//! The command line: `serve`, `config`, `demo`, `bench`, `groups`, `tokens`, `users` and `cluster`. The only place that turns
+//! The command line: `serve`, `config`, `demo`, `bench`, `groups`, `tokens`, `users`, `cluster` and `shop`. The only place that turns
 //! errors into exit codes.
 
 use std::process::ExitCode;
@@ -45,6 +45,9 @@ enum Command {
     /// and data dirs; Ctrl-C stops them all. `cluster status` and `cluster
     /// remove-node` act on a running cluster.
     Cluster(ClusterCli),
+    /// Parts of the shop run alone: `shop payment-processor`.
+    #[command(subcommand)]
+    Shop(crate::app::ShopCommand),
 }
 
 /// `sluice cluster [--nodes N ...]` launches; its subcommands act on a
@@ -109,6 +112,7 @@ pub fn main() -> ExitCode {
             }
             Command::Tokens(cmd) => crate::tokens_cli::run(cmd),
             Command::Users(cmd) => crate::users_cli::run(cmd).await,
+            Command::Shop(cmd) => crate::app::run_command(cmd).await,
         }
     });
     match outcome {

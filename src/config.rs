@@ -484,6 +484,13 @@ pub struct NodeConfig {
     )]
     pub shop_replication_factor: i16,
 
+    /// Run the shop's payment processor (payment requests -> outcomes in
+    /// Kafka transactions, transactional id `shop-payments-<node id>`) in
+    /// this node: `--shop-payment-processor true|false`. With false, run it
+    /// alone with `sluice shop payment-processor`.
+    #[arg(long, env = "SLUICE_SHOP_PAYMENT_PROCESSOR", default_value_t = true, action = clap::ArgAction::Set)]
+    pub shop_payment_processor: bool,
+
     /// In a cluster: how often this broker heartbeats the controller.
     #[arg(
         long,
@@ -600,6 +607,7 @@ impl NodeConfig {
             admin_bootstrap: None,
             shop_partitions: 3,
             shop_replication_factor: -1,
+            shop_payment_processor: true,
             broker_heartbeat_interval_ms: 250,
             broker_session_timeout_ms: 1500,
             replica_lag_time_max_ms: 10_000,

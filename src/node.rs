@@ -231,6 +231,10 @@ pub async fn run_until(config: NodeConfig, shutdown: watch::Receiver<bool>) -> a
         shop_config.partitions = broker.config.shop_partitions;
         shop_config.replication_factor = broker.config.shop_replication_factor;
         shop_config.max_websocket_clients = broker.config.max_websocket_clients;
+        shop_config.payment_processor_id = broker
+            .config
+            .shop_payment_processor
+            .then(|| format!("shop-payments-{}", broker.config.node_id));
         let storage = broker.storage.clone();
         let opened =
             tokio::task::spawn_blocking(move || crate::app::Shop::open(storage, shop_config))

@@ -90,7 +90,10 @@ def test_payment_and_delivery_flow_to_delivered_with_the_timeline_in_order(shop)
         status, paid = call(shop, "POST", "/api/payments",
                             {"order_id": order_id, "amount": 52.48, "method": "card"})
         assert status == 202, paid
-        assert paid["topic"] == "payments" and paid["payment_id"]
+        # The charge is a request the payment processor decides on; the
+        # answer waits for its outcome (`pending` if it is not there yet).
+        assert paid["topic"] == "payment-requests" and paid["payment_id"]
+        assert paid["status"] == "authorized", paid
         offsets = []
         for step in DELIVERY_STEPS:
             status, body = call(shop, "POST", "/api/deliveries",

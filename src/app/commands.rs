@@ -34,6 +34,11 @@ const ORDER_LOCKS: usize = 256;
 /// How long a command waits for the projector to catch up with this node's
 /// previous writes before answering 503.
 const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a payment's answer waits for the processor's outcome before it
+/// says `pending`.
+const PAYMENT_OUTCOME_WAIT: Duration = Duration::from_secs(5);
+/// How often the read model is looked at meanwhile.
+const PAYMENT_OUTCOME_POLL: Duration = Duration::from_millis(10);
 
 /// What a command answers with (202 Accepted).
 #[derive(Debug, Clone)]
@@ -42,6 +47,9 @@ pub(crate) struct Accepted {
     pub(crate) topic: &'static str,
     pub(crate) partition: i32,
     pub(crate) offset: i64,
+    /// For a payment request: the processor's decision (status, reason),
+    /// once the read model holds it.
+    pub(crate) outcome: Option<(PaymentStatus, Option<String>)>,
 }
 
 /// The command side: what every command needs, and nothing else.
@@ -100,6 +108,7 @@ impl Commands {
             topic,
             partition: written.partition,
             offset: written.offset,
+            outcome: None,
         })
     }
 
@@ -137,6 +146,18 @@ impl Commands {
         order_id: &str,
         decide: impl FnOnce(&OrderRecord) -> Result<EventBody, ApiError>,
     ) -> Result<Accepted, ApiError> {
+        self.on_order_then(order_id, decide, std::future::ready)
+            .await
+    }
+
+    /// Like [`on_order`](Self::on_order), then `after` the produce, still
+    /// under the order's lock.
+    async fn on_order_then<F: std::future::Future<Output = Accepted>>(
+        &self,
+        order_id: &str,
+        decide: impl FnOnce(&OrderRecord) -> Result<EventBody, ApiError>,
+        after: impl FnOnce(Accepted) -> F,
+    ) -> Result<Accepted, ApiError> {
         self.ready()?;
         let _serialised = self.order_lock(order_id).lock().await;
         self.wait_for_own_writes(order_id).await?;
@@ -147,7 +168,8 @@ impl Commands {
             .filter(|o| o.created.is_some())
             .ok_or_else(|| ApiError::order_not_found(order_id))?;
         let body = decide(&order)?;
-        self.produce(Event::new(order_id, body)).await
+        let accepted = self.produce(Event::new(order_id, body)).await?;
+        Ok(after(accepted).await)
     }
 
     /// `OrderCreated` for a validated order.
@@ -178,28 +200,71 @@ impl Commands {
         .await
     }
 
-    /// `PaymentAuthorized`/`Failed`/`Refunded`, if the order's state allows it.
+    /// A payment, if the order's state allows it. A charge (`authorized`)
+    /// becomes a `PaymentRequested` for the payment processor, which writes
+    /// the outcome exactly once (`workers::payment_processor`); the answer
+    /// waits a little for that outcome and says `pending` if it is not in
+    /// the read model yet. A failed attempt or a refund is recorded directly.
     pub(crate) async fn add_payment(&self, payment: NewPayment) -> Result<Accepted, ApiError> {
         let order_id = payment.order_id.clone();
-        self.on_order(&order_id, |order| {
-            validation::check_payment(order, payment.status, payment.amount_cents)?;
-            let currency = order
-                .created
-                .as_ref()
-                .map(|c| c.currency.clone())
-                .unwrap_or_default();
-            Ok(EventBody::from_payment(
-                payment.status,
-                PaymentData {
-                    payment_id: short_id("pay"),
-                    amount_cents: payment.amount_cents,
-                    currency,
-                    method: payment.method,
-                    reason: payment.reason,
+        let status = payment.status;
+        let accepted = self
+            .on_order_then(
+                &order_id,
+                |order| {
+                    validation::check_payment(order, payment.status, payment.amount_cents)?;
+                    let currency = order
+                        .created
+                        .as_ref()
+                        .map(|c| c.currency.clone())
+                        .unwrap_or_default();
+                    let data = PaymentData {
+                        payment_id: short_id("pay"),
+                        amount_cents: payment.amount_cents,
+                        currency,
+                        method: payment.method,
+                        reason: payment.reason,
+                    };
+                    Ok(match status {
+                        PaymentStatus::Authorized => EventBody::PaymentRequested(data),
+                        other => EventBody::from_payment(other, data),
+                    })
                 },
-            ))
-        })
-        .await
+                |accepted| self.await_payment_outcome(accepted),
+            )
+            .await?;
+        Ok(accepted)
+    }
+
+    /// For a `PaymentRequested`: wait (holding the order's lock, so a retry
+    /// is validated against the outcome) until the read model holds the
+    /// outcome of the payment, or [`PAYMENT_OUTCOME_WAIT`] passed.
+    async fn await_payment_outcome(&self, mut accepted: Accepted) -> Accepted {
+        let EventBody::PaymentRequested(request) = &accepted.event.body else {
+            return accepted;
+        };
+        let deadline = tokio::time::Instant::now() + PAYMENT_OUTCOME_WAIT;
+        loop {
+            let entry = self
+                .read_model
+                .current()
+                .order(&accepted.event.order_id)
+                .ok()
+                .flatten()
+                .and_then(|o| {
+                    o.payments
+                        .into_iter()
+                        .find(|p| p.payment_id == request.payment_id)
+                });
+            if let Some(entry) = entry {
+                accepted.outcome = Some((entry.status, entry.reason));
+                return accepted;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return accepted;
+            }
+            tokio::time::sleep(PAYMENT_OUTCOME_POLL).await;
+        }
     }
 
     /// `PaymentRefunded` of everything paid, back to the method it was paid

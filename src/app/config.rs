@@ -17,6 +17,9 @@ pub struct ShopConfig {
     pub ws_buffer: usize,
     /// Most WebSocket clients at once; another upgrade is answered 503.
     pub max_websocket_clients: usize,
+    /// Transactional id of this node's embedded payment processor (None:
+    /// the node runs none; `sluice shop payment-processor` runs one alone).
+    pub payment_processor_id: Option<String>,
 }
 
 impl ShopConfig {
@@ -29,6 +32,7 @@ impl ShopConfig {
             max_body_bytes: 64 * 1024,
             ws_buffer: 4096,
             max_websocket_clients: 256,
+            payment_processor_id: Some("shop-payments-1".to_owned()),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::config::ShopConfig;
-use super::domain::events::SHOP_TOPICS;
+use super::domain::events::{PAYMENT_REQUESTS_TOPIC, SHOP_TOPICS};
 use crate::client::{Client, ClientConfig, ClientError, Producer, ProducerConfig};
 
 /// The client and producer, once connected.
@@ -118,7 +118,7 @@ impl KafkaLink {
         loop {
             let attempt = async {
                 let client = Client::connect(self.client_config()).await?;
-                for topic in SHOP_TOPICS {
+                for topic in SHOP_TOPICS.into_iter().chain([PAYMENT_REQUESTS_TOPIC]) {
                     client
                         .ensure_topic(
                             topic,

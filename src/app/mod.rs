@@ -32,6 +32,7 @@ pub(crate) mod fuzzing;
 mod http;
 mod kafka;
 mod read_model;
+mod standalone;
 mod workers;
 
 use std::sync::Arc;
@@ -44,11 +45,12 @@ use kafka::KafkaLink;
 use read_model::{ModelError, ReadModel};
 use workers::projector::{ModelListener, Projector};
 use workers::replay::Replay;
-use workers::{notifier, projector, simulator};
+use workers::{notifier, payment_processor, projector, simulator};
 
 pub use config::ShopConfig;
 pub use http::AppState;
 pub(crate) use http::{openapi_document, routes};
+pub use standalone::{run_command, PaymentProcessorArgs, ShopCommand};
 
 use crate::readiness::Component;
 use crate::storage::Storage;
@@ -110,7 +112,7 @@ pub async fn run(state: AppState, readiness: Component, mut shutdown: watch::Rec
         listener,
         swaps: state.replay.take_receiver(),
     };
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(projector::run(
             projector,
             projector_client,
@@ -132,6 +134,16 @@ pub async fn run(state: AppState, readiness: Component, mut shutdown: watch::Rec
             shutdown.clone(),
         )),
     ];
+    if let Some(id) = link.config().payment_processor_id.clone() {
+        let config = payment_processor::ProcessorConfig {
+            client: link.client_config(),
+            transactional_id: id,
+        };
+        tasks.push(tokio::spawn(payment_processor::run(
+            config,
+            shutdown.clone(),
+        )));
+    }
     let _ = shutdown.wait_for(|s| *s).await;
     readiness.set("stopping");
     link.set_ready(false);

@@ -40,6 +40,10 @@ const BATCH_HEADER_BYTES: usize = 61;
 const LOG_OVERHEAD: usize = 12;
 /// Control batch attribute bit (transaction markers).
 const CONTROL_FLAG: i16 = 0x20;
+/// Transactional batch attribute bit.
+const TRANSACTIONAL_FLAG: i16 = 0x10;
+/// Offset of the producer id in a v2 record batch.
+const PRODUCER_ID_OFFSET: usize = 43;
 
 /// Where a partition starts being read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,17 +374,27 @@ impl PartitionFetcher {
                 }
                 let raw = partition_data.records.unwrap_or_default();
                 let wire_bytes = raw.len();
-                let decoded =
-                    decode_record_batches(raw, assignment.position).map_err(|reason| {
-                        ClientError::Codec {
-                            action: "decode",
-                            api: ApiKey::Fetch,
-                            version: -1,
-                            reason: format!(
-                                "{}-{} at offset {}: {reason}",
-                                assignment.topic, assignment.partition, assignment.position
-                            ),
-                        }
+                // read_committed: the broker lists the aborted transactions
+                // in range; their records are dropped here, as Kafka clients do.
+                let aborted: Vec<(i64, i64)> = if self.config.isolation_level == 1 {
+                    partition_data
+                        .aborted_transactions
+                        .iter()
+                        .flatten()
+                        .map(|a| (a.producer_id.0, a.first_offset))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let decoded = decode_committed_batches(raw, assignment.position, &aborted)
+                    .map_err(|reason| ClientError::Codec {
+                        action: "decode",
+                        api: ApiKey::Fetch,
+                        version: -1,
+                        reason: format!(
+                            "{}-{} at offset {}: {reason}",
+                            assignment.topic, assignment.partition, assignment.position
+                        ),
                     })?;
                 match decoded.next_offset {
                     Some(next) => {
@@ -445,11 +459,27 @@ pub(crate) struct DecodedRecords {
 
 /// Split `raw` into record batches and decode each complete one. A trailing
 /// partial batch (the broker cut the response at a byte limit) is ignored.
+#[cfg(test)]
 pub(crate) fn decode_record_batches(
-    mut raw: Bytes,
+    raw: Bytes,
     fetch_offset: i64,
 ) -> Result<DecodedRecords, String> {
+    decode_committed_batches(raw, fetch_offset, &[])
+}
+
+/// Like [`decode_record_batches`], dropping the batches of `aborted`
+/// transactions (producer id, first offset): a transactional batch of a
+/// producer is dropped from the aborted transaction's first offset until
+/// that producer's next control batch (its ABORT marker).
+pub(crate) fn decode_committed_batches(
+    mut raw: Bytes,
+    fetch_offset: i64,
+    aborted: &[(i64, i64)],
+) -> Result<DecodedRecords, String> {
     let mut out = DecodedRecords::default();
+    let mut pending: Vec<(i64, i64)> = aborted.to_vec();
+    pending.sort_unstable_by_key(|&(_, first)| std::cmp::Reverse(first));
+    let mut aborting: Vec<i64> = Vec::new();
     while raw.len() >= LOG_OVERHEAD {
         let base_offset = i64::from_be_bytes(be_array(&raw[0..8]));
         let length = i32::from_be_bytes(be_array(&raw[8..12]));
@@ -477,9 +507,25 @@ pub(crate) fn decode_record_batches(
         let last_offset_delta = i32::from_be_bytes(be_array(
             &batch[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4],
         ));
-        out.next_offset = Some(base_offset + i64::from(last_offset_delta) + 1);
-        if attributes & CONTROL_FLAG != 0
-            || base_offset + i64::from(last_offset_delta) < fetch_offset
+        let last_offset = base_offset + i64::from(last_offset_delta);
+        out.next_offset = Some(last_offset + 1);
+        let producer_id =
+            i64::from_be_bytes(be_array(&batch[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8]));
+        while pending
+            .last()
+            .is_some_and(|&(_, first)| first <= last_offset)
+        {
+            if let Some((pid, _)) = pending.pop() {
+                aborting.push(pid);
+            }
+        }
+        if attributes & CONTROL_FLAG != 0 {
+            // The marker ends this producer's aborted transaction.
+            aborting.retain(|&pid| pid != producer_id);
+            continue;
+        }
+        if last_offset < fetch_offset
+            || (attributes & TRANSACTIONAL_FLAG != 0 && aborting.contains(&producer_id))
         {
             continue;
         }
@@ -626,14 +672,25 @@ mod tests {
     };
 
     fn batch(base: i64, count: i64) -> Bytes {
+        producer_batch(base, count, -1, false, false)
+    }
+
+    /// A batch of `producer_id`, transactional and/or a control batch.
+    fn producer_batch(
+        base: i64,
+        count: i64,
+        producer_id: i64,
+        transactional: bool,
+        control: bool,
+    ) -> Bytes {
         let records: Vec<Record> = (0..count)
             .map(|i| Record {
-                transactional: false,
-                control: false,
+                transactional,
+                control,
                 delete_horizon: false,
                 partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id,
+                producer_epoch: 0,
                 timestamp_type: TimestampType::Creation,
                 offset: base + i,
                 sequence: -1 + i as i32,
@@ -680,6 +737,26 @@ mod tests {
         assert_eq!(offsets, (12..20).collect::<Vec<_>>());
         assert_eq!(decoded.next_offset, Some(20));
         assert_eq!(decoded.records[0].value.as_deref(), Some(&b"value-12"[..]));
+    }
+
+    #[test]
+    fn read_committed_drops_aborted_transactions_until_their_marker() {
+        let mut raw = BytesMut::new();
+        raw.extend_from_slice(&producer_batch(0, 2, 7, true, false)); // aborted
+        raw.extend_from_slice(&producer_batch(2, 1, 8, true, false)); // committed
+        raw.extend_from_slice(&producer_batch(3, 1, 7, true, true)); // ABORT of 7
+        raw.extend_from_slice(&producer_batch(4, 1, 8, true, true)); // COMMIT of 8
+        raw.extend_from_slice(&producer_batch(5, 2, 7, true, false)); // committed later
+        raw.extend_from_slice(&producer_batch(7, 1, 7, true, true)); // COMMIT of 7
+        raw.extend_from_slice(&producer_batch(8, 1, -1, false, false)); // plain
+        let raw = raw.freeze();
+        let committed = decode_committed_batches(raw.clone(), 0, &[(7, 0)]).unwrap();
+        let offsets: Vec<i64> = committed.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![2, 5, 6, 8]);
+        assert_eq!(committed.next_offset, Some(9));
+        let everything = decode_record_batches(raw, 0).unwrap();
+        let offsets: Vec<i64> = everything.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![0, 1, 2, 5, 6, 8], "markers are never records");
     }
 
     #[test]

@@ -123,6 +123,17 @@ pub enum ClientError {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// A newer producer with the same `transactional.id` took over
+    /// (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH): this producer can no longer
+    /// write or end transactions. Fatal: make a new producer.
+    #[error("transactional producer {transactional_id} is fenced: {reason}")]
+    Fenced {
+        /// The transactional id.
+        transactional_id: String,
+        /// The broker's error.
+        reason: String,
+    },
+
     /// The producer or consumer was closed while the operation was pending.
     #[error("client closed")]
     Closed,
@@ -186,6 +197,16 @@ impl ClientError {
         }
     }
 
+    /// True when the error is a fencing error of a transactional producer
+    /// (the typed [`ClientError::Fenced`] or the broker codes behind it).
+    pub fn is_fenced(&self) -> bool {
+        match self {
+            ClientError::Fenced { .. } => true,
+            ClientError::Broker { error, .. } => is_fencing_error(*error),
+            _ => false,
+        }
+    }
+
     /// True when the error means our view of partition leadership is stale.
     pub fn needs_metadata_refresh(&self) -> bool {
         match self {
@@ -214,5 +235,15 @@ pub fn is_stale_metadata_error(error: ResponseError) -> bool {
             | ResponseError::BrokerNotAvailable
             | ResponseError::UnknownTopicId
             | ResponseError::InconsistentTopicId
+    )
+}
+
+/// Kafka errors that mean a newer producer of the same transactional id exists.
+pub fn is_fencing_error(error: ResponseError) -> bool {
+    matches!(
+        error,
+        ResponseError::ProducerFenced
+            | ResponseError::InvalidProducerEpoch
+            | ResponseError::TransactionalIdAuthorizationFailed
     )
 }

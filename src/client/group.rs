@@ -322,6 +322,11 @@ impl GroupConsumer {
         self.membership.as_ref().map(|m| m.generation_id)
     }
 
+    /// The member id of the current generation (for TxnOffsetCommit).
+    pub fn member_id(&self) -> Option<&str> {
+        self.membership.as_ref().map(|m| m.member_id.as_str())
+    }
+
     /// The next offset to fetch of an owned partition.
     pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
         self.fetcher.position(topic, partition)

@@ -21,6 +21,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const ORDERS_TOPIC: &str = "orders";
 /// Topic of `PaymentAuthorized`, `PaymentFailed` and `PaymentRefunded`.
 pub const PAYMENTS_TOPIC: &str = "payments";
+/// Topic of `PaymentRequested`: what the payment processor decides on.
+pub const PAYMENT_REQUESTS_TOPIC: &str = "payment-requests";
 /// Topic of the `Delivery*` events.
 pub const DELIVERIES_TOPIC: &str = "deliveries";
 /// Topic of `Notification` events (written by the notifier).
@@ -59,6 +61,7 @@ pub enum EventBody {
     PaymentAuthorized(PaymentData),
     PaymentFailed(PaymentData),
     PaymentRefunded(PaymentData),
+    PaymentRequested(PaymentData),
     DeliveryScheduled(DeliveryData),
     DeliveryShipped(DeliveryData),
     DeliveryInTransit(DeliveryData),
@@ -222,6 +225,7 @@ impl EventBody {
                 PAYMENTS_TOPIC
             }
             Self::Notification(_) => NOTIFICATIONS_TOPIC,
+            Self::PaymentRequested(_) => PAYMENT_REQUESTS_TOPIC,
             _ => DELIVERIES_TOPIC,
         }
     }
@@ -234,6 +238,7 @@ impl EventBody {
             Self::PaymentAuthorized(_) => "PaymentAuthorized",
             Self::PaymentFailed(_) => "PaymentFailed",
             Self::PaymentRefunded(_) => "PaymentRefunded",
+            Self::PaymentRequested(_) => "PaymentRequested",
             Self::DeliveryScheduled(_) => "DeliveryScheduled",
             Self::DeliveryShipped(_) => "DeliveryShipped",
             Self::DeliveryInTransit(_) => "DeliveryInTransit",

@@ -228,7 +228,7 @@ pub(crate) fn document() -> Value {
             },
             "/api/payments": {
                 "post": command(
-                    "Record a payment (PaymentAuthorized, PaymentFailed or PaymentRefunded)",
+                    "Record a payment: a charge (`authorized`) becomes a PaymentRequested in `payment-requests` that the payment processor answers exactly once in `payments` (the answer waits up to 5 s for it: `status` authorized, failed or pending); PaymentFailed and PaymentRefunded are written directly",
                     "NewPayment",
                     &[("404", "Unknown order id (`not_found`)."),
                       ("409", "The order's state does not allow it: cancelled, already paid, not paid (refund), on its way (refund) (`invalid_transition`)."),
@@ -373,11 +373,13 @@ fn schemas() -> Value {
             "properties": {
                 "event_id": {"type": "string", "format": "uuid"},
                 "type": {"type": "string", "example": "OrderCreated"},
-                "topic": enum_of(&["orders", "payments", "deliveries"]),
+                "topic": enum_of(&["orders", "payments", "payment-requests", "deliveries"]),
                 "partition": {"type": "integer"},
                 "offset": {"type": "integer", "format": "int64"},
                 "order_id": {"type": "string"},
                 "payment_id": {"type": "string", "description": "For payments."},
+                "status": enum_of(&["authorized", "failed", "pending"]),
+                "reason": {"type": "string", "description": "Why a charge failed (`already paid`)."},
                 "timestamp": ts,
             }
         }));

@@ -176,6 +176,19 @@ pub(crate) fn accepted_json(accepted: &Accepted) -> Value {
     if let Some((_, p)) = accepted.event.body.payment() {
         v["payment_id"] = json!(p.payment_id);
     }
+    if let EventBody::PaymentRequested(p) = &accepted.event.body {
+        // The processor decides; `pending` until the read model has its outcome.
+        v["payment_id"] = json!(p.payment_id);
+        match &accepted.outcome {
+            Some((status, reason)) => {
+                v["status"] = json!(status.as_str());
+                if let Some(reason) = reason {
+                    v["reason"] = json!(reason);
+                }
+            }
+            None => v["status"] = json!("pending"),
+        }
+    }
     v
 }
 

@@ -27,6 +27,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Progress {
+    /// The next offset of a partition the model needs, if it has seen it.
+    pub(crate) fn applied_at(&self, topic: &str, partition: i32) -> Option<i64> {
+        lock(&self.applied)
+            .get(&(topic.to_owned(), partition))
+            .copied()
+    }
+
     /// Record that the model now holds everything before `next` of a partition.
     pub(crate) fn set_applied(&self, topic: &str, partition: i32, next: i64) {
         lock(&self.applied).insert((topic.to_owned(), partition), next);

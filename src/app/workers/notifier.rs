@@ -99,6 +99,7 @@ pub(crate) fn notification_for(event: &Event) -> Option<Event> {
 pub(crate) async fn run(client: Client, producer: Producer, mut shutdown: watch::Receiver<bool>) {
     let mut config = GroupConfig::new(GROUP_ID, &[PAYMENTS_TOPIC, DELIVERIES_TOPIC]);
     config.fetch.max_wait = Duration::from_millis(250);
+    config.fetch.isolation_level = 1;
     let mut consumer = GroupConsumer::new(client, config);
     loop {
         let polled = tokio::select! {

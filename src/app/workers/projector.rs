@@ -89,6 +89,8 @@ pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watc
     let mut config = GroupConfig::new(group_id(&instance_id), &SHOP_TOPICS);
     config.group_instance_id = Some(format!("projector-{instance_id}"));
     config.fetch.max_wait = Duration::from_millis(250);
+    // Payment outcomes are written in transactions: only committed ones count.
+    config.fetch.isolation_level = 1;
     let mut consumer = GroupConsumer::new(client, config);
     let mut last_commit = Instant::now();
     let mut dirty = false;
@@ -134,6 +136,7 @@ pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watc
             Ok(GroupEvent::Records(batches)) => {
                 if batches.iter().all(|b| b.records.is_empty()) {
                     // Nothing new; fall through to the commit check.
+                    applied_up_to_positions(&consumer, &read_model);
                 } else {
                     let model = read_model.current();
                     match apply_batches(&model, batches, None).await {
@@ -141,6 +144,7 @@ pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watc
                             for (topic, partition, next) in &last {
                                 read_model.progress.set_applied(topic, *partition, *next);
                             }
+                            applied_up_to_positions(&consumer, &read_model);
                             read_model.progress.notify();
                             read_model.bump_version();
                             listener.applied(&changes);
@@ -182,6 +186,27 @@ pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watc
         commit(&consumer, &durable).await;
     }
     consumer.close().await;
+}
+
+/// Everything before the consumer's positions is applied: they also count
+/// the transaction markers and aborted records read_committed skips, which
+/// no record's offset covers.
+fn applied_up_to_positions(consumer: &GroupConsumer, read_model: &ReadModel) {
+    let positions = consumer.positions();
+    let mut moved = false;
+    for (topic, partition, position) in positions {
+        if read_model
+            .progress
+            .applied_at(&topic, partition)
+            .map_or(position > 0, |a| a < position)
+        {
+            read_model.progress.set_applied(&topic, partition, position);
+            moved = true;
+        }
+    }
+    if moved {
+        read_model.progress.notify();
+    }
 }
 
 /// Position every assigned partition at the next offset `stored` says the

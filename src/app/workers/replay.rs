@@ -176,8 +176,11 @@ async fn rebuild(replay: &Replay) -> Result<(), String> {
 }
 
 async fn fill(replay: &Replay, client: &Client, model: Model) -> Result<(), String> {
+    // read_committed, up to the last stable offsets: aborted payment
+    // outcomes never reach the model.
     let config = ConsumerConfig {
         max_wait: Duration::from_millis(100),
+        isolation_level: 1,
         ..ConsumerConfig::default()
     };
     let mut fetcher = PartitionFetcher::new(client.clone(), config);
@@ -191,7 +194,7 @@ async fn fill(replay: &Replay, client: &Client, model: Model) -> Result<(), Stri
             .await
             .map_err(|e| e.to_string())?;
         let latest = client
-            .list_offsets(topic, &partitions, -1)
+            .list_offsets_isolated(topic, &partitions, -1, 1)
             .await
             .map_err(|e| e.to_string())?;
         for (p, end) in &latest {

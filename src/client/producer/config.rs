@@ -34,6 +34,13 @@ pub struct ProducerConfig {
     pub compression: Compression,
     /// Use a producer id and sequence numbers so retries cannot duplicate.
     pub idempotent: bool,
+    /// Kafka's `transactional.id`: makes the producer transactional (and so
+    /// idempotent with acks=-1). A new producer with the same id fences the
+    /// older one and ends what it left open.
+    pub transactional_id: Option<String>,
+    /// Kafka's `transaction.timeout.ms`: the coordinator aborts a transaction
+    /// left open this long.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -51,6 +58,8 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_secs(120),
             compression: Compression::None,
             idempotent: false,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }

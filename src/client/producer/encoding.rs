@@ -28,6 +28,8 @@ const RECORD_OVERHEAD_BYTES: usize = 21;
 pub(super) struct ProducerIdentity {
     pub(super) producer_id: i64,
     pub(super) producer_epoch: i16,
+    /// Batches belong to transactions (the batch's transactional bit).
+    pub(super) transactional: bool,
 }
 
 /// Estimated encoded size of a record, in bytes (what it takes of the
@@ -85,6 +87,7 @@ pub(super) fn encode_records(
     for (i, record) in records.iter_mut().enumerate() {
         record.producer_id = identity.producer_id;
         record.producer_epoch = identity.producer_epoch;
+        record.transactional = identity.transactional;
         // The encoder derives the batch's base sequence from the first
         // record and keeps records together only while offset - sequence
         // is constant, so sequences advance with offsets even without

@@ -42,6 +42,7 @@ mod encoding;
 mod sender;
 #[cfg(test)]
 mod tests;
+mod transaction;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,6 +58,7 @@ pub use delivery::{Delivery, RecordMetadata};
 use accumulator::Accumulator;
 use encoding::{new_record, record_size, ProducerIdentity};
 use sender::{init_producer_id, run_sender, ProducerShared};
+use transaction::Transactions;
 
 use super::cluster::Client;
 use super::error::ClientError;
@@ -94,7 +96,15 @@ impl std::fmt::Debug for Producer {
 
 impl Producer {
     /// Start a producer on `client`. With `idempotent`, obtains a producer id first.
-    pub async fn new(client: Client, config: ProducerConfig) -> Result<Self, ClientError> {
+    pub async fn new(client: Client, mut config: ProducerConfig) -> Result<Self, ClientError> {
+        if config.transactional_id.is_some() {
+            if config.acks != -1 {
+                return Err(ClientError::Config(
+                    "a transactional producer needs acks=-1".to_owned(),
+                ));
+            }
+            config.idempotent = true;
+        }
         if !matches!(config.acks, -1..=1) {
             return Err(ClientError::Config(format!(
                 "acks must be -1, 0 or 1, not {}",
@@ -112,13 +122,18 @@ impl Producer {
                     .to_owned(),
             ));
         }
-        let identity = if config.idempotent {
-            init_producer_id(&client, &config).await?
-        } else {
-            ProducerIdentity {
+        let txn = config
+            .transactional_id
+            .clone()
+            .map(|id| Transactions::new(id, config.transaction_timeout));
+        let identity = match &txn {
+            Some(txn) => txn.init_producer_id(&client).await?,
+            None if config.idempotent => init_producer_id(&client, &config).await?,
+            None => ProducerIdentity {
                 producer_id: -1,
                 producer_epoch: -1,
-            }
+                transactional: false,
+            },
         };
         let shared = Arc::new(ProducerShared {
             client,
@@ -130,6 +145,7 @@ impl Producer {
             batch_done: Notify::new(),
             refreshing: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            txn,
             config,
         });
         let sender = tokio::spawn(run_sender(Arc::clone(&shared)));
@@ -188,6 +204,9 @@ impl Producer {
         let shared = &self.handle.shared;
         if shared.closing.load(Ordering::Acquire) {
             return Err(ClientError::Closed);
+        }
+        if let Some(txn) = &shared.txn {
+            txn.check_sendable()?;
         }
         let partition_count = match shared.client.cached_topic(topic) {
             Some(info) => info.partition_count(),
@@ -258,6 +277,68 @@ impl Producer {
         self.handle.shared.closing.store(true, Ordering::Release);
         self.flush().await;
         self.handle.shared.wake.notify_one();
+    }
+
+    /// The transaction manager, or a configuration error for a producer
+    /// without `transactional_id`.
+    fn transactions(&self) -> Result<&Transactions, ClientError> {
+        self.handle
+            .shared
+            .txn
+            .as_ref()
+            .ok_or_else(|| ClientError::Config("the producer has no transactional_id".to_owned()))
+    }
+
+    /// Start a transaction: records sent from now on belong to it.
+    pub fn begin_transaction(&self) -> Result<(), ClientError> {
+        self.transactions()?.begin()
+    }
+
+    /// Commit consumed `offsets` (topic, partition, next offset to read) of
+    /// `group_id` as part of the transaction (AddOffsetsToTxn, then
+    /// TxnOffsetCommit at the group coordinator): they become the group's
+    /// committed offsets only if the transaction commits.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        group_id: &str,
+        offsets: &[(String, i32, i64)],
+        generation_id: i32,
+        member_id: &str,
+    ) -> Result<(), ClientError> {
+        let shared = &self.handle.shared;
+        self.transactions()?
+            .send_offsets(
+                &shared.client,
+                shared.identity,
+                group_id,
+                offsets,
+                generation_id,
+                member_id,
+            )
+            .await
+    }
+
+    /// Flush, then commit the transaction (EndTxn). Fails, leaving the
+    /// transaction open for [`abort_transaction`](Self::abort_transaction),
+    /// if a record of it was not written; fails with
+    /// [`ClientError::Fenced`] if a newer producer took over.
+    pub async fn commit_transaction(&self) -> Result<(), ClientError> {
+        let txn = self.transactions()?;
+        self.flush().await;
+        txn.commit_blocker()?;
+        let shared = &self.handle.shared;
+        txn.end(&shared.client, shared.identity, true).await
+    }
+
+    /// Flush, then abort the transaction (EndTxn): read_committed consumers
+    /// never see its records and its offsets are not committed. After a
+    /// failed batch the sequence numbers may have a gap: make a new producer
+    /// (same transactional id) to continue.
+    pub async fn abort_transaction(&self) -> Result<(), ClientError> {
+        let txn = self.transactions()?;
+        self.flush().await;
+        let shared = &self.handle.shared;
+        txn.end(&shared.client, shared.identity, false).await
     }
 
     /// The client this producer sends through.

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -26,6 +26,7 @@ use super::accumulator::{Accumulator, Drained, ProducerBatch};
 use super::config::ProducerConfig;
 use super::delivery::BatchAck;
 use super::encoding::ProducerIdentity;
+use super::transaction::Transactions;
 use crate::client::cluster::Client;
 use crate::client::connection::PendingResponse;
 use crate::client::error::ClientError;
@@ -48,6 +49,8 @@ pub(super) struct ProducerShared {
     pub(super) refreshing: AtomicBool,
     /// Set by `close`: the sender exits once everything is sent.
     pub(super) closing: AtomicBool,
+    /// The transaction manager of a transactional producer.
+    pub(super) txn: Option<Transactions>,
 }
 
 impl ProducerShared {
@@ -58,6 +61,9 @@ impl ProducerShared {
 
     /// Complete a batch: resolve its deliveries, give its buffer memory back.
     pub(super) fn finish(&self, batch: ProducerBatch, result: Result<BatchAck, ClientError>) {
+        if let (Some(txn), Err(error)) = (&self.txn, &result) {
+            txn.note_failure(error);
+        }
         batch.completion.complete(result);
         self.buffer.add_permits(batch.buffered_bytes);
         self.unfinished_batches.fetch_sub(1, Ordering::AcqRel);
@@ -84,6 +90,7 @@ pub(super) async fn init_producer_id(
                 None => Ok(ProducerIdentity {
                     producer_id: response.producer_id.0,
                     producer_epoch: response.producer_epoch,
+                    transactional: false,
                 }),
                 Some(error) => Err(ClientError::broker(ApiKey::InitProducerId, error, None)),
             }
@@ -327,6 +334,15 @@ async fn dispatch(
     batches: &mut [ProducerBatch],
 ) -> Result<Option<PendingResponse<ProduceRequest>>, ClientError> {
     let config = &shared.config;
+    if let Some(txn) = &shared.txn {
+        // The coordinator must know a partition before its first batch.
+        let partitions: Vec<(Arc<str>, i32)> = batches
+            .iter()
+            .map(|b| (Arc::clone(&b.topic), b.partition))
+            .collect();
+        txn.add_partitions(&shared.client, shared.identity, &partitions)
+            .await?;
+    }
     let conn = shared.client.broker(broker).await?;
     // Produce v13 names topics by id; stay below it if an id is unknown.
     let mut topic_ids: HashMap<Arc<str>, Uuid> = HashMap::new();
@@ -371,7 +387,12 @@ async fn dispatch(
         }
     }
     let request = ProduceRequest::default()
-        .with_transactional_id(None)
+        .with_transactional_id(
+            shared
+                .txn
+                .as_ref()
+                .map(|t| TransactionalId(StrBytes::from_string(t.id.clone()))),
+        )
         .with_acks(config.acks)
         .with_timeout_ms(i32::try_from(config.ack_timeout.as_millis()).unwrap_or(i32::MAX))
         .with_topic_data(topic_data);

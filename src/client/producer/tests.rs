@@ -34,6 +34,7 @@ fn batch_encodes_as_one_record_batch_with_sequences() {
     let identity = ProducerIdentity {
         producer_id: 42,
         producer_epoch: 3,
+        transactional: true,
     };
     let mut encoded = batch.encode(identity, Compression::None).unwrap();
     let infos =
@@ -44,6 +45,7 @@ fn batch_encodes_as_one_record_batch_with_sequences() {
     assert_eq!(infos[0].base_sequence, 7);
     assert_eq!(infos[0].producer_id, 42);
     let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut encoded).unwrap();
+    assert!(set.records.iter().all(|r| r.transactional && !r.control));
     assert_eq!(set.records[4].value.as_deref(), Some(&b"v4"[..]));
     assert_eq!(set.records[4].offset, 4);
 }
@@ -55,6 +57,7 @@ fn batch_without_idempotence_has_no_sequence() {
     let identity = ProducerIdentity {
         producer_id: -1,
         producer_epoch: -1,
+        transactional: false,
     };
     let mut encoded = batch.encode(identity, Compression::None).unwrap();
     let infos =
