@@ -403,6 +403,13 @@ pub struct NodeConfig {
     #[arg(long, env = "SLUICE_BOOTSTRAP")]
     pub bootstrap: Option<String>,
 
+    /// Where the shop keeps its CQRS read model: unset, in this node's own
+    /// database; `postgres://user@host:port/db`, in a PostgreSQL database
+    /// that several shop instances share (their projectors split the
+    /// partitions in one consumer group). No Kafka equivalent.
+    #[arg(long, env = "SLUICE_READ_MODEL")]
+    pub read_model: Option<String>,
+
     /// Partition count of the shop's topics (orders, payments, deliveries,
     /// notifications) when the shop creates them at start.
     #[arg(long, env = "SLUICE_SHOP_PARTITIONS", default_value_t = 3)]
@@ -525,6 +532,7 @@ impl NodeConfig {
             offsets_retention_minutes: 10_080,
             shop: false,
             bootstrap: None,
+            read_model: None,
             shop_partitions: 3,
             shop_replication_factor: -1,
             broker_heartbeat_interval_ms: 250,

@@ -221,12 +221,10 @@ pub async fn run_until(config: NodeConfig, shutdown: watch::Receiver<bool>) -> a
         shop_config.partitions = broker.config.shop_partitions;
         shop_config.replication_factor = broker.config.shop_replication_factor;
         shop_config.max_websocket_clients = broker.config.max_websocket_clients;
-        let storage = broker.storage.clone();
-        let opened =
-            tokio::task::spawn_blocking(move || crate::app::Shop::open(storage, shop_config))
-                .await
-                .context("opening the shop panicked")?
-                .context("cannot open the shop's read model")?;
+        shop_config.read_model = broker.config.read_model.clone();
+        let opened = crate::app::Shop::open(broker.storage.clone(), shop_config)
+            .await
+            .context("cannot open the shop's read model")?;
         Some(opened)
     } else {
         None

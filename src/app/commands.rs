@@ -143,7 +143,8 @@ impl Commands {
         let order = self
             .read_model
             .current()
-            .order(order_id)?
+            .order(order_id)
+            .await?
             .filter(|o| o.created.is_some())
             .ok_or_else(|| ApiError::order_not_found(order_id))?;
         let body = decide(&order)?;

@@ -17,6 +17,8 @@ pub struct ShopConfig {
     pub ws_buffer: usize,
     /// Most WebSocket clients at once; another upgrade is answered 503.
     pub max_websocket_clients: usize,
+    /// The shared PostgreSQL read model (`postgres://...`); None: the node's own database.
+    pub read_model: Option<String>,
 }
 
 impl ShopConfig {
@@ -29,6 +31,7 @@ impl ShopConfig {
             max_body_bytes: 64 * 1024,
             ws_buffer: 4096,
             max_websocket_clients: 256,
+            read_model: None,
         }
     }
 }
