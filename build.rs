@@ -2,7 +2,7 @@
 //!
 //! 1. Runs `npm ci --ignore-scripts` in `assets/` when `assets/node_modules` is
 //!    missing or older than `assets/package-lock.json` (the lockfile pins
-//!    Bootstrap and Chart.js; no third-party file is committed).
+//!    Bootstrap, Chart.js and swagger-ui-dist; no third-party file is committed).
 //! 2. Copies only the dist files the pages use into `$OUT_DIR/web/vendor/`,
 //!    without their source-map comments (the maps are not shipped).
 //! 3. Copies the dashboard's own files from `assets/src/` into `$OUT_DIR/web/`,
@@ -31,6 +31,13 @@ const VENDOR_FILES: &[(&str, &str, &str)] = &[
         "bootstrap.bundle.min.js",
     ),
     ("chart.js", "dist/chart.umd.min.js", "chart.umd.min.js"),
+    // The API reference page at /api/docs.
+    (
+        "swagger-ui-dist",
+        "swagger-ui-bundle.js",
+        "swagger-ui-bundle.js",
+    ),
+    ("swagger-ui-dist", "swagger-ui.css", "swagger-ui.css"),
 ];
 
 /// Placeholder in `index.html` replaced by `/assets/vendor/<version>`.
@@ -156,9 +163,10 @@ fn vendor_version(node_modules: &Path) -> Result<String, String> {
             .ok_or_else(|| format!("no version in {}", path.display()))
     };
     Ok(format!(
-        "bs{}-chart{}",
+        "bs{}-chart{}-swagger{}",
         version("bootstrap")?,
-        version("chart.js")?
+        version("chart.js")?,
+        version("swagger-ui-dist")?
     ))
 }
 

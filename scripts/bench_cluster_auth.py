@@ -7,7 +7,7 @@ and over TLS as configured), and the latency of GET /cluster/status from a
 client (signed and over TLS as configured; a new connection per call, as
 the nodes do).
 
-    SLUICE_BIN=target/release/sluice /work/main/.venv/bin/python scripts/bench_cluster_auth.py
+    SLUICE_BIN=target/release/sluice .venv/bin/python scripts/bench_cluster_auth.py
 
 Uses the tests' harness (tests/cluster.py); every process is ended by PID.
 """

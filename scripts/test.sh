@@ -3,7 +3,8 @@
 #
 # Installs what the tests need (Debian packages, a Python venv), then runs
 # rustfmt, clippy, the release build, the Rust tests, a short run of every
-# fuzz target and the Python compatibility suite (real Kafka clients against the real binary).
+# fuzz target and the Python compatibility suite (real Kafka clients against the real binary,
+# kafka-python's own integration suite and kafkajs among them: docs/COMPATIBILITY.md).
 # Safe to run again: every install step is skipped when already done.
 set -euo pipefail
 
@@ -79,16 +80,18 @@ ensure_venv() {
 }
 
 # ---------------------------------------------------------------------------
-# Browser test tooling (playwright-core, no browser download: it drives the
-# Debian chromium); reinstalled when tests/browser/package-lock.json is newer.
+# Node packages of a test directory (npm ci from its package-lock.json);
+# reinstalled when the lockfile is newer than node_modules. tests/browser:
+# playwright-core (no browser download: it drives the Debian chromium);
+# tests/kafkajs: kafkajs.
 # ---------------------------------------------------------------------------
-ensure_browser_tooling() {
-    local dir="$REPO_ROOT/tests/browser"
+ensure_npm_packages() {
+    local dir="$REPO_ROOT/tests/$1"
     if [ -f "$dir/node_modules/.package-lock.json" ] &&
         [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
         return 0
     fi
-    log "installing browser test tooling (npm ci in tests/browser)"
+    log "installing Node test packages (npm ci in tests/$1)"
     (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 }
 
@@ -145,7 +148,8 @@ fuzz_smoke() {
 
 ensure_apt_packages
 ensure_venv
-ensure_browser_tooling
+ensure_npm_packages browser
+ensure_npm_packages kafkajs
 ensure_cargo_fuzz
 
 log "cargo fmt --check"

@@ -42,8 +42,20 @@ enum Command {
     #[command(subcommand)]
     Users(crate::users_cli::UsersCommand),
     /// Start a local cluster: N child `serve` processes with distinct ports
-    /// and data dirs; Ctrl-C stops them all.
-    Cluster(crate::cluster::launcher::ClusterArgs),
+    /// and data dirs; Ctrl-C stops them all. `cluster status` and `cluster
+    /// remove-node` act on a running cluster.
+    Cluster(ClusterCli),
+}
+
+/// `sluice cluster [--nodes N ...]` launches; its subcommands act on a
+/// running cluster.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ClusterCli {
+    #[command(subcommand)]
+    command: Option<crate::cluster_cli::ClusterCommand>,
+    #[command(flatten)]
+    launch: crate::cluster::launcher::ClusterArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,7 +101,12 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => crate::demo::run(args, data_dir_given).await,
             Command::Bench(cmd) => crate::bench::run(cmd).await,
             Command::Groups(cmd) => crate::groups_cli::run(cmd).await,
-            Command::Cluster(args) => crate::cluster::launcher::run(args).await,
+            Command::Cluster(ClusterCli {
+                command: Some(cmd), ..
+            }) => crate::cluster_cli::run(cmd).await,
+            Command::Cluster(ClusterCli { launch, .. }) => {
+                crate::cluster::launcher::run(launch).await
+            }
             Command::Tokens(cmd) => crate::tokens_cli::run(cmd),
             Command::Users(cmd) => crate::users_cli::run(cmd).await,
         }

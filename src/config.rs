@@ -359,6 +359,25 @@ pub struct NodeConfig {
     )]
     pub group_initial_rebalance_delay_ms: u64,
 
+    /// Shortest session timeout a classic group member may ask for, in ms
+    /// (Kafka's group.min.session.timeout.ms); shorter joins get
+    /// INVALID_SESSION_TIMEOUT.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_MIN_SESSION_TIMEOUT_MS",
+        default_value_t = 6_000
+    )]
+    pub group_min_session_timeout_ms: i32,
+
+    /// Longest session timeout a classic group member may ask for, in ms
+    /// (Kafka's group.max.session.timeout.ms).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_MAX_SESSION_TIMEOUT_MS",
+        default_value_t = 1_800_000
+    )]
+    pub group_max_session_timeout_ms: i32,
+
     /// How long a member of a consumer-protocol group (KIP-848) lives
     /// without heartbeats, in ms (Kafka's group.consumer.session.timeout.ms).
     #[arg(
@@ -376,6 +395,17 @@ pub struct NodeConfig {
         default_value_t = 5_000
     )]
     pub group_consumer_heartbeat_interval_ms: u64,
+
+    /// Whether classic and consumer-protocol members may share a group
+    /// during an upgrade (Kafka's group.consumer.migration.policy):
+    /// disabled, upgrade, downgrade or bidirectional.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_CONSUMER_MIGRATION_POLICY",
+        default_value = "bidirectional",
+        value_parser = ["disabled", "upgrade", "downgrade", "bidirectional"]
+    )]
+    pub group_consumer_migration_policy: String,
 
     /// Partition count of the internal __consumer_offsets topic when it is
     /// first created (Kafka's offsets.topic.num.partitions); an existing
@@ -409,6 +439,14 @@ pub struct NodeConfig {
     /// partitions in one consumer group). No Kafka equivalent.
     #[arg(long, env = "SLUICE_READ_MODEL")]
     pub read_model: Option<String>,
+
+    /// Kafka bootstrap servers the console (`/api/admin/...` and its pages)
+    /// administers, comma separated (default: this node's own Kafka
+    /// listener). Any Kafka-compatible cluster works; what the Kafka protocol
+    /// cannot tell (sizes, Raft roles, uptime) is shown only for this node's
+    /// own cluster.
+    #[arg(long, env = "SLUICE_ADMIN_BOOTSTRAP")]
+    pub admin_bootstrap: Option<String>,
 
     /// Partition count of the shop's topics (orders, payments, deliveries,
     /// notifications) when the shop creates them at start.
@@ -526,13 +564,17 @@ impl NodeConfig {
             queued_max_request_bytes: 256 * 1024 * 1024,
             memory_trim_interval_ms: 1000,
             group_initial_rebalance_delay_ms: 0,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_migration_policy: "bidirectional".to_owned(),
             offsets_topic_partitions: 4,
             offsets_retention_minutes: 10_080,
             shop: false,
             bootstrap: None,
             read_model: None,
+            admin_bootstrap: None,
             shop_partitions: 3,
             shop_replication_factor: -1,
             broker_heartbeat_interval_ms: 250,

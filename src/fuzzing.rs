@@ -236,6 +236,15 @@ fn decode_body(api: ApiKey, body: &mut Bytes, version: i16) -> Option<bool> {
         ApiKey::AlterClientQuotas => ok::<AlterClientQuotasRequest>(body, version),
         ApiKey::ConsumerGroupHeartbeat => ok::<ConsumerGroupHeartbeatRequest>(body, version),
         ApiKey::ConsumerGroupDescribe => ok::<ConsumerGroupDescribeRequest>(body, version),
+        ApiKey::WriteTxnMarkers => ok::<WriteTxnMarkersRequest>(body, version),
+        ApiKey::DescribeProducers => ok::<DescribeProducersRequest>(body, version),
+        ApiKey::AlterPartitionReassignments => {
+            ok::<AlterPartitionReassignmentsRequest>(body, version)
+        }
+        ApiKey::ListPartitionReassignments => {
+            ok::<ListPartitionReassignmentsRequest>(body, version)
+        }
+        ApiKey::UnregisterBroker => ok::<UnregisterBrokerRequest>(body, version),
         _ => None,
     }
 }

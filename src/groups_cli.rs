@@ -12,9 +12,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -502,35 +499,7 @@ async fn reset_offsets(
         targets.push((*p, offset));
     }
     if !dry_run {
-        let version = conn.version_for::<OffsetCommitRequest>()?;
-        let req = OffsetCommitRequest::default()
-            .with_group_id(GroupId(str_bytes(group)))
-            .with_generation_id_or_member_epoch(-1)
-            .with_member_id(StrBytes::default())
-            .with_retention_time_ms(-1)
-            .with_topics(vec![OffsetCommitRequestTopic::default()
-                .with_name(TopicName(str_bytes(topic)))
-                .with_partitions(
-                    targets
-                        .iter()
-                        .map(|(p, o)| {
-                            OffsetCommitRequestPartition::default()
-                                .with_partition_index(*p)
-                                .with_committed_offset(*o)
-                                .with_committed_leader_epoch(-1)
-                                .with_committed_metadata(Some(StrBytes::default()))
-                        })
-                        .collect(),
-                )]);
-        let resp = conn.request_with_version(&req, version).await?;
-        for t in &resp.topics {
-            for p in &t.partitions {
-                check(
-                    p.error_code,
-                    &format!("OffsetCommit {topic}-{}", p.partition_index),
-                )?;
-            }
-        }
+        client.commit_group_offsets(group, topic, &targets).await?;
     }
     let mut table = vec![row(["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"])];
     for (p, o) in &targets {

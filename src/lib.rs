@@ -20,6 +20,7 @@ pub(crate) mod broker;
 pub mod cli;
 pub mod client;
 pub(crate) mod cluster;
+pub(crate) mod cluster_cli;
 pub(crate) mod config;
 pub(crate) mod config_file;
 pub mod demo;

@@ -239,6 +239,7 @@ pub async fn run_until(config: NodeConfig, shutdown: watch::Receiver<bool>) -> a
             partitions: partitions.clone(),
             groups: groups.clone(),
             http_addr,
+            peers: Default::default(),
         },
         app: shop.clone(),
     })

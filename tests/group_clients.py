@@ -188,6 +188,14 @@ def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10_000})
 
 
+def describe_group(bootstrap: str, group: str, timeout: float = 30.0):
+    """librdkafka's describe_consumer_groups of one group. The AdminClient is
+    held until the answer is in: one garbage-collected while its future is
+    pending leaves that future waiting forever (whatever the broker says)."""
+    client = admin(bootstrap)
+    return client.describe_consumer_groups([group])[group].result(timeout=timeout)
+
+
 def wait_for_assignment(consumers: list[ConsumerProcess], partitions: int, timeout: float = 30.0,
                         members: int | None = None) -> list[set[int]]:
     """Wait until the consumers together own each of `partitions` exactly once

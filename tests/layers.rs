@@ -22,6 +22,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("demo", 91),
     ("launcher", 90), // cluster/launcher.rs: runs nodes as processes
     ("bench", 90),
+    ("cluster_cli", 90), // `sluice cluster status | remove-node` on a running cluster
     ("groups_cli", 90),
     ("tokens_cli", 90),
     ("users_cli", 90),

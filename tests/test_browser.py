@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 from harness import REPO_ROOT, sluice_binary
 
@@ -30,7 +31,8 @@ def run_node_suite(test_file: str, timeout: int = SUITE_TIMEOUT) -> str:
         "tests/browser/node_modules is missing: run `npm ci` in tests/browser "
         "(scripts/test.sh does)"
     )
-    env = dict(os.environ, SLUICE_BIN=str(sluice_binary().resolve()))
+    # SLUICE_PYTHON: the Kafka clients some browser tests drive (confluent-kafka).
+    env = dict(os.environ, SLUICE_BIN=str(sluice_binary().resolve()), SLUICE_PYTHON=sys.executable)
     proc = subprocess.Popen(
         [node, "--test", "--test-concurrency=1", "--test-reporter=spec", test_file],
         cwd=BROWSER_DIR,
@@ -78,3 +80,23 @@ def test_shop_pages_money_feed_events_form_refund_raft_and_sorting_in_headless_c
     the Orders table sorted by creation under live traffic with its pause.
     Screenshots go to a temporary directory, never into the repo."""
     run_node_suite("shop.test.mjs", timeout=180)
+
+
+def test_console_topics_messages_tail_groups_brokers_in_headless_chromium():
+    """console.test.mjs: create a topic, produce a record with headers from
+    the UI and find it by a header filter and by a JSON-path filter, tail
+    the topic while a Kafka client produces, reset a group's offsets to a
+    timestamp (a librdkafka consumer then starts there), the Brokers page and
+    /api/docs, delete the topic."""
+    run_node_suite("console.test.mjs", timeout=150)
+
+
+def test_shop_pages_sorting_pause_forms_notifications_french_and_dark_theme_in_headless_chromium():
+    """shop_pages.test.mjs: the Orders table sorted by the header clicked and
+    a pause that queues and counts new orders, the order form's message per
+    field and the payment form's amount due, the notifications page (listed
+    once each, live, filtered), French labels and Intl formats behind the
+    navbar switch (remembered), the dark theme (remembered, charts in its
+    colours), /api/cluster without Raft on a single node; screenshots of the
+    pages in the dark theme and in French into a temporary directory."""
+    run_node_suite("shop_pages.test.mjs", timeout=180)

@@ -8,16 +8,20 @@ temporary directory, ended by its PID at the end even when a test fails.
 - The same consistency checks the sled model passes (`shop_client`'s
   independent count from the topics), for both stores; and a PostgreSQL shop
   reading a sled shop's topics answers every listing exactly like it.
+- The notifier's notifications, the same scenario on both stores: listed
+  once each (a redelivered one too), newest first, by severity, by page,
+  as the topic holds them, and the same after a replay.
 - Three shop instances (the three nodes of a cluster) on one database
   behind Debian's nginx (`deploy/nginx.conf`, as in test_nginx.py): an order
   created through nginx is read from every node; a node is killed with
   SIGKILL under simulated traffic, the others take its partitions over,
   a replay rebuilds the model, and the rows equal what the topics hold
-  (orders and payment events counted in the database itself).
+  (orders, payment events and notifications counted in the database itself).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -26,9 +30,11 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from kafka import KafkaProducer
 
 from cluster import Cluster, free_ports
 from harness import wait_until
@@ -146,6 +152,8 @@ def database_counts(pg: Postgres, db: str) -> dict:
         "orders": int(pg.sql(f"SELECT count(*) FROM shop_orders WHERE {where} "
                              "AND created_at IS NOT NULL", db=db)),
         "payments": int(pg.sql(f"SELECT count(*) FROM shop_payments WHERE {where}", db=db)),
+        "notifications": int(pg.sql(f"SELECT count(*) FROM shop_notifications WHERE {where}",
+                                    db=db)),
         "generations": pg.sql("SELECT string_agg(DISTINCT generation::text, ',') "
                               "FROM shop_orders", db=db),
     }
@@ -165,10 +173,12 @@ def wait_topics_at_rest(bootstrap: str, quiet: float = 2.0, timeout: float = 60.
 
 
 def topic_counts(records: list[dict]) -> dict:
-    """Created orders and payment events in the topics."""
+    """Created orders, payment events and distinct notifications in the topics."""
     model = independent_model(records)
     return {"orders": model["orders_total"],
-            "payments": sum(model["payments_by_status"].values())}
+            "payments": sum(model["payments_by_status"].values()),
+            "notifications": len({r["value"]["data"]["notification_id"] for r in records
+                                  if r["topic"] == "notifications"})}
 
 
 @pytest.mark.parametrize("store", ["sled", "postgres"])
@@ -192,7 +202,7 @@ def test_the_read_model_matches_the_topics_after_traffic_and_replay(store, fresh
         counts = database_counts(postgres, "shop_single")
         assert counts["generation"] == replay["to_generation"]
         assert counts["generations"] == str(replay["to_generation"]), "old generation left"
-        assert {k: counts[k] for k in ("orders", "payments")} == \
+        assert {k: counts[k] for k in ("orders", "payments", "notifications")} == \
             topic_counts(read_topics(node.bootstrap))
     rate = replay["events_applied"] / max(replay["duration_ms"], 1) * 1000
     print(f"{store}: {sum(expected['events_by_topic'].values())} events, "
@@ -201,12 +211,106 @@ def test_the_read_model_matches_the_topics_after_traffic_and_replay(store, fresh
           f"({rate:,.0f} events/s through the projector's apply)")
 
 
+def notifications(node, query: str = "") -> dict:
+    status, body = call(node, "GET", f"/api/notifications?limit=500{query}")
+    assert status == 200, body
+    return body
+
+
+def paid_order(node, customer: str, price: float) -> str:
+    status, body = call(node, "POST", "/api/orders", new_order(
+        customer=customer, items=[{"sku": "sku-1", "quantity": 1, "price": price}]))
+    assert status == 202, body
+    order_id = body["order_id"]
+    wait_order(node, order_id)
+    status, body = call(node, "POST", "/api/payments",
+                        {"order_id": order_id, "amount": price, "method": "card"})
+    assert status == 202, body
+    wait_order(node, order_id, lambda o: o["status"] == "paid")
+    return order_id
+
+
+@pytest.mark.parametrize("store", ["sled", "postgres"])
+def test_notifications_are_listed_once_each_by_severity_and_page_and_survive_a_replay(
+        store, fresh_broker, postgres):
+    args = []
+    if store == "postgres":
+        args = ["--read-model", postgres.create_db("shop_notes")]
+    node = fresh_broker(args)
+    refunded = paid_order(node, "notify@example.com", 12)
+    status, body = call(node, "POST", f"/api/orders/{refunded}/refund", {})
+    assert status == 202, body
+    status, body = call(node, "POST", "/api/orders", new_order(
+        customer="notify-fail@example.com", items=[{"sku": "sku-1", "quantity": 1, "price": 8}]))
+    assert status == 202, body
+    failed = body["order_id"]
+    wait_order(node, failed)
+    status, body = call(node, "POST", "/api/payments", {"order_id": failed, "amount": 8,
+                                                         "method": "paypal", "status": "failed"})
+    assert status == 202, body
+    delivered = paid_order(node, "notify-live@example.com", 3)
+    for step in ["scheduled", "shipped", "in_transit", "out_for_delivery", "delivered"]:
+        status, body = call(node, "POST", "/api/deliveries",
+                            {"order_id": delivered, "status": step, "carrier": "DHL"})
+        assert status == 202, body
+        wait_order(node, delivered,
+                   lambda o, s=step: bool(o["timeline"]) and o["timeline"][-1]["status"] == s)
+    ours = {refunded: ("payment_refunded", "info"), failed: ("payment_failed", "warning"),
+            delivered: ("delivered", "success")}
+    listed = wait_until(
+        lambda: (lambda r: r if {n["order_id"] for n in r["notifications"]} >= set(ours) else None)(
+            notifications(node)), 30, interval=0.1, what="three notifications from the API")
+
+    # The notifier redelivers one (a new event, the same notification id):
+    # it is still listed once.
+    records = read_topics(node.bootstrap, ["notifications"])
+    again = next(r for r in records if r["value"]["order_id"] == failed)
+    copy = dict(again["value"], event_id=str(uuid.uuid4()))
+    producer = KafkaProducer(bootstrap_servers=node.bootstrap, acks="all")
+    try:
+        producer.send("notifications", key=failed.encode(), value=json.dumps(copy).encode()).get(30)
+    finally:
+        producer.close()
+    wait_caught_up(node, node.bootstrap)
+
+    listed = notifications(node)
+    rows = listed["notifications"]
+    assert listed["total"] == len(rows)
+    assert all(n["notification_id"] and n["kind"] and n["severity"] and n["message"] for n in rows)
+    ids = [n["notification_id"] for n in rows]
+    assert len(ids) == len(set(ids)), "a notification listed twice"
+    in_topic = {r["value"]["data"]["notification_id"] for r in read_topics(
+        node.bootstrap, ["notifications"])}
+    assert set(ids) == in_topic, "the list is not what the topic holds"
+    for order_id, (kind, severity) in ours.items():
+        mine = [n for n in rows if n["order_id"] == order_id]
+        assert [(n["kind"], n["severity"]) for n in mine] == [(kind, severity)], order_id
+    stamps = [n["timestamp"] for n in rows]
+    assert stamps == sorted(stamps, reverse=True), "not newest first"
+    warnings = notifications(node, "&severity=warning")
+    assert warnings["notifications"] == [n for n in rows if n["severity"] == "warning"]
+    assert warnings["total"] == len(warnings["notifications"]) >= 1
+    assert failed in {n["order_id"] for n in warnings["notifications"]}
+    assert delivered not in {n["order_id"] for n in warnings["notifications"]}
+    status, page = call(node, "GET", "/api/notifications?offset=1&limit=1")
+    assert status == 200 and page["notifications"] == rows[1:2] and page["total"] == len(rows)
+    status, body = call(node, "GET", "/api/notifications?severity=urgent")
+    assert status == 422, body
+
+    status, replay = call(node, "POST", "/api/replay?wait=true", timeout=120)
+    assert status == 200 and replay["state"] == "done", replay
+    assert notifications(node) == listed, "a replay changed the notifications"
+    print(f"{store}: {len(rows)} notifications listed once each (one redelivered), "
+          f"{warnings['total']} warnings, the same after a replay")
+
+
 LISTINGS = [
     "/api/orders?limit=500", "/api/orders?status=paid&limit=500",
     "/api/orders?customer=a&limit=50&offset=3", "/api/payments?limit=500",
     "/api/payments?status=authorized&limit=500", "/api/payments?method=card&limit=40&offset=2",
     "/api/deliveries?limit=500", "/api/deliveries?status=shipped&limit=500",
-    "/api/stats",
+    "/api/stats", "/api/notifications?limit=500",
+    "/api/notifications?severity=warning&limit=20&offset=1",
 ]
 
 
@@ -215,6 +319,8 @@ def test_postgres_answers_every_listing_like_sled_over_the_same_topics(fresh_bro
     pg_node = fresh_broker(["--read-model", postgres.create_db("shop_twin"),
                             "--bootstrap", sled_node.bootstrap])
     run_simulator(sled_node, rate=400, events=600, timeout=30)
+    # The notifier writes after the events it reads: let it finish.
+    wait_topics_at_rest(sled_node.bootstrap)
     wait_caught_up(sled_node, sled_node.bootstrap)
     wait_caught_up(pg_node, sled_node.bootstrap)
     status, some = call(sled_node, "GET", "/api/orders?limit=1")
@@ -230,6 +336,7 @@ def test_postgres_answers_every_listing_like_sled_over_the_same_topics(fresh_bro
         want = call(sled_node, "GET", path)
         got = call(pg_node, "GET", path)
         assert got == want, f"{path}: PostgreSQL and sled differ"
+    assert call(sled_node, "GET", "/api/notifications?limit=1")[1]["total"] > 0
     print(f"{len(paths)} listings equal on sled and PostgreSQL over the same topics")
 
 
@@ -323,9 +430,10 @@ def test_kill_9_of_a_projecting_node_under_traffic_then_replay_matches_the_topic
         assert_model_matches(node, cluster.bootstrap)
     counts = database_counts(postgres, db)
     expected = topic_counts(read_topics(cluster.bootstrap))
-    assert {k: counts[k] for k in ("orders", "payments")} == expected
+    assert {k: counts[k] for k in ("orders", "payments", "notifications")} == expected
     via = Via(nginx.addr)
     assert call(via, "GET", "/api/stats")[1] == call(survivors[0], "GET", "/api/stats")[1]
     print(f"node {victim} killed under traffic; the others had applied everything {took_over:.1f}s after it"
           f"; after a replay (generation {counts['generation']}) the database "
-          f"holds {counts['orders']} orders and {counts['payments']} payments, as the topics do")
+          f"holds {counts['orders']} orders, {counts['payments']} payments and "
+          f"{counts['notifications']} notifications, as the topics do")

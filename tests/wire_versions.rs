@@ -327,6 +327,49 @@ fn every_advertised_version_round_trips() {
 }
 
 #[test]
+fn reassignment_apis_round_trip_at_every_advertised_version() {
+    let node = common::Node::start(&[]);
+    let mut wire = common::Wire::connect(&node);
+    for v in versions(ApiKey::AlterPartitionReassignments) {
+        let mut partition = alter_partition_reassignments_request::ReassignablePartition::default();
+        partition.replicas = Some(vec![BrokerId(1)]);
+        let mut topic = alter_partition_reassignments_request::ReassignableTopic::default();
+        topic.name = topic_name("no-such-topic");
+        topic.partitions = vec![partition];
+        let mut req = AlterPartitionReassignmentsRequest::default();
+        req.topics = vec![topic];
+        let resp: AlterPartitionReassignmentsResponse =
+            wire.call(ApiKey::AlterPartitionReassignments, v, &req);
+        assert_eq!(resp.error_code, 0, "AlterPartitionReassignments v{v}");
+        assert_eq!(
+            resp.responses[0].partitions[0].error_code, 3,
+            "AlterPartitionReassignments v{v}: UNKNOWN_TOPIC_OR_PARTITION"
+        );
+    }
+    for v in versions(ApiKey::ListPartitionReassignments) {
+        let resp: ListPartitionReassignmentsResponse = wire.call(
+            ApiKey::ListPartitionReassignments,
+            v,
+            &ListPartitionReassignmentsRequest::default(),
+        );
+        assert_eq!(
+            (resp.error_code, resp.topics.len()),
+            (0, 0),
+            "ListPartitionReassignments v{v}"
+        );
+    }
+    for v in versions(ApiKey::UnregisterBroker) {
+        let mut req = UnregisterBrokerRequest::default();
+        req.broker_id = BrokerId(7);
+        let resp: UnregisterBrokerResponse = wire.call(ApiKey::UnregisterBroker, v, &req);
+        assert_eq!(
+            resp.error_code, 102,
+            "UnregisterBroker v{v}: BROKER_ID_NOT_REGISTERED"
+        );
+    }
+}
+
+#[test]
 fn sasl_and_scram_apis_round_trip_at_every_advertised_version() {
     let node = common::Node::start(&[]);
     let mut wire = common::Wire::connect(&node);

@@ -1,7 +1,8 @@
 // Sluice dashboard: a single page (hash routing) over the shop's REST API and
 // its WebSocket. No framework, no build step; Bootstrap and Chart.js come
 // embedded in the binary. Everything the server sends goes through `norm`,
-// the one place that knows its JSON field names.
+// the one place that knows its JSON field names. Words, number and date
+// formats and the theme come from i18n.js (`t`, `word`, `fmt`).
 'use strict';
 (() => {
   // ---------------------------------------------------------------- helpers
@@ -17,23 +18,16 @@
     const t = Date.parse(v);
     return isNaN(t) ? null : t;
   };
-  // One formatter each: toLocale*String() builds a new one per call, which is slow.
-  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
-  const dateTimeFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'medium', hour12: false });
-  const minuteFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', hour12: false });
-  const fmtTime = (ms) => (ms ? timeFmt.format(ms) : '');
-  const fmtDateTime = (ms) => (ms ? dateTimeFmt.format(ms) : '');
-  const moneyFmt = new Map();
-  const money = (v, cur = 'EUR') => {
-    let f = moneyFmt.get(cur);
-    if (!f) {
-      try { f = new Intl.NumberFormat(undefined, { style: 'currency', currency: cur }); } catch { f = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 }); }
-      moneyFmt.set(cur, f);
-    }
-    return f.format(num(v));
-  };
-  const intFmt = new Intl.NumberFormat();
-  const label = (s) => String(s ?? '').replace(/_/g, ' ');
+  const I18N = window.sluiceI18n;
+  const { t, word, fmt } = I18N;
+  I18N.apply();
+  const fmtTime = fmt.time;
+  const fmtDateTime = fmt.dateTime;
+  const money = (v, cur = 'EUR') => fmt.money(num(v), cur);
+  const intFmt = { format: fmt.int };
+  // A status, method or other value shown to people, in the page's language.
+  const label = (s) => word('status', s);
+  const methodLabel = (m) => word('method', m);
   const snake = (s) => String(s ?? '').replace(/([a-z])([A-Z])/g, '$1_$2').replace(/[\s-]+/g, '_').toLowerCase();
   const shortId = (id) => { const s = String(id ?? ''); return s.length > 10 ? s.slice(0, 8) + '…' : s; };
   const STATUS_COLORS = {
@@ -43,7 +37,7 @@
     scheduled: 'info', shipped: 'info', in_transit: 'primary', out_for_delivery: 'warning',
     delivered: 'success', delivery_failed: 'danger',
   };
-  const badge = (status) => `<span class="badge text-bg-${STATUS_COLORS[status] || 'secondary'}">${esc(label(status))}</span>`;
+  const badge = (status) => `<span class="badge text-bg-${STATUS_COLORS[status] || 'secondary'}" data-status="${esc(status)}">${esc(label(status))}</span>`;
 
   // The delivery steps in order; `failed` may follow any step before delivered.
   const DELIVERY_STEPS = ['scheduled', 'shipped', 'in_transit', 'out_for_delivery', 'delivered'];
@@ -61,6 +55,17 @@
       this.status = status;
       this.code = err.code;
       this.fields = err.fields || null;
+      this.body = typeof err === 'object' ? err : {};
+    }
+    // What to tell a person: the server's reason in the page's language
+    // (`amount_mismatch` names the amount expected), else its message.
+    get text() {
+      const b = this.body;
+      if (this.code === 'amount_mismatch' && b.amount_due != null) return t('error.amount_due', { amount: money(b.amount_due, b.currency) });
+      if (this.code === 'amount_mismatch' && b.amount_refundable != null) return t('error.amount_refundable', { amount: money(b.amount_refundable, b.currency) });
+      if (this.code === 'validation_failed') return t('error.validation_failed');
+      if (this.status === 0) return t('error.unreachable');
+      return this.message;
     }
   }
   // Who is logged in (from /api/session): the role decides which controls
@@ -74,7 +79,7 @@
     }
     if (method !== 'GET' && auth.csrf) init.headers['X-CSRF-Token'] = auth.csrf;
     let resp;
-    try { resp = await fetch(path, init); } catch (e) { throw new ApiError(0, { error: { message: 'The server cannot be reached.' } }); }
+    try { resp = await fetch(path, init); } catch (e) { throw new ApiError(0, { error: { message: t('error.unreachable') } }); }
     const text = await resp.text();
     let data = null;
     if (text) { try { data = JSON.parse(text); } catch { data = { error: { message: text.slice(0, 200) } }; } }
@@ -138,6 +143,14 @@
         timeline,
       };
     },
+    notification(n) {
+      return {
+        id: String(pick(n, 'notification_id', 'id') ?? ''),
+        kind: n.kind || '', severity: n.severity || 'info', message: n.message || '',
+        order_id: String(n.order_id ?? ''),
+        at: toMs(pick(n, 'timestamp', 'created_at')),
+      };
+    },
     // Stats: totals, per-minute series and the status mixes the charts show.
     stats(s) {
       s = s || {};
@@ -197,7 +210,7 @@
   // Bounded: the newest entries only, so hours of simulated traffic never grow the page.
   const KEEP = 500;
   const store = {
-    orders: new Map(), payments: new Map(), deliveries: new Map(),
+    orders: new Map(), payments: new Map(), deliveries: new Map(), notifications: new Map(),
     // Payments by method and status counted from what this page received, for
     // servers whose stats carry no per-method breakdown.
     payCounts: {},
@@ -211,6 +224,8 @@
       return !had;
     },
     order(o) { this.statuses.orders.add(o.status); return this.put(this.orders, o.id, o); },
+    // True the first time a notification is seen (the notifier may repeat one).
+    notification(n) { return !this.notifications.has(n.id) && this.put(this.notifications, n.id, n); },
     payment(p) {
       const isNew = this.put(this.payments, p.id, p);
       if (isNew && p.method) {
@@ -242,7 +257,7 @@
   const markDirty = (...parts) => { for (const p of parts) dirty.add(p); };
   const renderers = {};
   // Parts drawn only while their page is shown (they stay dirty until then).
-  const PAGE_OF = { orders: 'orders', payments: 'payments', unpaid: 'payments', deliveries: 'deliveries', feed: 'dashboard', stats: 'dashboard', eps: 'dashboard', charts: 'dashboard' };
+  const PAGE_OF = { orders: 'orders', payments: 'payments', unpaid: 'payments', deliveries: 'deliveries', notifications: 'notifications', feed: 'dashboard', stats: 'dashboard', eps: 'dashboard', charts: 'dashboard' };
   function flush() {
     if (document.hidden || dirty.size === 0) return;
     perf.flushes++;
@@ -283,7 +298,7 @@
     const el = $('#ws-state');
     const kinds = { connected: 'success', reconnecting: 'warning', connecting: 'secondary' };
     el.className = el.className.replace(/text-bg-\w+/, `text-bg-${kinds[state] || 'secondary'}`);
-    el.textContent = state;
+    el.textContent = t(`ws.${state}`);
     el.dataset.state = state;
   }
   function connect() {
@@ -316,6 +331,14 @@
   // carrying its `event_id`; the first message of an event counts it and
   // writes its feed line.
   const SEEN_MAX = 4096;
+  // A notification in the page's language: the server's English sentence
+  // (with its amounts and carriers), or the language's own sentence.
+  const notificationText = (n) => (I18N.lang !== 'en' && I18N.has(`notify.${n.kind}`)
+    ? t(`notify.${n.kind}`, { id: n.order_id })
+    : n.message || word('kind', n.kind));
+  // A sentence of the dictionary whose parameters are already HTML.
+  const sentence = (key, params) => esc(t(key)).replace(/\{(\w+)\}/g, (m, k) => (params[k] != null ? params[k] : m));
+  const idHtml = (id) => `<span class="mono">${esc(shortId(id))}</span>`;
   const seen = new Set();
   const firstSight = (eventId) => {
     if (!eventId) return true;
@@ -349,7 +372,9 @@
         store.order(o);
         views.orders.live(o, name === 'new_order');
         views.payments.refreshUnpaid();
-        feed(name, () => name === 'new_order' ? `Order <span class="mono">${esc(shortId(o.id))}</span> by ${esc(o.customer)} · ${esc(money(o.total, o.currency))}` : `Order <span class="mono">${esc(shortId(o.id))}</span> is ${badge(o.status)}`);
+        feed(name, () => (name === 'new_order'
+          ? sentence('feed.new_order', { id: idHtml(o.id), customer: esc(o.customer), total: esc(money(o.total, o.currency)) })
+          : sentence('feed.order_updated', { id: idHtml(o.id), status: badge(o.status) })));
         if (detail.id === o.id) detail.reload();
         return;
       }
@@ -358,7 +383,7 @@
         store.payment(p);
         views.payments.live(p, true);
         markDirty('charts');
-        feed(name, () => `Payment ${badge(p.status)} ${esc(money(p.amount, p.currency))} by ${esc(label(p.method))} for <span class="mono">${esc(shortId(p.order_id))}</span>`);
+        feed(name, () => sentence('feed.payment', { status: badge(p.status), amount: esc(money(p.amount, p.currency)), method: esc(methodLabel(p.method)), id: idHtml(p.order_id) }));
         if (detail.id === p.order_id) detail.reload();
         return;
       }
@@ -366,7 +391,7 @@
         const d = norm.delivery(data);
         const isNew = store.delivery(d, data.step ? norm.step(data.step) : null);
         views.deliveries.live(store.deliveries.get(d.order_id), isNew);
-        feed(name, () => `Delivery <span class="mono">${esc(shortId(d.order_id))}</span> ${badge(d.status)}${d.location ? ' in ' + esc(d.location) : ''}`);
+        feed(name, () => sentence(d.location ? 'feed.delivery.in' : 'feed.delivery', { id: idHtml(d.order_id), status: badge(d.status), location: esc(d.location) }));
         if (detail.id === d.order_id) detail.reload();
         if (timelineView.orderId === d.order_id) timelineView.show(d.order_id);
         return;
@@ -376,7 +401,9 @@
         markDirty('stats', 'charts');
         return;
       case 'notification': {
-        const text = data.message || label(data.kind || 'notification');
+        const n = norm.notification(data);
+        if (store.notification(n)) views.notifications.live(n, true);
+        const text = notificationText(n);
         feed(name, () => `<strong>${esc(text)}</strong>`);
         // Only what concerns orders this page acted on pops up; the rest is in the feed.
         if (mine.has(String(data.order_id))) {
@@ -432,7 +459,7 @@
     feedQueue.length = 0;
     ul.insertBefore(frag, ul.firstChild);
     while (ul.children.length > FEED_MAX) ul.lastElementChild.remove();
-    $('#feed-count').textContent = `${intFmt.format(perf.shopEvents)} events`;
+    $('#feed-count').textContent = t('feed.count', { n: intFmt.format(perf.shopEvents) });
   };
 
   // ---------------------------------------------------------------- stat cards and charts
@@ -456,15 +483,15 @@
       : esc(money(0, 'EUR'));
     const rev = $('#stat-revenue');
     if (rev.innerHTML !== revenueHtml) { rev.innerHTML = revenueHtml; rev.dataset.bump = rev.dataset.bump === 'a' ? 'b' : 'a'; }
-    setText('stat-revenue-sub', revenue.length > 1 ? 'authorized, per currency' : 'authorized payments');
-    setText('stat-success', s.successRate == null ? '–' : `${(s.successRate * 100).toFixed(1)} %`);
-    setText('stat-success-sub', `${intFmt.format(s.payAuthorized)} ok · ${intFmt.format(s.payFailed)} failed`);
+    setText('stat-revenue-sub', t(revenue.length > 1 ? 'stat.revenue.sub.many' : 'stat.revenue.sub'));
+    setText('stat-success', s.successRate == null ? '–' : fmt.percent(s.successRate));
+    setText('stat-success-sub', t('stat.success.sub', { ok: intFmt.format(s.payAuthorized), failed: intFmt.format(s.payFailed) }));
     setText('stat-inflight', intFmt.format(s.inFlight));
-    setText('stat-inflight-sub', `${intFmt.format(s.deliveredCount)} delivered`);
+    setText('stat-inflight-sub', t('stat.inflight.sub', { n: intFmt.format(s.deliveredCount) }));
   };
   renderers.eps = () => {
     const eps = eventsPerSec();
-    setText('stat-eps', eps >= 10 ? eps.toFixed(0) : eps.toFixed(1));
+    setText('stat-eps', fmt.decimal(eps, eps >= 10 ? 0 : 1));
   };
 
   const PALETTE = ['#0d6efd', '#198754', '#dc3545', '#ffc107', '#6f42c1', '#20c997', '#fd7e14', '#6c757d', '#0dcaf0', '#d63384'];
@@ -472,23 +499,53 @@
   const REVENUE_COLORS = ['#198754', '#6f42c1', '#fd7e14', '#d63384', '#20c997', '#0dcaf0'];
   const colorFor = (key, i) => STATUS_PALETTE[key] || PALETTE[i % PALETTE.length];
   const charts = {};
+  // Text, grid and slice borders in the theme's colours, so both themes read
+  // well: the defaults for charts made later, each chart's own options for
+  // those already drawn (Chart.js resolves its defaults once).
+  function chartTheme() {
+    if (!window.Chart) return;
+    const css = getComputedStyle(document.documentElement);
+    const v = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+    const text = v('--bs-secondary-color', '#6c757d');
+    const grid = v('--bs-border-color-translucent', 'rgba(0,0,0,.1)');
+    const background = v('--bs-body-bg', '#fff');
+    Chart.defaults.color = text;
+    Chart.defaults.borderColor = grid;
+    Chart.defaults.elements.arc.borderColor = background;
+    for (const chart of Object.values(charts)) {
+      const o = chart.options;
+      o.color = text;
+      o.borderColor = grid;
+      for (const scale of Object.values(o.scales || {})) {
+        scale.ticks.color = text;
+        scale.grid.color = grid;
+        scale.title.color = text;
+      }
+      o.plugins.legend.labels.color = text;
+      if (chart.config.type === 'doughnut') for (const ds of chart.data.datasets) ds.borderColor = background;
+      chart.update('none');
+    }
+  }
+  document.addEventListener('sluice:theme', chartTheme);
   function makeCharts() {
     if (!window.Chart || charts.timeline) return;
     Chart.defaults.animation = false; // live data: redraw without tweening
     Chart.defaults.maintainAspectRatio = false;
     Chart.defaults.font.size = 11;
+    Chart.defaults.locale = I18N.locale;
+    chartTheme();
     charts.timeline = new Chart($('#chart-timeline'), {
       type: 'line',
       data: { labels: [], datasets: [
-        { type: 'bar', label: 'Orders', data: [], backgroundColor: 'rgba(13,110,253,.55)', borderRadius: 3, yAxisID: 'y', order: 2 },
+        { type: 'bar', label: t('chart.orders'), data: [], backgroundColor: 'rgba(13,110,253,.55)', borderRadius: 3, yAxisID: 'y', order: 2 },
 
       ] },
       options: {
         interaction: { mode: 'index', intersect: false },
         scales: {
           x: { ticks: { maxRotation: 0, autoSkipPadding: 8 } },
-          y: { beginAtZero: true, title: { display: true, text: 'orders' }, ticks: { precision: 0 } },
-          y1: { beginAtZero: true, position: 'right', grid: { drawOnChartArea: false }, title: { display: true, text: 'revenue (per currency)' } },
+          y: { beginAtZero: true, title: { display: true, text: t('chart.orders.axis') }, ticks: { precision: 0 } },
+          y1: { beginAtZero: true, position: 'right', grid: { drawOnChartArea: false }, title: { display: true, text: t('chart.revenue.axis') } },
         },
       },
     });
@@ -525,14 +582,14 @@
     const minutes = [];
     for (let k = lastMin - MINUTES + 1; k <= lastMin; k++) minutes.push(byMinute.get(k) || { t: k * 60000, orders: 0, revenue: {} });
     const tl = charts.timeline;
-    tl.data.labels = minutes.map((m) => minuteFmt.format(m.t));
+    tl.data.labels = minutes.map((m) => fmt.minute(m.t));
     tl.data.datasets[0].data = minutes.map((m) => m.orders);
     // One revenue line per currency (all the currencies the totals know).
     const currencies = Array.from(new Set([...Object.keys(s.revenue), ...minutes.flatMap((m) => Object.keys(m.revenue))])).sort();
     tl.data.datasets = [tl.data.datasets[0]].concat(currencies.map((c, i) => {
       const old = tl.data.datasets.find((d) => d.currency === c);
       const color = REVENUE_COLORS[i % REVENUE_COLORS.length];
-      const ds = old || { type: 'line', currency: c, label: `Revenue ${c}`, data: [], borderColor: color, backgroundColor: color, cubicInterpolationMode: 'monotone', yAxisID: 'y1', pointRadius: 3, order: 1 };
+      const ds = old || { type: 'line', currency: c, label: t('chart.revenue', { currency: c }), data: [], borderColor: color, backgroundColor: color, cubicInterpolationMode: 'monotone', yAxisID: 'y1', pointRadius: 3, order: 1 };
       ds.data = minutes.map((m) => Math.round((m.revenue[c] || 0) * 100) / 100);
       return ds;
     }));
@@ -540,11 +597,11 @@
 
     const serverSide = Object.keys(s.methodStatus).length > 0;
     const byMethod = serverSide ? s.methodStatus : store.payCounts;
-    $('#payments-chart-note').textContent = serverSide ? '' : 'recent payments seen by this page';
+    $('#payments-chart-note').textContent = serverSide ? '' : t('chart.payments.note');
     const methods = Object.keys(byMethod).sort();
     const statuses = Array.from(new Set(methods.flatMap((m) => Object.keys(byMethod[m])))).sort();
     const pc = charts.payments;
-    pc.data.labels = methods.map(label);
+    pc.data.labels = methods.map(methodLabel);
     pc.data.datasets = statuses.map((st, i) => {
       const old = pc.data.datasets.find((d) => d.key === st);
       const ds = old || { key: st, label: label(st), backgroundColor: colorFor(st, i) };
@@ -569,7 +626,7 @@
   function showSim() {
     $('#sim-enabled').checked = sim.enabled;
     $('#sim-rate').value = String(Math.round(sim.rate));
-    $('#sim-rate-value').textContent = `${Math.round(sim.rate)} events/s`;
+    $('#sim-rate-value').textContent = t('sim.rate.value', { n: intFmt.format(Math.round(sim.rate)) });
   }
   async function loadSim() {
     try {
@@ -584,9 +641,9 @@
     try {
       const s = await api('POST', '/api/simulator', body);
       if (s && typeof s === 'object' && 'enabled' in s) { sim.enabled = !!s.enabled; sim.rate = num(pick(s, 'rate_per_sec', 'rate'), sim.rate); }
-      $('#sim-note').textContent = sim.enabled ? `orders, payments and deliveries at about ${Math.round(sim.rate)} events/s` : '';
+      $('#sim-note').textContent = sim.enabled ? t('sim.note', { n: intFmt.format(Math.round(sim.rate)) }) : '';
     } catch (e) {
-      toast(`Simulator: ${e.message}`, 'danger');
+      toast(t('sim.error', { message: e.text }), 'danger');
       await loadSim();
     }
     showSim();
@@ -594,7 +651,7 @@
   function bindSim() {
     $('#sim-enabled').addEventListener('change', (e) => { sim.enabled = e.target.checked; sendSim(); });
     const rate = $('#sim-rate');
-    rate.addEventListener('input', () => { sim.rate = +rate.value; $('#sim-rate-value').textContent = `${rate.value} events/s`; });
+    rate.addEventListener('input', () => { sim.rate = +rate.value; $('#sim-rate-value').textContent = t('sim.rate.value', { n: intFmt.format(+rate.value) }); });
     rate.addEventListener('change', () => { sim.rate = +rate.value; sendSim(); });
   }
 
@@ -648,16 +705,57 @@
     clearEmpty() { this.tbody.querySelector('tr.empty')?.remove(); }
   }
 
-  // A list page: server-side filters and pages, live rows merged into page 1.
+  // A list page: server-side filters and pages (newest first), live rows
+  // merged into page 1, shown sorted by the column the person chose (the
+  // value that column shows; the time column, newest first, by default).
+  const compare = (a, b) => {
+    if (typeof a === 'number' && typeof b === 'number') return a - b;
+    return String(a ?? '').localeCompare(String(b ?? ''), I18N.locale, { numeric: true, sensitivity: 'base' });
+  };
   class ListView {
     constructor(opts) {
       Object.assign(this, opts);
       this.items = []; this.highlight = new Set(); this.page = 1; this.total = null; this.loading = 0;
-      // Paused: live updates are counted, not shown, until resumed.
-      this.paused = false; this.missed = 0;
+      // Paused: live updates are queued and the new rows counted, not shown, until resumed.
+      this.paused = false; this.missed = 0; this.queued = new Map();
+      this.sortKey = this.defaultSort; this.sortDir = 'desc';
       this.table = new KeyedTable($(`#${this.name}-table tbody`), this.rowHtml, this.onRowClick);
       const pause = $(`#${this.name}-pause`);
       if (pause) pause.addEventListener('click', () => this.setPaused(!this.paused));
+      this.bindSortHeaders();
+    }
+    // Each `th[data-sort]` becomes a button; a click sorts by that column,
+    // a second click reverses the order.
+    bindSortHeaders() {
+      for (const th of $$(`#${this.name}-table thead th[data-sort]`)) {
+        const key = th.dataset.sort;
+        const button = document.createElement('button');
+        button.type = 'button';
+        button.className = 'sort-btn';
+        button.innerHTML = `<span data-i18n="${esc(th.dataset.i18n || '')}">${esc(th.textContent)}</span><span class="sort-mark" aria-hidden="true"></span>`;
+        delete th.dataset.i18n;
+        th.textContent = '';
+        th.appendChild(button);
+        button.addEventListener('click', () => {
+          if (this.sortKey === key) this.sortDir = this.sortDir === 'asc' ? 'desc' : 'asc';
+          else { this.sortKey = key; this.sortDir = key === this.defaultSort ? 'desc' : 'asc'; }
+          this.sort();
+          this.showSort();
+          this.draw();
+        });
+      }
+      this.showSort();
+    }
+    // The headers say which column sorts and which way (only on a change of either).
+    showSort() {
+      for (const th of $$(`#${this.name}-table thead th[data-sort]`)) {
+        const on = th.dataset.sort === this.sortKey;
+        if (on) th.setAttribute('aria-sort', this.sortDir === 'asc' ? 'ascending' : 'descending'); else th.removeAttribute('aria-sort');
+        const mark = th.querySelector('.sort-mark');
+        if (mark) mark.textContent = on ? (this.sortDir === 'asc' ? ' ↑' : ' ↓') : '';
+        const button = th.querySelector('.sort-btn');
+        if (button) button.title = t('sort.by', { column: button.firstElementChild.textContent });
+      }
     }
     setPaused(paused) {
       this.paused = paused;
@@ -668,7 +766,13 @@
       }
       this.missed = 0;
       this.showPause();
-      if (!paused) { this.reload(); return; }
+      if (!paused) {
+        // What arrived while paused, in the order it arrived.
+        const queued = Array.from(this.queued.values());
+        this.queued.clear();
+        for (const { item, isNew } of queued) this.live(item, isNew);
+        return;
+      }
       // What is on screen now is what stays: drop a reload in flight and
       // draw the changes received so far.
       this.loading++;
@@ -677,7 +781,7 @@
     }
     showPause() {
       const btn = $(`#${this.name}-pause`);
-      if (btn) btn.textContent = this.paused ? `Resume live updates${this.missed ? ` (${intFmt.format(this.missed)} new)` : ''}` : 'Pause live updates';
+      if (btn) btn.textContent = this.paused ? (this.missed ? t('pause.resume.new', { n: intFmt.format(this.missed) }) : t('pause.resume')) : t('pause.pause');
     }
     filters() { return {}; }
     async reload() {
@@ -699,17 +803,25 @@
       this.sort();
       markDirty(this.name);
     }
-    // Newest first by what the table's time column shows (`timeOf`).
-    sort() { this.items.sort((a, b) => (this.timeOf(b) || 0) - (this.timeOf(a) || 0)); }
-    // A live change: a row on screen is updated and the rows stay sorted by
-    // `timeOf`; an item not on screen joins page 1 only where its time puts
-    // it (a change to an older order never moves it to the top).
+    // By the chosen column's own value; ties newest first.
+    sort() {
+      const value = this.columns[this.sortKey];
+      const dir = this.sortDir === 'asc' ? 1 : -1;
+      const newest = (a, b) => (this.timeOf(b) || 0) - (this.timeOf(a) || 0);
+      this.items.sort((a, b) => dir * compare(value(a), value(b)) || newest(a, b));
+    }
+    // A live change: a row on screen is updated in place and the rows stay
+    // sorted; an item not on screen joins page 1 only if it is among the
+    // newest by `timeOf` (a change to an older order never puts it on the page).
     live(item, isNew) {
+      const key = this.keyOf(item);
       if (this.paused) {
+        const before = this.queued.get(key);
+        this.queued.delete(key);
+        this.queued.set(key, { item, isNew: isNew || !!before?.isNew });
         if (isNew && this.matches(item)) { this.missed++; this.showPause(); }
         return;
       }
-      const key = this.keyOf(item);
       const i = this.items.findIndex((it) => this.keyOf(it) === key);
       if (i >= 0) {
         if (!this.matches(item)) this.items.splice(i, 1); else this.items[i] = item;
@@ -717,32 +829,43 @@
         this.sort();
       } else if (this.matches(item)) {
         if (isNew && this.total != null) this.total++;
-        const t = this.timeOf(item) || 0;
-        const last = this.items[this.items.length - 1];
-        if (this.page === 1 && (this.items.length < this.perPage || t >= (this.timeOf(last) || 0))) {
-          let at = this.items.findIndex((it) => (this.timeOf(it) || 0) < t);
-          if (at < 0) at = this.items.length;
-          this.items.splice(at, 0, item);
-          if (this.items.length > this.perPage) this.items.length = this.perPage;
+        const time = (it) => this.timeOf(it) || 0;
+        const oldest = this.items.reduce((o, it) => (o == null || time(it) < time(o) ? it : o), null);
+        if (this.page === 1 && (this.items.length < this.perPage || time(item) >= time(oldest))) {
+          this.items.push(item);
+          if (this.items.length > this.perPage) this.items.splice(this.items.indexOf(oldest), 1);
           this.highlight.add(key);
+          this.sort();
         }
       }
       markDirty(this.name);
     }
     draw() {
-      if (!this.items.length) { this.table.empty(this.emptyText, this.cols); }
+      if (!this.items.length) { this.table.empty(t(this.emptyText), this.cols); }
       else { this.table.clearEmpty(); this.table.render(this.items, this.keyOf, this.highlight); }
       this.info?.();
+    }
+    // `{shown} shown of {total}` under the table.
+    showInfo() {
+      const el = $(`#${this.name}-info`);
+      el.textContent = this.total != null
+        ? t('list.info.total', { shown: intFmt.format(this.items.length), total: intFmt.format(this.total) })
+        : t('list.info', { shown: intFmt.format(this.items.length) });
     }
     remember() {}
   }
 
   const views = {};
+  const DELIVERY_ORDER = (s) => { const i = DELIVERY_STEPS.indexOf(s); return i < 0 ? DELIVERY_STEPS.length : i; };
 
   // -- Orders
   views.orders = new ListView({
-    name: 'orders', path: '/api/orders', perPage: 50, cols: 6, emptyText: 'No orders yet.',
-    norm: norm.order, keyOf: (o) => o.id, timeOf: (o) => o.created,
+    name: 'orders', path: '/api/orders', perPage: 50, cols: 6, emptyText: 'orders.empty',
+    norm: norm.order, keyOf: (o) => o.id, timeOf: (o) => o.created, defaultSort: 'created',
+    columns: {
+      id: (o) => o.id, customer: (o) => o.customer, items: (o) => o.items.reduce((s, it) => s + it.quantity, 0),
+      total: (o) => o.total, status: (o) => label(o.status), created: (o) => o.created || 0,
+    },
     fromStore: () => Array.from(store.orders.values()).reverse(),
     filters() { return { status: $('#orders-status').value, customer: this.search }; },
     search: '',
@@ -761,11 +884,12 @@
       return !q || o.id.toLowerCase().includes(q) || String(o.customer).toLowerCase().includes(q);
     },
     remember(o) { store.statuses.orders.add(o.status); },
-    rowHtml: (o) => `<td class="mono" title="${esc(o.id)}">${esc(shortId(o.id))}</td><td>${esc(o.customer)}</td><td class="text-end">${o.items.reduce((s, it) => s + it.quantity, 0)}</td><td class="text-end">${esc(money(o.total, o.currency))}</td><td>${badge(o.status)}</td><td class="d-none d-md-table-cell" data-created="${esc(o.created ?? '')}">${esc(fmtTime(o.created))}</td>`,
+    rowHtml: (o) => `<td class="mono" title="${esc(o.id)}">${esc(shortId(o.id))}</td><td>${esc(o.customer)}</td><td class="text-end">${intFmt.format(o.items.reduce((s, it) => s + it.quantity, 0))}</td><td class="text-end">${esc(money(o.total, o.currency))}</td><td>${badge(o.status)}</td><td class="d-none d-md-table-cell" data-created="${esc(o.created ?? '')}">${esc(fmtTime(o.created))}</td>`,
     onRowClick: (id) => { location.hash = `#/orders/${encodeURIComponent(id)}`; },
     info() {
       const shown = this.items.length;
-      $('#orders-info').textContent = `Page ${this.page} · ${shown} shown${this.total != null ? ` of ${intFmt.format(this.total)}` : ''}`;
+      const params = { page: intFmt.format(this.page), shown: intFmt.format(shown), total: intFmt.format(this.total ?? 0) };
+      $('#orders-info').textContent = t(this.total != null ? 'orders.info.total' : 'orders.info', params);
       $('#orders-prev').disabled = this.page <= 1;
       $('#orders-next').disabled = this.total != null ? this.page * this.perPage >= this.total : shown < this.perPage;
     },
@@ -774,16 +898,20 @@
 
   // -- Payments
   views.payments = new ListView({
-    name: 'payments', path: '/api/payments', perPage: 50, cols: 6, emptyText: 'No payments yet.',
-    norm: norm.payment, keyOf: (p) => p.id, timeOf: (p) => p.at,
+    name: 'payments', path: '/api/payments', perPage: 50, cols: 6, emptyText: 'payments.empty',
+    norm: norm.payment, keyOf: (p) => p.id, timeOf: (p) => p.at, defaultSort: 'time',
+    columns: {
+      id: (p) => p.id, order: (p) => p.order_id, amount: (p) => p.amount, method: (p) => methodLabel(p.method),
+      status: (p) => label(p.status), time: (p) => p.at || 0,
+    },
     fromStore: () => Array.from(store.payments.values()).reverse(),
     filters() { return { method: $('#payments-method').value, status: $('#payments-status').value }; },
     matches(p) {
       const m = $('#payments-method').value; const st = $('#payments-status').value;
       return (!m || p.method === m) && (!st || p.status === st);
     },
-    rowHtml: (p) => `<td class="mono" title="${esc(p.id)}">${esc(shortId(p.id))}</td><td class="mono" title="${esc(p.order_id)}"><a href="#/orders/${encodeURIComponent(p.order_id)}">${esc(shortId(p.order_id))}</a></td><td class="text-end">${esc(money(p.amount, p.currency))}</td><td>${esc(label(p.method))}</td><td>${badge(p.status)}</td><td class="d-none d-md-table-cell">${esc(fmtTime(p.at))}</td>`,
-    info() { $('#payments-info').textContent = `${this.items.length} shown${this.total != null ? ` of ${intFmt.format(this.total)}` : ''}`; },
+    rowHtml: (p) => `<td class="mono" title="${esc(p.id)}">${esc(shortId(p.id))}</td><td class="mono" title="${esc(p.order_id)}"><a href="#/orders/${encodeURIComponent(p.order_id)}">${esc(shortId(p.order_id))}</a></td><td class="text-end">${esc(money(p.amount, p.currency))}</td><td>${esc(methodLabel(p.method))}</td><td>${badge(p.status)}</td><td class="d-none d-md-table-cell">${esc(fmtTime(p.at))}</td>`,
+    info() { this.showInfo(); },
     // Orders that can still be paid, for the form's suggestions.
     refreshUnpaid() { markDirty('unpaid'); },
   });
@@ -797,8 +925,12 @@
   // -- Deliveries
   const dayStart = (v) => (v ? new Date(`${v}T00:00:00`).getTime() : null);
   views.deliveries = new ListView({
-    name: 'deliveries', path: '/api/deliveries', perPage: 100, cols: 6, emptyText: 'No deliveries match.',
-    norm: norm.delivery, keyOf: (d) => d.order_id, timeOf: (d) => d.at,
+    name: 'deliveries', path: '/api/deliveries', perPage: 100, cols: 6, emptyText: 'deliveries.empty',
+    norm: norm.delivery, keyOf: (d) => d.order_id, timeOf: (d) => d.at, defaultSort: 'updated',
+    columns: {
+      order: (d) => d.order_id, status: (d) => DELIVERY_ORDER(d.status), carrier: (d) => d.carrier,
+      location: (d) => d.location, updated: (d) => d.at || 0,
+    },
     fromStore: () => Array.from(store.deliveries.values()).reverse(),
     filters() {
       const from = $('#deliveries-from').value; const to = $('#deliveries-to').value;
@@ -823,13 +955,27 @@
       const next = nextDeliveryStatus(d.status);
       const buttons = [];
       if (next) buttons.push(`<button class="btn btn-sm btn-outline-primary" data-advance="${esc(d.order_id)}" data-next="${esc(next)}">${esc(label(next))} →</button>`);
-      if (next && d.status) buttons.push(`<button class="btn btn-sm btn-outline-danger" data-advance="${esc(d.order_id)}" data-next="failed" title="Mark failed">✕</button>`);
+      if (next && d.status) buttons.push(`<button class="btn btn-sm btn-outline-danger" data-advance="${esc(d.order_id)}" data-next="failed" title="${esc(t('deliveries.markFailed'))}">✕</button>`);
       return `<td class="mono" title="${esc(d.order_id)}">${esc(shortId(d.order_id))}</td><td>${badge(d.status)}</td><td>${esc(d.carrier)}</td><td class="d-none d-md-table-cell">${esc(d.location)}</td><td class="d-none d-md-table-cell">${esc(fmtTime(d.at))}</td><td class="text-end"><div class="btn-group">${buttons.join('')}</div></td>`;
     },
     onRowClick: (id) => { location.hash = `#/deliveries/${encodeURIComponent(id)}`; },
-    info() { $('#deliveries-info').textContent = `${this.items.length} shown${this.total != null ? ` of ${intFmt.format(this.total)}` : ''}`; },
+    info() { this.showInfo(); },
   });
   renderers.deliveries = () => views.deliveries.draw();
+
+  // -- Notifications (the notifier's, each once)
+  const SEVERITY_COLORS = { info: 'info', success: 'success', warning: 'warning' };
+  views.notifications = new ListView({
+    name: 'notifications', path: '/api/notifications', perPage: 100, cols: 5, emptyText: 'notifications.empty',
+    norm: norm.notification, keyOf: (n) => n.id, timeOf: (n) => n.at, defaultSort: 'time',
+    columns: { time: (n) => n.at || 0, severity: (n) => word('severity', n.severity), kind: (n) => word('kind', n.kind), order: (n) => n.order_id },
+    fromStore: () => Array.from(store.notifications.values()).reverse(),
+    filters() { return { severity: $('#notifications-severity').value }; },
+    matches(n) { const sv = $('#notifications-severity').value; return !sv || n.severity === sv; },
+    rowHtml: (n) => `<td>${esc(fmtDateTime(n.at))}</td><td><span class="badge text-bg-${SEVERITY_COLORS[n.severity] || 'secondary'}" data-severity="${esc(n.severity)}">${esc(word('severity', n.severity))}</span></td><td data-kind="${esc(n.kind)}">${esc(word('kind', n.kind))}</td><td class="mono" title="${esc(n.order_id)}"><a href="#/orders/${encodeURIComponent(n.order_id)}">${esc(shortId(n.order_id))}</a></td><td class="notification-text" title="${esc(n.message)}">${esc(notificationText(n))}</td>`,
+    info() { this.showInfo(); },
+  });
+  renderers.notifications = () => views.notifications.draw();
 
   // Advance a delivery one step (or mark it failed); the change comes back over the WebSocket.
   async function advanceDelivery(orderId, status, button) {
@@ -843,7 +989,7 @@
     try {
       await api('POST', '/api/deliveries', body);
     } catch (e) {
-      toast(`Delivery ${shortId(orderId)}: ${e.message}`, 'danger');
+      toast(t('deliveries.error', { id: shortId(orderId), message: e.text }), 'danger');
     } finally {
       if (button) button.disabled = false;
     }
@@ -854,7 +1000,7 @@
   });
 
   const timelineHtml = (d) => {
-    if (!d || !d.timeline.length) return '<p class="text-body-secondary mb-0">No delivery steps yet.</p>';
+    if (!d || !d.timeline.length) return `<p class="text-body-secondary mb-0">${esc(t('deliveries.noSteps'))}</p>`;
     return `<ol class="timeline" data-order="${esc(d.order_id)}">${d.timeline.map((s) => `<li class="${s.status === 'delivered' ? 'done' : /fail/.test(s.status) ? 'failed' : ''}" data-status="${esc(s.status)}"><div class="fw-semibold">${esc(label(s.status))}</div><div class="when">${esc(fmtDateTime(s.at))}${s.location ? ' · ' + esc(s.location) : ''}${s.carrier ? ' · ' + esc(s.carrier) : ''}</div></li>`).join('')}</ol>`;
   };
   const timelineView = {
@@ -872,11 +1018,11 @@
           d = { ...d, ...full, timeline: steps };
         }
       } catch (e) {
-        if (!d) { box.innerHTML = `<p class="text-danger mb-0">${esc(e.message)}</p>`; return; }
+        if (!d) { box.innerHTML = `<p class="text-danger mb-0">${esc(e.text)}</p>`; return; }
       }
       if (this.orderId !== orderId) return;
       const next = nextDeliveryStatus(d.status);
-      box.innerHTML = `<div class="d-flex justify-content-between align-items-center mb-2"><a class="mono" href="#/orders/${encodeURIComponent(orderId)}">${esc(shortId(orderId))}</a>${d.status ? badge(d.status) : ''}</div>${timelineHtml(d)}${next ? `<button class="btn btn-sm btn-primary mt-2" data-advance="${esc(orderId)}" data-next="${esc(next)}">Advance to ${esc(label(next))}</button>` : ''}`;
+      box.innerHTML = `<div class="d-flex justify-content-between align-items-center mb-2"><a class="mono" href="#/orders/${encodeURIComponent(orderId)}">${esc(shortId(orderId))}</a>${d.status ? badge(d.status) : ''}</div>${timelineHtml(d)}${next ? `<button class="btn btn-sm btn-primary mt-2" data-advance="${esc(orderId)}" data-next="${esc(next)}">${esc(t('detail.advance', { status: label(next) }))}</button>` : ''}`;
     },
   };
 
@@ -906,7 +1052,7 @@
         if (del || tl) delivery = norm.delivery({ order_id: id, ...(del || {}), timeline: tl || [] });
       } catch (e) {
         if (this.id !== id) return;
-        card.innerHTML = `<div class="card-header d-flex justify-content-between">Order<a href="#/orders" class="btn-close" aria-label="Close"></a></div><div class="card-body"><p class="text-danger mb-0">${esc(e.status === 404 ? `Order ${id} not found.` : e.message)}</p></div>`;
+        card.innerHTML = `<div class="card-header d-flex justify-content-between">${esc(t('order.title'))}<a href="#/orders" class="btn-close" aria-label="${esc(t('order.close'))}"></a></div><div class="card-body"><p class="text-danger mb-0">${esc(e.status === 404 ? t('order.notFound', { id }) : e.text)}</p></div>`;
         return;
       }
       if (this.id !== id) return;
@@ -915,19 +1061,19 @@
       const refundable = ['paid', 'scheduled', 'delivered', 'delivery_failed'].includes(o.status) && o.paid > 0;
       const next = nextDeliveryStatus(delivery?.status);
       card.innerHTML = `
-        <div class="card-header d-flex justify-content-between align-items-center"><span>Order <span class="mono" data-order-id="${esc(o.id)}">${esc(o.id)}</span></span><a href="#/orders" class="btn-close" aria-label="Close"></a></div>
+        <div class="card-header d-flex justify-content-between align-items-center"><span>${esc(t('order.title'))} <span class="mono" data-order-id="${esc(o.id)}">${esc(o.id)}</span></span><a href="#/orders" class="btn-close" aria-label="${esc(t('order.close'))}"></a></div>
         <div class="card-body">
           <div class="d-flex justify-content-between mb-2"><span>${esc(o.customer)}</span>${badge(o.status)}</div>
-          <table class="table table-sm mb-2"><thead><tr><th>SKU</th><th class="text-end">Qty</th><th class="text-end">Price</th></tr></thead><tbody>
-            ${o.items.map((it) => `<tr><td>${esc(it.sku)}</td><td class="text-end">${it.quantity}</td><td class="text-end">${esc(money(it.price, o.currency))}</td></tr>`).join('')}
-            <tr><th colspan="2">Total</th><th class="text-end" id="detail-total">${esc(money(o.total, o.currency))}</th></tr></tbody></table>
-          <h3 class="h6 mt-3">Payments</h3>
-          ${payments.length ? `<ul class="list-unstyled small mb-2" id="detail-payments">${payments.map((p) => `<li>${badge(p.status)} ${esc(money(p.amount, p.currency))} · ${esc(label(p.method))} · ${esc(fmtTime(p.at))}</li>`).join('')}</ul>` : '<p class="small text-body-secondary mb-2" id="detail-payments">None yet.</p>'}
-          ${paid || o.status === 'cancelled' ? '' : `<button class="btn btn-sm btn-primary" id="detail-pay">Pay ${esc(money(o.total, o.currency))}</button> <button class="btn btn-sm btn-outline-danger" id="detail-cancel">Cancel order</button>`}
-          ${refundable ? `<button class="btn btn-sm btn-outline-warning" id="detail-refund" data-amount="${esc(o.paid)}">Refund ${esc(money(o.paid, o.currency))}</button>` : ''}
-          <h3 class="h6 mt-3">Delivery</h3>
+          <table class="table table-sm mb-2"><thead><tr><th>${esc(t('item.sku'))}</th><th class="text-end">${esc(t('detail.qty'))}</th><th class="text-end">${esc(t('item.price'))}</th></tr></thead><tbody>
+            ${o.items.map((it) => `<tr><td>${esc(it.sku)}</td><td class="text-end">${intFmt.format(it.quantity)}</td><td class="text-end">${esc(money(it.price, o.currency))}</td></tr>`).join('')}
+            <tr><th colspan="2">${esc(t('orders.total'))}</th><th class="text-end" id="detail-total">${esc(money(o.total, o.currency))}</th></tr></tbody></table>
+          <h3 class="h6 mt-3">${esc(t('detail.payments'))}</h3>
+          ${payments.length ? `<ul class="list-unstyled small mb-2" id="detail-payments">${payments.map((p) => `<li>${badge(p.status)} ${esc(money(p.amount, p.currency))} · ${esc(methodLabel(p.method))} · ${esc(fmtTime(p.at))}</li>`).join('')}</ul>` : `<p class="small text-body-secondary mb-2" id="detail-payments">${esc(t('detail.none'))}</p>`}
+          ${paid || o.status === 'cancelled' ? '' : `<button class="btn btn-sm btn-primary" id="detail-pay">${esc(t('detail.pay', { amount: money(o.total - o.paid, o.currency) }))}</button> <button class="btn btn-sm btn-outline-danger" id="detail-cancel">${esc(t('detail.cancel'))}</button>`}
+          ${refundable ? `<button class="btn btn-sm btn-outline-warning" id="detail-refund" data-amount="${esc(o.paid)}">${esc(t('detail.refund', { amount: money(o.paid, o.currency) }))}</button>` : ''}
+          <h3 class="h6 mt-3">${esc(t('detail.delivery'))}</h3>
           <div id="detail-timeline">${timelineHtml(delivery)}</div>
-          ${paid && next ? `<button class="btn btn-sm btn-outline-primary mt-2" data-advance="${esc(o.id)}" data-next="${esc(next)}">Advance to ${esc(label(next))}</button>` : ''}
+          ${paid && next ? `<button class="btn btn-sm btn-outline-primary mt-2" data-advance="${esc(o.id)}" data-next="${esc(next)}">${esc(t('detail.advance', { status: label(next) }))}</button>` : ''}
         </div>`;
       $('#detail-pay', card)?.addEventListener('click', () => {
         location.hash = '#/payments';
@@ -939,19 +1085,19 @@
         if (!btn.dataset.confirm) {
           btn.dataset.confirm = '1';
           btn.classList.replace('btn-outline-warning', 'btn-warning');
-          btn.textContent = `Confirm refund of ${money(o.paid, o.currency)}`;
+          btn.textContent = t('detail.refund.confirm', { amount: money(o.paid, o.currency) });
           return;
         }
         btn.disabled = true;
         mine.add(o.id);
         try {
-          await api('POST', `/api/orders/${encodeURIComponent(o.id)}/refund`, { reason: 'refunded from the dashboard' });
-          btn.textContent = 'Refund accepted';
-        } catch (err) { toast(err.message, 'danger'); btn.disabled = false; }
+          await api('POST', `/api/orders/${encodeURIComponent(o.id)}/refund`, { reason: t('detail.refund.reason') });
+          btn.textContent = t('detail.refund.accepted');
+        } catch (err) { toast(err.text, 'danger'); btn.disabled = false; }
       });
       $('#detail-cancel', card)?.addEventListener('click', async (e) => {
         e.target.disabled = true;
-        try { await api('POST', `/api/orders/${encodeURIComponent(o.id)}/cancel`, { reason: 'cancelled from the dashboard' }); } catch (err) { toast(err.message, 'danger'); e.target.disabled = false; }
+        try { await api('POST', `/api/orders/${encodeURIComponent(o.id)}/cancel`, { reason: t('detail.cancel.reason') }); } catch (err) { toast(err.text, 'danger'); e.target.disabled = false; }
       });
     },
   };
@@ -967,13 +1113,15 @@
     for (const el of form.querySelectorAll('.is-invalid')) el.classList.remove('is-invalid');
     for (const el of form.querySelectorAll('[data-server-feedback]')) el.remove();
   }
-  // Put the server's per-field messages next to the fields they name.
+  // Put the server's per-field messages next to the fields they name; the
+  // message above the button says what is wrong (`ApiError.text`).
   function showServerError(form, e) {
     clearServerErrors(form);
-    let text = e.message;
+    let text = e.text;
     const fields = e.fields;
     const entries = Array.isArray(fields) ? fields.map((f) => [f.field || f.name || f.path, f.message || f.error]) : Object.entries(fields || {});
-    for (const [field, message] of entries) {
+    for (const [field, raw] of entries) {
+      const message = word('server', raw);
       const el = fieldElement(form, String(field));
       if (!el) { text += ` (${field}: ${message})`; continue; }
       el.classList.add('is-invalid');
@@ -992,11 +1140,32 @@
     if (m) return form.querySelectorAll('.item-row')[+m[1]]?.querySelector(`[name="${m[2]}"]`) || null;
     return null;
   }
+  // A decimal typed by a person: `10.5` or `10,5` (French).
+  const decimalText = (text) => String(text ?? '').trim().replace(',', '.');
+  const EXAMPLE_AMOUNT = () => fmt.decimal(10.5, 2);
+  // What is wrong with an amount typed in major units, or '' if nothing
+  // (the server's rules: a number, not negative, at most two decimals).
+  function amountProblem(text) {
+    const v = decimalText(text);
+    if (v === '') return t('amount.required');
+    if (!/^[+-]?(\d+\.?\d*|\.\d+)$/.test(v)) return t('amount.notNumber', { example: EXAMPLE_AMOUNT() });
+    if (Number(v) < 0) return t('amount.negative');
+    const decimals = (v.split('.')[1] || '').length;
+    if (decimals > 2) return t('amount.decimals', { value: String(text).trim(), n: decimals });
+    return '';
+  }
+  // Show `problem` (or nothing) under `input`, in its own `.invalid-feedback`.
+  function setProblem(input, problem) {
+    input.setCustomValidity(problem);
+    const fb = input.nextElementSibling;
+    if (fb && fb.classList.contains('invalid-feedback')) fb.textContent = problem;
+  }
 
   // -- new order
   const SAMPLE_SKUS = ['book-rust', 'mug-kafka', 'tee-sluice', 'sticker-pack', 'hoodie-log'];
   function addItemRow(values = {}) {
     const row = $('#item-row').content.firstElementChild.cloneNode(true);
+    I18N.apply(row);
     const i = $$('#order-items .item-row').length;
     row.querySelector('[name=sku]').value = values.sku ?? SAMPLE_SKUS[i % SAMPLE_SKUS.length];
     row.querySelector('[name=quantity]').value = values.quantity ?? 1;
@@ -1009,23 +1178,38 @@
     return $$('#order-items .item-row').map((r) => ({
       sku: r.querySelector('[name=sku]').value.trim(),
       quantity: Number(r.querySelector('[name=quantity]').value),
-      price: Number(r.querySelector('[name=price]').value),
+      price: Number(decimalText(r.querySelector('[name=price]').value)),
     }));
   }
   function orderTotal() {
     const total = orderItems().reduce((s, it) => s + (isFinite(it.quantity * it.price) ? it.quantity * it.price : 0), 0);
     $('#order-total').textContent = money(total, $('#order-currency').value);
   }
+  // Each item's fields checked as the server checks them, with a message each.
+  function checkOrderItems() {
+    for (const row of $$('#order-items .item-row')) {
+      const sku = row.querySelector('[name=sku]');
+      setProblem(sku, sku.value.trim() ? '' : t('form.sku.required'));
+      const q = row.querySelector('[name=quantity]');
+      setProblem(q, Number.isInteger(Number(q.value)) && q.value.trim() !== '' && Number(q.value) >= 1 ? '' : t('form.quantity.invalid'));
+      const price = row.querySelector('[name=price]');
+      const v = decimalText(price.value);
+      let problem = '';
+      if (!/^(\d+\.?\d*|\.\d+)$/.test(v)) problem = t('form.price.invalid', { example: EXAMPLE_AMOUNT() });
+      else if ((v.split('.')[1] || '').length > 2) problem = t('form.price.decimals');
+      setProblem(price, problem);
+    }
+  }
   function bindOrderForm() {
     const form = $('#order-form');
     addItemRow();
     $('#order-add-item').onclick = () => addItemRow();
-    form.addEventListener('input', orderTotal);
+    form.addEventListener('input', () => { orderTotal(); if (form.classList.contains('was-validated')) checkOrderItems(); });
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       clearServerErrors(form);
       formFeedback(form);
-      for (const q of form.querySelectorAll('[name=quantity]')) q.setCustomValidity(Number.isInteger(Number(q.value)) && Number(q.value) >= 1 ? '' : 'whole number ≥ 1');
+      checkOrderItems();
       if (!form.checkValidity()) { form.classList.add('was-validated'); return; }
       form.classList.remove('was-validated');
       const body = { customer: $('#order-customer').value.trim(), items: orderItems(), currency: $('#order-currency').value };
@@ -1035,7 +1219,7 @@
         const r = await api('POST', '/api/orders', body);
         const id = pick(r, 'order_id', 'id') ?? pick(r.order || {}, 'id');
         if (id) mine.add(String(id));
-        formFeedback(form, { ok: `Order accepted${id ? ` <a class="mono" href="#/orders/${encodeURIComponent(id)}" data-created-order="${esc(id)}">${esc(shortId(id))}</a>` : ''} · ${esc(r.topic ?? 'orders')}/${esc(r.partition ?? '?')} @ ${esc(r.offset ?? '?')}` });
+        formFeedback(form, { ok: `${esc(t('order.accepted'))}${id ? ` <a class="mono" href="#/orders/${encodeURIComponent(id)}" data-created-order="${esc(id)}">${esc(shortId(id))}</a>` : ''} · ${esc(r.topic ?? 'orders')}/${esc(r.partition ?? '?')} @ ${esc(r.offset ?? '?')}` });
       } catch (err) {
         showServerError(form, err);
       } finally {
@@ -1048,16 +1232,6 @@
   function fillPayment(o) {
     $('#payment-order').value = o.id;
     $('#payment-amount').value = Math.max(0, o.total - o.paid).toFixed(2);
-  }
-  // What is wrong with an amount typed in major units, or '' if nothing.
-  function amountProblem(text) {
-    const v = text.trim().replace(',', '.');
-    if (v === '') return 'An amount is required.';
-    if (!/^[+-]?(\d+\.?\d*|\.\d+)$/.test(v)) return 'The amount must be a number, like 10.50.';
-    if (Number(v) < 0) return 'The amount cannot be negative.';
-    const decimals = (v.split('.')[1] || '').length;
-    if (decimals > 2) return `At most two decimals: ${v} has ${decimals}.`;
-    return '';
   }
   function bindPaymentForm() {
     const form = $('#payment-form');
@@ -1079,7 +1253,7 @@
       checkAmount();
       if (!form.checkValidity()) { form.classList.add('was-validated'); return; }
       form.classList.remove('was-validated');
-      const body = { order_id: $('#payment-order').value.trim(), amount: Number(amount.value.trim().replace(',', '.')), method: $('#payment-method').value };
+      const body = { order_id: $('#payment-order').value.trim(), amount: Number(decimalText(amount.value)), method: $('#payment-method').value };
       mine.add(body.order_id);
       const outcome = $('#payment-outcome').value;
       if (outcome) body.status = outcome;
@@ -1087,7 +1261,7 @@
       btn.disabled = true;
       try {
         const r = await api('POST', '/api/payments', body);
-        formFeedback(form, { ok: `Payment accepted for <a class="mono" href="#/orders/${encodeURIComponent(body.order_id)}">${esc(shortId(body.order_id))}</a> · ${esc(r.topic ?? 'payments')}/${esc(r.partition ?? '?')} @ ${esc(r.offset ?? '?')}` });
+        formFeedback(form, { ok: `${esc(t('pay.accepted'))} <a class="mono" href="#/orders/${encodeURIComponent(body.order_id)}">${esc(shortId(body.order_id))}</a> · ${esc(r.topic ?? 'payments')}/${esc(r.partition ?? '?')} @ ${esc(r.offset ?? '?')}` });
         form.reset();
       } catch (err) {
         showServerError(form, err);
@@ -1099,18 +1273,18 @@
 
   // -- filter controls
   renderers.filters = () => {
-    const fill = (sel, values, allText) => {
+    const fill = (sel, values, allText, show = label) => {
       const el = $(sel);
       const cur = el.value;
       const want = [''].concat(Array.from(values).filter(Boolean).sort());
       const have = Array.from(el.options).map((o) => o.value);
       if (want.join('|') === have.join('|')) return;
-      el.innerHTML = want.map((v) => `<option value="${esc(v)}">${esc(v ? label(v) : allText)}</option>`).join('');
+      el.innerHTML = want.map((v) => `<option value="${esc(v)}">${esc(v ? show(v) : allText)}</option>`).join('');
       el.value = want.includes(cur) ? cur : '';
     };
-    fill('#orders-status', store.statuses.orders, 'All statuses');
-    fill('#deliveries-status', store.statuses.deliveries, 'All statuses');
-    fill('#deliveries-carrier', store.statuses.carriers, 'All carriers');
+    fill('#orders-status', store.statuses.orders, t('orders.allStatuses'));
+    fill('#deliveries-status', store.statuses.deliveries, t('orders.allStatuses'));
+    fill('#deliveries-carrier', store.statuses.carriers, t('deliveries.allCarriers'), String);
   };
   setInterval(() => markDirty('filters'), 3000);
   function bindFilters() {
@@ -1124,6 +1298,7 @@
     $('#orders-next').onclick = () => { views.orders.page++; views.orders.reload(); };
     for (const id of ['#payments-method', '#payments-status']) $(id).addEventListener('change', () => views.payments.reload());
     for (const id of ['#deliveries-status', '#deliveries-carrier', '#deliveries-from', '#deliveries-to']) $(id).addEventListener('change', () => views.deliveries.reload());
+    $('#notifications-severity').addEventListener('change', () => views.notifications.reload());
   }
 
   // ---------------------------------------------------------------- cluster
@@ -1131,7 +1306,7 @@
   async function loadCluster() {
     let c;
     try { c = await api('GET', '/api/cluster'); } catch (e) {
-      $('#cluster-updated').textContent = `not updated: ${e.message}`;
+      $('#cluster-updated').textContent = t('cluster.notUpdated', { message: e.text });
       return;
     }
     const now = Date.now();
@@ -1150,38 +1325,42 @@
     drawCluster();
   }
   // A single node runs no Raft: say so instead of a role and a term.
-  const raftCells = (c, b) => (c.mode === 'single-node'
-    ? '<td colspan="2" class="text-body-secondary" data-raft="off">not running (single node)</td>'
-    : `<td data-raft="${esc(b.raft_role ?? '')}">${esc(b.raft_role ?? '')}</td><td>${esc(b.raft_term ?? '')}</td>`);
+  const raftCells = (c, b) => (c.raft_running === false || c.mode === 'single-node' || b.raft_role == null
+    ? `<td colspan="2" class="text-body-secondary" data-raft="off">${esc(t('cluster.raftOff'))}</td>`
+    : `<td data-raft="${esc(b.raft_role)}">${esc(b.raft_role)}</td><td>${esc(intFmt.format(b.raft_term ?? 0))}</td>`);
   function drawCluster() {
     const c = cluster.last;
     if (!c) return;
     $('#cluster-id').textContent = c.cluster_id ? `· ${c.cluster_id}` : '';
-    $('#cluster-updated').textContent = `updated ${fmtTime(cluster.lastAt)}`;
-    const yes = (v) => (v ? '<span class="badge text-bg-success">yes</span>' : '<span class="badge text-bg-light">no</span>');
-    $('#brokers-table tbody').innerHTML = (c.brokers || []).map((b) => `<tr data-broker="${esc(b.id)}"><td>${esc(b.id)}${b.this_node ? ' <span class="badge text-bg-light">this node</span>' : ''}</td><td class="mono">${esc(b.kafka_addr)}</td><td class="mono d-none d-md-table-cell">${esc(b.http_addr ?? '')}</td><td>${b.alive ? '<span class="badge text-bg-success">alive</span>' : '<span class="badge text-bg-danger">down</span>'}</td><td>${yes(b.controller)}</td>${raftCells(c, b)}</tr>`).join('')
-      || '<tr><td colspan="7" class="text-body-secondary">No brokers.</td></tr>';
+    $('#cluster-updated').textContent = t('cluster.updated', { time: fmtTime(cluster.lastAt) });
+    const pale = 'badge bg-body-secondary text-body';
+    const yes = (v) => (v ? `<span class="badge text-bg-success">${esc(t('cluster.yes'))}</span>` : `<span class="${pale}">${esc(t('cluster.no'))}</span>`);
+    $('#brokers-table tbody').innerHTML = (c.brokers || []).map((b) => `<tr data-broker="${esc(b.id)}"><td>${esc(b.id)}${b.this_node ? ` <span class="${pale}">${esc(t('cluster.thisNode'))}</span>` : ''}</td><td class="mono">${esc(b.kafka_addr)}</td><td class="mono d-none d-md-table-cell">${esc(b.http_addr ?? '')}</td><td>${b.alive ? `<span class="badge text-bg-success">${esc(t('cluster.up'))}</span>` : `<span class="badge text-bg-danger">${esc(t('cluster.down'))}</span>`}</td><td>${yes(b.controller)}</td>${raftCells(c, b)}</tr>`).join('')
+      || `<tr><td colspan="7" class="text-body-secondary">${esc(t('cluster.noBrokers'))}</td></tr>`;
     const showInternal = $('#cluster-internal').checked;
+    const tr = t;
     const rows = [];
     for (const t of (c.topics || []).filter((t) => showInternal || !t.internal)) {
       const parts = t.partitions || [];
       parts.forEach((p, i) => {
         const rate = cluster.rates.get(`${t.name}/${p.partition}`);
         const isrShort = (p.isr || []).length < (p.replicas || []).length;
-        rows.push(`<tr data-topic="${esc(t.name)}">${i === 0 ? `<td rowspan="${parts.length}" class="fw-semibold">${esc(t.name)}${t.internal ? ' <span class="badge text-bg-light">internal</span>' : ''}</td>` : ''}<td class="text-end">${p.partition}</td><td class="text-end">${esc(p.leader)}</td><td>${esc((p.replicas || []).join(', '))}</td><td class="${isrShort ? 'text-danger' : ''}">${esc((p.isr || []).join(', '))}</td><td class="text-end">${esc(p.leader_epoch)}</td><td class="text-end">${intFmt.format(p.log_start_offset)}</td><td class="text-end">${intFmt.format(p.log_end_offset)}</td><td class="text-end">${intFmt.format(p.high_watermark)}</td><td class="text-end d-none d-md-table-cell">${rate == null ? '' : rate.toFixed(1)}</td></tr>`);
+        rows.push(`<tr data-topic="${esc(t.name)}">${i === 0 ? `<td rowspan="${parts.length}" class="fw-semibold">${esc(t.name)}${t.internal ? ` <span class="${pale}">${esc(tr('cluster.internalBadge'))}</span>` : ''}</td>` : ''}<td class="text-end">${p.partition}</td><td class="text-end">${esc(p.leader)}</td><td>${esc((p.replicas || []).join(', '))}</td><td class="${isrShort ? 'text-danger' : ''}">${esc((p.isr || []).join(', '))}</td><td class="text-end">${esc(p.leader_epoch)}</td><td class="text-end">${intFmt.format(p.log_start_offset)}</td><td class="text-end">${intFmt.format(p.log_end_offset)}</td><td class="text-end">${intFmt.format(p.high_watermark)}</td><td class="text-end d-none d-md-table-cell">${rate == null ? '' : fmt.decimal(rate, 1)}</td></tr>`);
       });
     }
-    $('#topics-table tbody').innerHTML = rows.join('') || '<tr><td colspan="10" class="text-body-secondary">No topics.</td></tr>';
+    $('#topics-table tbody').innerHTML = rows.join('') || `<tr><td colspan="10" class="text-body-secondary">${esc(t('cluster.noTopics'))}</td></tr>`;
     $('#groups-table tbody').innerHTML = (c.groups || []).map((g) => {
-      const lag = (g.lag || []).map((l) => `<span class="badge ${l.lag > 0 ? 'text-bg-warning' : 'text-bg-light'}" title="committed ${esc(l.committed)} / end ${esc(l.log_end_offset)}">${esc(l.topic)}-${esc(l.partition)}: ${intFmt.format(l.lag)}</span>`).join('');
+      const lag = (g.lag || []).map((l) => `<span class="badge ${l.lag > 0 ? 'text-bg-warning' : 'bg-body-secondary text-body'}" title="${esc(t('cluster.lagTitle', { committed: intFmt.format(l.committed), end: intFmt.format(l.log_end_offset) }))}">${esc(l.topic)}-${esc(l.partition)}: ${intFmt.format(l.lag)}</span>`).join('');
       const members = (g.members || []).map((m) => `${m.client_id || m.member_id}${m.assignment ? ` → ${m.assignment}` : ''}`).join('\n');
-      return `<tr data-group="${esc(g.group_id)}"><td class="fw-semibold">${esc(g.group_id)}</td><td>${esc(g.state)}</td><td class="text-end" title="${esc(members)}">${(g.members || []).length}</td><td><div class="lag-list">${lag || '<span class="text-body-secondary">no committed offsets</span>'}</div></td><td class="text-end">${intFmt.format(g.total_lag ?? (g.lag || []).reduce((s, l) => s + l.lag, 0))}</td></tr>`;
-    }).join('') || '<tr><td colspan="5" class="text-body-secondary">No consumer groups.</td></tr>';
+      return `<tr data-group="${esc(g.group_id)}" data-coordinator="${esc(g.coordinator ?? '')}"><td class="fw-semibold">${esc(g.group_id)}</td><td>${esc(g.state)}</td><td class="text-end">${esc(g.coordinator ?? '')}</td><td class="text-end" title="${esc(members)}">${(g.members || []).length}</td><td><div class="lag-list">${lag || `<span class="text-body-secondary">${esc(t('cluster.noCommits'))}</span>`}</div></td><td class="text-end">${intFmt.format(g.total_lag ?? (g.lag || []).reduce((s, l) => s + l.lag, 0))}</td></tr>`;
+    }).join('') || `<tr><td colspan="6" class="text-body-secondary">${esc(t('cluster.noGroups'))}</td></tr>`;
   }
   function bindCluster() { $('#cluster-internal').addEventListener('change', drawCluster); }
 
   // ---------------------------------------------------------------- routing
-  const PAGES = ['dashboard', 'orders', 'payments', 'deliveries', 'cluster'];
+  // The console's pages (console.js) are shown by its own `show`.
+  const CONSOLE = window.sluiceConsole || { pages: [], show() {} };
+  const PAGES = ['dashboard', 'orders', 'payments', 'deliveries', 'notifications', 'cluster', ...CONSOLE.pages];
   const route = { page: null };
   function onRoute() {
     const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
@@ -1193,7 +1372,7 @@
       a.classList.toggle('active', on);
       if (on) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
     }
-    document.title = `Sluice · ${page[0].toUpperCase()}${page.slice(1)}`;
+    document.title = t('app.title', { page: t(`page.${page}`) });
     const nav = $('#nav');
     if (nav.classList.contains('show') && window.bootstrap) bootstrap.Collapse.getOrCreateInstance(nav).hide();
     if (page === 'orders' && parts[1]) detail.open(parts[1]); else detail.close();
@@ -1201,6 +1380,7 @@
     clearInterval(cluster.timer);
     if (page === 'cluster') { loadCluster(); cluster.timer = setInterval(loadCluster, 2000); }
     if (page === 'dashboard') { lastChartDraw = 0; markDirty('charts', 'stats', 'feed'); }
+    if (CONSOLE.pages.includes(page)) CONSOLE.show(page, parts, api); else CONSOLE.show(null, parts, api);
     markDirty(page);
     flush();
   }
@@ -1243,7 +1423,7 @@
         hideLogin();
         boot();
       } catch (ex) {
-        err.textContent = ex.status === 401 ? 'This token is not valid.' : ex.message;
+        err.textContent = ex.status === 401 ? t('login.invalid') : ex.text;
         err.hidden = false;
       }
     });
@@ -1268,7 +1448,25 @@
     live.attempt = 0;
     connect();
   }
+  // The navbar's language and theme switches (both remembered by i18n.js).
+  function bindSwitches() {
+    const lang = $('#lang-switch');
+    lang.value = I18N.lang;
+    lang.addEventListener('change', () => I18N.setLanguage(lang.value));
+    const themeButton = $('#theme-switch');
+    const showTheme = () => {
+      const dark = I18N.theme === 'dark';
+      themeButton.setAttribute('aria-pressed', String(dark));
+      $('#theme-icon').textContent = dark ? '☀' : '☾';
+      const text = t(dark ? 'nav.theme.light' : 'nav.theme.dark');
+      $('#theme-label').textContent = text;
+      themeButton.title = text;
+    };
+    themeButton.addEventListener('click', () => { I18N.setTheme(I18N.theme === 'dark' ? 'light' : 'dark'); showTheme(); });
+    showTheme();
+  }
   function start() {
+    bindSwitches();
     bindLogin();
     api('GET', '/api/session').then((s) => { setAuth(s); boot(); }).catch(() => { /* showLogin ran on 401 */ });
   }

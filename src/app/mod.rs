@@ -47,8 +47,8 @@ use workers::replay::Replay;
 use workers::{notifier, projector, simulator};
 
 pub use config::ShopConfig;
-pub(crate) use http::routes;
 pub use http::AppState;
+pub(crate) use http::{openapi_document, routes};
 
 use crate::readiness::Component;
 use crate::storage::Storage;

@@ -19,6 +19,7 @@
 //! This file only declares the modules and re-exports what the rest of the
 //! crate and the integration tests use; the modules are private otherwise.
 
+mod admin;
 mod cluster;
 pub(crate) mod connection;
 mod consumer;
@@ -28,6 +29,10 @@ mod metadata;
 pub mod partitioner;
 mod producer;
 
+pub use admin::{
+    BrokerEntry, ClusterDescription, ConfigChange, ConfigEntry, GroupDescription, GroupListing,
+    MemberDescription, PartitionDescription, TopicDescription,
+};
 pub use cluster::{Client, ClientConfig};
 pub use connection::{BrokerConnection, ConnectionConfig};
 pub use consumer::{ConsumerConfig, FetchedBatch, PartitionFetcher, StartOffset};

@@ -350,6 +350,7 @@ async fn control(
                 tracing::warn!(broker = broker_id, error = %e, "liveness change not committed");
             }
         }
+        super::decommission::drive(&handle).await;
         if now.duration_since(last_preferred) >= settings.preferred_leader_interval {
             last_preferred = now;
             restore_preferred_leaders(&handle).await;

@@ -53,6 +53,10 @@ pub struct BrokerRegistration {
     /// a fenced broker leads nothing and is not elected.
     #[serde(default)]
     pub fenced: bool,
+    /// Being removed from the cluster: the controller moves its replicas to
+    /// other brokers, then unregisters it. Nothing new is placed on it.
+    #[serde(default)]
+    pub decommissioning: bool,
 }
 
 /// One partition of a topic, as the controller decided it.
@@ -69,6 +73,15 @@ pub struct PartitionImage {
     /// Bumped on every change of this partition (leader or ISR), as
     /// AlterPartition's partition epoch: a stale change is refused.
     pub partition_epoch: i32,
+    /// An ongoing reassignment's new replicas (also in `replicas`): they
+    /// fetch and catch up, and the reassignment completes once every target
+    /// replica is in the ISR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    /// An ongoing reassignment's leaving replicas (still in `replicas`, after
+    /// the target ones): dropped when the reassignment completes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionImage {
@@ -79,6 +92,65 @@ impl PartitionImage {
             .iter()
             .copied()
             .find(|r| live.contains(r) && self.isr.contains(r))
+    }
+
+    /// True while a reassignment is under way.
+    pub fn reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas before the ongoing reassignment (all of them when none is).
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding_replicas.contains(r))
+            .collect()
+    }
+
+    /// The replicas the ongoing reassignment moves to (all of them when none is).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// Make `replicas` the replica set: the ISR keeps its members among them,
+    /// and a leader outside them hands over to the first live in-sync one.
+    /// Refused when no ISR member would remain.
+    fn set_replicas(&mut self, replicas: Vec<i32>, live: &BTreeSet<i32>) -> Result<(), Rejection> {
+        if !self.isr.iter().any(|b| replicas.contains(b)) {
+            return Err(Rejection::InvalidReplicaAssignment(format!(
+                "no in-sync replica among {replicas:?}"
+            )));
+        }
+        self.replicas = replicas;
+        self.adding_replicas.clear();
+        self.removing_replicas.clear();
+        let replicas = &self.replicas;
+        self.isr.retain(|b| replicas.contains(b));
+        if self.leader != NO_LEADER && !self.replicas.contains(&self.leader) {
+            self.leader = self.first_live_in_sync(live).unwrap_or(NO_LEADER);
+            self.leader_epoch += 1;
+            crate::metrics::global().leader_election();
+        }
+        self.partition_epoch += 1;
+        Ok(())
+    }
+
+    /// Complete the ongoing reassignment once every target replica is in
+    /// the ISR: the target becomes the replica set.
+    fn complete_reassignment(&mut self, live: &BTreeSet<i32>) {
+        if !self.reassigning() {
+            return;
+        }
+        let target = self.target_replicas();
+        if target.iter().all(|b| self.isr.contains(b)) {
+            // Every target replica is in the ISR, so this cannot be refused.
+            let _ = self.set_replicas(target, live);
+        }
     }
 }
 
@@ -165,6 +237,20 @@ pub enum Command {
     },
     /// Change the credentials, ACLs or quotas.
     Security { change: SecurityChange },
+    /// Reassign a partition to `target` (Kafka's AlterPartitionReassignments):
+    /// the new replicas join `replicas` as adding replicas, and the target
+    /// becomes the replica set once all of it is in the ISR. `None` cancels
+    /// the ongoing reassignment (back to the original replicas).
+    ReassignPartition {
+        name: String,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
+    /// Start removing a broker: it takes no new replicas, and the controller
+    /// reassigns the ones it holds.
+    DecommissionBroker { broker_id: i32 },
+    /// Remove a broker that holds no replica any more from the image.
+    UnregisterBroker { broker_id: i32 },
 }
 
 /// Why a command was not applied.
@@ -182,6 +268,10 @@ pub enum Rejection {
     StalePartitionEpoch { given: i32, current: i32 },
     #[error("{0}")]
     Security(SecurityRejection),
+    #[error("no reassignment in progress for {0}")]
+    NoReassignmentInProgress(String),
+    #[error("broker {0} is not registered")]
+    UnknownBroker(i32),
 }
 
 /// The committed result of one log entry.
@@ -223,6 +313,10 @@ impl MetadataImage {
                     .brokers
                     .get(broker_id)
                     .map_or(1, |b| b.liveness_epoch + 1);
+                let decommissioning = self
+                    .brokers
+                    .get(broker_id)
+                    .is_some_and(|b| b.decommissioning);
                 // A restarted broker may have lost the unflushed tail of its
                 // logs: its old incarnation gives up leadership and ISR
                 // places first, and it earns them back by catching up.
@@ -239,6 +333,7 @@ impl MetadataImage {
                         listeners: listeners.clone(),
                         liveness_epoch,
                         fenced: false,
+                        decommissioning,
                     },
                 );
                 self.elect_leaderless();
@@ -369,13 +464,139 @@ impl MetadataImage {
                 state.leader = *leader;
                 state.isr = isr.clone();
                 state.partition_epoch += 1;
+                state.complete_reassignment(&live);
                 Ok(CommandResponse::Applied)
             }
             Command::Security { change } => {
                 let version = self.security.apply(change).map_err(Rejection::Security)?;
                 Ok(CommandResponse::SecurityApplied { version })
             }
+            Command::ReassignPartition {
+                name,
+                partition,
+                target,
+            } => self.reassign(name, *partition, target.as_deref()),
+            Command::DecommissionBroker { broker_id } => {
+                let broker = self
+                    .brokers
+                    .get_mut(broker_id)
+                    .ok_or(Rejection::UnknownBroker(*broker_id))?;
+                broker.decommissioning = true;
+                Ok(CommandResponse::Applied)
+            }
+            Command::UnregisterBroker { broker_id } => {
+                if !self.brokers.contains_key(broker_id) {
+                    return Err(Rejection::UnknownBroker(*broker_id));
+                }
+                if let Some((name, index)) = self.partitions_of(*broker_id).into_iter().next() {
+                    return Err(Rejection::InvalidReplicaAssignment(format!(
+                        "broker {broker_id} still holds a replica of {name}-{index}"
+                    )));
+                }
+                self.brokers.remove(broker_id);
+                Ok(CommandResponse::Applied)
+            }
         }
+    }
+
+    /// Start, change or cancel a partition's reassignment. A new target is
+    /// taken against the original replicas; one that equals them with no
+    /// reassignment under way changes nothing.
+    fn reassign(
+        &mut self,
+        name: &str,
+        partition: i32,
+        target: Option<&[i32]>,
+    ) -> Result<CommandResponse, Rejection> {
+        let unknown = || Rejection::UnknownTopicOrPartition(format!("{name}-{partition}"));
+        let index = usize::try_from(partition).map_err(|_| unknown())?;
+        if let Some(target) = target {
+            self.check_assignment(target)?;
+            if let Some(leaving) = target
+                .iter()
+                .find(|b| self.brokers.get(b).is_some_and(|b| b.decommissioning))
+            {
+                return Err(Rejection::InvalidReplicaAssignment(format!(
+                    "broker {leaving} is being removed from the cluster"
+                )));
+            }
+        }
+        let live = self.live_brokers();
+        let p = self
+            .topics
+            .get_mut(name)
+            .and_then(|t| t.partitions.get_mut(index))
+            .ok_or_else(unknown)?;
+        let original = p.original_replicas();
+        let Some(target) = target else {
+            if !p.reassigning() {
+                return Err(Rejection::NoReassignmentInProgress(format!(
+                    "{name}-{partition}"
+                )));
+            }
+            p.set_replicas(original, &live)?;
+            return Ok(CommandResponse::Applied);
+        };
+        if target == original.as_slice() && !p.reassigning() {
+            return Ok(CommandResponse::Applied);
+        }
+        let removing: Vec<i32> = original
+            .iter()
+            .copied()
+            .filter(|b| !target.contains(b))
+            .collect();
+        let mut replicas = target.to_vec();
+        replicas.extend(&removing);
+        let before = p.clone();
+        p.adding_replicas = target
+            .iter()
+            .copied()
+            .filter(|b| !original.contains(b))
+            .collect();
+        p.removing_replicas = removing;
+        p.replicas = replicas;
+        let replicas = &p.replicas;
+        p.isr.retain(|b| replicas.contains(b));
+        if p.isr.is_empty() {
+            *p = before;
+            return Err(Rejection::InvalidReplicaAssignment(format!(
+                "no in-sync replica among {:?}",
+                p.replicas
+            )));
+        }
+        p.partition_epoch += 1;
+        p.complete_reassignment(&live);
+        Ok(CommandResponse::Applied)
+    }
+
+    /// Every partition broker `id` holds a replica of.
+    pub fn partitions_of(&self, id: i32) -> Vec<(String, i32)> {
+        self.topics
+            .iter()
+            .flat_map(|(name, t)| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.replicas.contains(&id))
+                    .map(|(i, _)| (name.clone(), i as i32))
+            })
+            .collect()
+    }
+
+    /// A replica list must name distinct, registered brokers.
+    fn check_assignment(&self, replicas: &[i32]) -> Result<(), Rejection> {
+        let distinct: BTreeSet<_> = replicas.iter().collect();
+        if replicas.is_empty() || distinct.len() != replicas.len() {
+            return Err(Rejection::InvalidReplicaAssignment(format!(
+                "replicas {replicas:?} must be distinct and not empty"
+            )));
+        }
+        if let Some(unknown) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
+            return Err(Rejection::InvalidReplicaAssignment(format!(
+                "broker {unknown} is not registered"
+            )));
+        }
+        Ok(())
     }
 
     /// Registered brokers that are not fenced.
@@ -420,6 +641,7 @@ impl MetadataImage {
             }
             if changed {
                 p.partition_epoch += 1;
+                p.complete_reassignment(&live);
             }
         }
     }
@@ -462,17 +684,7 @@ impl MetadataImage {
         assignments
             .iter()
             .map(|replicas| {
-                let distinct: BTreeSet<_> = replicas.iter().collect();
-                if replicas.is_empty() || distinct.len() != replicas.len() {
-                    return Err(Rejection::InvalidReplicaAssignment(format!(
-                        "replicas {replicas:?} must be distinct and not empty"
-                    )));
-                }
-                if let Some(unknown) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
-                    return Err(Rejection::InvalidReplicaAssignment(format!(
-                        "broker {unknown} is not registered"
-                    )));
-                }
+                self.check_assignment(replicas)?;
                 // The first live replica leads; the preferred leader takes
                 // over once it is back.
                 let leader = replicas
@@ -486,6 +698,8 @@ impl MetadataImage {
                     leader_epoch: 0,
                     isr: replicas.clone(),
                     partition_epoch: 0,
+                    adding_replicas: Vec::new(),
+                    removing_replicas: Vec::new(),
                 })
             })
             .collect()
@@ -690,6 +904,155 @@ pub(crate) mod tests {
             name: "orders".into(),
         });
         assert!(image.topics.is_empty());
+    }
+
+    fn reassign(target: Option<Vec<i32>>) -> Command {
+        Command::ReassignPartition {
+            name: "orders".into(),
+            partition: 0,
+            target,
+        }
+    }
+
+    fn expand(image: &mut MetadataImage, leader: i32, isr: Vec<i32>) -> CommandResponse {
+        let partition_epoch = image.topics["orders"].partitions[0].partition_epoch;
+        image.apply(&Command::UpdatePartitionLeadership {
+            name: "orders".into(),
+            partition: 0,
+            leader,
+            isr,
+            partition_epoch,
+        })
+    }
+
+    #[test]
+    fn a_reassignment_adds_replicas_and_completes_when_the_target_is_in_sync() {
+        let mut image = three_brokers();
+        image.apply(&create("orders", vec![vec![1, 2]]));
+        assert_eq!(
+            image.apply(&reassign(Some(vec![2, 3]))),
+            CommandResponse::Applied
+        );
+        let p = &image.topics["orders"].partitions[0];
+        assert_eq!(p.replicas, vec![2, 3, 1]);
+        assert_eq!(
+            (p.adding_replicas.clone(), p.removing_replicas.clone()),
+            (vec![3], vec![1])
+        );
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2]));
+        // Node 3 catches up and joins the ISR: the target is the replica set,
+        // and the leader, which leaves, hands over within it.
+        assert_eq!(
+            expand(&mut image, 1, vec![2, 3, 1]),
+            CommandResponse::Applied
+        );
+        let p = &image.topics["orders"].partitions[0];
+        assert_eq!(p.replicas, vec![2, 3]);
+        assert!(!p.reassigning());
+        assert_eq!(
+            (p.leader, p.leader_epoch, p.isr.clone()),
+            (2, 1, vec![2, 3])
+        );
+        assert_eq!(image.partitions_of(1), vec![]);
+    }
+
+    #[test]
+    fn a_reassignment_can_be_cancelled_and_a_same_target_is_a_no_op() {
+        let mut image = three_brokers();
+        image.apply(&create("orders", vec![vec![1, 2]]));
+        let before = image.clone();
+        assert_eq!(
+            image.apply(&reassign(Some(vec![1, 2]))),
+            CommandResponse::Applied
+        );
+        assert_eq!(image, before);
+        assert!(matches!(
+            image.apply(&reassign(None)),
+            CommandResponse::Rejected(Rejection::NoReassignmentInProgress(_))
+        ));
+        image.apply(&reassign(Some(vec![3, 1])));
+        assert_eq!(image.topics["orders"].partitions[0].replicas, vec![3, 1, 2]);
+        assert_eq!(image.apply(&reassign(None)), CommandResponse::Applied);
+        let p = &image.topics["orders"].partitions[0];
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone(), p.leader),
+            (vec![1, 2], vec![1, 2], 1)
+        );
+        assert!(!p.reassigning());
+        // Shrinking to in-sync replicas completes at once.
+        image.apply(&reassign(Some(vec![2])));
+        let p = &image.topics["orders"].partitions[0];
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone(), p.leader),
+            (vec![2], vec![2], 2)
+        );
+    }
+
+    #[test]
+    fn invalid_reassignments_are_refused() {
+        let mut image = three_brokers();
+        image.apply(&create("orders", vec![vec![1, 2]]));
+        let before = image.clone();
+        for (command, unknown) in [
+            (reassign(Some(vec![])), false),
+            (reassign(Some(vec![2, 2])), false),
+            (reassign(Some(vec![2, 9])), false),
+            (
+                Command::ReassignPartition {
+                    name: "orders".into(),
+                    partition: 5,
+                    target: Some(vec![1]),
+                },
+                true,
+            ),
+            (
+                Command::ReassignPartition {
+                    name: "ghost".into(),
+                    partition: 0,
+                    target: Some(vec![1]),
+                },
+                true,
+            ),
+        ] {
+            match image.apply(&command) {
+                CommandResponse::Rejected(Rejection::UnknownTopicOrPartition(_)) => {
+                    assert!(unknown)
+                }
+                CommandResponse::Rejected(Rejection::InvalidReplicaAssignment(_)) => {
+                    assert!(!unknown)
+                }
+                other => panic!("{command:?}: {other:?}"),
+            }
+            assert_eq!(image, before);
+        }
+    }
+
+    #[test]
+    fn a_decommissioned_broker_is_unregistered_only_once_it_holds_nothing() {
+        let mut image = three_brokers();
+        image.apply(&create("orders", vec![vec![1, 3]]));
+        image.apply(&Command::DecommissionBroker { broker_id: 3 });
+        assert!(image.brokers[&3].decommissioning);
+        assert!(matches!(
+            image.apply(&reassign(Some(vec![3, 2]))),
+            CommandResponse::Rejected(Rejection::InvalidReplicaAssignment(_))
+        ));
+        assert!(matches!(
+            image.apply(&Command::UnregisterBroker { broker_id: 3 }),
+            CommandResponse::Rejected(Rejection::InvalidReplicaAssignment(_))
+        ));
+        image.apply(&reassign(Some(vec![1, 2])));
+        expand(&mut image, 1, vec![1, 3, 2]);
+        assert_eq!(image.partitions_of(3), vec![]);
+        assert_eq!(
+            image.apply(&Command::UnregisterBroker { broker_id: 3 }),
+            CommandResponse::Applied
+        );
+        assert!(!image.brokers.contains_key(&3));
+        assert!(matches!(
+            image.apply(&Command::DecommissionBroker { broker_id: 3 }),
+            CommandResponse::Rejected(Rejection::UnknownBroker(3))
+        ));
     }
 
     #[test]

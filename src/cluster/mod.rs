@@ -27,6 +27,7 @@ use tokio::sync::watch;
 
 pub mod auth;
 pub mod controller;
+mod decommission;
 pub mod image;
 pub mod launcher;
 pub mod network;
@@ -357,15 +358,36 @@ impl ClusterHandle {
         raft.add_learner(node_id, BasicNode::new(cluster_addr), true)
             .await
             .map_err(write_error)?;
-        let mut voters: BTreeSet<u64> = raft
+        let mut voters = self.voters();
+        voters.insert(node_id);
+        raft.change_membership(voters, false)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    /// The voters of the current Raft membership.
+    fn voters(&self) -> BTreeSet<u64> {
+        self.inner
+            .raft
             .metrics()
             .borrow()
             .membership_config
             .membership()
             .voter_ids()
-            .collect();
-        voters.insert(node_id);
-        raft.change_membership(voters, false)
+            .collect()
+    }
+
+    /// On the leader: remove node `node_id` from the voters (nothing when
+    /// it is not one).
+    pub async fn remove_voter(&self, node_id: u64) -> Result<(), ProposeError> {
+        let mut voters = self.voters();
+        if !voters.remove(&node_id) {
+            return Ok(());
+        }
+        self.inner
+            .raft
+            .change_membership(voters, false)
             .await
             .map_err(write_error)?;
         Ok(())

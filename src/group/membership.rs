@@ -89,10 +89,13 @@ impl GroupCoordinator {
             }
         };
         let mut g = lock(&handle);
-        // A consumer-protocol group in use takes no classic members (no
-        // online migration).
+        // A consumer-protocol group in use answers classic members itself
+        // (online migration), unless the policy keeps the protocols apart.
         if Self::has_consumer_members(&g) {
-            return fail(E::InconsistentGroupProtocol);
+            if !self.settings.consumer_migration_policy.mixed() {
+                return fail(E::InconsistentGroupProtocol);
+            }
+            return Reply::Now(self.classic_join_consumer_group(&mut g, &req));
         }
         let reply = if req.member_id.is_empty() {
             self.join_new_member(&mut g, req)
@@ -297,7 +300,7 @@ impl GroupCoordinator {
         }
     }
 
-    fn maybe_prepare_rebalance(self: &Arc<Self>, g: &mut Group) {
+    pub(super) fn maybe_prepare_rebalance(self: &Arc<Self>, g: &mut Group) {
         if g.can_rebalance() {
             self.prepare_rebalance(g);
         }
@@ -467,6 +470,9 @@ impl GroupCoordinator {
         if g.is(GroupState::Dead) {
             return fail(E::CoordinatorNotAvailable);
         }
+        if Self::has_consumer_members(&g) {
+            return Reply::Now(self.classic_sync_consumer_group(&mut g, &req));
+        }
         if g.is_static_member_fenced(req.group_instance_id.as_deref(), &req.member_id) {
             return fail(E::FencedInstanceId);
         }
@@ -562,6 +568,9 @@ impl GroupCoordinator {
         if g.is(GroupState::Dead) {
             return Err(E::CoordinatorNotAvailable);
         }
+        if Self::has_consumer_members(&g) {
+            return self.classic_heartbeat_consumer_group(&mut g, member_id, generation_id);
+        }
         if g.is_static_member_fenced(group_instance_id, member_id) {
             return Err(E::FencedInstanceId);
         }
@@ -602,6 +611,9 @@ impl GroupCoordinator {
         let mut g = lock(&handle);
         if g.is(GroupState::Dead) {
             return (Err(E::CoordinatorNotAvailable), Vec::new());
+        }
+        if Self::has_consumer_members(&g) {
+            return (Ok(()), self.classic_leave_consumer_group(&mut g, leaving));
         }
         let mut errors = Vec::with_capacity(leaving.len());
         for (member_id, instance) in leaving {

@@ -135,6 +135,9 @@ pub struct CoordinatorSettings {
     /// How often consumer-protocol members heartbeat
     /// (`group.consumer.heartbeat.interval.ms`).
     pub consumer_heartbeat_interval: Duration,
+    /// Whether classic and consumer-protocol members may share a group and
+    /// which way a group in use converts (`group.consumer.migration.policy`).
+    pub consumer_migration_policy: consumer::MigrationPolicy,
 }
 
 impl CoordinatorSettings {
@@ -147,8 +150,8 @@ impl CoordinatorSettings {
                 config.offsets_retention_minutes.saturating_mul(60),
             ),
             offsets_retention_check_interval: Duration::from_secs(60),
-            min_session_timeout_ms: 6_000,
-            max_session_timeout_ms: 1_800_000,
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
             new_member_join_timeout: Duration::from_secs(300),
             sweep_interval: Duration::from_millis(100),
             consumer_session_timeout: Duration::from_millis(
@@ -157,6 +160,10 @@ impl CoordinatorSettings {
             consumer_heartbeat_interval: Duration::from_millis(
                 config.group_consumer_heartbeat_interval_ms,
             ),
+            consumer_migration_policy: config
+                .group_consumer_migration_policy
+                .parse()
+                .unwrap_or_default(),
         }
     }
 }
@@ -503,8 +510,10 @@ impl GroupCoordinator {
     }
 
     /// Per partition with a committed offset in `group_id`: the committed
-    /// offset, the log end offset (high watermark) and the lag. Partitions of
-    /// topics that no longer exist are left out.
+    /// offset, the log end offset and the lag. The end is the last stable
+    /// offset (the high watermark when no transaction is open), so a
+    /// `read_committed` group's lag never counts records it cannot read yet.
+    /// Partitions of topics that no longer exist are left out.
     pub fn lag(&self, group_id: &str) -> Vec<PartitionLag> {
         let committed: Vec<((String, i32), i64)> = match self.group(group_id) {
             Some(group) => lock(&group)
@@ -518,7 +527,7 @@ impl GroupCoordinator {
             .into_iter()
             .filter_map(|((topic, partition), committed)| {
                 let log = self.broker.topic(&topic)?.partition(partition)?;
-                let log_end_offset = log.high_watermark();
+                let log_end_offset = log.last_stable_offset();
                 Some(PartitionLag {
                     topic,
                     partition,

@@ -229,8 +229,17 @@ fn config_entry(
 /// dynamic ones of `security::configs`, which a client may override).
 fn broker_configs(broker: &Broker) -> Vec<(&'static str, String, ConfigType)> {
     let c = &broker.config;
+    // Kafka's advertised.listeners defaults to its listeners; a single
+    // listener is advertised at the address the node gives clients.
+    let advertised = c.advertised_listeners.clone().unwrap_or_else(|| {
+        c.listeners.clone().unwrap_or_else(|| {
+            let (host, port) = broker.advertised();
+            format!("PLAINTEXT://{host}:{port}")
+        })
+    });
     vec![
         ("broker.id", c.node_id.to_string(), ConfigType::Int),
+        ("advertised.listeners", advertised, ConfigType::List),
         (
             "auto.create.topics.enable",
             c.auto_create_topics.to_string(),

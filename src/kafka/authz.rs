@@ -335,6 +335,56 @@ pub fn delete_records(
         .collect()
 }
 
+/// WriteTxnMarkers without CLUSTER_ACTION: every partition refused.
+pub fn write_txn_markers_refused(req: &WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
+    use kafka_protocol::messages::write_txn_markers_response::{
+        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+    };
+    let mut resp = WriteTxnMarkersResponse::default();
+    for m in &req.markers {
+        let mut out = WritableTxnMarkerResult::default();
+        out.producer_id = m.producer_id;
+        for t in &m.topics {
+            let mut topic = WritableTxnMarkerTopicResult::default();
+            topic.name = t.name.clone();
+            for index in &t.partition_indexes {
+                let mut p = WritableTxnMarkerPartitionResult::default();
+                p.partition_index = *index;
+                p.error_code = code::CLUSTER_AUTHORIZATION_FAILED;
+                topic.partitions.push(p);
+            }
+            out.topics.push(topic);
+        }
+        resp.markers.push(out);
+    }
+    resp
+}
+
+/// DescribeProducers: READ on each topic.
+pub fn describe_producers(
+    access: &Access<'_>,
+    req: &mut DescribeProducersRequest,
+) -> Vec<describe_producers_response::TopicResponse> {
+    refuse(&mut req.topics, |t| access.topic(Op::Read, &t.name.0))
+        .into_iter()
+        .map(|t| {
+            let mut out = describe_producers_response::TopicResponse::default();
+            out.name = t.name;
+            out.partitions = t
+                .partition_indexes
+                .iter()
+                .map(|index| {
+                    let mut p = describe_producers_response::PartitionResponse::default();
+                    p.partition_index = *index;
+                    p.error_code = code::TOPIC_AUTHORIZATION_FAILED;
+                    p
+                })
+                .collect();
+            out
+        })
+        .collect()
+}
+
 // -- Metadata --------------------------------------------------------------------
 
 /// Metadata, before the handler: requested topics the principal may not

@@ -31,13 +31,13 @@ fn opt_string(s: &Option<StrBytes>) -> Option<String> {
 
 /// ConsumerGroupHeartbeat (READ on the group, as JoinGroup).
 pub fn heartbeat(
-    groups: &GroupCoordinator,
+    groups: &std::sync::Arc<GroupCoordinator>,
     access: &Access<'_>,
     req: ConsumerGroupHeartbeatRequest,
     client: &ClientInfo,
 ) -> ConsumerGroupHeartbeatResponse {
     let mut resp = ConsumerGroupHeartbeatResponse::default();
-    resp.heartbeat_interval_ms = groups.consumer_heartbeat_interval_ms();
+    resp.heartbeat_interval_ms = groups.consumer_heartbeat_interval_ms(&req.group_id);
     if !access.group(AclOperation::Read, &req.group_id.0) {
         resp.error_code = code::GROUP_AUTHORIZATION_FAILED;
         return resp;
@@ -77,6 +77,7 @@ pub fn heartbeat(
         owned,
         client_id: client.client_id.clone(),
         client_host: client.client_host.clone(),
+        classic: None,
     };
     match groups.consumer_group_heartbeat(request) {
         Err(e) => {
@@ -173,8 +174,8 @@ pub fn describe(
                             out.assignment = described(m.assignment);
                             out.target_assignment = described(m.target_assignment);
                             if version >= 1 {
-                                // A member of the consumer protocol.
-                                out.member_type = 1;
+                                // 0: classic protocol, 1: consumer protocol.
+                                out.member_type = if m.classic { 0 } else { 1 };
                             }
                             out
                         })

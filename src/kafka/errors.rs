@@ -10,8 +10,8 @@ use crate::broker::{SecurityError, TopicError};
 use crate::group::{CoordinatorError, Outcome};
 use crate::log::batch::BatchError;
 use crate::log::AppendError;
-use crate::partition::PartitionError;
-use crate::replication::ReplicaError;
+use crate::partition::{PartitionError, TxnVerifyError};
+use crate::replication::{ReassignError, ReplicaError};
 
 /// The code of a topic error.
 pub fn topic_error_code(e: &TopicError) -> i16 {
@@ -53,6 +53,21 @@ pub fn replica_error_code(e: &ReplicaError) -> i16 {
     }
 }
 
+/// The code and message of a refused reassignment or broker removal.
+pub fn reassign_error(e: &ReassignError) -> (i16, String) {
+    use ReassignError as R;
+    let code = match e {
+        R::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
+        R::InvalidReplicaAssignment(_) => code::INVALID_REPLICA_ASSIGNMENT,
+        R::NoReassignmentInProgress => code::NO_REASSIGNMENT_IN_PROGRESS,
+        R::InvalidReplicationFactor(_) => code::INVALID_REPLICATION_FACTOR,
+        R::BrokerNotRegistered(_) => code::BROKER_ID_NOT_REGISTERED,
+        R::InvalidRequest(_) => code::INVALID_REQUEST,
+        R::Unavailable(_) => code::REQUEST_TIMED_OUT,
+    };
+    (code, e.to_string())
+}
+
 /// `code::NONE` for Ok, else the error's code.
 pub fn replica_result_code(r: &Result<(), ReplicaError>) -> i16 {
     r.as_ref().err().map_or(code::NONE, replica_error_code)
@@ -73,6 +88,18 @@ pub fn partition_error(e: &PartitionError) -> (i16, Option<String>) {
         P::OffsetOutOfRange { .. } => (code::OFFSET_OUT_OF_RANGE, None),
         P::Read(_) => (code::KAFKA_STORAGE_ERROR, None),
         P::Flush(message) => (code::KAFKA_STORAGE_ERROR, Some(message.clone())),
+        P::Txn(t) => (txn_verify_error_code(t), Some(t.to_string())),
+    }
+}
+
+/// The code of a transactional batch the coordinator refused (KIP-890).
+pub fn txn_verify_error_code(e: &TxnVerifyError) -> i16 {
+    match e {
+        TxnVerifyError::NotCoordinator => code::NOT_COORDINATOR,
+        TxnVerifyError::CoordinatorLoading => code::COORDINATOR_LOAD_IN_PROGRESS,
+        TxnVerifyError::ProducerFenced => code::PRODUCER_FENCED,
+        TxnVerifyError::InvalidProducerEpoch => code::INVALID_PRODUCER_EPOCH,
+        TxnVerifyError::NotInTransaction => code::INVALID_TXN_STATE,
     }
 }
 

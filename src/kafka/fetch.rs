@@ -10,8 +10,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId};
 
 use super::code;
 use super::errors::partition_error;
@@ -83,6 +85,7 @@ pub async fn handle(partitions: &Partitions, req: FetchRequest) -> (FetchRespons
         max_wait: Duration::from_millis(req.max_wait_ms.max(0) as u64),
         min_bytes: req.min_bytes.max(0) as usize,
         max_bytes: req.max_bytes.max(0) as usize,
+        read_committed: req.isolation_level == 1,
         topics: req
             .topics
             .iter()
@@ -114,13 +117,19 @@ pub async fn handle(partitions: &Partitions, req: FetchRequest) -> (FetchRespons
                 Ok(read) => {
                     let mut p = empty_partition(fp.partition, code::NONE);
                     p.high_watermark = read.high_watermark;
-                    p.last_stable_offset = read.high_watermark;
+                    p.last_stable_offset = read.last_stable_offset;
                     p.log_start_offset = read.log_start_offset;
-                    p.aborted_transactions = if req.isolation_level == 1 {
-                        Some(Vec::new())
-                    } else {
-                        None
-                    };
+                    p.aborted_transactions = (req.isolation_level == 1).then(|| {
+                        read.aborted
+                            .iter()
+                            .map(|(producer_id, first_offset)| {
+                                let mut a = AbortedTransaction::default();
+                                a.producer_id = ProducerId(*producer_id);
+                                a.first_offset = *first_offset;
+                                a
+                            })
+                            .collect()
+                    });
                     p.records = Some(arena.records(read.batches, read.bytes));
                     p
                 }

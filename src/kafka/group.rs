@@ -474,7 +474,13 @@ pub fn offset_fetch(
                         .collect::<Vec<_>>()
                 });
                 let mut g = OffsetFetchResponseGroup::default();
-                match groups.fetch_offsets(&rg.group_id, topics) {
+                let member = rg.member_id.as_ref().map(|m| m.to_string());
+                let fetched = if version >= 9 {
+                    groups.offset_fetch_gate(&rg.group_id, member.as_deref(), rg.member_epoch)
+                } else {
+                    Ok(())
+                };
+                match fetched.and_then(|()| groups.fetch_offsets(&rg.group_id, topics)) {
                     Err(error) => g.error_code = coordinator_error_code(&error),
                     Ok(found) => {
                         g.topics = found

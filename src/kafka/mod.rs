@@ -27,8 +27,10 @@ pub(crate) mod offsets;
 pub(crate) mod prescan;
 pub(crate) mod produce;
 pub(crate) mod quotas;
+pub(crate) mod reassignments;
 pub(crate) mod sasl;
 pub(crate) mod server;
+pub(crate) mod txn_markers;
 pub(crate) mod users;
 pub(crate) mod zero_copy;
 
@@ -77,6 +79,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::UnregisterBroker, 0, 0),
 ];
 
 /// The supported version range of an API, if it is served at all.
@@ -106,11 +113,16 @@ const _: () = {
     assert!(code::TOPIC_ALREADY_EXISTS == E::TopicAlreadyExists.code());
     assert!(code::INVALID_PARTITIONS == E::InvalidPartitions.code());
     assert!(code::INVALID_REPLICATION_FACTOR == E::InvalidReplicationFactor.code());
+    assert!(code::INVALID_REPLICA_ASSIGNMENT == E::InvalidReplicaAssignment.code());
+    assert!(code::NO_REASSIGNMENT_IN_PROGRESS == E::NoReassignmentInProgress.code());
+    assert!(code::BROKER_ID_NOT_REGISTERED == E::BrokerIdNotRegistered.code());
     assert!(code::INVALID_CONFIG == E::InvalidConfig.code());
     assert!(code::INVALID_REQUEST == E::InvalidRequest.code());
     assert!(code::UNSUPPORTED_FOR_MESSAGE_FORMAT == E::UnsupportedForMessageFormat.code());
     assert!(code::OUT_OF_ORDER_SEQUENCE_NUMBER == E::OutOfOrderSequenceNumber.code());
     assert!(code::INVALID_PRODUCER_EPOCH == E::InvalidProducerEpoch.code());
+    assert!(code::INVALID_TXN_STATE == E::InvalidTxnState.code());
+    assert!(code::PRODUCER_FENCED == E::ProducerFenced.code());
     assert!(
         code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED == E::TransactionalIdAuthorizationFailed.code()
     );

@@ -25,18 +25,28 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ReadError> {
+/// (timestamp, offset) for a ListOffsets query; `read_committed` clients
+/// see offsets below the last stable offset only.
+fn lookup(
+    log: &PartitionLog,
+    timestamp: i64,
+    read_committed: bool,
+) -> Result<(i64, i64), ReadError> {
+    let visible = if read_committed {
+        log.last_stable_offset()
+    } else {
+        i64::MAX
+    };
+    let below = |found: Option<(i64, i64)>| match found {
+        Some((o, t)) if o < visible => (t, o),
+        _ => (-1, -1),
+    };
     Ok(match timestamp {
+        LATEST if read_committed => (-1, visible),
         LATEST => (-1, log.high_watermark()),
         EARLIEST => (-1, log.log_start_offset()),
-        MAX_TIMESTAMP => log
-            .max_timestamp_offset()?
-            .map(|(o, t)| (t, o))
-            .unwrap_or((-1, -1)),
-        ts if ts >= 0 => log
-            .offset_for_timestamp(ts)?
-            .map(|(o, t)| (t, o))
-            .unwrap_or((-1, -1)),
+        MAX_TIMESTAMP => below(log.max_timestamp_offset()?),
+        ts if ts >= 0 => below(log.offset_for_timestamp(ts)?),
         _ => {
             return Err(ReadError::OffsetOutOfRange {
                 offset: timestamp,
@@ -72,7 +82,7 @@ pub fn list_offsets(
                     if epoch_error != code::NONE {
                         p.error_code = epoch_error;
                     } else {
-                        match lookup(&log, rp.timestamp) {
+                        match lookup(&log, rp.timestamp, req.isolation_level == 1) {
                             Ok((ts, offset)) => {
                                 p.timestamp = ts;
                                 p.offset = offset;

@@ -64,10 +64,11 @@ pub async fn handle(
         .append_records(AppendRequest {
             acks,
             timeout: Duration::from_millis(req.timeout_ms.max(0) as u64),
-            transactional: req
+            transactional_id: req
                 .transactional_id
                 .as_ref()
-                .is_some_and(|t| !t.0.is_empty()),
+                .filter(|t| !t.0.is_empty())
+                .map(|t| t.0.to_string()),
             client,
             topics,
         })

@@ -33,7 +33,7 @@ use super::prescan::{self, PrescanError};
 use super::sasl::SaslState;
 use super::{
     acls, admin, api_versions, authz, code, consumer_group, fetch, metadata, offsets, produce,
-    quotas, supported_range, users,
+    quotas, reassignments, supported_range, txn_markers, users,
 };
 use crate::group::GroupCoordinator;
 use crate::limits::ConnectionQuotas;
@@ -1079,6 +1079,29 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
         }),
     ),
     (
+        ApiKey::WriteTxnMarkers,
+        handler!(|r, req| {
+            let req: WriteTxnMarkersRequest = req;
+            if r.access()
+                .cluster_refused(AclOperation::ClusterAction)
+                .is_some()
+            {
+                return r.respond(&authz::write_txn_markers_refused(&req));
+            }
+            r.respond(&txn_markers::write_txn_markers(r.partitions(), req).await)
+        }),
+    ),
+    (
+        ApiKey::DescribeProducers,
+        handler!(|r, req| {
+            let mut req: DescribeProducersRequest = req;
+            let refused = authz::describe_producers(&r.access(), &mut req);
+            let mut resp = txn_markers::describe_producers(r.partitions(), req);
+            resp.topics.extend(refused);
+            r.respond(&resp)
+        }),
+    ),
+    (
         ApiKey::OffsetDelete,
         handler!(|r, req| {
             let mut req: OffsetDeleteRequest = req;
@@ -1168,6 +1191,33 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
                 return r.respond(&users::describe_refused());
             }
             r.respond(&users::describe(r.partitions(), req))
+        }),
+    ),
+    (
+        ApiKey::AlterPartitionReassignments,
+        handler!(|r, req| {
+            if let Some(error) = r.access().cluster_refused(AclOperation::Alter) {
+                return r.respond(&reassignments::alter_refused(error));
+            }
+            r.respond(&reassignments::alter(r.partitions(), req, r.version).await)
+        }),
+    ),
+    (
+        ApiKey::ListPartitionReassignments,
+        handler!(|r, req| {
+            if let Some(error) = r.access().cluster_refused(AclOperation::Describe) {
+                return r.respond(&reassignments::list_refused(error));
+            }
+            r.respond(&reassignments::list(r.partitions(), req))
+        }),
+    ),
+    (
+        ApiKey::UnregisterBroker,
+        handler!(|r, req| {
+            if let Some(error) = r.access().cluster_refused(AclOperation::Alter) {
+                return r.respond(&reassignments::unregister_refused(error));
+            }
+            r.respond(&reassignments::unregister(r.partitions(), req).await)
         }),
     ),
     (

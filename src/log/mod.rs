@@ -20,6 +20,7 @@ pub mod producers;
 mod segments;
 mod sled_store;
 pub mod store;
+pub mod txn;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -33,6 +34,7 @@ pub use cleaner::CleanerStats;
 use producers::{ProducerEntry, ProducerTable, SequenceCheck, SequencedBatch};
 pub use sled_store::CHUNK_BYTES;
 pub use store::{BatchSummary, LogStore, RollPolicy, SegmentInfo};
+use txn::{Marker, TxnChange, TxnIndex};
 
 /// Why an append was refused.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,11 @@ pub struct ReadOutcome {
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// The last stable offset (the high watermark when no transaction is open).
+    pub last_stable_offset: i64,
+    /// For a `ReadLimit::LastStable` read: the aborted transactions that
+    /// overlap what was read, (producer id, first offset).
+    pub aborted: Vec<(i64, i64)>,
 }
 
 /// Where a read may go up to.
@@ -107,6 +114,8 @@ pub enum ReadLimit {
     HighWatermark,
     /// Replicas read everything the leader has.
     LogEndOffset,
+    /// `read_committed` consumers stop at the last stable offset.
+    LastStable,
 }
 
 /// The topic configs a log applies itself (Kafka's names).
@@ -150,6 +159,17 @@ struct LogState {
     checkpointed_high_watermark: i64,
     /// Records appended since the last fsync (for `flush.messages`).
     unflushed_messages: i64,
+    /// Open transactions and the aborted index.
+    txns: TxnIndex,
+}
+
+impl LogState {
+    /// The first offset a `read_committed` consumer may not see yet.
+    fn last_stable_offset(&self) -> i64 {
+        self.txns
+            .first_unstable_offset()
+            .map_or(self.high_watermark, |first| first.min(self.high_watermark))
+    }
 }
 
 /// One partition's log.
@@ -269,6 +289,7 @@ impl PartitionLog {
             }
         }
 
+        let txns = load_txns(&logmeta, &meta_key)?;
         let leader_epoch = epochs.last().map(|e| e.0).unwrap_or(0);
         let (high_watermark_tx, _) = watch::channel(log_end_offset);
         let (log_end_tx, _) = watch::channel(log_end_offset);
@@ -289,6 +310,7 @@ impl PartitionLog {
                 replicated: false,
                 checkpointed_high_watermark: -1,
                 unflushed_messages: 0,
+                txns,
             }),
             policy: RwLock::new(LogPolicy::default()),
             node_flush_interval_ms: storage.logs.flush_interval_ms,
@@ -317,7 +339,8 @@ impl PartitionLog {
         let end = state.log_end_offset;
         let mut replayed = 0usize;
         let mut meta_changed = false;
-        let walked = for_each_batch(self.store.as_ref(), from, end, |h, _| {
+        let walked = for_each_batch(self.store.as_ref(), from, end, |h, bytes| {
+            self.observe_txn(&mut state, h, &bytes)?;
             if state
                 .epochs
                 .last()
@@ -517,6 +540,18 @@ impl PartitionLog {
         }
         state.unflushed_messages += h.record_count.max(1) as i64;
         state.log_end_offset = summary.last_offset + 1;
+        if h.is_transactional() {
+            // Stored: a failure to record the change in sled is repaired
+            // from the log at the next start, as the producer table is.
+            // The header as produced: its offsets are the log's now.
+            let placed = batch::BatchHeader {
+                base_offset: summary.base_offset,
+                ..*h
+            };
+            if let Err(e) = self.observe_txn(state, &placed, bytes) {
+                tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "transaction state not saved");
+            }
+        }
         if h.producer_id >= 0 && h.base_sequence >= 0 {
             let mut entry = state
                 .producers
@@ -765,6 +800,8 @@ impl PartitionLog {
             state.producers.remove(&pid);
             self.producers_tree.remove(self.producer_key(pid))?;
         }
+        state.txns.truncate(new_end);
+        self.rewrite_txns(&state)?;
         self.persist_meta(&state)?;
         self.logmeta
             .insert(self.state_checkpoint_key(), &new_end.to_be_bytes())?;
@@ -781,6 +818,8 @@ impl PartitionLog {
         for (pid, _) in state.producers.drain() {
             self.producers_tree.remove(self.producer_key(pid))?;
         }
+        state.txns.clear();
+        self.rewrite_txns(&state)?;
         let epoch = state.epochs.last().map_or(0, |e| e.0);
         state.epochs = vec![(epoch, offset)];
         state.log_start_offset = offset;
@@ -822,6 +861,195 @@ impl PartitionLog {
         Ok((count, hex))
     }
 
+    /// Take a stored transactional batch into the transaction index and
+    /// persist what changed; a marker from a newer producer epoch also
+    /// fences that producer's older epochs.
+    fn observe_txn(
+        &self,
+        state: &mut LogState,
+        h: &batch::BatchHeader,
+        bytes: &[u8],
+    ) -> Result<(), StorageError> {
+        let marker = txn::marker_of(h, bytes);
+        if marker.is_some() && h.producer_id >= 0 {
+            let current = state.producers.get(&h.producer_id).map(|e| e.epoch);
+            if current.is_some_and(|epoch| h.producer_epoch > epoch) {
+                let entry = ProducerEntry {
+                    epoch: h.producer_epoch,
+                    batches: Default::default(),
+                };
+                self.producers_tree
+                    .insert(self.producer_key(h.producer_id), entry.encode())?;
+                state.producers.insert(h.producer_id, entry);
+            }
+        }
+        match state.txns.observe(h, marker) {
+            None => {}
+            Some(TxnChange::Began {
+                producer_id,
+                first_offset,
+            }) => {
+                self.logmeta.insert(
+                    self.txn_key(ONGOING_TXN, &producer_id.to_be_bytes()),
+                    &first_offset.to_be_bytes(),
+                )?;
+            }
+            Some(TxnChange::Ended {
+                producer_id,
+                aborted,
+            }) => {
+                self.logmeta
+                    .remove(self.txn_key(ONGOING_TXN, &producer_id.to_be_bytes()))?;
+                if let Some(a) = aborted {
+                    self.logmeta
+                        .insert(self.aborted_key(&a), &txn::encode_aborted(&a))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Key of a transaction entry: `<meta key>/<kind>/<id>`.
+    fn txn_key(&self, kind: &[u8], id: &[u8]) -> Vec<u8> {
+        let mut k = self.meta_key.clone();
+        k.push(b'/');
+        k.extend_from_slice(kind);
+        k.push(b'/');
+        k.extend_from_slice(id);
+        k
+    }
+
+    /// Aborted entries are keyed by marker offset, then producer id.
+    fn aborted_key(&self, a: &txn::AbortedTxn) -> Vec<u8> {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&a.last_offset.to_be_bytes());
+        id[8..].copy_from_slice(&a.producer_id.to_be_bytes());
+        self.txn_key(ABORTED_TXN, &id)
+    }
+
+    /// Write the whole transaction index again (after a truncation or a reset).
+    fn rewrite_txns(&self, state: &LogState) -> Result<(), StorageError> {
+        for kind in [ONGOING_TXN, ABORTED_TXN] {
+            for item in self.logmeta.scan_prefix(self.txn_key(kind, &[])) {
+                self.logmeta.remove(item?.0)?;
+            }
+        }
+        for (pid, first) in state.txns.open_transactions() {
+            self.logmeta.insert(
+                self.txn_key(ONGOING_TXN, &pid.to_be_bytes()),
+                &first.to_be_bytes(),
+            )?;
+        }
+        for a in state.txns.aborted() {
+            self.logmeta
+                .insert(self.aborted_key(a), &txn::encode_aborted(a))?;
+        }
+        Ok(())
+    }
+
+    /// Drop aborted entries below the new log start.
+    fn trim_txns(&self, state: &mut LogState) -> Result<(), StorageError> {
+        let start = state.log_start_offset;
+        for a in state.txns.trim_before(start) {
+            self.logmeta.remove(self.aborted_key(&a))?;
+        }
+        Ok(())
+    }
+
+    /// Append a COMMIT or ABORT marker for `producer_id` (written by the
+    /// transaction coordinator, through WriteTxnMarkers). Refused when the
+    /// producer is known here at a newer epoch.
+    pub fn write_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: Marker,
+        coordinator_epoch: i32,
+    ) -> Result<AppendOutcome, AppendError> {
+        let roll = self.policy().roll;
+        let mut bytes = txn::encode_marker(
+            producer_id,
+            producer_epoch,
+            marker,
+            coordinator_epoch,
+            now_ms(),
+        )?;
+        let mut state = self.lock();
+        if let Some(current) = state.producers.get(&producer_id).map(|e| e.epoch) {
+            if producer_epoch < current {
+                return Err(AppendError::InvalidProducerEpoch {
+                    producer_id,
+                    epoch: producer_epoch,
+                    current,
+                });
+            }
+        }
+        let base = state.log_end_offset;
+        batch::assign(&mut bytes, base, state.leader_epoch, None);
+        let h = batch::parse_header(&bytes)?;
+        let summary = BatchSummary {
+            base_offset: base,
+            last_offset: base,
+            max_timestamp: h.max_timestamp,
+            size: bytes.len() as u32,
+            leader_epoch: state.leader_epoch,
+        };
+        self.store_batch(&mut state, &bytes, &h, summary, roll)?;
+        self.log_end_tx.send_replace(state.log_end_offset);
+        if !state.replicated {
+            state.high_watermark = state.log_end_offset;
+            self.high_watermark_tx.send_replace(state.high_watermark);
+        }
+        Ok(AppendOutcome {
+            base_offset: base,
+            last_offset: base,
+            log_append_time: -1,
+            log_start_offset: state.log_start_offset,
+        })
+    }
+
+    /// The first offset of `producer_id`'s open transaction here.
+    pub fn open_transaction(&self, producer_id: i64) -> Option<i64> {
+        self.lock().txns.ongoing(producer_id)
+    }
+
+    /// The last stable offset: `read_committed` consumers read below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.lock().last_stable_offset()
+    }
+
+    /// The producers this partition knows (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerView> {
+        let state = self.lock();
+        let mut out: Vec<ProducerView> = state
+            .producers
+            .iter()
+            .map(|(pid, entry)| {
+                let last = entry.batches.back();
+                ProducerView {
+                    producer_id: *pid,
+                    producer_epoch: entry.epoch,
+                    last_sequence: last.map_or(-1, |b| b.last_sequence),
+                    last_offset: last.map_or(-1, |b| b.last_offset),
+                    current_txn_start_offset: state.txns.ongoing(*pid).unwrap_or(-1),
+                }
+            })
+            .collect();
+        for (pid, first) in state.txns.open_transactions() {
+            if !state.producers.contains_key(&pid) {
+                out.push(ProducerView {
+                    producer_id: pid,
+                    producer_epoch: -1,
+                    last_sequence: -1,
+                    last_offset: -1,
+                    current_txn_start_offset: first,
+                });
+            }
+        }
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
     fn producer_key(&self, producer_id: i64) -> Vec<u8> {
         let mut k = self.meta_key.clone();
         k.push(b'/');
@@ -853,9 +1081,21 @@ impl PartitionLog {
         allow_oversized_first: bool,
         limit: ReadLimit,
     ) -> Result<ReadOutcome, ReadError> {
-        let (log_start_offset, log_end_offset, high_watermark) = {
+        let (log_start_offset, log_end_offset, high_watermark, last_stable_offset, aborted) = {
             let s = self.lock();
-            (s.log_start_offset, s.log_end_offset, s.high_watermark)
+            let lso = s.last_stable_offset();
+            let aborted = if limit == ReadLimit::LastStable && fetch_offset < lso {
+                s.txns.aborted_between(fetch_offset, lso)
+            } else {
+                Vec::new()
+            };
+            (
+                s.log_start_offset,
+                s.log_end_offset,
+                s.high_watermark,
+                lso,
+                aborted,
+            )
         };
         if fetch_offset < log_start_offset || fetch_offset > log_end_offset {
             return Err(ReadError::OffsetOutOfRange {
@@ -867,6 +1107,7 @@ impl PartitionLog {
         let upper = match limit {
             ReadLimit::HighWatermark => high_watermark,
             ReadLimit::LogEndOffset => log_end_offset,
+            ReadLimit::LastStable => last_stable_offset,
         };
         let mut out = ReadOutcome {
             batches: Vec::new(),
@@ -874,6 +1115,8 @@ impl PartitionLog {
             high_watermark,
             log_start_offset,
             log_end_offset,
+            last_stable_offset,
+            aborted,
         };
         if fetch_offset >= upper {
             return Ok(out);
@@ -968,6 +1211,7 @@ impl PartitionLog {
         }
         if target > state.log_start_offset {
             state.log_start_offset = target;
+            self.trim_txns(&mut state)?;
             self.persist_meta(&state)?;
             self.store.delete_before(target)?;
         }
@@ -1001,6 +1245,7 @@ impl PartitionLog {
         }
         if removed > 0 {
             state.log_start_offset = new_start.max(state.log_start_offset);
+            self.trim_txns(&mut state)?;
             self.persist_meta(&state)?;
             self.store.delete_before(new_start)?;
         }
@@ -1064,6 +1309,11 @@ impl PartitionLog {
         self.logmeta.remove(&self.meta_key)?;
         self.logmeta.remove(self.hw_key())?;
         self.logmeta.remove(self.state_checkpoint_key())?;
+        for kind in [ONGOING_TXN, ABORTED_TXN] {
+            for item in self.logmeta.scan_prefix(self.txn_key(kind, &[])) {
+                self.logmeta.remove(item?.0)?;
+            }
+        }
         let mut prefix = self.meta_key.clone();
         prefix.push(b'/');
         for item in self.producers_tree.scan_prefix(&prefix) {
@@ -1072,6 +1322,54 @@ impl PartitionLog {
         }
         Ok(())
     }
+}
+
+/// Kinds of transaction entries in the logmeta tree.
+const ONGOING_TXN: &[u8] = b"txo";
+const ABORTED_TXN: &[u8] = b"txa";
+
+/// One producer as a partition knows it (DescribeProducers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerView {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub last_sequence: i32,
+    /// The offset of its last batch here.
+    pub last_offset: i64,
+    /// The first offset of its open transaction here, or -1.
+    pub current_txn_start_offset: i64,
+}
+
+/// Read a partition's transaction index from the logmeta tree.
+fn load_txns(logmeta: &sled::Tree, meta_key: &[u8]) -> Result<TxnIndex, StorageError> {
+    let prefix = |kind: &[u8]| {
+        let mut k = meta_key.to_vec();
+        k.push(b'/');
+        k.extend_from_slice(kind);
+        k.push(b'/');
+        k
+    };
+    let be = |b: &[u8]| -> Option<i64> { Some(i64::from_be_bytes(b.try_into().ok()?)) };
+    let mut ongoing = std::collections::HashMap::new();
+    let p = prefix(ONGOING_TXN);
+    for item in logmeta.scan_prefix(&p) {
+        let (k, v) = item?;
+        if let (Some(pid), Some(first)) = (be(&k[p.len()..]), be(&v)) {
+            ongoing.insert(pid, first);
+        }
+    }
+    let mut aborted = Vec::new();
+    let p = prefix(ABORTED_TXN);
+    for item in logmeta.scan_prefix(&p) {
+        let (k, v) = item?;
+        let id = &k[p.len()..];
+        if id.len() == 16 {
+            if let Some(a) = be(&id[8..]).and_then(|pid| txn::decode_aborted(pid, &v)) {
+                aborted.push(a);
+            }
+        }
+    }
+    Ok(TxnIndex::from_parts(ongoing, aborted))
 }
 
 /// Call `f` with every stored batch of `[from, to)`, oldest first, whole

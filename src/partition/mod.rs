@@ -4,7 +4,8 @@
 //! partition, in request order.
 //!
 //! Owns: the produce policy (acks, the internal-topic guard, min-ISR, the
-//! refusal of transactions, idempotence through the log's producer state),
+//! coordinator's check of transactional batches (`txn`), idempotence
+//! through the log's producer state), the transaction markers,
 //! telling replication about appends and waiting for acks=all, the fsync
 //! before acknowledging (`--flush-interval-ms 0` or the topic's
 //! `flush.messages`); the fetch policy (leader and
@@ -21,7 +22,9 @@
 //! Locks: none of its own; it takes no lock across an await.
 
 mod auto_create;
+mod reassign;
 mod topics;
+mod txn;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -37,6 +40,10 @@ use crate::replication::{
     check_leader_epoch, CommitWait, LeadershipListener, ReplicaError, ReplicaManager,
 };
 use auto_create::AutoCreateLimits;
+pub use txn::{TxnMarker, TxnVerifyError};
+// Implemented and registered by the transaction coordinator.
+#[allow(unused_imports)]
+pub use txn::{MarkerResults, TxnMarkerListener, TxnVerifier, VerifyResults};
 
 /// Why one partition of a request was not served.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +72,9 @@ pub enum PartitionError {
     Read(ReadError),
     #[error("{0}")]
     Flush(String),
+    /// The transaction coordinator refused a transactional batch (KIP-890).
+    #[error(transparent)]
+    Txn(#[from] TxnVerifyError),
 }
 
 /// How this node replicates its partitions.
@@ -81,6 +91,8 @@ pub struct Partitions {
     replication: Replication,
     /// How many topics each client may auto-create per second.
     auto_create: AutoCreateLimits,
+    /// The transaction coordinator's check and the marker listeners.
+    txn: txn::TxnHooks,
 }
 
 /// One produce request, as the partition layer needs it.
@@ -89,8 +101,8 @@ pub struct AppendRequest {
     pub acks: i16,
     /// How long acks=all waits for the ISR.
     pub timeout: Duration,
-    /// The request carries a transactional id (transactions are refused).
-    pub transactional: bool,
+    /// The producer's transactional id, for a transactional produce.
+    pub transactional_id: Option<String>,
     /// The address the request came from (the key of the auto-creation limit).
     pub client: IpAddr,
     pub topics: Vec<TopicRecords>,
@@ -122,6 +134,8 @@ pub struct FetchRequest<'a> {
     pub max_wait: Duration,
     pub min_bytes: usize,
     pub max_bytes: usize,
+    /// `isolation_level=read_committed`: read up to the last stable offset.
+    pub read_committed: bool,
     pub topics: Vec<FetchTopic<'a>>,
 }
 
@@ -144,6 +158,10 @@ pub struct FetchPartition {
 #[derive(Debug, Clone, Default)]
 pub struct PartitionRead {
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    /// For `read_committed`: the aborted transactions overlapping the
+    /// batches, (producer id, first offset).
+    pub aborted: Vec<(i64, i64)>,
     pub log_start_offset: i64,
     /// The stored batches, as they were stored.
     pub batches: Vec<Bytes>,
@@ -160,6 +178,7 @@ impl Partitions {
             auto_create: AutoCreateLimits::from_config(&broker.config),
             broker,
             replication: Replication::Local,
+            txn: Default::default(),
         })
     }
 
@@ -169,6 +188,7 @@ impl Partitions {
             auto_create: AutoCreateLimits::from_config(&broker.config),
             broker,
             replication: Replication::Cluster(replicas),
+            txn: Default::default(),
         })
     }
 
@@ -252,7 +272,8 @@ impl Partitions {
         // acks=all: (topic index, partition index, what to wait for).
         let mut waits: Vec<(usize, usize, CommitWait)> = Vec::new();
         let mut auto_create = self.auto_create_allowance(req.client);
-        for topic_data in req.topics {
+        let mut refused = self.verify_transactions(&req).await;
+        for (t, topic_data) in req.topics.into_iter().enumerate() {
             let name = topic_data.name;
             let topic = if acks != 0 && acks != 1 && acks != -1 {
                 Err(None)
@@ -262,7 +283,11 @@ impl Partitions {
                     .map_err(|e| Some(Arc::new(e)))
             };
             let mut out = Vec::with_capacity(topic_data.partitions.len());
-            for (index, records) in topic_data.partitions {
+            for (p, (index, records)) in topic_data.partitions.into_iter().enumerate() {
+                if let Some(e) = refused.remove(&(t, p)) {
+                    out.push(Err(e));
+                    continue;
+                }
                 let topic = match &topic {
                     Ok(topic) => topic,
                     Err(None) => {
@@ -303,10 +328,11 @@ impl Partitions {
                 let result = batch::split_and_validate(&records, max_message_bytes)
                     .map_err(AppendError::from)
                     .and_then(|batches| {
-                        if req.transactional || batches.iter().any(|b| b.header.is_transactional())
+                        if req.transactional_id.is_none()
+                            && batches.iter().any(|b| b.header.is_transactional())
                         {
                             Err(AppendError::Batch(BatchError::InvalidRecord(
-                                "transactions are not supported".into(),
+                                "transactional records need a transactional id".into(),
                             )))
                         } else {
                             log.append(batches, log_append_time)
@@ -417,6 +443,8 @@ impl Partitions {
     fn read_once(&self, req: &FetchRequest<'_>) -> (Vec<Vec<FetchResult>>, usize) {
         let limit = if req.replica_id >= 0 {
             ReadLimit::LogEndOffset
+        } else if req.read_committed {
+            ReadLimit::LastStable
         } else {
             ReadLimit::HighWatermark
         };
@@ -457,6 +485,8 @@ impl Partitions {
                             remaining = remaining.saturating_sub(read.bytes);
                             Ok(PartitionRead {
                                 high_watermark: read.high_watermark,
+                                last_stable_offset: read.last_stable_offset,
+                                aborted: read.aborted,
                                 log_start_offset: read.log_start_offset,
                                 batches: read.batches,
                                 bytes: read.bytes,

@@ -21,8 +21,11 @@
 
 mod fetcher;
 pub mod placement;
+mod reassign;
 mod security;
 pub mod topics;
+
+pub use reassign::{ReassignError, Reassignment};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -342,6 +345,14 @@ impl ReplicaManager {
                 let key = (name.clone(), index);
                 if !p.replicas.contains(&self.me) {
                     self.drop_role(&key);
+                    // Not (or no longer) a replica: a copy left from before
+                    // a reassignment moved it away is deleted.
+                    if log.log_end_offset() > 0 || log.log_start_offset() > 0 {
+                        tracing::info!(topic = %name, partition = index, "no longer a replica; deleting the local copy");
+                        if let Err(e) = log.reset_to(0) {
+                            tracing::error!(topic = %name, partition = index, error = %e, "cannot delete the local copy");
+                        }
+                    }
                     continue;
                 }
                 if p.leader == self.me {

@@ -20,10 +20,16 @@ use crate::cluster::PROPOSE_TIMEOUT;
 const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ReplicaManager {
-    /// Registered brokers that are not fenced, by id.
+    /// Registered brokers that are not fenced, by id (new replicas are
+    /// placed on these; not on a broker being removed).
     pub fn live_brokers(&self) -> Vec<i32> {
-        self.cluster()
-            .read_image(|image| image.live_brokers().into_iter().collect())
+        self.cluster().read_image(|image| {
+            image
+                .live_brokers()
+                .into_iter()
+                .filter(|b| !image.brokers[b].decommissioning)
+                .collect()
+        })
     }
 
     /// Validate, place and propose a new topic; wait until it is local.

@@ -31,7 +31,14 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
 /// The dashboard's pages, each also a plain path that redirects to its hash route.
-const PAGES: [&str; 5] = ["orders", "payments", "deliveries", "cluster", "dashboard"];
+const PAGES: [&str; 6] = [
+    "orders",
+    "payments",
+    "deliveries",
+    "notifications",
+    "cluster",
+    "dashboard",
+];
 
 /// True for the paths `router` serves (public with `--http-auth` too).
 pub(crate) fn is_asset_path(path: &str) -> bool {
@@ -49,7 +56,8 @@ pub fn router() -> Router {
         .route("/", get(index))
         .route("/index.html", get(index))
         .route("/favicon.ico", get(favicon))
-        .route("/assets/{*path}", get(asset));
+        .route("/assets/{*path}", get(asset))
+        .route("/api/docs", get(api_docs));
     for page in PAGES {
         router = router.route(
             &format!("/{page}"),
@@ -61,6 +69,11 @@ pub fn router() -> Router {
 
 async fn index(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
+}
+
+/// The API reference (Swagger UI over `/api/openapi.json`).
+async fn api_docs(headers: HeaderMap) -> Response {
+    serve("api-docs.html", &headers)
 }
 
 async fn favicon(headers: HeaderMap) -> Response {

@@ -3,17 +3,19 @@
 //! their members and lag.
 //!
 //! Read-only and cheap (in-memory state only; no log reads). It reports what is
-//! true of this node: a single node is its own controller and has no Raft
-//! quorum, which the answer says (`"mode": "single-node"`, term 0).
+//! true of this node: a single node is its own controller and runs no Raft,
+//! which the answer says (`"mode": "single-node"`, `"raft_running": false`,
+//! no Raft role or term). The route itself is `cluster_groups::router`: a
+//! cluster member adds the groups the other brokers coordinate, so every
+//! node lists every group.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
+use tokio::sync::OnceCell;
 
+use crate::client::Client;
 use crate::group::state::decode_assignment;
 use crate::group::GroupCoordinator;
 use crate::partition::Partitions;
@@ -27,7 +29,14 @@ pub struct ClusterView {
     pub groups: Arc<GroupCoordinator>,
     /// The bound HTTP address (the configured one may say port 0).
     pub http_addr: SocketAddr,
+    /// The Kafka client that asks the other brokers for their groups.
+    pub peers: PeerClient,
 }
+
+/// A Kafka client to this node's own listener, connected on first use and
+/// shared by every request (`cluster_groups` asks the other brokers with it).
+#[derive(Clone, Default)]
+pub struct PeerClient(pub(super) Arc<OnceCell<Client>>);
 
 /// The whole answer of `GET /api/cluster`.
 #[derive(Debug, Serialize)]
@@ -35,6 +44,8 @@ pub struct ClusterInfo {
     pub cluster_id: String,
     /// `single-node`, or `cluster` for a member of a Raft quorum.
     pub mode: &'static str,
+    /// False on a single node: no Raft quorum, no election, no term.
+    pub raft_running: bool,
     pub controller_id: i32,
     pub brokers: Vec<BrokerInfo>,
     pub topics: Vec<TopicInfo>,
@@ -52,12 +63,11 @@ pub struct BrokerInfo {
     pub http_addr: String,
     pub alive: bool,
     pub controller: bool,
-    /// `leader`: a single node decides alone (it is its own quorum of one);
-    /// in a cluster this node's own Raft role, and `leader`/`follower` for
-    /// the others as this node knows them.
-    pub raft_role: String,
-    /// 0: no election has ever taken place on a single node.
-    pub raft_term: u64,
+    /// This node's own Raft role, and `leader`/`follower` for the others as
+    /// this node knows them; `null` on a single node, which runs no Raft.
+    pub raft_role: Option<String>,
+    /// The current Raft term; `null` on a single node.
+    pub raft_term: Option<u64>,
     /// True for the node that answered.
     pub this_node: bool,
 }
@@ -88,7 +98,9 @@ pub struct PartitionInfo {
 pub struct GroupInfo {
     pub group_id: String,
     /// Kafka's state names: Empty, PreparingRebalance, CompletingRebalance, Stable.
-    pub state: &'static str,
+    pub state: String,
+    /// The broker that coordinates the group (and answered for it).
+    pub coordinator: i32,
     pub protocol_type: String,
     pub protocol: String,
     pub members: Vec<MemberInfo>,
@@ -114,17 +126,6 @@ pub struct LagInfo {
     pub lag: i64,
 }
 
-/// The `/api/cluster` route.
-pub fn router(view: ClusterView) -> Router {
-    Router::new()
-        .route("/api/cluster", get(cluster))
-        .with_state(view)
-}
-
-async fn cluster(State(view): State<ClusterView>) -> Json<ClusterInfo> {
-    Json(describe(&view))
-}
-
 /// Assemble the cluster view from the broker's and the coordinator's memory.
 pub fn describe(view: &ClusterView) -> ClusterInfo {
     let broker = view.partitions.broker();
@@ -140,8 +141,8 @@ pub fn describe(view: &ClusterView) -> ClusterInfo {
                 http_addr: view.http_addr.to_string(),
                 alive: true,
                 controller: true,
-                raft_role: "leader".into(),
-                raft_term: 0,
+                raft_role: None,
+                raft_term: None,
                 this_node: true,
             }];
             let topics = broker
@@ -204,7 +205,8 @@ pub fn describe(view: &ClusterView) -> ClusterInfo {
             GroupInfo {
                 total_lag: lag.iter().map(|l| l.lag).sum(),
                 group_id: listing.group_id,
-                state: listing.state,
+                state: listing.state.to_owned(),
+                coordinator: id,
                 protocol_type,
                 protocol,
                 members,
@@ -215,6 +217,7 @@ pub fn describe(view: &ClusterView) -> ClusterInfo {
     ClusterInfo {
         cluster_id,
         mode,
+        raft_running: mode == "cluster",
         controller_id,
         brokers,
         topics,
@@ -265,14 +268,14 @@ fn cluster_parts(view: &ClusterView, rm: &crate::replication::ReplicaManager) ->
             http_addr: b.http_addr.clone(),
             alive: !b.fenced,
             controller: b.broker_id == controller,
-            raft_role: if b.broker_id == me {
+            raft_role: Some(if b.broker_id == me {
                 status.role.to_lowercase()
             } else if b.broker_id == controller {
                 "leader".into()
             } else {
                 "follower".into()
-            },
-            raft_term: status.term,
+            }),
+            raft_term: Some(status.term),
             this_node: b.broker_id == me,
         })
         .collect();
@@ -313,7 +316,7 @@ fn cluster_parts(view: &ClusterView, rm: &crate::replication::ReplicaManager) ->
 
 /// `orders:0,1 payments:2` from a consumer-protocol assignment; empty if it is
 /// not one (another protocol type) or there is none.
-fn assignment_text(assignment: &[u8]) -> String {
+pub(super) fn assignment_text(assignment: &[u8]) -> String {
     decode_assignment(assignment)
         .unwrap_or_default()
         .into_iter()
@@ -366,13 +369,15 @@ mod tests {
             partitions: Partitions::local(broker.clone()),
             groups: groups.clone(),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            peers: PeerClient::default(),
         };
         let info = describe(&view);
         assert_eq!(info.mode, "single-node");
         assert_eq!(info.brokers.len(), 1);
         let me = &info.brokers[0];
         assert!(me.alive && me.controller && me.this_node);
-        assert_eq!((me.raft_role.as_str(), me.raft_term), ("leader", 0));
+        assert!(!info.raft_running, "a single node runs no Raft");
+        assert_eq!((me.raft_role.as_deref(), me.raft_term), (None, None));
         assert_eq!(me.http_addr, "127.0.0.1:8080");
 
         let orders = info
@@ -406,7 +411,9 @@ mod tests {
         assert_eq!(group.total_lag, 0);
 
         let json = serde_json::to_value(&info).expect("serialises");
-        assert_eq!(json["brokers"][0]["raft_role"], "leader");
+        assert_eq!(json["raft_running"], false);
+        assert!(json["brokers"][0]["raft_role"].is_null());
+        assert!(json["brokers"][0]["raft_term"].is_null());
         groups.shutdown().await;
     }
 }

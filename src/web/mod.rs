@@ -1,7 +1,8 @@
 //! The HTTP listener: health (liveness) and readiness (each component's
 //! state, from the node's `Readiness`), the embedded dashboard (`assets`),
-//! the cluster view (`cluster_api`), Prometheus metrics (`metrics`) and the
-//! shop's REST API and WebSocket;
+//! the cluster view (`cluster_api`), Prometheus metrics (`metrics`), the
+//! console's API under `/api/admin` (`admin`), the OpenAPI document of both
+//! APIs, and the shop's REST API and WebSocket;
 //! `guard` wraps them in CORS, security headers, content-type and origin
 //! checks and `auth` (tokens, sessions, roles); `serve` runs the listener
 //! under its connection limits and timeouts.
@@ -12,9 +13,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
+pub(crate) mod admin;
 pub mod assets;
 pub(crate) mod auth;
 pub mod cluster_api;
+mod cluster_groups;
 pub(crate) mod guard;
 mod metrics;
 pub mod raft_api;
@@ -53,13 +56,25 @@ async fn readyz(State(state): State<WebState>) -> (StatusCode, Json<Value>) {
     };
     (
         status,
-        Json(json!({"ready": snapshot.ready, "components": components})),
+        Json(json!({
+            "ready": snapshot.ready,
+            "components": components,
+            "node": admin::brokers_node(&state.cluster),
+        })),
     )
+}
+
+/// `GET /api/openapi.json`: the shop's API (when it runs here) and the console's.
+async fn openapi(State(state): State<WebState>) -> Json<Value> {
+    Json(admin::openapi::document(
+        state.app.as_ref().map(|_| crate::app::openapi_document()),
+    ))
 }
 
 /// The router of the HTTP listener.
 pub fn router(state: WebState) -> Router {
-    let cluster = cluster_api::router(state.cluster.clone());
+    let cluster = cluster_groups::router(state.cluster.clone());
+    let console = admin::router(state.cluster.clone());
     let shop = state
         .app
         .clone()
@@ -71,9 +86,11 @@ pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/api/openapi.json", get(openapi))
         .with_state(state)
         .merge(assets::router())
         .merge(cluster)
+        .merge(console)
         .merge(shop)
         .merge(scrape)
         .layer(axum::middleware::from_fn(metrics::count_http))

@@ -153,3 +153,50 @@ export async function openPage(browser, base) {
   page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
   return { page, context, problems, requests, base };
 }
+
+/**
+ * One `sluice` node and one headless Chromium shared by a test file's tests:
+ * registers node:test's `before` and `after` (the simulator is switched off
+ * and the node stopped even when a test failed). The returned object gets
+ * `node` and `chrome` once `before` ran.
+ */
+export function sharedNodeAndBrowser({ before, after }) {
+  const shared = {};
+  before(async () => {
+    shared.node = new Sluice();
+    await shared.node.start();
+    shared.chrome = await launchChromium();
+  });
+  after(async () => {
+    try { await shared.chrome?.close(); } finally {
+      if (shared.node) {
+        try { await shared.node.api('POST', '/api/simulator', { enabled: false, rate_per_sec: 1 }); } catch { /* node may be gone */ }
+        await shared.node.stop();
+      }
+    }
+  });
+  return shared;
+}
+
+/**
+ * A page of `node` opened at `hash` once its WebSocket is connected, with the
+ * dashboard's settings (`lang`, `theme`) saved in its storage first.
+ */
+export async function openLivePage(chrome, node, hash, settings = {}) {
+  const p = await openPage(chrome.browser, node.base);
+  await p.context.addInitScript((s) => {
+    if (s.lang) localStorage.setItem('sluice.locale', s.lang);
+    if (s.theme) localStorage.setItem('sluice.theme', s.theme);
+  }, settings);
+  await p.page.goto(`${node.base}/${hash}`);
+  await p.page.waitForSelector('#ws-state[data-state="connected"]', { timeout: 15000 });
+  return p;
+}
+
+/** An order of one item at `price` in `currency`, paid exactly through the API; its id. */
+export async function paidOrder(node, customer, price, currency = 'EUR') {
+  const { order_id: id } = await node.api('POST', '/api/orders', { customer, currency, items: [{ sku: 'sku-1', quantity: 1, price }] });
+  await node.api('POST', '/api/payments', { order_id: id, amount: price, method: 'card' });
+  await waitUntil(async () => (await node.api('GET', `/api/orders/${id}`)).status === 'paid', 10000, `order ${id} paid`);
+  return id;
+}

@@ -14,43 +14,18 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Sluice, launchChromium, openPage, waitUntil } from './harness.mjs';
+import { sharedNodeAndBrowser, openLivePage, paidOrder as paidOrderOf, waitUntil } from './harness.mjs';
 
 const SCREENSHOTS = process.env.SLUICE_SCREENSHOT_DIR || join(tmpdir(), 'sluice-shop-screenshots');
 
+const shared = sharedNodeAndBrowser({ before, after });
 let node;
-let chrome;
+before(() => { node = shared.node; mkdirSync(SCREENSHOTS, { recursive: true }); });
 
-before(async () => {
-  node = new Sluice();
-  await node.start();
-  chrome = await launchChromium();
-  mkdirSync(SCREENSHOTS, { recursive: true });
-});
-
-after(async () => {
-  try { await chrome?.close(); } finally {
-    if (node) {
-      try { await node.api('POST', '/api/simulator', { enabled: false, rate_per_sec: 1 }); } catch { /* node may be gone */ }
-      await node.stop();
-    }
-  }
-});
-
-async function open(hash) {
-  const p = await openPage(chrome.browser, node.base);
-  await p.page.goto(`${node.base}/${hash}`);
-  await p.page.waitForSelector('#ws-state[data-state="connected"]', { timeout: 15000 });
-  return p;
-}
+const open = (hash) => openLivePage(shared.chrome, node, hash);
 
 /** An order of `price` in `currency`, paid exactly (through the API). */
-async function paidOrder(price, currency) {
-  const { order_id: id } = await node.api('POST', '/api/orders', { customer: `money-${currency}@example.com`, currency, items: [{ sku: 'sku-1', quantity: 1, price }] });
-  await node.api('POST', '/api/payments', { order_id: id, amount: price, method: 'card' });
-  await waitUntil(async () => (await node.api('GET', `/api/orders/${id}`)).status === 'paid', 10000, `order ${id} paid`);
-  return id;
-}
+const paidOrder = (price, currency) => paidOrderOf(node, `money-${currency}@example.com`, price, currency);
 
 const shortId = (id) => (id.length > 10 ? id.slice(0, 8) : id);
 
@@ -61,7 +36,7 @@ test('the revenue card and the chart show each currency on its own, never a sum'
   try {
     const page = p.page;
     const stats = await node.api('GET', '/api/stats');
-    const formatted = await page.evaluate((rev) => Object.fromEntries(Object.entries(rev).map(([c, v]) => [c, new Intl.NumberFormat(undefined, { style: 'currency', currency: c }).format(v)])), stats.revenue);
+    const formatted = await page.evaluate((rev) => Object.fromEntries(Object.entries(rev).map(([c, v]) => [c, new Intl.NumberFormat(window.sluiceI18n.locale, { style: 'currency', currency: c }).format(v)])), stats.revenue);
     assert.deepEqual(Object.keys(formatted).sort(), ['EUR', 'USD']);
     for (const [currency, text] of Object.entries(formatted)) {
       await waitUntil(async () => (await page.locator(`#stat-revenue [data-currency="${currency}"]`).count()) === 1
@@ -125,7 +100,7 @@ test('the payment form says what is wrong with the amount', async () => {
     await page.click('#payment-submit');
     const err = page.locator('#payment-form [data-form-error]:not([hidden])');
     await err.waitFor({ timeout: 10000 });
-    assert.match(await err.innerText(), /10\.00 EUR due/);
+    assert.match(await err.innerText(), /exactly what is due: €10\.00/);
     assert.equal((await node.api('GET', `/api/orders/${id}`)).status, 'created');
     await page.screenshot({ path: join(SCREENSHOTS, 'payment-form-mismatch.png') });
     assert.deepEqual(p.problems.filter((x) => !/422/.test(x)), [], 'only the expected 422');

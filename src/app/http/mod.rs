@@ -14,4 +14,5 @@ mod views;
 pub(crate) mod ws;
 
 pub(crate) use api::routes;
+pub(crate) use openapi::document as openapi_document;
 pub use state::AppState;

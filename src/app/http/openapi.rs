@@ -164,6 +164,11 @@ pub(crate) fn document() -> Value {
             json!({"type": "string"}),
         ),
     ];
+    let notification_filters = vec![query(
+        "severity",
+        "Notification severity.",
+        enum_of(&["info", "success", "warning"]),
+    )];
     let instant = json!({"type": "string", "description": "Milliseconds since the epoch, `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS[.mmm]Z`."});
     let delivery_filters = vec![
         query(
@@ -249,6 +254,9 @@ pub(crate) fn document() -> Value {
                         "404": error_response("Unknown order id (`not_found`)."),
                     }
                 }
+            },
+            "/api/notifications": {
+                "get": list("List the notifier's notifications (each once, newest first)", "NotificationPage", notification_filters),
             },
             "/api/stats": {
                 "get": {
@@ -514,6 +522,10 @@ fn schemas() -> Value {
         json!(page("orders", "OrderSummary")),
     );
     schemas.insert("PaymentPage".to_owned(), json!(page("payments", "Payment")));
+    schemas.insert(
+        "NotificationPage".to_owned(),
+        json!(page("notifications", "Notification")),
+    );
     schemas.insert(
         "DeliveryPage".to_owned(),
         json!(page("deliveries", "Delivery")),

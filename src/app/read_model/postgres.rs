@@ -7,7 +7,8 @@
 //! Tables (every row carries the `generation` it belongs to, so a replay
 //! fills a new generation beside the live one): `shop_orders` (the order
 //! document as JSONB, with the columns the listings filter and sort on),
-//! `shop_payments`, `shop_minutes`, `shop_aggregates`, `shop_offsets` (the
+//! `shop_payments`, `shop_notifications` (the notifier's notifications, one
+//! row per id), `shop_minutes`, `shop_aggregates`, `shop_offsets` (the
 //! next offset to apply per topic-partition), and `shop_meta` (the current
 //! generation and the shop id). The schema is migrated at start, versioned in
 //! `shop_schema_version`, under an advisory lock so nodes starting together
@@ -17,7 +18,8 @@
 //! (an install of a replayed generation takes it `FOR UPDATE`, so a batch
 //! never lands in a generation that was replaced), the aggregates row is
 //! locked `FOR UPDATE` (applies of several nodes serialise on it), the
-//! touched orders and the stored offsets are read, the rule (`rule`) runs,
+//! touched orders, the batch's notification ids already kept and the stored
+//! offsets are read, the rule (`rule`) runs,
 //! records below the stored offsets are skipped (a node that lost its
 //! partition mid-batch cannot apply it twice), and the outcome and the new
 //! offsets are written. A crash before the commit leaves nothing; after it,
@@ -31,7 +33,6 @@
 //! Must never: talk to Kafka, shape JSON, or hold a transaction across a
 //! call into another layer.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -41,7 +42,9 @@ use tokio_postgres::{Client, Config, NoTls, Transaction};
 
 use super::query::{DeliveryFilter, OrderFilter, Page, PaymentFilter};
 use super::rule::{self, Outcome};
-use super::store::{decode, encode, Applied, Model, ModelError, ModelStore, Offsets, SourceRecord};
+use super::store::{
+    decode, encode, Applied, Model, ModelError, ModelStore, NotificationRow, Offsets, SourceRecord,
+};
 use crate::app::domain::analytics::{Aggregates, MinuteBucket};
 use crate::app::domain::order::{OrderRecord, PaymentEntry};
 
@@ -104,12 +107,26 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (generation, topic, partition)
     );
     "#,
+    // 2: the notifier's notifications, one row per id, listed by time.
+    r#"
+    CREATE TABLE shop_notifications (
+        generation bigint NOT NULL,
+        notification_id text COLLATE "C" NOT NULL,
+        at bigint NOT NULL,
+        severity text NOT NULL,
+        doc jsonb NOT NULL,
+        PRIMARY KEY (generation, notification_id)
+    );
+    CREATE INDEX shop_notifications_by_time
+        ON shop_notifications (generation, at DESC, notification_id DESC);
+    "#,
 ];
 
 /// The tables whose rows belong to a generation.
-const GENERATION_TABLES: [&str; 5] = [
+const GENERATION_TABLES: [&str; 6] = [
     "shop_orders",
     "shop_payments",
+    "shop_notifications",
     "shop_minutes",
     "shop_aggregates",
     "shop_offsets",
@@ -360,12 +377,10 @@ async fn apply_in(
         )
         .await?;
     let text: String = row.get(0);
-    let aggregates: Aggregates = if text == "{}" {
-        Aggregates::default()
-    } else {
-        decode_text("aggregates", &text)?
-    };
-    let mut orders = HashMap::new();
+    let mut stored = rule::Stored::default();
+    if text != "{}" {
+        stored.aggregates = decode_text("aggregates", &text)?;
+    }
     for row in tx
         .query(
             "SELECT order_id, doc::text FROM shop_orders \
@@ -376,9 +391,9 @@ async fn apply_in(
     {
         let id: String = row.get(0);
         let doc: String = row.get(1);
-        orders.insert(id.clone(), decode_text::<OrderRecord>(&id, &doc)?);
+        let order = decode_text::<OrderRecord>(&id, &doc)?;
+        stored.orders.insert(id, order);
     }
-    let mut stored = Offsets::new();
     for row in tx
         .query(
             "SELECT topic, partition, next_offset FROM shop_offsets WHERE generation = $1",
@@ -386,9 +401,22 @@ async fn apply_in(
         )
         .await?
     {
-        stored.insert((row.get(0), row.get(1)), row.get(2));
+        stored.offsets.insert((row.get(0), row.get(1)), row.get(2));
     }
-    let outcome = rule::project(&parsed, orders, aggregates, &stored);
+    let notification_ids = rule::notification_ids(&parsed);
+    if !notification_ids.is_empty() {
+        for row in tx
+            .query(
+                "SELECT notification_id FROM shop_notifications \
+                 WHERE generation = $1 AND notification_id = ANY($2)",
+                &[&generation, &notification_ids],
+            )
+            .await?
+        {
+            stored.notifications.insert(row.get::<_, String>(0));
+        }
+    }
+    let outcome = rule::project(&parsed, stored);
     write(tx, generation, &outcome).await?;
     Ok(outcome)
 }
@@ -470,6 +498,26 @@ async fn write(tx: &Transaction<'_>, generation: i64, outcome: &Outcome) -> Resu
                 &method,
                 &docs,
             ],
+        )
+        .await?;
+    }
+    if !outcome.notifications.is_empty() {
+        let mut ids = Vec::new();
+        let mut ats = Vec::new();
+        let mut severity = Vec::new();
+        let mut docs = Vec::new();
+        for row in &outcome.notifications {
+            ids.push(row.notification_id.clone());
+            ats.push(at(row.timestamp));
+            severity.push(row.severity.clone());
+            docs.push(encode_text(row));
+        }
+        tx.execute(
+            "INSERT INTO shop_notifications (generation, notification_id, at, severity, doc) \
+             SELECT $1, n, a, s, doc::jsonb \
+             FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::text[]) AS u(n, a, s, doc) \
+             ON CONFLICT DO NOTHING",
+            &[&generation, &ids, &ats, &severity, &docs],
         )
         .await?;
     }
@@ -708,6 +756,29 @@ impl ModelStore for PgModel {
             offset,
             limit,
             order_of,
+        )
+        .await
+    }
+
+    async fn notifications(
+        &self,
+        severity: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<NotificationRow>, ModelError> {
+        let filter_sql = "FROM shop_notifications WHERE generation = $1 \
+             AND ($2::text IS NULL OR severity = $2)";
+        page_of(
+            &*self.db.reader().await?,
+            &format!("SELECT count(*) {filter_sql}"),
+            &format!(
+                "SELECT doc::text {filter_sql} ORDER BY at DESC, notification_id DESC \
+                 OFFSET $3 LIMIT $4"
+            ),
+            &[&self.generation, &severity],
+            offset,
+            limit,
+            |row| decode_text("notification", &row.get::<_, String>(0)),
         )
         .await
     }

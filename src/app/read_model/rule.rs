@@ -9,14 +9,18 @@
 //! cancellation, payment records and delivery steps. That is what makes a
 //! replay from offset 0 produce exactly the live model.
 //!
+//! Notifications are listed, not counted: the notifier delivers them at
+//! least once, so each is kept (and relayed) once, by its id; the store
+//! says which ids of a batch it keeps already.
+//!
 //! Must never: read or write a store, talk to Kafka, or shape JSON.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::store::{Change, Offsets, PaymentRow, SourceRecord};
+use super::store::{Change, NotificationRow, Offsets, PaymentRow, SourceRecord};
 use crate::app::domain::analytics::{minute_of, Aggregates, MinuteBucket};
 use crate::app::domain::events::{Event, EventBody, NOTIFICATIONS_TOPIC};
 use crate::app::domain::order::{CancelInfo, CreatedInfo, DeliveryStep, OrderRecord, PaymentEntry};
@@ -54,6 +58,34 @@ pub(crate) fn order_ids(parsed: &[Parsed<'_>]) -> Vec<String> {
     ids
 }
 
+/// The notification ids of `parsed` (each once).
+pub(crate) fn notification_ids(parsed: &[Parsed<'_>]) -> Vec<String> {
+    let mut ids: Vec<String> = parsed
+        .iter()
+        .filter_map(|p| match p.event.as_ref().map(|e| &e.body) {
+            Some(EventBody::Notification(n)) => Some(n.notification_id.clone()),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// What a store holds of the orders and notifications a batch touches,
+/// read in the batch's transaction.
+#[derive(Default)]
+pub(crate) struct Stored {
+    /// The stored state of every order in [`order_ids`] (absent ones left out).
+    pub(crate) orders: HashMap<String, OrderRecord>,
+    /// The aggregates.
+    pub(crate) aggregates: Aggregates,
+    /// The ids among [`notification_ids`] already kept.
+    pub(crate) notifications: HashSet<String>,
+    /// The next offset to apply of the batch's partitions (absent: none yet).
+    pub(crate) offsets: Offsets,
+}
+
 /// A change of the time indexes, in the order the rule made it.
 #[derive(Debug, Clone)]
 pub(crate) enum IndexChange {
@@ -78,6 +110,8 @@ pub(crate) struct Outcome {
     pub(crate) minutes: BTreeMap<i64, MinuteBucket>,
     /// New rows of the payment index.
     pub(crate) payments: Vec<PaymentRow>,
+    /// Notifications to keep (none of them kept before).
+    pub(crate) notifications: Vec<NotificationRow>,
     /// Index changes, in order.
     pub(crate) index: Vec<IndexChange>,
     /// Next offset to apply of every partition the batch had records of.
@@ -86,17 +120,17 @@ pub(crate) struct Outcome {
     pub(crate) changes: Vec<Change>,
 }
 
-/// Apply `parsed` over `orders` (the stored state of every order in
-/// [`order_ids`], absent ones left out) and `aggregates`. Records below the
-/// next offset `stored` says for their partition were applied already and
-/// are skipped: that fences a projector that lost its partition to
-/// another one in the middle of a batch.
-pub(crate) fn project(
-    parsed: &[Parsed<'_>],
-    mut orders: HashMap<String, OrderRecord>,
-    aggregates: Aggregates,
-    stored: &Offsets,
-) -> Outcome {
+/// Apply `parsed` over what the store holds. Records below the next offset
+/// `stored` says for their partition were applied already and are skipped:
+/// that fences a projector that lost its partition to another one in the
+/// middle of a batch.
+pub(crate) fn project(parsed: &[Parsed<'_>], stored: Stored) -> Outcome {
+    let Stored {
+        mut orders,
+        aggregates,
+        notifications: mut kept,
+        offsets: stored,
+    } = stored;
     let mut out = Outcome {
         aggregates,
         ..Outcome::default()
@@ -107,25 +141,47 @@ pub(crate) fn project(
         if stored.get(&key).is_some_and(|next| r.offset < *next) {
             continue;
         }
-        apply_one(p, &mut orders, &mut out);
+        if &*r.topic == NOTIFICATIONS_TOPIC {
+            keep_notification(p, &mut kept, &mut out);
+        } else {
+            apply_one(p, &mut orders, &mut out);
+        }
         out.offsets.insert(key, r.offset + 1);
     }
     out
 }
 
-/// Apply one record: the heart of the projection.
+/// Keep one record of the notifications topic, unless its id is kept already.
+fn keep_notification(p: &Parsed<'_>, kept: &mut HashSet<String>, out: &mut Outcome) {
+    let Some(event) = p.event.as_ref() else {
+        out.aggregates.invalid_events += 1;
+        return;
+    };
+    if let EventBody::Notification(n) = &event.body {
+        if !kept.insert(n.notification_id.clone()) {
+            return;
+        }
+        out.notifications.push(NotificationRow {
+            notification_id: n.notification_id.clone(),
+            kind: n.kind.clone(),
+            severity: n.severity.clone(),
+            message: n.message.clone(),
+            order_id: event.order_id.clone(),
+            timestamp: event.timestamp,
+            source_event_id: n.source_event_id,
+        });
+    }
+    out.changes.push(Change::Notification(event.clone()));
+}
+
+/// Apply one record of the orders, payments or deliveries topics: the
+/// heart of the projection.
 fn apply_one(p: &Parsed<'_>, orders: &mut HashMap<String, OrderRecord>, out: &mut Outcome) {
     let aggregates = &mut out.aggregates;
     let Some(event) = p.event.as_ref() else {
         aggregates.invalid_events += 1;
         return;
     };
-    if &*p.record.topic == NOTIFICATIONS_TOPIC {
-        // Notifications are relayed, not modelled: the notifier delivers them
-        // at least once, so counting them would not match the topics.
-        out.changes.push(Change::Notification(event.clone()));
-        return;
-    }
     let mut order = orders
         .get(&event.order_id)
         .cloned()

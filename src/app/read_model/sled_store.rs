@@ -1,11 +1,12 @@
 //! The read model in the node's own database (the default): one tree per
 //! generation (`app:model:{generation}`) holding orders with their status,
 //! totals, payments and delivery timeline, the payment and delivery indexes,
-//! the aggregates, and the offset up to which each topic-partition has been
+//! the aggregates, the notifications, and the offset up to which each topic-partition has been
 //! applied.
 //!
 //! Owns the key layout of that tree. A batch is applied in one transaction
-//! of the tree (through `storage::AppTree`): the orders it touches are read,
+//! of the tree (through `storage::AppTree`): the orders and notification ids
+//! it touches are read,
 //! the rule (`rule`) runs over them, and its outcome is written with the
 //! next offsets.
 //!
@@ -16,7 +17,8 @@ use std::collections::HashMap;
 use super::query::{DeliveryFilter, OrderFilter, Page, PaymentFilter};
 use super::rule::{self, IndexChange};
 use super::store::{
-    decode, encode, Applied, ModelError, ModelStore, Offsets, PaymentRow, SourceRecord,
+    decode, encode, Applied, ModelError, ModelStore, NotificationRow, Offsets, PaymentRow,
+    SourceRecord,
 };
 use crate::app::domain::analytics::{Aggregates, MinuteBucket};
 use crate::app::domain::order::{OrderRecord, PaymentEntry};
@@ -36,6 +38,10 @@ const AGGREGATES: &[u8] = b"s:aggregates";
 const MINUTE: u8 = b'm';
 /// Key prefix: topic + 0 + partition (i32 BE) -> next offset to apply (i64 BE).
 const OFFSET: u8 = b'x';
+/// Key prefix: notification time (u64 BE) + notification id -> `NotificationRow` JSON.
+const NOTIFICATION: u8 = b'n';
+/// Key prefix: notification id -> empty (the notifier may deliver one twice).
+const NOTIFICATION_SEEN: u8 = b'N';
 
 /// The name of the tree of generation `generation`.
 pub(crate) fn tree_name(generation: u64) -> String {
@@ -87,33 +93,42 @@ impl SledModel {
         }
         let parsed = rule::parse(records);
         let ids = rule::order_ids(&parsed);
+        let notification_ids = rule::notification_ids(&parsed);
         let outcome = self
             .tree
             .transaction(|tx| {
-                let aggregates: Aggregates = match tx.get(AGGREGATES)? {
-                    Some(bytes) => tx_decode(AGGREGATES, &bytes)?,
-                    None => Aggregates::default(),
+                let mut stored = rule::Stored {
+                    aggregates: match tx.get(AGGREGATES)? {
+                        Some(bytes) => tx_decode(AGGREGATES, &bytes)?,
+                        None => Aggregates::default(),
+                    },
+                    ..rule::Stored::default()
                 };
-                let mut orders = HashMap::new();
                 for id in &ids {
                     let key = prefixed(ORDER, id.as_bytes());
                     if let Some(bytes) = tx.get(&key)? {
-                        orders.insert(id.clone(), tx_decode::<OrderRecord>(&key, &bytes)?);
+                        let order = tx_decode::<OrderRecord>(&key, &bytes)?;
+                        stored.orders.insert(id.clone(), order);
                     }
                 }
-                let mut stored = Offsets::new();
+                for id in &notification_ids {
+                    let seen = prefixed(NOTIFICATION_SEEN, id.as_bytes());
+                    if tx.get(&seen)?.is_some() {
+                        stored.notifications.insert(id.clone());
+                    }
+                }
                 for p in &parsed {
                     let tp = (p.record.topic.to_string(), p.record.partition);
-                    if stored.contains_key(&tp) {
+                    if stored.offsets.contains_key(&tp) {
                         continue;
                     }
                     if let Some(v) = tx.get(&offset_key(&tp.0, tp.1))? {
                         if let Ok(v) = <[u8; 8]>::try_from(v.as_slice()) {
-                            stored.insert(tp, i64::from_be_bytes(v));
+                            stored.offsets.insert(tp, i64::from_be_bytes(v));
                         }
                     }
                 }
-                let outcome = rule::project(&parsed, orders, aggregates, &stored);
+                let outcome = rule::project(&parsed, stored);
                 write(tx, &outcome)?;
                 Ok(outcome)
             })
@@ -176,6 +191,11 @@ fn write(tx: &AppTx<'_>, outcome: &rule::Outcome) -> TxResult<()> {
             &time_key(PAYMENT, row.entry.at, row.entry.event_id.as_bytes()),
             &encode(row),
         )?;
+    }
+    for row in &outcome.notifications {
+        let id = row.notification_id.as_bytes();
+        tx.insert(&prefixed(NOTIFICATION_SEEN, id), &[])?;
+        tx.insert(&time_key(NOTIFICATION, row.timestamp, id), &encode(row))?;
     }
     for (minute, delta) in &outcome.minutes {
         let key = time_key(MINUTE, *minute, &[]);
@@ -337,6 +357,25 @@ impl ModelStore for SledModel {
                 }
                 None
             },
+        )
+    }
+
+    async fn notifications(
+        &self,
+        severity: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<NotificationRow>, ModelError> {
+        page(
+            self.tree.scan_prefix_rev(&[NOTIFICATION]),
+            severity.is_none(),
+            offset,
+            limit,
+            |key, value| {
+                let row: NotificationRow = decode(key, value)?;
+                Ok(severity.is_none_or(|s| row.severity == s).then_some(row))
+            },
+            |_| None,
         )
     }
 }

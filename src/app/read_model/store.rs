@@ -54,6 +54,19 @@ pub(crate) struct PaymentRow {
     pub(crate) entry: PaymentEntry,
 }
 
+/// A notification as the list keeps it (`GET /api/notifications`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotificationRow {
+    pub notification_id: String,
+    pub kind: String,
+    pub severity: String,
+    pub message: String,
+    pub order_id: String,
+    /// When the notifier wrote it (ms since the epoch).
+    pub timestamp: i64,
+    pub source_event_id: Uuid,
+}
+
 /// One record read from a topic, as the projector hands it over.
 #[derive(Debug, Clone)]
 pub struct SourceRecord {
@@ -122,6 +135,14 @@ pub(crate) trait ModelStore: Send + Sync {
         offset: usize,
         limit: usize,
     ) -> Result<Page<OrderRecord>, ModelError>;
+    /// The notifier's notifications (each once), newest first, optionally
+    /// of one severity.
+    async fn notifications(
+        &self,
+        severity: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<NotificationRow>, ModelError>;
 }
 
 /// The read model of one generation, in whichever store holds it.

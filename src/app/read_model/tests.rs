@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use super::query::{OrderFilter, PaymentFilter};
 use super::sled_store::{tree_name, SledModel};
-use super::store::{Model, SourceRecord};
+use super::store::{Change, Model, SourceRecord};
 use crate::app::domain::events::{
-    DeliveryData, DeliveryStatus, Event, EventBody, LineItem, OrderCancelled, OrderCreated,
-    PaymentData, PaymentStatus,
+    DeliveryData, DeliveryStatus, Event, EventBody, LineItem, NotificationData, OrderCancelled,
+    OrderCreated, PaymentData, PaymentStatus,
 };
 use crate::app::domain::status::OrderStatus;
 
@@ -265,4 +265,77 @@ async fn records_below_the_stored_offset_are_skipped_not_counted_again() {
         model.stored_offsets().await.unwrap()[&("orders".to_owned(), 0)],
         1
     );
+}
+
+fn notification(order: &str, id: &str, severity: &str, at: i64) -> Event {
+    let mut e = Event::new(
+        order,
+        EventBody::Notification(NotificationData {
+            notification_id: id.into(),
+            kind: "payment_failed".into(),
+            severity: severity.into(),
+            message: format!("about {order}"),
+            source_event_id: uuid::Uuid::new_v4(),
+        }),
+    );
+    e.timestamp = at;
+    e
+}
+
+#[tokio::test]
+async fn notifications_are_kept_once_each_and_listed_by_severity() {
+    let (_dir, model) = temp_model();
+    let first = notification("n1", "ntf-1", "warning", 1_000);
+    // The notifier redelivers the first one (same id, a new event): in the
+    // same batch and in a later one.
+    let mut again = first.clone();
+    again.event_id = uuid::Uuid::new_v4();
+    let batch = vec![
+        record("notifications", 0, &first.to_bytes()),
+        record("notifications", 1, &again.to_bytes()),
+        record(
+            "notifications",
+            2,
+            &notification("n2", "ntf-2", "success", 2_000).to_bytes(),
+        ),
+    ];
+    let applied = model.apply(batch).await.unwrap();
+    let relayed = applied
+        .changes
+        .iter()
+        .filter(|c| matches!(c, Change::Notification(_)))
+        .count();
+    assert_eq!(relayed, 2, "a redelivered notification is relayed once");
+    let later = model
+        .apply(vec![
+            record("notifications", 3, &again.to_bytes()),
+            record(
+                "notifications",
+                4,
+                &notification("n3", "ntf-3", "warning", 3_000).to_bytes(),
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(later.changes.len(), 1);
+
+    let all = model.notifications(None, 0, 10).await.unwrap();
+    assert_eq!(all.total, 3);
+    let ids: Vec<_> = all
+        .items
+        .iter()
+        .map(|n| n.notification_id.as_str())
+        .collect();
+    assert_eq!(ids, ["ntf-3", "ntf-2", "ntf-1"], "newest first");
+    assert_eq!(all.items[2].order_id, "n1");
+    let warnings = model.notifications(Some("warning"), 1, 10).await.unwrap();
+    assert_eq!(warnings.total, 2);
+    assert_eq!(warnings.items.len(), 1);
+    assert_eq!(warnings.items[0].notification_id, "ntf-1");
+    let page = model.notifications(None, 1, 1).await.unwrap();
+    assert_eq!((page.total, page.items.len()), (3, 1));
+    assert_eq!(page.items[0].notification_id, "ntf-2");
+    // Notifications are listed, not counted.
+    let agg = model.aggregates().await.unwrap();
+    assert_eq!(agg.duplicate_events + agg.invalid_events, 0);
 }

@@ -171,6 +171,20 @@ impl Producer {
         value: Option<Bytes>,
         headers: IndexMap<StrBytes, Option<Bytes>>,
     ) -> Result<Delivery, ClientError> {
+        self.send_to_partition(topic, None, key, value, headers)
+            .await
+    }
+
+    /// Like [`send_with_headers`](Self::send_with_headers), to `partition`
+    /// when one is given (else by key, or the sticky partition).
+    pub async fn send_to_partition(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        headers: IndexMap<StrBytes, Option<Bytes>>,
+    ) -> Result<Delivery, ClientError> {
         let shared = &self.handle.shared;
         if shared.closing.load(Ordering::Acquire) {
             return Err(ClientError::Closed);
@@ -182,6 +196,12 @@ impl Producer {
         if partition_count == 0 {
             return Err(ClientError::Metadata(format!(
                 "topic {topic} has no partitions"
+            )));
+        }
+        if partition.is_some_and(|p| p < 0 || p as usize >= partition_count) {
+            return Err(ClientError::Config(format!(
+                "topic {topic} has no partition {}",
+                partition.unwrap_or(-1)
             )));
         }
         let size = record_size(key.as_ref(), value.as_ref(), &headers);
@@ -198,9 +218,10 @@ impl Producer {
             .map_err(|_| ClientError::Closed)?
             .forget();
 
-        let keyed_partition = key
-            .as_deref()
-            .map(|k| partition_for_key(k, partition_count));
+        let keyed_partition = partition.or_else(|| {
+            key.as_deref()
+                .map(|k| partition_for_key(k, partition_count))
+        });
         let record = new_record(key, value, headers);
 
         let (delivery, wake_sender) = shared.lock().append(

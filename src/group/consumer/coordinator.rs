@@ -24,6 +24,10 @@ use crate::group::{lock, CoordinatorError as E, GroupCoordinator};
 /// session, so every member is fenced at its own deadline, not later).
 const SESSION_TASK_MAX_SLEEP: Duration = Duration::from_millis(1000);
 
+/// The group configs a consumer group applies.
+const GROUP_SESSION_TIMEOUT: &str = "consumer.session.timeout.ms";
+const GROUP_HEARTBEAT_INTERVAL: &str = "consumer.heartbeat.interval.ms";
+
 /// A ConsumerGroupHeartbeat, as the coordinator needs it.
 #[derive(Debug, Clone, Default)]
 pub struct HeartbeatRequest {
@@ -42,6 +46,20 @@ pub struct HeartbeatRequest {
     pub owned: Option<Assignment>,
     pub client_id: String,
     pub client_host: String,
+    /// Set when a classic member joins a consumer group (online migration).
+    pub classic: Option<super::records::ClassicMemberMetadata>,
+}
+
+/// A known member at its current epoch, else UNKNOWN_MEMBER_ID, or for a
+/// wrong epoch STALE_MEMBER_EPOCH (ILLEGAL_GENERATION for a classic member,
+/// whose generation is its member epoch).
+fn check_member_epoch(group: &super::ConsumerGroup, member_id: &str, epoch: i32) -> Result<(), E> {
+    match group.members.get(member_id) {
+        None => Err(E::UnknownMemberId),
+        Some(m) if m.assignment.member_epoch == epoch => Ok(()),
+        Some(m) if m.metadata.classic.is_some() => Err(E::IllegalGeneration),
+        Some(_) => Err(E::StaleMemberEpoch),
+    }
 }
 
 /// One member in ConsumerGroupDescribe.
@@ -50,6 +68,8 @@ pub struct DescribedConsumerMember {
     pub member_id: String,
     pub metadata: MemberMetadata,
     pub member_epoch: i32,
+    /// A member of the classic protocol (online migration).
+    pub classic: bool,
     /// Partitions by (topic id, topic name).
     pub assignment: Vec<(Uuid, String, Vec<i32>)>,
     pub target_assignment: Vec<(Uuid, String, Vec<i32>)>,
@@ -98,13 +118,35 @@ impl GroupCoordinator {
         }
     }
 
-    /// The heartbeat interval members are told to keep.
-    pub fn consumer_heartbeat_interval_ms(&self) -> i32 {
-        i32::try_from(self.settings.consumer_heartbeat_interval.as_millis()).unwrap_or(i32::MAX)
+    /// The heartbeat interval a group's members are told to keep: its
+    /// `consumer.heartbeat.interval.ms` group config, else the node's flag.
+    pub fn consumer_heartbeat_interval_ms(&self, group_id: &str) -> i32 {
+        let interval = self
+            .group_config_ms(group_id, GROUP_HEARTBEAT_INTERVAL)
+            .unwrap_or(self.settings.consumer_heartbeat_interval);
+        i32::try_from(interval.as_millis()).unwrap_or(i32::MAX)
+    }
+
+    /// A group's session timeout: its `consumer.session.timeout.ms` group
+    /// config, else the node's flag (read at each heartbeat, so a change
+    /// applies at the members' next heartbeat).
+    fn consumer_session_timeout(&self, group_id: &str) -> Duration {
+        self.group_config_ms(group_id, GROUP_SESSION_TIMEOUT)
+            .unwrap_or(self.settings.consumer_session_timeout)
+    }
+
+    /// A duration set as a group config (IncrementalAlterConfigs on GROUP).
+    fn group_config_ms(&self, group_id: &str, name: &str) -> Option<Duration> {
+        let state = self.broker.security.current();
+        let value = state.configs.groups.get(group_id)?.get(name)?;
+        value.parse::<u64>().ok().map(Duration::from_millis)
     }
 
     /// ConsumerGroupHeartbeat: join, heartbeat, reconcile or leave.
-    pub fn consumer_group_heartbeat(&self, req: HeartbeatRequest) -> Result<HeartbeatResponse, E> {
+    pub fn consumer_group_heartbeat(
+        self: &Arc<Self>,
+        req: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, E> {
         if req.group_id.is_empty() {
             return Err(E::InvalidGroupId);
         }
@@ -119,13 +161,17 @@ impl GroupCoordinator {
         if g.is(GroupState::Dead) {
             return Err(E::CoordinatorNotAvailable);
         }
-        // A classic group in use is not converted (no online migration).
+        // A classic group in use is converted (online migration) when a
+        // member joins and the policy allows it.
         if !g.is(GroupState::Empty) || !g.members.is_empty() {
-            return Err(E::GroupIdNotFound);
+            if req.member_epoch != 0 {
+                return Err(E::GroupIdNotFound);
+            }
+            self.upgrade_classic_group(&mut g, &catalog)?;
         }
         let mut group = g.consumer.as_deref().cloned().unwrap_or_default();
         let timeouts = Timeouts {
-            session: self.settings.consumer_session_timeout,
+            session: self.consumer_session_timeout(&req.group_id),
             now: Instant::now(),
         };
         let answer = group.heartbeat(&req.group_id, &req, &catalog, timeouts);
@@ -138,10 +184,17 @@ impl GroupCoordinator {
         };
         self.append_consumer_records(&req.group_id, records)?;
         g.consumer = Some(Box::new(group));
+        if req.member_epoch == super::LEAVE_GROUP_MEMBER_EPOCH {
+            self.maybe_downgrade(&mut g);
+        }
         Ok(response)
     }
 
-    fn append_consumer_records(&self, group_id: &str, records: Records) -> Result<(), E> {
+    pub(super) fn append_consumer_records(
+        &self,
+        group_id: &str,
+        records: Records,
+    ) -> Result<(), E> {
         if records.is_empty() {
             return Ok(());
         }
@@ -181,6 +234,7 @@ impl GroupCoordinator {
                     member_id: m.member_id.clone(),
                     metadata: m.metadata.clone(),
                     member_epoch: m.assignment.member_epoch,
+                    classic: m.metadata.classic.is_some(),
                     assignment: named(&m.assignment.assigned, &names),
                     target_assignment: named(
                         &group.target.get(&m.member_id).cloned().unwrap_or_default(),
@@ -193,7 +247,7 @@ impl GroupCoordinator {
 
     /// Fence every consumer member whose deadline passed; returns the
     /// earliest deadline still ahead.
-    fn expire_consumer_members(&self, now: Instant) -> Option<Instant> {
+    fn expire_consumer_members(self: &Arc<Self>, now: Instant) -> Option<Instant> {
         let mut earliest: Option<Instant> = None;
         for handle in self.all_groups() {
             let mut g = lock(&handle);
@@ -216,6 +270,7 @@ impl GroupCoordinator {
                             "consumer group members fenced at their deadline"
                         );
                         g.consumer = Some(Box::new(changed));
+                        self.maybe_downgrade(&mut g);
                     }
                     // Not the coordinator any more, or the log refused: the
                     // next owner fences them after a full session.
@@ -274,11 +329,31 @@ impl GroupCoordinator {
         if group.members.is_empty() {
             return None;
         }
-        Some(match group.members.get(member_id) {
-            None => Err(E::UnknownMemberId),
-            Some(m) if m.assignment.member_epoch != member_epoch => Err(E::StaleMemberEpoch),
-            Some(_) => Ok(()),
-        })
+        Some(check_member_epoch(group, member_id, member_epoch))
+    }
+
+    /// Kafka's check of an OffsetFetch (v9+) for a consumer group: a
+    /// request that names a member (not an admin's: no member id, epoch -1)
+    /// needs a known member at its current epoch.
+    pub fn offset_fetch_gate(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<(), E> {
+        if member_id.is_none() && member_epoch < 0 {
+            return Ok(());
+        }
+        let Some(handle) = self.group(group_id) else {
+            return Ok(());
+        };
+        let g = lock(&handle);
+        match g.consumer.as_deref() {
+            Some(group) if g.members.is_empty() && !g.is(GroupState::Dead) => {
+                check_member_epoch(group, member_id.unwrap_or_default(), member_epoch)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// How a group is listed: its type, state and protocol type.

@@ -12,6 +12,7 @@
 
 pub mod assignor;
 mod coordinator;
+mod migration;
 pub mod reconcile;
 pub mod records;
 
@@ -25,6 +26,7 @@ use uuid::Uuid;
 use super::CoordinatorError as E;
 use assignor::{Assignment, MemberSpec, ASSIGNORS, DEFAULT_ASSIGNOR};
 pub use coordinator::HeartbeatRequest;
+pub use migration::MigrationPolicy;
 use reconcile::{MemberAssignment, MemberState};
 use records::{ConsumerKey, MemberMetadata};
 
@@ -232,6 +234,7 @@ impl ConsumerGroup {
         metadata.instance_id = req.instance_id.clone().or(metadata.instance_id);
         metadata.client_id = req.client_id.clone();
         metadata.client_host = req.client_host.clone();
+        metadata.classic = req.classic.clone();
         let mut bump = is_new
             || metadata.subscribed_topic_names != member.metadata.subscribed_topic_names
             || metadata.subscribed_topic_regex != member.metadata.subscribed_topic_regex
@@ -456,6 +459,13 @@ impl ConsumerGroup {
             .encode(),
             Some(records::encode_epoch(self.group_epoch)),
         ));
+    }
+
+    /// Compute the target assignment if the group epoch moved past it.
+    pub fn ensure_target(&mut self, group_id: &str, catalog: &TopicCatalog, records: &mut Records) {
+        if self.group_epoch > self.assignment_epoch {
+            self.compute_target(group_id, catalog, records);
+        }
     }
 
     /// Compute the target assignment for the group epoch.

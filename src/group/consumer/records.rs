@@ -110,6 +110,54 @@ pub struct MemberMetadata {
     pub subscribed_topic_regex: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub server_assignor: Option<String>,
+    /// Set for a member of the classic protocol in a consumer group (online
+    /// migration): Kafka's `ClassicMemberMetadata`, tagged field 0.
+    pub classic: Option<ClassicMemberMetadata>,
+}
+
+/// What a classic member joined with: its session timeout and protocols
+/// (name, `ConsumerProtocolSubscription` bytes), most preferred first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClassicMemberMetadata {
+    pub session_timeout_ms: i32,
+    pub protocols: Vec<(String, Bytes)>,
+}
+
+/// The tag of `ClassicMemberMetadata` in a member metadata value.
+const TAG_CLASSIC_MEMBER: u32 = 0;
+
+impl ClassicMemberMetadata {
+    fn encode(&self) -> BytesMut {
+        let mut buf = BytesMut::new();
+        buf.put_i32(self.session_timeout_ms);
+        put_uvarint(&mut buf, self.protocols.len() as u32 + 1);
+        for (name, metadata) in &self.protocols {
+            put_compact(&mut buf, name);
+            put_uvarint(&mut buf, metadata.len() as u32 + 1);
+            buf.put_slice(metadata);
+            buf.put_u8(0);
+        }
+        buf.put_u8(0);
+        buf
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, RecordError> {
+        let session_timeout_ms = r.i32("session timeout")?;
+        let n = r.array_len("protocols")?;
+        let mut protocols = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            let name = r.compact("protocol name")?;
+            let len = r.compact_len("protocol metadata")?.unwrap_or(0);
+            let metadata = Bytes::copy_from_slice(r.take(len, "protocol metadata")?);
+            r.tagged_fields()?;
+            protocols.push((name, metadata));
+        }
+        r.tagged_fields()?;
+        Ok(ClassicMemberMetadata {
+            session_timeout_ms,
+            protocols,
+        })
+    }
 }
 
 /// Encode an epoch value (types 3 and 6).
@@ -142,7 +190,16 @@ impl MemberMetadata {
         put_compact_nullable(&mut buf, self.subscribed_topic_regex.as_deref());
         put_compact_nullable(&mut buf, self.server_assignor.as_deref());
         buf.put_i32(self.rebalance_timeout_ms);
-        buf.put_u8(0);
+        match &self.classic {
+            None => buf.put_u8(0),
+            Some(classic) => {
+                let field = classic.encode();
+                put_uvarint(&mut buf, 1);
+                put_uvarint(&mut buf, TAG_CLASSIC_MEMBER);
+                put_uvarint(&mut buf, field.len() as u32);
+                buf.put_slice(&field);
+            }
+        }
         buf.freeze()
     }
 
@@ -158,15 +215,31 @@ impl MemberMetadata {
         for _ in 0..n {
             subscribed_topic_names.push(r.compact("topic")?);
         }
+        let subscribed_topic_regex = r.compact_nullable("regex")?;
+        let server_assignor = r.compact_nullable("assignor")?;
+        let rebalance_timeout_ms = r.i32("rebalance timeout")?;
+        // Tagged fields (absent in values written before they existed).
+        let mut classic = None;
+        if !r.0.is_empty() {
+            for _ in 0..r.uvarint("tagged fields")? {
+                let tag = r.uvarint("tag")?;
+                let size = r.uvarint("tag size")? as usize;
+                let mut field = Reader(r.take(size, "tagged field")?);
+                if tag == TAG_CLASSIC_MEMBER {
+                    classic = Some(ClassicMemberMetadata::decode(&mut field)?);
+                }
+            }
+        }
         Ok(MemberMetadata {
             instance_id,
             rack_id,
             client_id,
             client_host,
             subscribed_topic_names,
-            subscribed_topic_regex: r.compact_nullable("regex")?,
-            server_assignor: r.compact_nullable("assignor")?,
-            rebalance_timeout_ms: r.i32("rebalance timeout")?,
+            subscribed_topic_regex,
+            server_assignor,
+            rebalance_timeout_ms,
+            classic,
         })
     }
 }
@@ -380,8 +453,17 @@ mod tests {
             subscribed_topic_regex: Some("^orders.*".into()),
             rebalance_timeout_ms: 300_000,
             server_assignor: Some("range".into()),
+            classic: None,
         };
-        assert_eq!(MemberMetadata::decode(&meta.encode()), Ok(meta));
+        assert_eq!(MemberMetadata::decode(&meta.encode()), Ok(meta.clone()));
+        let classic = MemberMetadata {
+            classic: Some(ClassicMemberMetadata {
+                session_timeout_ms: 6000,
+                protocols: vec![("range".into(), Bytes::from_static(b"\0\x01sub"))],
+            }),
+            ..meta
+        };
+        assert_eq!(MemberMetadata::decode(&classic.encode()), Ok(classic));
         let t = Uuid::from_bytes([7; 16]);
         let assigned = Assignment::from([(t, BTreeSet::from([0, 2]))]);
         let current = MemberAssignment {

@@ -785,6 +785,68 @@ static CONSUMER_GROUP_DESCRIBE: Schema = schema!(
     ]
 );
 
+// -- WriteTxnMarkers, DescribeProducers (transactions, partition side) --------
+
+static WRITE_TXN_MARKER_TOPIC: Schema = schema!(
+    write_txn_markers_request::WritableTxnMarkerTopic,
+    [all("name", STR), all("partition_indexes", INT32S)]
+);
+static WRITE_TXN_MARKER: Schema = schema!(
+    write_txn_markers_request::WritableTxnMarker,
+    [
+        all("producer_id", I64),
+        all("producer_epoch", I16),
+        all("transaction_result", BOOL),
+        all("topics", array(&WRITE_TXN_MARKER_TOPIC)),
+        all("coordinator_epoch", I32),
+    ]
+);
+static WRITE_TXN_MARKERS: Schema = schema!(
+    WriteTxnMarkersRequest,
+    [all("markers", array(&WRITE_TXN_MARKER))]
+);
+static DESCRIBE_PRODUCERS_TOPIC: Schema = schema!(
+    describe_producers_request::TopicRequest,
+    [all("name", STR), all("partition_indexes", INT32S)]
+);
+static DESCRIBE_PRODUCERS: Schema = schema!(
+    DescribeProducersRequest,
+    [all("topics", array(&DESCRIBE_PRODUCERS_TOPIC))]
+);
+// -- AlterPartitionReassignments, ListPartitionReassignments, UnregisterBroker ----
+
+static REASSIGNABLE_PARTITION: Schema = schema!(
+    alter_partition_reassignments_request::ReassignablePartition,
+    [all("partition_index", I32), all("replicas", INT32S)]
+);
+static REASSIGNABLE_TOPIC: Schema = schema!(
+    alter_partition_reassignments_request::ReassignableTopic,
+    [
+        all("name", STR),
+        all("partitions", array(&REASSIGNABLE_PARTITION)),
+    ]
+);
+static ALTER_PARTITION_REASSIGNMENTS: Schema = schema!(
+    AlterPartitionReassignmentsRequest,
+    [
+        all("timeout_ms", I32),
+        since(1, "allow_replication_factor_change", BOOL),
+        all("topics", array(&REASSIGNABLE_TOPIC)),
+    ]
+);
+static LIST_REASSIGNMENTS_TOPIC: Schema = schema!(
+    list_partition_reassignments_request::ListPartitionReassignmentsTopics,
+    [all("name", STR), all("partition_indexes", INT32S)]
+);
+static LIST_PARTITION_REASSIGNMENTS: Schema = schema!(
+    ListPartitionReassignmentsRequest,
+    [
+        all("timeout_ms", I32),
+        all("topics", array(&LIST_REASSIGNMENTS_TOPIC)),
+    ]
+);
+static UNREGISTER_BROKER: Schema = schema!(UnregisterBrokerRequest, [all("broker_id", I32)]);
+
 /// Every request message the broker decodes.
 pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::Produce, 9, &PRODUCE),
@@ -836,6 +898,19 @@ pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::AlterClientQuotas, 1, &ALTER_CLIENT_QUOTAS),
     message(ApiKey::ConsumerGroupHeartbeat, 0, &CONSUMER_GROUP_HEARTBEAT),
     message(ApiKey::ConsumerGroupDescribe, 0, &CONSUMER_GROUP_DESCRIBE),
+    message(ApiKey::WriteTxnMarkers, 1, &WRITE_TXN_MARKERS),
+    message(ApiKey::DescribeProducers, 0, &DESCRIBE_PRODUCERS),
+    message(
+        ApiKey::AlterPartitionReassignments,
+        0,
+        &ALTER_PARTITION_REASSIGNMENTS,
+    ),
+    message(
+        ApiKey::ListPartitionReassignments,
+        0,
+        &LIST_PARTITION_REASSIGNMENTS,
+    ),
+    message(ApiKey::UnregisterBroker, 0, &UNREGISTER_BROKER),
 ];
 
 const fn message(api: ApiKey, flexible_from: i16, body: &'static Schema) -> Message {

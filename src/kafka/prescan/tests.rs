@@ -222,6 +222,15 @@ fn decode_and_encode(api: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Resu
         ApiKey::AlterClientQuotas => again::<AlterClientQuotasRequest>(buf, version),
         ApiKey::ConsumerGroupHeartbeat => again::<ConsumerGroupHeartbeatRequest>(buf, version),
         ApiKey::ConsumerGroupDescribe => again::<ConsumerGroupDescribeRequest>(buf, version),
+        ApiKey::AlterPartitionReassignments => {
+            again::<AlterPartitionReassignmentsRequest>(buf, version)
+        }
+        ApiKey::ListPartitionReassignments => {
+            again::<ListPartitionReassignmentsRequest>(buf, version)
+        }
+        ApiKey::UnregisterBroker => again::<UnregisterBrokerRequest>(buf, version),
+        ApiKey::WriteTxnMarkers => again::<WriteTxnMarkersRequest>(buf, version),
+        ApiKey::DescribeProducers => again::<DescribeProducersRequest>(buf, version),
         other => anyhow::bail!("{other:?} is not served"),
     }
 }

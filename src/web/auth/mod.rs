@@ -45,6 +45,10 @@ const ADMIN_ROUTES: &[&str] = &[
     "/api/topics",
 ];
 
+/// Routes that need `admin` for reads too: the console's API reads records
+/// and group offsets of every topic.
+const ADMIN_ONLY_ROUTES: &[&str] = &["/api/admin"];
+
 /// Routes anyone may call: health, readiness and the login endpoints.
 const PUBLIC_ROUTES: &[&str] = &[
     "/healthz",
@@ -206,7 +210,9 @@ pub(crate) fn required_role(method: &Method, path: &str) -> Option<Role> {
     if PUBLIC_ROUTES.contains(&path) || (is_read(method) && super::assets::is_asset_path(path)) {
         return None;
     }
-    if is_read(method) {
+    if ADMIN_ONLY_ROUTES.iter().any(|r| under(path, r)) {
+        Some(Role::Admin)
+    } else if is_read(method) {
         Some(Role::Viewer)
     } else if ADMIN_ROUTES.iter().any(|r| under(path, r)) {
         Some(Role::Admin)
@@ -292,6 +298,12 @@ mod tests {
             required_role(&Method::DELETE, "/api/topics/t"),
             Some(Role::Admin)
         );
+        assert_eq!(required_role(&get, "/api/admin/topics"), Some(Role::Admin));
+        assert_eq!(
+            required_role(&post, "/api/admin/groups/g/reset-offsets"),
+            Some(Role::Admin)
+        );
+        assert_eq!(required_role(&get, "/api/administer"), Some(Role::Viewer));
         assert_eq!(required_role(&post, "/api/replayx"), Some(Role::Operator));
         assert_eq!(required_role(&post, "/"), Some(Role::Operator));
         assert_eq!(

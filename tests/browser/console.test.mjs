@@ -1,0 +1,210 @@
+// The console pages in headless Chromium against a real `sluice` node:
+// create a topic, produce a record with headers from the UI and find it with
+// a header filter and with a JSON-path filter, tail the topic live while a
+// Kafka client produces, reset a group's offsets to a timestamp (a librdkafka
+// consumer then starts there), delete the topic; the Brokers page and the
+// API reference page; the pages in the dark theme.
+//
+// One node and one browser for the file; the tests run in order. The Kafka
+// clients are Python's confluent-kafka ($SLUICE_PYTHON). Screenshots go to
+// $SLUICE_SCREENSHOT_DIR or a directory under the system's temporary
+// directory, never into the repo.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Sluice, launchChromium, openPage, waitUntil, sleep } from './harness.mjs';
+
+const SCREENSHOTS = process.env.SLUICE_SCREENSHOT_DIR || join(tmpdir(), 'sluice-console-screenshots');
+const PYTHON = process.env.SLUICE_PYTHON || 'python3';
+const TOPIC = `console-${Date.now().toString(36)}`;
+const GROUP = `${TOPIC}-group`;
+
+let node;
+let chrome;
+let p;
+
+before(async () => {
+  node = new Sluice();
+  await node.start();
+  chrome = await launchChromium();
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  p = await openPage(chrome.browser, node.base);
+  p.page.on('dialog', (d) => d.accept());
+});
+
+after(async () => {
+  try { await chrome?.close(); } finally { await node?.stop(); }
+});
+
+/** Run a Python snippet with confluent-kafka; resolves to its stdout. */
+function python(code, timeoutMs = 30000) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(PYTHON, ['-c', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    proc.stdout.on('data', (c) => { out += c; });
+    proc.stderr.on('data', (c) => { err += c; });
+    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`python timed out\n${err}`)); }, timeoutMs);
+    proc.on('exit', (code) => { clearTimeout(timer); if (code === 0) resolve(out); else reject(new Error(`python exited ${code}\n${err}`)); });
+  });
+}
+
+async function go(hash) {
+  await p.page.goto(`${node.base}/${hash}`);
+  await p.page.waitForSelector(`#page-${hash.split('/')[1]}:not([hidden])`);
+}
+
+const rows = (sel) => p.page.$$eval(`${sel} tbody tr`, (trs) => trs.map((tr) => tr.innerText));
+
+test('a topic is created from the Topics page', async () => {
+  await go('#/topics');
+  await p.page.fill('#topic-name', TOPIC);
+  await p.page.fill('#topic-partitions', '2');
+  await p.page.fill('#topic-configs', 'retention.ms=86400000');
+  await p.page.click('#topic-create-submit');
+  await p.page.waitForSelector(`#console-topics tr[data-topic="${TOPIC}"]`, { timeout: 15000 });
+  const t = await node.api('GET', `/api/admin/topics/${TOPIC}`);
+  assert.equal(t.partitions, 2);
+  await p.page.screenshot({ path: join(SCREENSHOTS, 'console-topics.png'), fullPage: true });
+  await go(`#/topics/${TOPIC}`);
+  await p.page.waitForSelector('#topic-partitions-table tbody tr');
+  assert.equal((await rows('#topic-partitions-table')).length, 2);
+  await p.page.screenshot({ path: join(SCREENSHOTS, 'console-topic-detail.png'), fullPage: true });
+});
+
+test('a record produced with headers from the UI is found by a header filter and a JSON-path filter', async () => {
+  for (let i = 0; i < 30; i++) {
+    await node.api('POST', `/api/admin/topics/${TOPIC}/records`, { key: `other-${i}`, value: { customer: i % 2 ? 'Bob' : 'Eve', n: i }, headers: { trace: `t-${i}` } });
+  }
+  await go(`#/messages/${TOPIC}`);
+  await p.page.fill('#produce-key', 'ada-key');
+  await p.page.fill('#produce-value', '{"customer": "Ada", "items": [{"sku": "a-1", "qty": 2}]}');
+  await p.page.click('#produce-add-header');
+  await p.page.fill('#produce-headers .header-row:last-child [name=hkey]', 'trace');
+  await p.page.fill('#produce-headers .header-row:last-child [name=hvalue]', 'from-ui-42');
+  await p.page.click('#produce-submit');
+  await waitUntil(async () => (await p.page.$$('#toasts .text-bg-success')).length > 0, 10000, 'the produce toast');
+
+  await p.page.fill('#msg-header', 'trace=from-ui-42');
+  await p.page.click('#msg-search');
+  await waitUntil(async () => { const r = await rows('#msg-table'); return r.length === 1 && r[0].includes('ada-key'); }, 10000, 'one record by header');
+
+  await p.page.fill('#msg-header', '');
+  await p.page.fill('#msg-jsonpath', '$.customer == "Ada"');
+  await p.page.click('#msg-search');
+  await waitUntil(async () => { const r = await rows('#msg-table'); return r.length === 1 && r[0].includes('ada-key'); }, 10000, 'one record by JSON path');
+  await p.page.click('#msg-table tbody tr');
+  await p.page.waitForSelector('#msg-detail [data-header="trace"]');
+  assert.match(await p.page.innerText('#msg-detail'), /from-ui-42/);
+  await p.page.screenshot({ path: join(SCREENSHOTS, 'console-messages.png'), fullPage: true });
+
+  await p.page.fill('#msg-jsonpath', '$.customer == "Bob"');
+  await p.page.click('#msg-search');
+  await waitUntil(async () => (await rows('#msg-table')).length === 15, 10000, '15 records of Bob');
+  assert.ok(p.problems.every((x) => !x.startsWith('pageerror')), p.problems.join('\n'));
+});
+
+test('the live tail shows records a Kafka client produces while it runs', async () => {
+  await p.page.fill('#msg-jsonpath', '');
+  await p.page.click('#msg-search');
+  await p.page.check('#msg-tail');
+  await sleep(300);
+  await python(`
+import json, time
+from confluent_kafka import Producer
+p = Producer({"bootstrap.servers": "${node.kafka}"})
+for i in range(5):
+    p.produce("${TOPIC}", key=b"tail-%d" % i, value=json.dumps({"tail": i}).encode())
+    p.flush(10)
+    time.sleep(0.2)
+`);
+  await waitUntil(async () => { const r = await rows('#msg-table'); return r.slice(0, 5).every((x) => /tail-\d/.test(x)) && r[0].includes('tail-4'); }, 15000, 'the tailed records on top');
+  await p.page.uncheck('#msg-tail');
+});
+
+test("a group's offsets are reset to a timestamp and a librdkafka consumer starts there", async () => {
+  const early = await node.api('GET', `/api/admin/topics/${TOPIC}`);
+  await node.api('POST', `/api/admin/groups/${GROUP}/reset-offsets`, { topic: TOPIC, to: 'earliest' });
+  // A whole second later (the form's time has second precision).
+  const mark = Math.ceil((Date.now() + 1000) / 1000) * 1000;
+  await waitUntil(async () => Date.now() > mark + 10, 5000, 'the clock to pass the mark');
+  await node.api('POST', `/api/admin/topics/${TOPIC}/records`, { key: 'after-mark', value: { after: true }, partition: 0 });
+  await go(`#/groups/${GROUP}`);
+  await p.page.waitForSelector('#group-reset');
+  await p.page.selectOption('#reset-topic', TOPIC);
+  await p.page.selectOption('#reset-to', 'timestamp');
+  const local = await p.page.evaluate((ms) => { const d = new Date(ms); const z = (n) => String(n).padStart(2, '0'); return `${d.getFullYear()}-${z(d.getMonth() + 1)}-${z(d.getDate())}T${z(d.getHours())}:${z(d.getMinutes())}:${z(d.getSeconds())}`; }, mark);
+  await p.page.fill('#reset-time', local);
+  await p.page.click('#reset-preview');
+  await p.page.waitForSelector('#reset-table tbody tr');
+  const hw0 = early.partition_details.find((x) => x.partition === 0).high_watermark;
+  const preview = await rows('#reset-table');
+  assert.ok(preview[0].replace(/\s/g, '').endsWith(String(hw0)), `partition 0 moves to ${hw0}: ${preview}`);
+  // A dry run changes nothing.
+  const before = await node.api('GET', `/api/admin/groups/${GROUP}`);
+  assert.deepEqual(before.offsets.map((o) => o.committed), [0, 0]);
+  await p.page.click('#reset-apply');
+  await waitUntil(async () => (await node.api('GET', `/api/admin/groups/${GROUP}`)).offsets.find((o) => o.partition === 0).committed === hw0, 10000, 'the committed offset');
+  await p.page.screenshot({ path: join(SCREENSHOTS, 'console-groups.png'), fullPage: true });
+  const first = await python(`
+from confluent_kafka import Consumer
+c = Consumer({"bootstrap.servers": "${node.kafka}", "group.id": "${GROUP}", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+c.assign([__import__("confluent_kafka").TopicPartition("${TOPIC}", 0)])
+import time
+deadline = time.time() + 20
+while time.time() < deadline:
+    m = c.poll(0.5)
+    if m is not None and m.error() is None:
+        print(m.key().decode(), m.offset())
+        break
+c.close()
+`);
+  assert.equal(first.trim(), `after-mark ${hw0}`);
+  await go('#/groups');
+  await p.page.waitForSelector(`#console-groups tr[data-group="${GROUP}"]`);
+});
+
+test('the Brokers page and the API reference render', async () => {
+  await go('#/brokers');
+  await p.page.waitForSelector('#console-brokers tbody tr');
+  const [row] = await rows('#console-brokers');
+  assert.match(row, /no Raft/);
+  await p.page.screenshot({ path: join(SCREENSHOTS, 'console-brokers.png'), fullPage: true });
+  const docs = await openPage(chrome.browser, node.base);
+  await docs.page.goto(`${node.base}/api/docs`);
+  await docs.page.waitForSelector('[data-path="/api/admin/topics"]', { timeout: 15000 });
+  await docs.page.screenshot({ path: join(SCREENSHOTS, 'api-docs.png') });
+  assert.ok(docs.requests.every((u) => u.startsWith(node.base)), 'no request leaves the node');
+  await docs.context.close();
+});
+
+test('the console pages follow the dark theme', async () => {
+  const dark = await openPage(chrome.browser, node.base);
+  try {
+    await dark.context.addInitScript(() => localStorage.setItem('sluice.theme', 'dark'));
+    // scripts/screenshots.sh shoots every console page; a test run one.
+    const pages = process.env.SLUICE_SCREENSHOT_DIR ? ['topics', 'messages', 'groups', 'brokers'] : ['topics'];
+    for (const name of pages) {
+      await dark.page.goto(`${node.base}/#/${name}`);
+      await dark.page.waitForSelector(`#page-${name}:not([hidden])`);
+      assert.equal(await dark.page.getAttribute('html', 'data-bs-theme'), 'dark');
+      await sleep(1000);
+      await dark.page.screenshot({ path: join(SCREENSHOTS, `console-${name}-dark.png`), fullPage: true });
+    }
+  } finally {
+    await dark.context.close();
+  }
+});
+
+test('a topic is deleted from the Topics page after a confirmation', async () => {
+  await go('#/topics');
+  await p.page.waitForSelector(`#console-topics tr[data-topic="${TOPIC}"]`);
+  await p.page.click(`[data-delete-topic="${TOPIC}"]`);
+  await waitUntil(async () => !(await p.page.$(`#console-topics tr[data-topic="${TOPIC}"]`)), 15000, 'the row to go');
+  const listed = await node.api('GET', '/api/admin/topics');
+  assert.ok(!listed.topics.some((t) => t.name === TOPIC));
+});
