@@ -413,6 +413,34 @@ pub struct NodeConfig {
     #[arg(long, env = "SLUICE_OFFSETS_TOPIC_PARTITIONS", default_value_t = 50)]
     pub offsets_topic_partitions: i32,
 
+    /// Partition count of the internal __transaction_state topic when it is
+    /// first created (Kafka's transaction.state.log.num.partitions).
+    #[arg(
+        long,
+        env = "SLUICE_TRANSACTION_STATE_PARTITIONS",
+        default_value_t = 50
+    )]
+    pub transaction_state_partitions: i32,
+
+    /// The largest transaction timeout a transactional producer may ask for
+    /// (Kafka's transaction.max.timeout.ms).
+    #[arg(
+        long,
+        env = "SLUICE_TRANSACTION_MAX_TIMEOUT_MS",
+        default_value_t = 900_000
+    )]
+    pub transaction_max_timeout_ms: i32,
+
+    /// How often the transaction coordinator aborts transactions past their
+    /// timeout (Kafka's
+    /// transaction.abort.timed.out.transaction.cleanup.interval.ms).
+    #[arg(
+        long,
+        env = "SLUICE_TRANSACTION_ABORT_CHECK_INTERVAL_MS",
+        default_value_t = 10_000
+    )]
+    pub transaction_abort_check_interval_ms: u64,
+
     /// How long committed offsets of a group without members are kept, in
     /// minutes (Kafka's offsets.retention.minutes).
     #[arg(
@@ -570,6 +598,9 @@ impl NodeConfig {
             group_consumer_heartbeat_interval_ms: 5_000,
             group_consumer_migration_policy: "bidirectional".to_owned(),
             offsets_topic_partitions: 4,
+            transaction_state_partitions: 4,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_check_interval_ms: 200,
             offsets_retention_minutes: 10_080,
             shop: false,
             bootstrap: None,

@@ -236,6 +236,12 @@ fn decode_body(api: ApiKey, body: &mut Bytes, version: i16) -> Option<bool> {
         ApiKey::AlterClientQuotas => ok::<AlterClientQuotasRequest>(body, version),
         ApiKey::ConsumerGroupHeartbeat => ok::<ConsumerGroupHeartbeatRequest>(body, version),
         ApiKey::ConsumerGroupDescribe => ok::<ConsumerGroupDescribeRequest>(body, version),
+        ApiKey::AddPartitionsToTxn => ok::<AddPartitionsToTxnRequest>(body, version),
+        ApiKey::AddOffsetsToTxn => ok::<AddOffsetsToTxnRequest>(body, version),
+        ApiKey::EndTxn => ok::<EndTxnRequest>(body, version),
+        ApiKey::TxnOffsetCommit => ok::<TxnOffsetCommitRequest>(body, version),
+        ApiKey::DescribeTransactions => ok::<DescribeTransactionsRequest>(body, version),
+        ApiKey::ListTransactions => ok::<ListTransactionsRequest>(body, version),
         ApiKey::WriteTxnMarkers => ok::<WriteTxnMarkersRequest>(body, version),
         ApiKey::DescribeProducers => ok::<DescribeProducersRequest>(body, version),
         ApiKey::AlterPartitionReassignments => {

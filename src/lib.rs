@@ -39,6 +39,7 @@ pub(crate) mod security;
 pub mod storage;
 pub(crate) mod tls;
 pub(crate) mod tokens_cli;
+pub(crate) mod txn;
 pub(crate) mod users_cli;
 pub(crate) mod watchdog;
 pub(crate) mod web;

@@ -16,6 +16,7 @@ use crate::group::{CoordinatorSettings, GroupCoordinator};
 use crate::kafka::server::Services;
 use crate::partition::Partitions;
 use crate::readiness::Readiness;
+use crate::txn::{TransactionCoordinator, TxnSettings};
 
 /// Run a node until a shutdown signal arrives.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
@@ -128,7 +129,8 @@ pub async fn run_until(config: NodeConfig, shutdown: watch::Receiver<bool>) -> a
     // follow the image, partitions are replicated, groups follow the
     // leadership of their __consumer_offsets partition.
     let settings = CoordinatorSettings::from_config(&broker.config);
-    let (cluster, partitions, groups) = match &broker.config.peers {
+    let txn_settings = TxnSettings::from_config(&broker.config);
+    let (cluster, partitions, groups, txns) = match &broker.config.peers {
         Some(peers) => {
             let (host, port) = broker.advertised();
             let mut settings_cluster = crate::cluster::ClusterSettings::new(
@@ -186,8 +188,9 @@ pub async fn run_until(config: NodeConfig, shutdown: watch::Receiver<bool>) -> a
             // The coordinator registers for leadership changes before the
             // replica manager takes its first role.
             let groups = GroupCoordinator::start_unloaded(partitions.clone(), settings);
+            let txns = TransactionCoordinator::start_unloaded(partitions.clone(), txn_settings);
             replicas.start();
-            (Some(cluster), partitions, groups)
+            (Some(cluster), partitions, groups, txns)
         }
         None => {
             // The coordinator replays __consumer_offsets before the first client connects.
@@ -199,7 +202,14 @@ pub async fn run_until(config: NodeConfig, shutdown: watch::Receiver<bool>) -> a
             .await
             .context("starting the group coordinator panicked")?
             .context("cannot start the group coordinator")?;
-            (None, partitions, groups)
+            let txn_partitions = partitions.clone();
+            let txns = tokio::task::spawn_blocking(move || {
+                TransactionCoordinator::start_local(txn_partitions, txn_settings)
+            })
+            .await
+            .context("starting the transaction coordinator panicked")?
+            .context("cannot start the transaction coordinator")?;
+            (None, partitions, groups, txns)
         }
     };
 
@@ -262,6 +272,7 @@ pub async fn run_until(config: NodeConfig, shutdown: watch::Receiver<bool>) -> a
     let services = Arc::new(Services {
         partitions: partitions.clone(),
         groups: groups.clone(),
+        transactions: txns.clone(),
     });
     let kafka_task = tokio::spawn(crate::kafka::server::serve_all(
         kafka_listeners,
@@ -350,6 +361,7 @@ pub async fn run_until(config: NodeConfig, shutdown: watch::Receiver<bool>) -> a
     }
     // Waiting JoinGroup/SyncGroup requests are answered before connections drain.
     groups.shutdown().await;
+    txns.shutdown();
     let _ = kafka_task.await;
     let _ = http_task.await;
     let _ = retention_task.await;

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("app", 60),
     ("kafka", 55),
     ("group", 50),
+    ("txn", 47),
     ("partition", 45),
     ("replication", 40),
     ("client", 35),

@@ -155,6 +155,38 @@ def test_records_are_produced_and_found_by_header_key_json_path_and_time(node):
     assert [r["value"] for r in late["records"]] == [{"text": "late"}]
 
 
+def test_group_lag_counts_up_to_the_last_stable_offset(node):
+    """A read_committed consumer cannot read past an open transaction: the
+    group's lag stops at the last stable offset until the transaction ends."""
+    topic = unique_topic("lso-lag")
+    group = unique_topic("grp")
+    ok(node, "POST", "/api/admin/topics", {"name": topic, "partitions": 1})
+    plain = Producer({"bootstrap.servers": node.bootstrap})
+    for i in range(5):
+        plain.produce(topic, value=f"before-{i}".encode(), partition=0)
+    assert plain.flush(30) == 0
+    ok(node, "POST", f"/api/admin/groups/{group}/reset-offsets", {"topic": topic, "to": "latest"})
+
+    txn = Producer({"bootstrap.servers": node.bootstrap, "transactional.id": f"tx-{topic}"})
+    txn.init_transactions(30)
+    txn.begin_transaction()
+    for i in range(3):
+        txn.produce(topic, value=f"in-txn-{i}".encode(), partition=0)
+    assert txn.flush(30) == 0
+    for i in range(2):
+        plain.produce(topic, value=f"after-{i}".encode(), partition=0)
+    assert plain.flush(30) == 0
+
+    # Offsets 0-4 before, 5-7 the open transaction, 8-9 after it.
+    row = ok(node, "GET", f"/api/admin/groups/{group}")["offsets"][0]
+    assert (row["committed"], row["high_watermark"], row["last_stable_offset"], row["lag"]) == (5, 10, 5, 0)
+
+    txn.commit_transaction(30)
+    # The COMMIT marker at 10: everything up to it is stable, and is lag.
+    row = ok(node, "GET", f"/api/admin/groups/{group}")["offsets"][0]
+    assert (row["committed"], row["high_watermark"], row["last_stable_offset"], row["lag"]) == (5, 11, 11, 6)
+
+
 def test_reset_to_a_timestamp_is_where_a_librdkafka_consumer_starts(node):
     topic = unique_topic("reset")
     group = unique_topic("grp")

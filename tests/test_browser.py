@@ -87,7 +87,9 @@ def test_console_topics_messages_tail_groups_brokers_in_headless_chromium():
     the UI and find it by a header filter and by a JSON-path filter, tail
     the topic while a Kafka client produces, reset a group's offsets to a
     timestamp (a librdkafka consumer then starts there), the Brokers page and
-    /api/docs, delete the topic."""
+    /api/docs, the four pages in French (labels, a count of 1 200 with
+    fr-FR's narrow no-break space, dates day/month/year) and back to English,
+    delete the topic."""
     run_node_suite("console.test.mjs", timeout=150)
 
 

@@ -10,12 +10,13 @@ set size (VmHWM); docs/BENCHMARKS.md ("Request memory") has the figures."""
 from __future__ import annotations
 
 import threading
+import urllib.request
 
 import pytest
 
 import clients
 import wire
-from harness import unique_topic
+from harness import unique_topic, wait_until
 
 MIB = 1024 * 1024
 # The hostile request: a Produce frame of this many bytes of empty topic entries.
@@ -154,12 +155,24 @@ def metadata_frame(count: int, correlation_id: int) -> bytes:
     return wire.request_frame(wire.METADATA, 4, correlation_id, body)
 
 
+def charged_frame_bytes(node) -> int:
+    """The frame pool of the node's request budget in use, from /metrics."""
+    with urllib.request.urlopen(f"http://{node.http}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith('kafka_network_request_memory_bytes{pool="frames"}'):
+                return int(float(line.split()[-1]))
+    raise AssertionError("no kafka_network_request_memory_bytes in /metrics")
+
+
 def test_spent_budget_makes_the_next_request_wait_then_serves_it(fresh_broker):
     node = fresh_broker(["--queued-max-request-bytes", str(2 * MIB)])
     first = metadata_frame(6000, 1)  # 1.5 MiB: charged before it is read
     second = metadata_frame(3000, 2)  # 0.7 MiB: more than is left of the budget
     with wire.Connection(node.bootstrap) as a, wire.Connection(node.bootstrap) as b:
         a.send_raw(first[:100])
+        # The first frame is charged once the node has read its length.
+        wait_until(lambda: charged_frame_bytes(node) >= len(first) - 4, 10,
+                   what="the first frame charged")
         sender = threading.Thread(target=b.send_raw, args=(second,))
         sender.start()
         # The second request waits for the first (which holds its charge

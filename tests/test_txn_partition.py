@@ -21,6 +21,7 @@ from wire import (EMPTY_TAGGED_FIELDS, array, bytes_, compact_string, int8, int1
 WRITE_TXN_MARKERS = 27
 DESCRIBE_PRODUCERS = 61
 INVALID_RECORD = 87
+PRODUCER_FENCED = 90
 
 
 def txn_batch(values: list[bytes], producer_id: int, epoch: int, base_sequence: int) -> bytes:
@@ -43,6 +44,32 @@ def produce(conn, topic: str, partition: int, batch: bytes, transactional_id: st
     r.int32()
     r.int32()
     return r.int16()
+
+
+ADD_PARTITIONS_TO_TXN = 24
+
+
+def begin(conn, transactional_id: str, topic: str, partition: int) -> tuple[int, int]:
+    """InitProducerId with `transactional_id`, then AddPartitionsToTxn v1 of
+    `topic`-`partition` (the coordinator's check admits the producer's
+    batches there) -> (producer id, epoch)."""
+    err, pid, epoch = wire.init_producer_id(conn, transactional_id)
+    assert err == 0
+    add_partitions(conn, transactional_id, pid, epoch, topic, partition)
+    return pid, epoch
+
+
+def add_partitions(conn, transactional_id: str, pid: int, epoch: int, topic: str,
+                   partition: int) -> None:
+    body = (string(transactional_id) + int64(pid) + int16(epoch)
+            + array([string(topic) + array([int32(partition)])]))
+    r = conn.request(ADD_PARTITIONS_TO_TXN, 1, body)
+    r.int32()
+    for _ in range(r.int32()):
+        r.string()
+        for _ in range(r.int32()):
+            r.int32()
+            assert r.int16() == 0
 
 
 def compact_array(items: list[bytes]) -> bytes:
@@ -153,10 +180,8 @@ def test_markers_move_the_lso_and_read_committed_drops_aborted_records(fresh_bro
     broker = fresh_broker()
     topic = setup_topic(broker)
     with wire.Connection(broker.bootstrap) as conn:
-        err, pid_a, epoch_a = wire.init_producer_id(conn)
-        assert err == 0
-        err, pid_b, epoch_b = wire.init_producer_id(conn)
-        assert err == 0
+        pid_a, epoch_a = begin(conn, "ta", topic, 0)
+        pid_b, epoch_b = begin(conn, "tb", topic, 0)
         # A transactional batch without a transactional id is refused.
         assert produce(conn, topic, 0, txn_batch([b"x"], pid_a, epoch_a, 0), None) == INVALID_RECORD
         # Producer A opens a transaction (offsets 0-1), B one (2-3), a plain record (4).
@@ -209,19 +234,23 @@ def test_a_marker_of_a_newer_epoch_fences_the_old_producer(fresh_broker):
     broker = fresh_broker()
     topic = setup_topic(broker)
     with wire.Connection(broker.bootstrap) as conn:
-        err, pid, epoch = wire.init_producer_id(conn)
-        assert err == 0
+        pid, epoch = begin(conn, "t", topic, 0)
         assert produce(conn, topic, 0, txn_batch([b"old"], pid, epoch, 0), "t") == 0
-        # The coordinator aborts the transaction with a bumped epoch (a timeout, or a new instance).
-        assert write_marker(conn, topic, [0], pid, epoch + 1, commit=False) == {0: 0}
+        # A new instance: the coordinator aborts the transaction with a bumped epoch.
+        new = wait_until(lambda: (lambda r: r if r[0] == 0 else None)(
+            wire.init_producer_id(conn, "t")), 10.0, what="the new instance's producer id")
+        assert new[1] == pid and new[2] > epoch, (new, pid, epoch)
+        new_epoch = new[2]
         # The old instance's next batch is refused, and so is a marker of the old epoch.
-        assert produce(conn, topic, 0, txn_batch([b"late"], pid, epoch, 1), "t") == \
-            wire.INVALID_PRODUCER_EPOCH
+        # (PRODUCER_FENCED from the coordinator's check, KIP-890.)
+        assert produce(conn, topic, 0, txn_batch([b"late"], pid, epoch, 1), "t") in \
+            (wire.INVALID_PRODUCER_EPOCH, PRODUCER_FENCED)
         assert write_marker(conn, topic, [0], pid, epoch, commit=True) == \
             {0: wire.INVALID_PRODUCER_EPOCH}
         # The new epoch starts its sequences at 0.
-        assert produce(conn, topic, 0, txn_batch([b"new"], pid, epoch + 1, 0), "t") == 0
-        assert write_marker(conn, topic, [0], pid, epoch + 1, commit=True) == {0: 0}
+        add_partitions(conn, "t", pid, new_epoch, topic, 0)
+        assert produce(conn, topic, 0, txn_batch([b"new"], pid, new_epoch, 0), "t") == 0
+        assert write_marker(conn, topic, [0], pid, new_epoch, commit=True) == {0: 0}
         wait_until(lambda: list_latest(conn, topic, 0, read_committed=True) == 4, 5.0,
                    what="LSO at the log end")
     committed = consume_all(broker.bootstrap, topic, "read_committed", 1)

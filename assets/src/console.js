@@ -1,50 +1,93 @@
 // Sluice console: the Topics, Messages, Groups and Brokers pages over the
 // REST API under /api/admin. It builds its own page sections, and app.js's
 // router shows them (window.sluiceConsole.pages / show). Every visible
-// string is in TEXT below, so a translation replaces one object.
+// string is in TEXTS below, one object per language; the language is
+// i18n.js's (the navbar switch, remembered; a switch reloads the page), and
+// numbers, dates and sizes are formatted for its locale.
 'use strict';
 (() => {
-  const TEXT = {
-    topics: 'Topics', messages: 'Messages', groups: 'Consumer groups', brokers: 'Brokers',
-    name: 'Name', partitions: 'Partitions', replicationFactor: 'Replication factor', size: 'Size',
-    messagesCount: 'Messages', rate: 'Records/s', actions: 'Actions', internal: 'internal topics',
-    createTopic: 'Create topic', create: 'Create', configsHelp: 'Configs, one key=value a line',
-    view: 'View', del: 'Delete', confirmDeleteTopic: (t) => `Delete topic "${t}" and all its records? This cannot be undone.`,
-    confirmDeleteGroup: (g) => `Delete group "${g}"?`, confirmDeleteOffsets: (g, t) => `Delete the offsets of group "${g}" for topic "${t}"?`,
-    noTopics: 'No topics.', deleted: (t) => `Deleted ${t}.`, created: (t) => `Created ${t}.`,
-    partition: 'Partition', leader: 'Leader', replicas: 'Replicas', isr: 'ISR', logStart: 'Log start',
-    logEnd: 'Log end', hw: 'High watermark', configs: 'Configs', save: 'Save changes', saved: 'Saved.',
-    resetDefault: 'default', addPartitions: 'Add partitions', newTotal: 'New total', grown: (n) => `Now ${n} partitions.`,
-    back: '← Topics', topic: 'Topic', allPartitions: 'All partitions', newestFirst: 'Newest first', oldestFirst: 'Oldest first',
-    offset: 'Offset', from: 'From', to: 'To', key: 'Key', header: 'Header (name or name=value)', jsonPath: 'JSON path, e.g. $.customer == "Ada"',
-    limit: 'Per page', search: 'Search', nextPage: 'Next page', tail: 'Live tail', download: 'Download JSON lines',
-    time: 'Time', value: 'Value', headers: 'Headers', copy: 'Copy', copied: 'Copied.', noRecords: 'No records match.',
-    scanned: (n, ms) => `${n} records scanned in ${ms} ms`, json: 'JSON', text: 'Text', hex: 'Hex',
-    produce: 'Produce a record', valueJson: 'Value (JSON, or any text)', addHeader: 'Add header', send: 'Send',
-    sent: (p, o) => `Written to partition ${p} at offset ${o}.`, any: 'any', invalidJson: 'The value is not valid JSON; it will be sent as text.',
-    group: 'Group', state: 'State', type: 'Type', members: 'Members', lag: 'Lag', totalLag: 'Total lag', coordinator: 'Coordinator',
-    noGroups: 'No consumer groups.', member: 'Member', client: 'Client', host: 'Host', assignment: 'Assignment', committed: 'Committed',
-    resetOffsets: 'Reset offsets', resetTo: 'To', earliest: 'earliest', latest: 'latest', toOffset: 'offset', toTimestamp: 'timestamp',
-    shift: 'shift by N', preview: 'Dry run', apply: 'Reset', previous: 'Previous', newOffset: 'New offset', applied: 'Offsets reset.',
-    deleteOffsets: 'Delete offsets of a topic', deleteGroup: 'Delete group', backGroups: '← Groups', noMembers: 'No active members.',
-    broker: 'Broker', address: 'Address', alive: 'Alive', controller: 'Controller', raftRole: 'Raft role', term: 'Term',
-    leaders: 'Leaders', disk: 'Disk used', version: 'Version', uptime: 'Uptime', yes: 'yes', no: 'no', noRaft: 'no Raft (single node)',
-    apiDocs: 'API reference', loading: 'Loading…', error: 'Error', thisNode: 'this node',
+  const I18N = window.sluiceI18n;
+  const TEXTS = {
+    en: {
+      topics: 'Topics', messages: 'Messages', groups: 'Consumer groups', brokers: 'Brokers',
+      name: 'Name', partitions: 'Partitions', replicationFactor: 'Replication factor', size: 'Size',
+      messagesCount: 'Messages', rate: 'Records/s', actions: 'Actions', internal: 'internal topics',
+      createTopic: 'Create topic', create: 'Create', configsHelp: 'Configs, one key=value a line',
+      view: 'View', del: 'Delete', confirmDeleteTopic: (t) => `Delete topic "${t}" and all its records? This cannot be undone.`,
+      confirmDeleteGroup: (g) => `Delete group "${g}"?`, confirmDeleteOffsets: (g, t) => `Delete the offsets of group "${g}" for topic "${t}"?`,
+      noTopics: 'No topics.', deleted: (t) => `Deleted ${t}.`, created: (t) => `Created ${t}.`,
+      partition: 'Partition', leader: 'Leader', replicas: 'Replicas', isr: 'ISR', logStart: 'Log start',
+      logEnd: 'Log end', hw: 'High watermark', lso: 'stable', configs: 'Configs', save: 'Save changes', saved: 'Saved.',
+      resetDefault: 'default', addPartitions: 'Add partitions', newTotal: 'New total', grown: (n) => `Now ${n} partitions.`,
+      back: '← Topics', topic: 'Topic', allPartitions: 'All partitions', newestFirst: 'Newest first', oldestFirst: 'Oldest first',
+      offset: 'Offset', from: 'From', to: 'To', key: 'Key', header: 'Header (name or name=value)', jsonPath: 'JSON path, e.g. $.customer == "Ada"',
+      limit: 'Per page', search: 'Search', nextPage: 'Next page', tail: 'Live tail', download: 'Download JSON lines',
+      time: 'Time', value: 'Value', headers: 'Headers', copy: 'Copy', copied: 'Copied.', noRecords: 'No records match.',
+      scanned: (n, ms) => `${n} records scanned in ${ms} ms`, json: 'JSON', text: 'Text', hex: 'Hex',
+      produce: 'Produce a record', valueJson: 'Value (JSON, or any text)', addHeader: 'Add header', send: 'Send',
+      sent: (p, o) => `Written to partition ${p} at offset ${o}.`, any: 'any', invalidJson: 'The value is not valid JSON; it will be sent as text.',
+      group: 'Group', state: 'State', type: 'Type', members: 'Members', lag: 'Lag', totalLag: 'Total lag', coordinator: 'Coordinator',
+      noGroups: 'No consumer groups.', member: 'Member', client: 'Client', host: 'Host', assignment: 'Assignment', committed: 'Committed',
+      resetOffsets: 'Reset offsets', resetTo: 'To', earliest: 'earliest', latest: 'latest', toOffset: 'offset', toTimestamp: 'timestamp',
+      shift: 'shift by N', preview: 'Dry run', apply: 'Reset', previous: 'Previous', newOffset: 'New offset', applied: 'Offsets reset.',
+      deleteOffsets: 'Delete offsets of a topic', deleteGroup: 'Delete group', backGroups: '← Groups', noMembers: 'No active members.',
+      broker: 'Broker', address: 'Address', alive: 'Alive', controller: 'Controller', raftRole: 'Raft role', term: 'Term',
+      leaders: 'Leaders', disk: 'Disk used', version: 'Version', uptime: 'Uptime', yes: 'yes', no: 'no', noRaft: 'no Raft (single node)',
+      apiDocs: 'API reference', loading: 'Loading…', error: 'Error', thisNode: 'this node',
+      // Sizes in binary units; the brokers' mode as /api/admin/brokers names it.
+      units: ['B', 'KiB', 'MiB', 'GiB', 'TiB'], modes: { 'single-node': 'single node', cluster: 'cluster', external: 'external cluster' },
+    },
+    fr: {
+      topics: 'Topics', messages: 'Messages', groups: 'Groupes de consommateurs', brokers: 'Brokers',
+      name: 'Nom', partitions: 'Partitions', replicationFactor: 'Facteur de réplication', size: 'Taille',
+      messagesCount: 'Messages', rate: 'Enregistrements/s', actions: 'Actions', internal: 'topics internes',
+      createTopic: 'Créer un topic', create: 'Créer', configsHelp: 'Configurations, une clé=valeur par ligne',
+      view: 'Voir', del: 'Supprimer', confirmDeleteTopic: (t) => `Supprimer le topic « ${t} » et tous ses enregistrements ? Cette action est irréversible.`,
+      confirmDeleteGroup: (g) => `Supprimer le groupe « ${g} » ?`, confirmDeleteOffsets: (g, t) => `Supprimer les offsets du groupe « ${g} » pour le topic « ${t} » ?`,
+      noTopics: 'Aucun topic.', deleted: (t) => `Supprimé : ${t}.`, created: (t) => `Topic ${t} créé.`,
+      partition: 'Partition', leader: 'Leader', replicas: 'Répliques', isr: 'ISR', logStart: 'Début du journal',
+      logEnd: 'Fin du journal', hw: 'High watermark', lso: 'stable', configs: 'Configurations', save: 'Enregistrer les modifications', saved: 'Enregistré.',
+      resetDefault: 'par défaut', addPartitions: 'Ajouter des partitions', newTotal: 'Nouveau total', grown: (n) => `Désormais ${n} partitions.`,
+      back: '← Topics', topic: 'Topic', allPartitions: 'Toutes les partitions', newestFirst: 'Plus récents d’abord', oldestFirst: 'Plus anciens d’abord',
+      offset: 'Offset', from: 'Depuis', to: 'Jusqu’à', key: 'Clé', header: 'En-tête (nom ou nom=valeur)', jsonPath: 'Chemin JSON, p. ex. $.customer == "Ada"',
+      limit: 'Par page', search: 'Rechercher', nextPage: 'Page suivante', tail: 'Suivi en direct', download: 'Télécharger en JSON Lines',
+      time: 'Horodatage', value: 'Valeur', headers: 'En-têtes', copy: 'Copier', copied: 'Copié.', noRecords: 'Aucun enregistrement ne correspond.',
+      scanned: (n, ms) => `${n} enregistrements parcourus en ${ms} ms`, json: 'JSON', text: 'Texte', hex: 'Hexa',
+      produce: 'Produire un enregistrement', valueJson: 'Valeur (JSON, ou tout texte)', addHeader: 'Ajouter un en-tête', send: 'Envoyer',
+      sent: (p, o) => `Écrit dans la partition ${p} à l’offset ${o}.`, any: 'auto', invalidJson: 'La valeur n’est pas du JSON valide ; elle sera envoyée comme texte.',
+      group: 'Groupe', state: 'État', type: 'Type', members: 'Membres', lag: 'Retard', totalLag: 'Retard total', coordinator: 'Coordinateur',
+      noGroups: 'Aucun groupe de consommateurs.', member: 'Membre', client: 'Client', host: 'Hôte', assignment: 'Affectation', committed: 'Validé',
+      resetOffsets: 'Réinitialiser les offsets', resetTo: 'Vers', earliest: 'le plus ancien', latest: 'le plus récent', toOffset: 'un offset', toTimestamp: 'un horodatage',
+      shift: 'décaler de N', preview: 'Essai à blanc', apply: 'Réinitialiser', previous: 'Précédent', newOffset: 'Nouvel offset', applied: 'Offsets réinitialisés.',
+      deleteOffsets: 'Supprimer les offsets d’un topic', deleteGroup: 'Supprimer le groupe', backGroups: '← Groupes', noMembers: 'Aucun membre actif.',
+      broker: 'Broker', address: 'Adresse', alive: 'En vie', controller: 'Contrôleur', raftRole: 'Rôle Raft', term: 'Mandat',
+      leaders: 'Leaders', disk: 'Disque utilisé', version: 'Version', uptime: 'En service depuis', yes: 'oui', no: 'non', noRaft: 'Raft inactif (nœud unique)',
+      apiDocs: 'Référence de l’API', loading: 'Chargement…', error: 'Erreur', thisNode: 'ce nœud',
+      units: ['o', 'Kio', 'Mio', 'Gio', 'Tio'], modes: { 'single-node': 'nœud unique', cluster: 'cluster', external: 'cluster externe' },
+    },
   };
+  // The current language's words; a word it lacks is the English one.
+  const TEXT = { ...TEXTS.en, ...TEXTS[I18N.lang] };
+  // The console pages' titles (app.js's router sets `Sluice · {page}`).
+  I18N.add({
+    en: { 'page.topics': 'Topics', 'page.messages': 'Messages', 'page.groups': 'Consumer groups', 'page.brokers': 'Brokers' },
+    fr: { 'page.topics': 'Topics', 'page.messages': 'Messages', 'page.groups': 'Groupes de consommateurs', 'page.brokers': 'Brokers' },
+  });
   const $ = (sel, root = document) => root.querySelector(sel);
   const ESC = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
   const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ESC[c]);
-  const intFmt = new Intl.NumberFormat();
-  const timeFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'medium', hour12: false });
-  const fmtInt = (v) => (v == null ? '–' : intFmt.format(v));
+  // Numbers, dates and sizes in the locale of the language (i18n.js's formatters):
+  // 1,234,567 in English, 1 234 567 (narrow no-break spaces) in French.
+  const { fmt } = I18N;
+  const fmtInt = (v) => (v == null ? '–' : fmt.int(v));
+  const fmtDate = (ms) => (ms == null ? '–' : fmt.dateTime(ms));
   const fmtBytes = (v) => {
     if (v == null) return '–';
-    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
     let n = v; let i = 0;
-    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-    return `${i ? n.toFixed(1) : n} ${units[i]}`;
+    while (n >= 1024 && i < TEXT.units.length - 1) { n /= 1024; i++; }
+    return `${fmt.decimal(n, i ? 1 : 0)}\u00a0${TEXT.units[i]}`;
   };
-  const fmtUptime = (s) => (s == null ? '–' : s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`);
+  const fmtUptime = (s) => (s == null ? '–' : s < 120 ? `${fmt.int(s)}\u00a0s` : s < 7200 ? `${fmt.int(Math.round(s / 60))}\u00a0min` : `${fmt.decimal(s / 3600, 1)}\u00a0h`);
   const enc = encodeURIComponent;
   let api = null; // app.js's API helper (auth, CSRF), set in show()
 
@@ -153,7 +196,7 @@
     const r = await api('GET', `/api/admin/topics${internal ? '?internal=true' : ''}`);
     $('#console-topics tbody').innerHTML = r.topics.map((t) => `<tr data-topic="${esc(t.name)}">
       <td><a href="#/topics/${enc(t.name)}" class="fw-semibold">${esc(t.name)}</a></td><td class="text-end">${t.partitions}</td><td class="text-end">${t.replication_factor}</td>
-      <td class="text-end">${fmtBytes(t.size_bytes)}</td><td class="text-end">${fmtInt(t.messages)}</td><td class="text-end">${t.records_per_second == null ? '–' : t.records_per_second.toFixed(1)}</td>
+      <td class="text-end">${fmtBytes(t.size_bytes)}</td><td class="text-end">${fmtInt(t.messages)}</td><td class="text-end">${t.records_per_second == null ? '–' : fmt.decimal(t.records_per_second, 1)}</td>
       <td class="text-end text-nowrap"><a class="btn btn-sm btn-outline-secondary" href="#/messages/${enc(t.name)}">${TEXT.messages}</a>
       <button class="btn btn-sm btn-outline-danger" data-delete-topic="${esc(t.name)}">${TEXT.del}</button></td></tr>`).join('')
       || `<tr><td colspan="7" class="text-body-secondary">${TEXT.noTopics}</td></tr>`;
@@ -238,7 +281,7 @@
   const bytesOf = (b) => (b == null ? new Uint8Array() : b.text != null ? new TextEncoder().encode(b.text) : Uint8Array.from(atob(b.base64), (c) => c.charCodeAt(0)));
   const preview = (b) => { const s = textOf(b); return s.length > 120 ? `${s.slice(0, 120)}…` : s; };
   function recordRow(r, i) {
-    return `<tr data-record="${i}" class="${msg.selected === i ? 'table-active' : ''}"><td class="text-end">${r.partition}</td><td class="text-end">${r.offset}</td><td class="text-nowrap small">${esc(timeFmt.format(r.timestamp))}</td>
+    return `<tr data-record="${i}" class="${msg.selected === i ? 'table-active' : ''}"><td class="text-end">${r.partition}</td><td class="text-end">${r.offset}</td><td class="text-nowrap small">${esc(fmtDate(r.timestamp))}</td>
       <td class="mono small">${esc(preview(r.key))}</td><td class="mono small text-truncate value-cell">${esc(preview(r.value))}</td><td class="text-end">${r.headers.length}</td></tr>`;
   }
   function drawRecords() {
@@ -256,7 +299,7 @@
     msg.next = r.next_cursor;
     // A live tail reads from each partition's high watermark onwards.
     msg.cursor = r.partitions.map((b) => `${b.partition}:${b.high_watermark}`).join(',');
-    $('#msg-info').textContent = TEXT.scanned(intFmt.format(r.scanned), r.elapsed_ms);
+    $('#msg-info').textContent = TEXT.scanned(fmtInt(r.scanned), fmtInt(r.elapsed_ms));
     drawRecords();
   }
   async function tailOnce() {
@@ -308,7 +351,7 @@
       try { body = `<div class="json-tree mono small">${jsonTree(JSON.parse(text))}</div>`; } catch { body = `<pre class="mono small mb-0">${esc(text)}</pre>`; }
     } else if (msg.view === 'hex') body = `<pre class="mono small mb-0">${esc(hexDump(bytesOf(r.value)))}</pre>`;
     else body = `<pre class="mono small mb-0 text-wrap">${esc(text)}</pre>`;
-    box.innerHTML = `<div class="card-header d-flex flex-wrap gap-2 align-items-center"><span class="me-auto">${TEXT.partition} ${r.partition} · ${TEXT.offset} ${r.offset} · ${esc(timeFmt.format(r.timestamp))}</span>
+    box.innerHTML = `<div class="card-header d-flex flex-wrap gap-2 align-items-center"><span class="me-auto">${TEXT.partition} ${r.partition} · ${TEXT.offset} ${r.offset} · ${esc(fmtDate(r.timestamp))}</span>
       <div class="btn-group btn-group-sm" role="group">${['json', 'text', 'hex'].map((v) => `<button type="button" class="btn btn-outline-secondary ${msg.view === v ? 'active' : ''}" data-view="${v}">${TEXT[v]}</button>`).join('')}</div>
       <button type="button" class="btn btn-sm btn-outline-secondary" id="msg-copy">${TEXT.copy}</button></div>
       <div class="card-body"><div class="mb-2"><strong>${TEXT.key}</strong> <span class="mono">${esc(textOf(r.key))}</span></div>
@@ -410,7 +453,7 @@
       ${g.members.map((m) => `<tr><td class="mono small">${esc(m.member_id)}</td><td>${esc(m.client_id)}</td><td>${esc(m.client_host)}</td><td>${m.assignment.map((a) => `${esc(a.topic)}: ${a.partitions.join(',')}`).join('; ')}</td></tr>`).join('') || `<tr><td colspan="4" class="text-body-secondary">${TEXT.noMembers}</td></tr>`}
       </tbody></table></div></div>
       <div class="card"><div class="card-header">${TEXT.lag}</div><div class="table-responsive"><table class="table table-sm mb-0" id="group-offsets"><thead><tr><th>${TEXT.topic}</th><th class="text-end">${TEXT.partition}</th><th class="text-end">${TEXT.committed}</th><th class="text-end">${TEXT.hw}</th><th class="text-end">${TEXT.lag}</th><th>${TEXT.member}</th></tr></thead><tbody>
-      ${g.offsets.map((o) => `<tr><td>${esc(o.topic)}</td><td class="text-end">${o.partition}</td><td class="text-end">${fmtInt(o.committed)}</td><td class="text-end">${fmtInt(o.high_watermark)}</td><td class="text-end ${o.lag > 0 ? 'text-warning-emphasis fw-semibold' : ''}">${fmtInt(o.lag)}</td><td class="mono small">${esc(o.member_id || '')}</td></tr>`).join('')}
+      ${g.offsets.map((o) => `<tr><td>${esc(o.topic)}</td><td class="text-end">${o.partition}</td><td class="text-end">${fmtInt(o.committed)}</td><td class="text-end">${fmtInt(o.high_watermark)}${o.last_stable_offset != null && o.last_stable_offset !== o.high_watermark ? ` <span class="small text-body-secondary" title="${TEXT.lso}">(${TEXT.lso} ${fmtInt(o.last_stable_offset)})</span>` : ''}</td><td class="text-end ${o.lag > 0 ? 'text-warning-emphasis fw-semibold' : ''}">${fmtInt(o.lag)}</td><td class="mono small">${esc(o.member_id || '')}</td></tr>`).join('')}
       </tbody></table></div></div></div>
       <div class="col-xl-5"><div class="card mb-3"><div class="card-header">${TEXT.resetOffsets}</div><div class="card-body"><form id="group-reset" novalidate>
         <div class="mb-2"><label class="form-label" for="reset-topic">${TEXT.topic}</label><select class="form-select" id="reset-topic">${topicOptions([...new Set([...groupTopics, ...topics.topics.map((t) => t.name)])])}</select></div>
@@ -452,11 +495,11 @@
   // ------------------------------------------------------------ brokers
   async function loadBrokers() {
     const r = await api('GET', '/api/admin/brokers');
-    $('#console-brokers-mode').textContent = `${r.cluster_id || ''} · ${r.mode}`;
-    $('#console-brokers tbody').innerHTML = r.brokers.map((b) => `<tr data-broker="${b.id}"><td>${b.id}${b.this_node ? ' <span class="badge text-bg-light border">${TEXT.thisNode}</span>' : ''}</td><td class="mono small">${esc(b.host)}:${b.port}</td>
+    $('#console-brokers-mode').textContent = `${r.cluster_id || ''} · ${TEXT.modes[r.mode] ?? r.mode}`;
+    $('#console-brokers tbody').innerHTML = r.brokers.map((b) => `<tr data-broker="${b.id}"><td>${b.id}${b.this_node ? ` <span class="badge text-bg-light border">${TEXT.thisNode}</span>` : ''}</td><td class="mono small">${esc(b.host)}:${b.port}</td>
       <td><span class="badge text-bg-${b.alive ? 'success' : 'danger'}">${b.alive ? TEXT.yes : TEXT.no}</span></td><td>${b.controller ? TEXT.yes : ''}</td>
       <td>${b.raft_role == null ? `<span class="text-body-secondary">${r.mode === 'single-node' ? TEXT.noRaft : '–'}</span>` : esc(b.raft_role)}</td><td class="text-end">${b.raft_term ?? '–'}</td>
-      <td class="text-end">${b.leaders}</td><td class="text-end">${b.replicas}</td><td class="text-end">${fmtBytes(b.disk_used_bytes)}</td><td>${esc(b.version ?? '–')}</td><td class="text-end">${fmtUptime(b.uptime_s)}</td></tr>`).join('');
+      <td class="text-end">${fmtInt(b.leaders)}</td><td class="text-end">${fmtInt(b.replicas)}</td><td class="text-end">${fmtBytes(b.disk_used_bytes)}</td><td>${esc(b.version ?? '–')}</td><td class="text-end">${fmtUptime(b.uptime_s)}</td></tr>`).join('');
   }
 
   // ------------------------------------------------------------ routing

@@ -512,9 +512,26 @@ impl Client {
         partitions: &[i32],
         timestamp: i64,
     ) -> Result<Vec<(i32, i64)>, ClientError> {
+        self.list_offsets_isolated(topic, partitions, timestamp, 0)
+            .await
+    }
+
+    /// [`Client::list_offsets`] with an isolation level: with 1
+    /// (read_committed), latest (-1) is the last stable offset, not the high
+    /// watermark.
+    pub async fn list_offsets_isolated(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        timestamp: i64,
+        isolation_level: i8,
+    ) -> Result<Vec<(i32, i64)>, ClientError> {
         let mut attempt = 0;
         loop {
-            match self.list_offsets_once(topic, partitions, timestamp).await {
+            match self
+                .list_offsets_once(topic, partitions, timestamp, isolation_level)
+                .await
+            {
                 Err(e) if e.is_retriable() && attempt < 5 => {
                     attempt += 1;
                     tracing::debug!(error = %e, attempt, "ListOffsets failed; refreshing metadata");
@@ -531,6 +548,7 @@ impl Client {
         topic: &str,
         partitions: &[i32],
         timestamp: i64,
+        isolation_level: i8,
     ) -> Result<Vec<(i32, i64)>, ClientError> {
         let info = self.topic(topic).await?;
         let mut by_leader: HashMap<i32, Vec<i32>> = HashMap::new();
@@ -551,7 +569,7 @@ impl Client {
             let conn = self.broker(leader).await?;
             let request = ListOffsetsRequest::default()
                 .with_replica_id((-1).into())
-                .with_isolation_level(0)
+                .with_isolation_level(isolation_level)
                 .with_timeout_ms(30_000)
                 .with_topics(vec![ListOffsetsTopic::default()
                     .with_name(TopicName(StrBytes::from_string(topic.to_owned())))

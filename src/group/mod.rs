@@ -22,7 +22,11 @@ mod membership;
 mod offsets;
 pub mod records;
 pub mod state;
-pub mod store;
+mod txn_offsets;
+pub mod store {
+    //! The keyed log of `__consumer_offsets` lives in `log::keyed`.
+    pub use crate::log::keyed::*;
+}
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -333,6 +337,7 @@ impl GroupCoordinator {
         let task = tokio::spawn(Arc::clone(&coordinator).run_sweeper());
         *lock(&coordinator.sweeper) = Some(task);
         tokio::spawn(Arc::clone(&coordinator).run_consumer_sessions());
+        coordinator.listen_for_txn_markers();
         coordinator
     }
 

@@ -138,7 +138,7 @@ impl GroupCoordinator {
 
     /// In a cluster: wait until everything written so far to the group's
     /// offsets partition is replicated to its ISR.
-    async fn wait_replicated(&self, group_id: &str) -> Result<(), E> {
+    pub(super) async fn wait_replicated(&self, group_id: &str) -> Result<(), E> {
         let Some(log) = self
             .broker
             .topic(OFFSETS_TOPIC)

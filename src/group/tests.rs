@@ -753,6 +753,11 @@ async fn every_response_encodes_at_every_supported_version() {
     node.broker
         .create_topic("t", 2, -1, BTreeMap::new(), false)
         .expect("topic");
+    let txns = crate::txn::TransactionCoordinator::start_local(
+        crate::partition::Partitions::local(node.broker.clone()),
+        crate::txn::TxnSettings::from_config(&node.broker.config),
+    )
+    .expect("transaction coordinator starts");
     let range = |api| crate::kafka::supported_range(api).expect("supported");
     let client = api::ClientInfo {
         client_id: "c".into(),
@@ -806,13 +811,13 @@ async fn every_response_encodes_at_every_supported_version() {
         req.key = sb("g");
         req.coordinator_keys = vec![sb("g"), sb("h")];
         encodes(
-            &api::find_coordinator(groups, req.clone(), v),
+            &api::find_coordinator(groups, &txns, req.clone(), v),
             v,
             "FindCoordinator",
         );
         req.key_type = 1;
         encodes(
-            &api::find_coordinator(groups, req, v),
+            &api::find_coordinator(groups, &txns, req, v),
             v,
             "FindCoordinator (txn)",
         );

@@ -827,3 +827,57 @@ pub fn offset_delete(
             .collect(),
     )
 }
+
+// -- Transactions --------------------------------------------------------------
+
+/// WRITE on a transactional id (InitProducerId with one, AddPartitionsToTxn
+/// v0-3, AddOffsetsToTxn, EndTxn, TxnOffsetCommit).
+pub fn txn_write(access: &Access<'_>, transactional_id: &str) -> Option<i16> {
+    (!access.allows(Op::Write, Resource::transactional_id(transactional_id)))
+        .then_some(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+}
+
+/// DESCRIBE on a transactional id (DescribeTransactions, ListTransactions).
+pub fn txn_describe(access: &Access<'_>, transactional_id: &str) -> bool {
+    access.allows(Op::Describe, Resource::transactional_id(transactional_id))
+}
+
+/// Partitions taken out of a request, each with its error code.
+pub type RefusedPartitions = Vec<((String, i32), i16)>;
+
+/// AddPartitionsToTxn: v0-3 (a producer) WRITE on the transactional id
+/// (else the whole request is refused) and on each topic (refused
+/// partitions are taken out, with TOPIC_AUTHORIZATION_FAILED); v4+ (from a
+/// broker) CLUSTER_ACTION on the cluster.
+pub fn add_partitions_to_txn(
+    access: &Access<'_>,
+    req: &mut AddPartitionsToTxnRequest,
+    version: i16,
+) -> Result<RefusedPartitions, i16> {
+    if version >= 4 {
+        return match access.cluster(Op::ClusterAction) {
+            true => Ok(Vec::new()),
+            false => Err(code::CLUSTER_AUTHORIZATION_FAILED),
+        };
+    }
+    if let Some(error) = txn_write(access, &req.v3_and_below_transactional_id.0) {
+        return Err(error);
+    }
+    let refused = refuse(&mut req.v3_and_below_topics, |t| {
+        access.topic(Op::Write, &t.name.0)
+    });
+    Ok(refused
+        .into_iter()
+        .flat_map(|t| {
+            t.partitions
+                .into_iter()
+                .map(move |p| ((t.name.0.to_string(), p), code::TOPIC_AUTHORIZATION_FAILED))
+        })
+        .collect())
+}
+
+/// AddOffsetsToTxn and TxnOffsetCommit: WRITE on the transactional id, READ
+/// on the group.
+pub fn txn_offsets(access: &Access<'_>, transactional_id: &str, group: &str) -> Option<i16> {
+    txn_write(access, transactional_id).or_else(|| group_read(access, group))
+}

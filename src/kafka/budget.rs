@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::metrics::{self, RequestPool};
+
 /// A decoded request is charged this many times its estimated size: its
 /// handler builds structures of like shape (for Produce, the partition
 /// layer's records per topic and the response), measured at up to 2.4 times
@@ -49,8 +51,18 @@ pub struct RequestBudget {
 /// What one request holds of the budget; dropping it gives it back.
 #[derive(Debug)]
 pub struct Charge {
-    _frame: OwnedSemaphorePermit,
+    frame: OwnedSemaphorePermit,
     decoded: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let m = metrics::global();
+        m.request_memory(RequestPool::Frames, -(self.frame.num_permits() as i64));
+        if let Some(decoded) = &self.decoded {
+            m.request_memory(RequestPool::Decoded, -(decoded.num_permits() as i64));
+        }
+    }
 }
 
 impl RequestBudget {
@@ -72,8 +84,9 @@ impl RequestBudget {
     /// Wait until a frame of `bytes` may be read.
     pub async fn charge_frame(&self, bytes: usize) -> Result<Charge, TooLarge> {
         let frame = acquire(&self.frames, bytes, self.capacity, "a request frame").await?;
+        metrics::global().request_memory(RequestPool::Frames, bytes as i64);
         Ok(Charge {
-            _frame: frame,
+            frame,
             decoded: None,
         })
     }
@@ -83,7 +96,11 @@ impl RequestBudget {
     pub async fn charge_decoded(&self, charge: &mut Charge, bytes: usize) -> Result<(), TooLarge> {
         let handled = bytes.saturating_mul(HANDLING_FACTOR);
         let decoded = acquire(&self.decoded, handled, self.capacity, "handling a request").await?;
-        charge.decoded = Some(decoded);
+        let m = metrics::global();
+        m.request_memory(RequestPool::Decoded, handled as i64);
+        if let Some(earlier) = charge.decoded.replace(decoded) {
+            m.request_memory(RequestPool::Decoded, -(earlier.num_permits() as i64));
+        }
         Ok(())
     }
 

@@ -170,3 +170,27 @@ pub fn change_outcome(
         (None, None) => (code::NONE, None),
     }
 }
+
+/// The code of a transaction coordinator error.
+pub fn txn_error_code(e: &crate::txn::TxnError) -> i16 {
+    use crate::txn::TxnError as T;
+    match e {
+        T::NotCoordinator => code::NOT_COORDINATOR,
+        T::CoordinatorNotAvailable => code::COORDINATOR_NOT_AVAILABLE,
+        T::ConcurrentTransactions => code::CONCURRENT_TRANSACTIONS,
+        T::ProducerFenced => code::PRODUCER_FENCED,
+        T::InvalidProducerEpoch => code::INVALID_PRODUCER_EPOCH,
+        T::InvalidProducerIdMapping => code::INVALID_PRODUCER_ID_MAPPING,
+        T::InvalidTxnState => code::INVALID_TXN_STATE,
+        T::InvalidTransactionTimeout => code::INVALID_TRANSACTION_TIMEOUT,
+        T::InvalidRequest => code::INVALID_REQUEST,
+        T::RequestTimedOut => code::REQUEST_TIMED_OUT,
+        T::Storage => code::KAFKA_STORAGE_ERROR,
+        T::TransactionalIdNotFound => code::TRANSACTIONAL_ID_NOT_FOUND,
+    }
+}
+
+/// `code::NONE` for Ok, else the transaction error's code.
+pub fn txn_outcome_code(o: &Result<(), crate::txn::TxnError>) -> i16 {
+    o.as_ref().err().map_or(code::NONE, txn_error_code)
+}

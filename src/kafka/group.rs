@@ -2,7 +2,7 @@
 //! calls and the results into responses, setting only the fields each
 //! version has (so encoding never fails) and Kafka's error codes.
 //!
-//! FindCoordinator 0-4, JoinGroup 0-9, SyncGroup 0-5, Heartbeat 0-4,
+//! FindCoordinator 0-4 (groups, and transactional ids through `txn`), JoinGroup 0-9, SyncGroup 0-5, Heartbeat 0-4,
 //! LeaveGroup 0-5, DescribeGroups 0-5 (a consumer-protocol group is
 //! GROUP_ID_NOT_FOUND there, as Kafka), ListGroups 0-5 (v5: group types), DeleteGroups 0-2,
 //! OffsetCommit 2-9, OffsetFetch 1-9, OffsetDelete 0.
@@ -36,6 +36,7 @@ use crate::group::records::OffsetValue;
 use crate::group::{
     CommitRequest, GroupCoordinator, JoinRequest, PartitionCommit, SyncRequest, TopicOffsets,
 };
+use crate::txn::TransactionCoordinator;
 
 /// FindCoordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -65,6 +66,7 @@ fn opt_str_bytes(s: Option<String>) -> Option<StrBytes> {
 
 pub fn find_coordinator(
     groups: &GroupCoordinator,
+    txns: &TransactionCoordinator,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -74,8 +76,9 @@ pub fn find_coordinator(
     let lookup = |key: &StrBytes| -> Coordinator {
         let found = match req.key_type {
             KEY_TYPE_GROUP => locate(key).map_err(|e| coordinator_error_code(&e)),
-            // Transactions are not offered; say so the way InitProducerId does.
-            KEY_TYPE_TRANSACTION => Err(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+            KEY_TYPE_TRANSACTION => txns
+                .coordinator_of(key)
+                .map_err(|e| super::errors::txn_error_code(&e)),
             _ => Err(code::INVALID_REQUEST),
         };
         let error = found.as_ref().err().copied().unwrap_or(code::NONE);

@@ -30,6 +30,7 @@ pub(crate) mod quotas;
 pub(crate) mod reassignments;
 pub(crate) mod sasl;
 pub(crate) mod server;
+pub(crate) mod txn;
 pub(crate) mod txn_markers;
 pub(crate) mod users;
 pub(crate) mod zero_copy;
@@ -79,6 +80,12 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 5),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
     (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::AlterPartitionReassignments, 0, 1),
@@ -166,4 +173,11 @@ const _: () = {
     assert!(code::SASL_AUTHENTICATION_FAILED == E::SaslAuthenticationFailed.code());
     assert!(code::DUPLICATE_RESOURCE == E::DuplicateResource.code());
     assert!(code::UNACCEPTABLE_CREDENTIAL == E::UnacceptableCredential.code());
+    assert!(code::INVALID_TXN_STATE == E::InvalidTxnState.code());
+    assert!(code::INVALID_PRODUCER_ID_MAPPING == E::InvalidProducerIdMapping.code());
+    assert!(code::INVALID_TRANSACTION_TIMEOUT == E::InvalidTransactionTimeout.code());
+    assert!(code::CONCURRENT_TRANSACTIONS == E::ConcurrentTransactions.code());
+    assert!(code::OPERATION_NOT_ATTEMPTED == E::OperationNotAttempted.code());
+    assert!(code::PRODUCER_FENCED == E::ProducerFenced.code());
+    assert!(code::TRANSACTIONAL_ID_NOT_FOUND == E::TransactionalIdNotFound.code());
 };

@@ -47,6 +47,7 @@ use crate::security::Principal;
 pub struct Services {
     pub partitions: Arc<Partitions>,
     pub groups: Arc<GroupCoordinator>,
+    pub transactions: Arc<crate::txn::TransactionCoordinator>,
 }
 
 /// Why a connection is closed instead of answered.
@@ -668,6 +669,10 @@ impl Request<'_> {
         &self.services.groups
     }
 
+    fn transactions(&self) -> &Arc<crate::txn::TransactionCoordinator> {
+        &self.services.transactions
+    }
+
     /// Where broker `broker_id` is on the listener this client connected
     /// to (Metadata, DescribeCluster and FindCoordinator answer with it):
     /// this node's from the session, another broker's from its registration
@@ -917,7 +922,13 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
                 resp.producer_epoch = -1;
                 return r.respond(&resp);
             }
-            r.respond(&produce::init_producer_id(r.partitions().broker(), req))
+            match req.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
+                Some(id) => {
+                    let id = id.0.to_string();
+                    r.respond(&super::txn::init_producer_id(r.transactions(), &req, &id).await)
+                }
+                None => r.respond(&produce::init_producer_id(r.partitions().broker(), req)),
+            }
         }),
     ),
     (
@@ -925,8 +936,11 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
         handler!(|r, req| {
             let req: FindCoordinatorRequest = req;
             let (key_type, key) = (req.key_type, req.key.to_string());
-            r.groups().ensure_offsets_topic().await;
-            let mut resp = group::find_coordinator(r.groups(), req, r.version);
+            match key_type {
+                1 => r.transactions().ensure_state_topic().await,
+                _ => r.groups().ensure_offsets_topic().await,
+            }
+            let mut resp = group::find_coordinator(r.groups(), r.transactions(), req, r.version);
             authz::find_coordinator(&r.access(), key_type, &key, &mut resp);
             if let Some((host, port)) = r.address_on_listener(resp.node_id.0) {
                 resp.host = super::str_bytes(host);
@@ -1227,6 +1241,104 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
                 return r.respond(&users::alter_refused(req));
             }
             r.respond(&users::alter(r.partitions(), req).await)
+        }),
+    ),
+    (
+        ApiKey::AddPartitionsToTxn,
+        handler!(|r, req| {
+            let mut req: AddPartitionsToTxnRequest = req;
+            let refused = match authz::add_partitions_to_txn(&r.access(), &mut req, r.version) {
+                Ok(refused) => refused,
+                Err(error) => {
+                    let mut resp = AddPartitionsToTxnResponse::default();
+                    if r.version >= 4 {
+                        resp.error_code = error;
+                    } else {
+                        let codes: Vec<_> = req
+                            .v3_and_below_topics
+                            .iter()
+                            .flat_map(|t| {
+                                t.partitions
+                                    .iter()
+                                    .map(|p| ((t.name.0.to_string(), *p), error))
+                            })
+                            .collect();
+                        resp.results_by_topic_v3_and_below = super::txn::topic_codes(&codes);
+                    }
+                    return r.respond(&resp);
+                }
+            };
+            r.respond(
+                &super::txn::add_partitions_to_txn(r.transactions(), req, r.version, refused).await,
+            )
+        }),
+    ),
+    (
+        ApiKey::AddOffsetsToTxn,
+        handler!(|r, req| {
+            let req: AddOffsetsToTxnRequest = req;
+            if let Some(error) =
+                authz::txn_offsets(&r.access(), &req.transactional_id.0, &req.group_id.0)
+            {
+                let mut resp = AddOffsetsToTxnResponse::default();
+                resp.error_code = error;
+                return r.respond(&resp);
+            }
+            r.respond(&super::txn::add_offsets_to_txn(r.transactions(), req).await)
+        }),
+    ),
+    (
+        ApiKey::EndTxn,
+        handler!(|r, req| {
+            let req: EndTxnRequest = req;
+            if let Some(error) = authz::txn_write(&r.access(), &req.transactional_id.0) {
+                let mut resp = EndTxnResponse::default();
+                resp.error_code = error;
+                resp.producer_id = ProducerId(-1);
+                resp.producer_epoch = -1;
+                return r.respond(&resp);
+            }
+            r.respond(&super::txn::end_txn(r.transactions(), req, r.version).await)
+        }),
+    ),
+    (
+        ApiKey::TxnOffsetCommit,
+        handler!(|r, req| {
+            let req: TxnOffsetCommitRequest = req;
+            if let Some(error) =
+                authz::txn_offsets(&r.access(), &req.transactional_id.0, &req.group_id.0)
+            {
+                return r.respond(&super::txn::txn_offset_commit_refused(&req, error));
+            }
+            r.respond(&super::txn::txn_offset_commit(r.groups(), req, r.version).await)
+        }),
+    ),
+    (
+        ApiKey::DescribeTransactions,
+        handler!(|r, req| {
+            let mut req: DescribeTransactionsRequest = req;
+            let access = r.access();
+            let (allowed, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut req.transactional_ids)
+                .into_iter()
+                .partition(|t| authz::txn_describe(&access, &t.0));
+            req.transactional_ids = allowed;
+            let mut resp = super::txn::describe_transactions(r.transactions(), req);
+            resp.transaction_states
+                .extend(super::txn::describe_refused(refused));
+            r.respond(&resp)
+        }),
+    ),
+    (
+        ApiKey::ListTransactions,
+        handler!(|r, req| {
+            let req: ListTransactionsRequest = req;
+            let access = r.access();
+            r.respond(&super::txn::list_transactions(
+                r.transactions(),
+                req,
+                r.version,
+                |id| authz::txn_describe(&access, id),
+            ))
         }),
     ),
 ];

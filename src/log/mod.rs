@@ -16,6 +16,7 @@
 
 pub mod batch;
 mod cleaner;
+pub mod keyed;
 pub mod producers;
 mod segments;
 mod sled_store;

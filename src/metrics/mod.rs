@@ -157,6 +157,17 @@ pub struct Metrics {
     shop_events: Table<&'static str, AtomicU64>,
     /// HTTP requests answered, by (route, method, status).
     http_requests: Table<(String, String, u16), AtomicU64>,
+    /// Bytes charged to the request budget now, by `RequestPool`.
+    request_memory: [AtomicI64; 2],
+}
+
+/// The two pools of the request budget (`--queued-max-request-bytes`).
+#[derive(Debug, Clone, Copy)]
+pub enum RequestPool {
+    /// Request frames being read or waiting to be handled.
+    Frames = 0,
+    /// Decoded requests not yet handled (their estimated handling size).
+    Decoded = 1,
 }
 
 /// The process' metrics.
@@ -174,6 +185,7 @@ pub fn global() -> &'static Metrics {
         websocket_dropped: AtomicU64::new(0),
         shop_events: Table::default(),
         http_requests: Table::default(),
+        request_memory: [AtomicI64::new(0), AtomicI64::new(0)],
     })
 }
 
@@ -201,6 +213,12 @@ impl Metrics {
     /// Run `f` on the counters of `topic` (one lookup per topic of a request).
     pub fn topic(&self, topic: &str, f: impl FnOnce(&TopicCounters)) {
         self.topics.with(topic, f)
+    }
+
+    /// `bytes` were charged to (positive) or given back to (negative) a
+    /// pool of the request budget.
+    pub fn request_memory(&self, pool: RequestPool, bytes: i64) {
+        self.request_memory[pool as usize].fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// The gauge of open connections on `listener`.
@@ -437,6 +455,19 @@ impl Collector for Events {
                     g.0.load(Ordering::Relaxed),
                 )
             }),
+        )?;
+        gauges(
+            &mut encoder,
+            "kafka_network_request_memory_bytes",
+            "Bytes of requests charged to the request budget (--queued-max-request-bytes, Kafka's memory pool), by pool: frames read or waiting, and decoded requests not yet handled.",
+            [("frames", RequestPool::Frames), ("decoded", RequestPool::Decoded)]
+                .into_iter()
+                .map(|(name, pool)| {
+                    (
+                        vec![("pool", name.to_owned())],
+                        m.request_memory[pool as usize].load(Ordering::Relaxed),
+                    )
+                }),
         )?;
         for (name, help, value) in [
             ("kafka_server_replicamanager_isr_shrinks", "ISR shrinks proposed by this node as a partition leader.", &m.isr_shrinks),

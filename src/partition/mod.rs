@@ -40,10 +40,7 @@ use crate::replication::{
     check_leader_epoch, CommitWait, LeadershipListener, ReplicaError, ReplicaManager,
 };
 use auto_create::AutoCreateLimits;
-pub use txn::{TxnMarker, TxnVerifyError};
-// Implemented and registered by the transaction coordinator.
-#[allow(unused_imports)]
-pub use txn::{MarkerResults, TxnMarkerListener, TxnVerifier, VerifyResults};
+pub use txn::{TxnMarker, TxnMarkerListener, TxnVerifier, TxnVerifyError, VerifyResults};
 
 /// Why one partition of a request was not served.
 #[derive(Debug, thiserror::Error)]

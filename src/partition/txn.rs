@@ -36,8 +36,6 @@ pub struct TxnMarker {
 }
 
 /// Why a transactional batch was refused by the coordinator's check.
-// Its verdicts come from the transaction coordinator, which registers the verifier.
-#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TxnVerifyError {
     #[error("not the coordinator of the transactional id")]
@@ -95,13 +93,11 @@ pub type MarkerResults = Vec<(String, i32, Result<(), PartitionError>)>;
 
 impl Partitions {
     /// Register the transaction coordinator's check (KIP-890).
-    #[allow(dead_code)]
     pub fn set_txn_verifier(&self, verifier: Arc<dyn TxnVerifier>) {
         *self.txn.verifier.write().unwrap_or_else(|p| p.into_inner()) = Some(verifier);
     }
 
     /// Register a listener for written markers.
-    #[allow(dead_code)]
     pub fn add_txn_marker_listener(&self, listener: Arc<dyn TxnMarkerListener>) {
         self.txn
             .listeners
@@ -200,6 +196,7 @@ impl Partitions {
         req: &AppendRequest,
     ) -> HashMap<(usize, usize), PartitionError> {
         let mut refused = HashMap::new();
+        // (producer id, epoch) -> [(topic index, partition index, topic, partition)]
         let mut asks: HashMap<(i64, i16), Vec<Ask>> = HashMap::new();
         for (t, topic) in req.topics.iter().enumerate() {
             for (p, (index, records)) in topic.partitions.iter().enumerate() {

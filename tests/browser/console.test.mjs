@@ -3,7 +3,8 @@
 // a header filter and with a JSON-path filter, tail the topic live while a
 // Kafka client produces, reset a group's offsets to a timestamp (a librdkafka
 // consumer then starts there), delete the topic; the Brokers page and the
-// API reference page; the pages in the dark theme.
+// API reference page; the pages in French (labels, numbers, dates) and in
+// the dark theme.
 //
 // One node and one browser for the file; the tests run in order. The Kafka
 // clients are Python's confluent-kafka ($SLUICE_PYTHON). Screenshots go to
@@ -173,6 +174,7 @@ test('the Brokers page and the API reference render', async () => {
   await p.page.waitForSelector('#console-brokers tbody tr');
   const [row] = await rows('#console-brokers');
   assert.match(row, /no Raft/);
+  assert.match(row, /\bthis node\b/);
   await p.page.screenshot({ path: join(SCREENSHOTS, 'console-brokers.png'), fullPage: true });
   const docs = await openPage(chrome.browser, node.base);
   await docs.page.goto(`${node.base}/api/docs`);
@@ -182,21 +184,150 @@ test('the Brokers page and the API reference render', async () => {
   await docs.context.close();
 });
 
-test('the console pages follow the dark theme', async () => {
-  const dark = await openPage(chrome.browser, node.base);
+test('French: the navbar switch shows the console pages with French labels, numbers and dates, and back to English', async () => {
+  // A topic of 1,200 records and a group at offset 0 on it: counts with a
+  // thousands separator on the Topics, topic and Groups pages.
+  const topic = `${TOPIC}-fr`;
+  const group = `${topic}-group`;
+  const count = 1200;
+  await node.api('POST', '/api/admin/topics', { name: topic, partitions: 1, replication_factor: -1, configs: {} });
+  await python(`
+from confluent_kafka import Producer
+p = Producer({"bootstrap.servers": "${node.kafka}", "linger.ms": 20})
+for i in range(${count}):
+    p.produce("${topic}", key=b"fr-%d" % i, value=b'{"n": %d}' % i)
+assert p.flush(20) == 0
+`);
+  await waitUntil(async () => (await node.api('GET', `/api/admin/topics/${topic}`)).partition_details[0].high_watermark === count, 10000, `${count} records`);
+  await node.api('POST', `/api/admin/groups/${group}/reset-offsets`, { topic, to: 'earliest' });
+  const fr = new Intl.NumberFormat('fr-FR').format(count);
+  assert.equal(fr, '1\u202f200', 'fr-FR groups thousands with a narrow no-break space');
+  const en = new Intl.NumberFormat('en-GB').format(count);
+
+  const f = await openPage(chrome.browser, node.base);
   try {
-    await dark.context.addInitScript(() => localStorage.setItem('sluice.theme', 'dark'));
-    // scripts/screenshots.sh shoots every console page; a test run one.
-    const pages = process.env.SLUICE_SCREENSHOT_DIR ? ['topics', 'messages', 'groups', 'brokers'] : ['topics'];
-    for (const name of pages) {
-      await dark.page.goto(`${node.base}/#/${name}`);
-      await dark.page.waitForSelector(`#page-${name}:not([hidden])`);
-      assert.equal(await dark.page.getAttribute('html', 'data-bs-theme'), 'dark');
-      await sleep(1000);
-      await dark.page.screenshot({ path: join(SCREENSHOTS, `console-${name}-dark.png`), fullPage: true });
+    const page = f.page;
+    const goFr = async (hash) => {
+      await page.goto(`${node.base}/${hash}`);
+      await page.waitForSelector(`#page-${hash.split('/')[1]}:not([hidden])`);
+    };
+    const visible = (sel) => page.innerText(sel);
+    const noEnglish = async (where, words) => {
+      const text = await visible('body');
+      for (const w of words) assert.ok(!text.includes(w), `"${w}" on the French ${where} page`);
+    };
+    const shots = process.env.SLUICE_SCREENSHOT_DIR ? ['topics', 'messages', 'groups', 'brokers'] : ['topics'];
+    const shoot = async (name) => { if (shots.includes(name)) { await sleep(500); await page.screenshot({ path: join(SCREENSHOTS, `console-${name}-fr.png`), fullPage: true }); } };
+
+    // The switch in the navbar: the page is drawn again in French.
+    await goFr('#/topics');
+    assert.equal(await page.getAttribute('html', 'lang'), 'en');
+    await Promise.all([page.waitForNavigation(), page.selectOption('#lang-switch', 'fr')]);
+    await page.waitForSelector('#page-topics:not([hidden])');
+    assert.equal(await page.getAttribute('html', 'lang'), 'fr');
+    const nav = await page.locator('#nav [data-nav="topics"], #nav [data-nav="messages"], #nav [data-nav="groups"], #nav [data-nav="brokers"]').allInnerTexts();
+    assert.deepEqual(nav, ['Topics', 'Messages', 'Groupes', 'Brokers']);
+
+    // Topics: French headers, the form, and 1 200 records in the row.
+    const row = page.locator(`#console-topics tr[data-topic="${topic}"]`);
+    await row.waitFor({ timeout: 15000 });
+    assert.equal(await page.title(), 'Sluice · Topics');
+    assert.match(await visible('#console-topics thead'), /Nom\s+Partitions\s+Facteur de réplication\s+Taille\s+Messages\s+Enregistrements\/s\s+Actions/);
+    assert.match(await visible('#topic-create'), /Configurations, une clé=valeur par ligne/);
+    assert.equal(await visible('#topic-create-submit'), 'Créer');
+    assert.equal((await row.locator('td').nth(4).innerText()).trim(), fr);
+    assert.match(await row.locator('td').nth(3).innerText(), /^\d+,\d[\u00a0 ]Kio$/, 'a size in Kio with a decimal comma');
+    assert.equal(await row.locator('[data-delete-topic]').innerText(), 'Supprimer');
+    await noEnglish('Topics', ['Create topic', 'Replication factor', 'internal topics', 'Delete', 'API reference']);
+    await shoot('topics');
+
+    // A topic's partitions: log end and high watermark in French.
+    await goFr(`#/topics/${topic}`);
+    await page.waitForSelector('#topic-partitions-table tbody tr');
+    assert.match(await visible('#topic-partitions-table thead'), /Partition\s+Leader\s+Répliques\s+ISR\s+Début du journal\s+Fin du journal\s+High watermark\s+Taille/);
+    assert.match(await visible('#topic-partitions-table tbody tr'), new RegExp(`\\b0\\s+${fr}\\s+${fr}\\b`));
+    await noEnglish('topic', ['Add partitions', 'Log end', 'Save changes', 'Replicas']);
+
+    // Messages: the filter form and the table in French, dates day/month/year.
+    await goFr(`#/messages/${topic}`);
+    await waitUntil(async () => (await page.$$('#msg-table tbody tr[data-record]')).length === 50, 10000, 'a page of records');
+    assert.equal(await page.title(), 'Sluice · Messages');
+    assert.match(await visible('#msg-table thead'), /Partition\s+Offset\s+Horodatage\s+Clé\s+Valeur\s+En-têtes/);
+    for (const [id, label] of [['msg-search', 'Rechercher'], ['msg-next', 'Page suivante'], ['produce-submit', 'Envoyer'], ['msg-download', 'Télécharger en JSON Lines']]) {
+      assert.equal((await visible(`#${id}`)).trim(), label);
     }
+    assert.equal(await page.getAttribute('#produce-partition', 'placeholder'), 'auto');
+    assert.match(await visible('#msg-info'), /^\d[\d\u202f]* enregistrements parcourus en \d[\d\u202f]* ms$/);
+    const d = new Date();
+    const day = `${String(d.getDate()).padStart(2, '0')}/${String(d.getMonth() + 1).padStart(2, '0')}/${d.getFullYear()}`;
+    assert.match(await visible('#msg-table tbody tr[data-record] td >> nth=2'), new RegExp(`^${day} \\d{2}:\\d{2}:\\d{2}$`));
+    await page.click('#msg-table tbody tr[data-record]');
+    await page.waitForSelector('#msg-detail:not([hidden]) #msg-copy');
+    assert.match(await visible('#msg-detail'), /Copier/);
+    await noEnglish('Messages', ['Newest first', 'All partitions', 'Live tail', 'Produce a record', 'Add header', 'records scanned', 'Headers']);
+    await shoot('messages');
+
+    // Groups: the list with a lag of 1 200, the group's page in French.
+    await goFr('#/groups');
+    const grow = page.locator(`#console-groups tr[data-group="${group}"]`);
+    await grow.waitFor({ timeout: 10000 });
+    assert.equal(await page.title(), 'Sluice · Groupes de consommateurs');
+    assert.match(await visible('#console-groups thead'), /Groupe\s+État\s+Type\s+Membres\s+Coordinateur\s+Retard total/);
+    assert.equal((await grow.locator('td').nth(5).innerText()).trim(), fr);
+    await shoot('groups');
+    await goFr(`#/groups/${group}`);
+    await page.waitForSelector('#group-reset');
+    assert.match(await visible('#group-offsets'), new RegExp(`Validé[\\s\\S]*\\b0\\s+${fr}\\s+${fr}\\b`));
+    assert.deepEqual(await page.locator('#reset-to option').allInnerTexts(), ['le plus ancien', 'le plus récent', 'un offset', 'un horodatage', 'décaler de N']);
+    assert.equal(await visible('#reset-preview'), 'Essai à blanc');
+    await noEnglish('group', ['Reset offsets', 'Dry run', 'Delete group', 'No active members', 'Committed']);
+
+    // Brokers: French columns, no Raft on a single node, this node's badge.
+    await goFr('#/brokers');
+    await page.waitForSelector('#console-brokers tbody tr');
+    assert.match(await visible('#console-brokers thead'), /Broker\s+Adresse\s+En vie\s+Contrôleur\s+Rôle Raft\s+Mandat\s+Leaders\s+Répliques\s+Disque utilisé\s+Version\s+En service depuis/);
+    const brow = await visible('#console-brokers tbody tr');
+    assert.match(brow, /ce nœud/);
+    assert.match(brow, /Raft inactif \(nœud unique\)/);
+    assert.match(brow, /\boui\b/);
+    assert.match(brow, /\d(,\d)?[\u00a0 ](o|Kio|Mio|Gio)\b/);
+    assert.match(await visible('#console-brokers-mode'), /nœud unique$/);
+    await noEnglish('Brokers', ['Alive', 'Raft role', 'Disk used', 'Uptime', 'no Raft', 'this node']);
+    await shoot('brokers');
+
+    // Back to English with the same switch.
+    await Promise.all([page.waitForNavigation(), page.selectOption('#lang-switch', 'en')]);
+    await goFr('#/topics');
+    assert.equal(await page.getAttribute('html', 'lang'), 'en');
+    await row.waitFor({ timeout: 15000 });
+    assert.match(await visible('#console-topics thead'), /Name\s+Partitions\s+Replication factor/);
+    assert.equal((await row.locator('td').nth(4).innerText()).trim(), en);
+    assert.deepEqual(f.problems, []);
   } finally {
-    await dark.context.close();
+    await f.context.close();
+  }
+  await node.api('DELETE', `/api/admin/groups/${group}`);
+  await node.api('DELETE', `/api/admin/topics/${topic}`);
+});
+
+test('the console pages follow the dark theme', async () => {
+  // scripts/screenshots.sh shoots every console page, also in French; a test run one.
+  const shooting = !!process.env.SLUICE_SCREENSHOT_DIR;
+  const pages = shooting ? ['topics', 'messages', 'groups', 'brokers'] : ['topics'];
+  for (const [suffix, lang] of shooting ? [['dark', 'en'], ['fr-dark', 'fr']] : [['dark', 'en']]) {
+    const dark = await openPage(chrome.browser, node.base);
+    try {
+      await dark.context.addInitScript((l) => { localStorage.setItem('sluice.theme', 'dark'); localStorage.setItem('sluice.locale', l); }, lang);
+      for (const name of pages) {
+        await dark.page.goto(`${node.base}/#/${name}`);
+        await dark.page.waitForSelector(`#page-${name}:not([hidden])`);
+        assert.equal(await dark.page.getAttribute('html', 'data-bs-theme'), 'dark');
+        await sleep(1000);
+        await dark.page.screenshot({ path: join(SCREENSHOTS, `console-${name}-${suffix}.png`), fullPage: true });
+      }
+    } finally {
+      await dark.context.close();
+    }
   }
 });
 

@@ -300,6 +300,10 @@ impl Walk<'_> {
                 let count = self.entries(here, 4, 4)?;
                 self.skip(count * 4, here)?;
             }
+            Kind::Int64s => {
+                let count = self.entries(here, 8, 8)?;
+                self.skip(count * 8, here)?;
+            }
             Kind::Strs => {
                 let count = self.entries(here, self.min_size(Kind::Str), size_of::<StrBytes>())?;
                 for _ in 0..count {
@@ -321,7 +325,11 @@ impl Walk<'_> {
         match kind {
             Kind::Fixed(n) => n,
             Kind::Str if !self.flexible => 2,
-            Kind::Bytes | Kind::Int32s | Kind::Strs | Kind::Structs(_) if !self.flexible => 4,
+            Kind::Bytes | Kind::Int32s | Kind::Int64s | Kind::Strs | Kind::Structs(_)
+                if !self.flexible =>
+            {
+                4
+            }
             // A compact length: one byte at least.
             _ => 1,
         }

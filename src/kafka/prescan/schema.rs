@@ -26,6 +26,8 @@ pub(crate) enum Kind {
     Bytes,
     /// An array of 32-bit integers.
     Int32s,
+    /// An array of 64-bit integers.
+    Int64s,
     /// An array of strings.
     Strs,
     /// An array of structures.
@@ -84,6 +86,7 @@ const UUID: Kind = Kind::Fixed(16);
 const STR: Kind = Kind::Str;
 const BYTES: Kind = Kind::Bytes;
 const INT32S: Kind = Kind::Int32s;
+const INT64S: Kind = Kind::Int64s;
 const STRS: Kind = Kind::Strs;
 
 /// An array of `schema` structures.
@@ -785,6 +788,96 @@ static CONSUMER_GROUP_DESCRIBE: Schema = schema!(
     ]
 );
 
+// -- Transactions --------------------------------------------------------------
+
+static ADD_PARTITIONS_TO_TXN_TOPIC: Schema = schema!(
+    add_partitions_to_txn_request::AddPartitionsToTxnTopic,
+    [all("name", STR), all("partitions", INT32S)]
+);
+static ADD_PARTITIONS_TO_TXN_TRANSACTION: Schema = schema!(
+    add_partitions_to_txn_request::AddPartitionsToTxnTransaction,
+    [
+        all("transactional_id", STR),
+        all("producer_id", I64),
+        all("producer_epoch", I16),
+        all("verify_only", BOOL),
+        all("topics", array(&ADD_PARTITIONS_TO_TXN_TOPIC)),
+    ]
+);
+static ADD_PARTITIONS_TO_TXN: Schema = schema!(
+    AddPartitionsToTxnRequest,
+    [
+        since(4, "transactions", array(&ADD_PARTITIONS_TO_TXN_TRANSACTION)),
+        until(3, "v3_and_below_transactional_id", STR),
+        until(3, "v3_and_below_producer_id", I64),
+        until(3, "v3_and_below_producer_epoch", I16),
+        until(
+            3,
+            "v3_and_below_topics",
+            array(&ADD_PARTITIONS_TO_TXN_TOPIC)
+        ),
+    ]
+);
+static ADD_OFFSETS_TO_TXN: Schema = schema!(
+    AddOffsetsToTxnRequest,
+    [
+        all("transactional_id", STR),
+        all("producer_id", I64),
+        all("producer_epoch", I16),
+        all("group_id", STR),
+    ]
+);
+static END_TXN: Schema = schema!(
+    EndTxnRequest,
+    [
+        all("transactional_id", STR),
+        all("producer_id", I64),
+        all("producer_epoch", I16),
+        all("committed", BOOL),
+    ]
+);
+static TXN_OFFSET_COMMIT_PARTITION: Schema = schema!(
+    txn_offset_commit_request::TxnOffsetCommitRequestPartition,
+    [
+        all("partition_index", I32),
+        all("committed_offset", I64),
+        since(2, "committed_leader_epoch", I32),
+        all("committed_metadata", STR),
+    ]
+);
+static TXN_OFFSET_COMMIT_TOPIC: Schema = schema!(
+    txn_offset_commit_request::TxnOffsetCommitRequestTopic,
+    [
+        all("name", STR),
+        all("partitions", array(&TXN_OFFSET_COMMIT_PARTITION)),
+    ]
+);
+static TXN_OFFSET_COMMIT: Schema = schema!(
+    TxnOffsetCommitRequest,
+    [
+        all("transactional_id", STR),
+        all("group_id", STR),
+        all("producer_id", I64),
+        all("producer_epoch", I16),
+        since(3, "generation_id", I32),
+        since(3, "member_id", STR),
+        since(3, "group_instance_id", STR),
+        all("topics", array(&TXN_OFFSET_COMMIT_TOPIC)),
+    ]
+);
+static DESCRIBE_TRANSACTIONS: Schema = schema!(
+    DescribeTransactionsRequest,
+    [all("transactional_ids", STRS)]
+);
+static LIST_TRANSACTIONS: Schema = schema!(
+    ListTransactionsRequest,
+    [
+        all("state_filters", STRS),
+        all("producer_id_filters", INT64S),
+        since(1, "duration_filter", I64),
+        since(2, "transactional_id_pattern", STR),
+    ]
+);
 // -- WriteTxnMarkers, DescribeProducers (transactions, partition side) --------
 
 static WRITE_TXN_MARKER_TOPIC: Schema = schema!(
@@ -898,6 +991,12 @@ pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::AlterClientQuotas, 1, &ALTER_CLIENT_QUOTAS),
     message(ApiKey::ConsumerGroupHeartbeat, 0, &CONSUMER_GROUP_HEARTBEAT),
     message(ApiKey::ConsumerGroupDescribe, 0, &CONSUMER_GROUP_DESCRIBE),
+    message(ApiKey::AddPartitionsToTxn, 3, &ADD_PARTITIONS_TO_TXN),
+    message(ApiKey::AddOffsetsToTxn, 3, &ADD_OFFSETS_TO_TXN),
+    message(ApiKey::EndTxn, 3, &END_TXN),
+    message(ApiKey::TxnOffsetCommit, 3, &TXN_OFFSET_COMMIT),
+    message(ApiKey::DescribeTransactions, 0, &DESCRIBE_TRANSACTIONS),
+    message(ApiKey::ListTransactions, 0, &LIST_TRANSACTIONS),
     message(ApiKey::WriteTxnMarkers, 1, &WRITE_TXN_MARKERS),
     message(ApiKey::DescribeProducers, 0, &DESCRIBE_PRODUCERS),
     message(

@@ -74,6 +74,11 @@ impl Generator {
                 self.length(out, n, true);
                 out.extend((0..n * 4).map(|_| self.rng.gen::<u8>()));
             }
+            Kind::Int64s => {
+                let n = self.count(3);
+                self.length(out, n, true);
+                out.extend((0..n * 8).map(|_| self.rng.gen::<u8>()));
+            }
             Kind::Strs => {
                 let n = self.count(3);
                 self.length(out, n, true);
@@ -222,6 +227,12 @@ fn decode_and_encode(api: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Resu
         ApiKey::AlterClientQuotas => again::<AlterClientQuotasRequest>(buf, version),
         ApiKey::ConsumerGroupHeartbeat => again::<ConsumerGroupHeartbeatRequest>(buf, version),
         ApiKey::ConsumerGroupDescribe => again::<ConsumerGroupDescribeRequest>(buf, version),
+        ApiKey::AddPartitionsToTxn => again::<AddPartitionsToTxnRequest>(buf, version),
+        ApiKey::AddOffsetsToTxn => again::<AddOffsetsToTxnRequest>(buf, version),
+        ApiKey::EndTxn => again::<EndTxnRequest>(buf, version),
+        ApiKey::TxnOffsetCommit => again::<TxnOffsetCommitRequest>(buf, version),
+        ApiKey::DescribeTransactions => again::<DescribeTransactionsRequest>(buf, version),
+        ApiKey::ListTransactions => again::<ListTransactionsRequest>(buf, version),
         ApiKey::AlterPartitionReassignments => {
             again::<AlterPartitionReassignmentsRequest>(buf, version)
         }

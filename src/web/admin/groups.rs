@@ -12,11 +12,13 @@ use serde_json::{json, Value};
 use super::{Admin, AdminError};
 use crate::client::{Client, GroupDescription};
 
-/// The high watermark of every partition named, asked once per topic.
-async fn high_watermarks(
+/// The end of every partition named, asked once per topic: its high
+/// watermark and its last stable offset (where a read_committed consumer
+/// stops while a transaction is open).
+async fn log_ends(
     client: &Client,
     partitions: impl Iterator<Item = &(String, i32)>,
-) -> HashMap<(String, i32), i64> {
+) -> HashMap<(String, i32), (i64, i64)> {
     let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for (topic, p) in partitions {
         by_topic.entry(topic.clone()).or_default().push(*p);
@@ -24,14 +26,36 @@ async fn high_watermarks(
     let mut out = HashMap::new();
     for (topic, parts) in by_topic {
         // A deleted topic keeps its committed offsets: show them without a lag.
-        if let Ok(found) = client.list_offsets(&topic, &parts, -1).await {
-            out.extend(found.into_iter().map(|(p, o)| ((topic.clone(), p), o)));
-        }
+        let (Ok(high), Ok(stable)) = (
+            client.list_offsets_isolated(&topic, &parts, -1, 0).await,
+            client.list_offsets_isolated(&topic, &parts, -1, 1).await,
+        ) else {
+            continue;
+        };
+        let stable: HashMap<i32, i64> = stable.into_iter().collect();
+        out.extend(high.into_iter().map(|(p, hw)| {
+            let lso = stable.get(&p).copied().unwrap_or(hw);
+            ((topic.clone(), p), (hw, lso))
+        }));
     }
     out
 }
 
-/// Per partition: committed offset, high watermark, lag and owner.
+/// A group's lag on one partition: what it can still read. Up to the last
+/// stable offset for a position at or before it (records of an open
+/// transaction count once it commits, as a read_committed consumer sees
+/// them); a position past it is a read_uncommitted consumer's, measured
+/// against the high watermark.
+fn lag_of(committed: i64, high_watermark: i64, last_stable: i64) -> i64 {
+    if committed <= last_stable {
+        last_stable - committed
+    } else {
+        (high_watermark - committed).max(0)
+    }
+}
+
+/// Per partition: committed offset, high watermark, last stable offset,
+/// lag and owner.
 async fn lag_rows(
     client: &Client,
     group: &GroupDescription,
@@ -46,7 +70,7 @@ async fn lag_rows(
         }
     }
     let keys: BTreeSet<(String, i32)> = committed.keys().chain(owner.keys()).cloned().collect();
-    let ends = high_watermarks(client, keys.iter()).await;
+    let ends = log_ends(client, keys.iter()).await;
     let mut total = 0;
     let rows = keys
         .iter()
@@ -54,7 +78,7 @@ async fn lag_rows(
             let current = committed.get(key).copied();
             let end = ends.get(key).copied();
             let lag = match (current, end) {
-                (Some(c), Some(e)) => Some((e - c).max(0)),
+                (Some(c), Some((hw, lso))) => Some(lag_of(c, hw, lso)),
                 _ => None,
             };
             total += lag.unwrap_or(0);
@@ -62,7 +86,8 @@ async fn lag_rows(
                 "topic": key.0,
                 "partition": key.1,
                 "committed": current,
-                "high_watermark": end,
+                "high_watermark": end.map(|e| e.0),
+                "last_stable_offset": end.map(|e| e.1),
                 "lag": lag,
                 "member_id": owner.get(key),
             })
@@ -266,4 +291,21 @@ pub(super) async fn reset_offsets(
         "dry_run": req.dry_run,
         "partitions": rows,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lag_of;
+
+    #[test]
+    fn lag_counts_to_the_last_stable_offset_then_to_the_high_watermark() {
+        // No open transaction: the high watermark.
+        assert_eq!(lag_of(4, 10, 10), 6);
+        // An open transaction from offset 6: a read_committed position waits there.
+        assert_eq!(lag_of(4, 10, 6), 2);
+        assert_eq!(lag_of(6, 10, 6), 0);
+        // Past the last stable offset: a read_uncommitted consumer's position.
+        assert_eq!(lag_of(8, 10, 6), 2);
+        assert_eq!(lag_of(12, 10, 6), 0);
+    }
 }

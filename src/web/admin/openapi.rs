@@ -196,7 +196,7 @@ pub(crate) fn schemas() -> Map<String, Value> {
         "members": {"type": "array", "items": {"type": "object"}},
         "offsets": {"type": "array", "items": {"type": "object", "properties": {
             "topic": {"type": "string"}, "partition": {"type": "integer"}, "committed": nullable_int,
-            "high_watermark": nullable_int, "lag": nullable_int, "member_id": {"type": "string", "nullable": true}}}},
+            "high_watermark": nullable_int, "last_stable_offset": nullable_int, "lag": nullable_int, "member_id": {"type": "string", "nullable": true}}}},
         "total_lag": int
     }}));
     s.insert("AdminReset".into(), json!({"type": "object", "required": ["topic", "to"], "properties": {

@@ -9,13 +9,23 @@
 //! and a crash between the two steps only leaves duplicates that replay
 //! resolves (latest wins). Only this writer appends to the partition.
 //!
-//! It knows nothing of groups; `records` gives the bytes their meaning.
+//! Transactional records (`append_transactional`, Kafka's transactional
+//! offset commits) stay pending by producer id until the transaction's
+//! marker reaches the partition (`complete_transaction`); replay resolves
+//! them the same way from the control batches it finds, so a committed
+//! transaction's records take effect at its marker and an aborted one's
+//! never do. Compaction waits while any transaction is pending.
+//!
+//! It knows nothing of groups; its users give the bytes their meaning.
+//! Lock order: `live`, then `pending`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 use crate::log::batch::{self, BatchError};
 use crate::log::{AppendError, PartitionLog, ReadError, ReadLimit};
@@ -62,6 +72,9 @@ pub struct OffsetsLog {
     /// The latest value of every live key; also the lock that orders appends
     /// and compactions of this partition.
     live: Mutex<HashMap<Bytes, Bytes>>,
+    /// Transactional records without a marker yet, by producer id, in the
+    /// order they were written.
+    pending: Mutex<HashMap<i64, Vec<KeyValue>>>,
 }
 
 impl std::fmt::Debug for OffsetsLog {
@@ -81,7 +94,7 @@ impl OffsetsLog {
     /// Open the writer and replay the partition: returns every record from
     /// the log start, oldest first, for the coordinator to apply.
     pub fn open(log: Arc<PartitionLog>) -> Result<(Self, Vec<KeyValue>), StoreError> {
-        let records = replay(&log)?;
+        let (records, pending) = resolve(replay(&log)?);
         let mut live = HashMap::new();
         for (k, v) in &records {
             match v {
@@ -93,6 +106,7 @@ impl OffsetsLog {
             OffsetsLog {
                 log,
                 live: Mutex::new(live),
+                pending: Mutex::new(pending),
             },
             records,
         ))
@@ -128,13 +142,76 @@ impl OffsetsLog {
         // compact once every record before this append is replicated, and
         // drop only those (the snapshot repeats this append's values).
         let replicated = self.log.high_watermark() >= before;
-        if replicated && held >= COMPACT_MIN_RECORDS && held >= COMPACT_RATIO * live.len() as i64 {
+        let settled = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if replicated
+            && settled
+            && held >= COMPACT_MIN_RECORDS
+            && held >= COMPACT_RATIO * live.len() as i64
+        {
             if let Err(e) = self.compact(&live, before) {
                 // The append itself succeeded; compaction is retried on the next one.
                 tracing::warn!(partition = self.partition(), error = %e, "offsets compaction failed");
             }
         }
         Ok(())
+    }
+
+    /// Append records of producer `producer_id`'s open transaction as one
+    /// transactional batch; they stay pending until `complete_transaction`.
+    pub fn append_transactional(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: &[KeyValue],
+    ) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let _live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = encode(records, now_ms(), Some((producer_id, producer_epoch)))?;
+        self.append_bytes(&bytes)?;
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(producer_id)
+            .or_default()
+            .extend(records.iter().cloned());
+        Ok(())
+    }
+
+    /// The marker of `producer_id`'s transaction reached the partition: on
+    /// commit its pending records become live and are returned (oldest
+    /// first), on abort they are dropped.
+    pub fn complete_transaction(&self, producer_id: i64, commit: bool) -> Vec<KeyValue> {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let records = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&producer_id)
+            .unwrap_or_default();
+        if !commit {
+            return Vec::new();
+        }
+        for (k, v) in &records {
+            match v {
+                Some(v) => live.insert(k.clone(), v.clone()),
+                None => live.remove(k),
+            };
+        }
+        records
+    }
+
+    /// The pending transactional records, by producer id.
+    pub fn pending_transactions(&self) -> HashMap<i64, Vec<KeyValue>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Write every live value again and drop everything before `drop_below`
@@ -162,8 +239,11 @@ impl OffsetsLog {
     }
 
     fn append_batch(&self, records: &[KeyValue]) -> Result<(), StoreError> {
-        let bytes = encode_batch(records, now_ms())?;
-        let batches = batch::split_and_validate(&bytes, MAX_BATCH_BYTES)
+        self.append_bytes(&encode_batch(records, now_ms())?)
+    }
+
+    fn append_bytes(&self, bytes: &Bytes) -> Result<(), StoreError> {
+        let batches = batch::split_and_validate(bytes, MAX_BATCH_BYTES)
             .map_err(|e: BatchError| self.append_error(AppendError::Batch(e)))?;
         self.log
             .append(batches, false)
@@ -190,23 +270,112 @@ impl OffsetsLog {
 
 /// Encode key/value records as one uncompressed, non-idempotent batch.
 pub fn encode_batch(records: &[KeyValue], timestamp: i64) -> Result<Bytes, StoreError> {
-    let records: Vec<batch::PlainRecord> = records
+    encode(records, timestamp, None)
+}
+
+/// Encode key/value records as one uncompressed batch without sequence
+/// numbers; with a producer id and epoch it is a transactional batch (as
+/// Kafka's coordinator writes transactional offset commits).
+fn encode(
+    records: &[KeyValue],
+    timestamp: i64,
+    transaction: Option<(i64, i16)>,
+) -> Result<Bytes, StoreError> {
+    let Some((producer_id, producer_epoch)) = transaction else {
+        let records: Vec<batch::PlainRecord> = records
+            .iter()
+            .map(|(k, v)| batch::PlainRecord {
+                key: Some(k.clone()),
+                value: v.clone(),
+                timestamp,
+            })
+            .collect();
+        return batch::encode_plain(&records, Compression::None)
+            .map(BytesMut::freeze)
+            .map_err(|e| StoreError::Encode(e.to_string()));
+    };
+    let records: Vec<Record> = records
         .iter()
-        .map(|(k, v)| batch::PlainRecord {
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // offset - sequence constant keeps one batch, base sequence -1.
+            sequence: i as i32 - 1,
+            timestamp,
             key: Some(k.clone()),
             value: v.clone(),
-            timestamp,
+            headers: Default::default(),
         })
         .collect();
-    batch::encode_plain(&records, Compression::None)
-        .map(BytesMut::freeze)
-        .map_err(|e| StoreError::Encode(e.to_string()))
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| StoreError::Encode(e.to_string()))?;
+    Ok(buf.freeze())
+}
+
+/// One entry of a replayed partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Replayed {
+    /// A record; `producer_id` when its batch is transactional.
+    Record(KeyValue, Option<i64>),
+    /// A COMMIT (true) or ABORT marker of a producer's transaction.
+    Marker { producer_id: i64, commit: bool },
+}
+
+/// Resolve transactions in replayed entries: the records in effect, in the
+/// order they took effect (a committed transaction's at its marker), and
+/// the transactional records still without a marker.
+fn resolve(entries: Vec<Replayed>) -> (Vec<KeyValue>, HashMap<i64, Vec<KeyValue>>) {
+    let mut out = Vec::new();
+    let mut pending: HashMap<i64, Vec<KeyValue>> = HashMap::new();
+    for entry in entries {
+        match entry {
+            Replayed::Record(kv, None) => out.push(kv),
+            Replayed::Record(kv, Some(producer_id)) => {
+                pending.entry(producer_id).or_default().push(kv)
+            }
+            Replayed::Marker {
+                producer_id,
+                commit,
+            } => {
+                let records = pending.remove(&producer_id).unwrap_or_default();
+                if commit {
+                    out.extend(records);
+                }
+            }
+        }
+    }
+    (out, pending)
+}
+
+/// The control record's key: version, then type (0 abort, 1 commit).
+fn marker_commit(key: Option<&Bytes>) -> Option<bool> {
+    let key = key?;
+    match key.get(2..4)? {
+        [0, 0] => Some(false),
+        [0, 1] => Some(true),
+        _ => None,
+    }
 }
 
 /// Every record of the partition from its log start, oldest first. Records
 /// that cannot be decoded are skipped with a warning; one bad batch must not
 /// keep the node from starting.
-fn replay(log: &PartitionLog) -> Result<Vec<KeyValue>, StoreError> {
+fn replay(log: &PartitionLog) -> Result<Vec<Replayed>, StoreError> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
     let end = log.log_end_offset();
@@ -236,11 +405,21 @@ fn replay(log: &PartitionLog) -> Result<Vec<KeyValue>, StoreError> {
             match RecordBatchDecoder::decode(&mut buf) {
                 Ok(set) => {
                     for r in set.records {
-                        if r.control || r.offset < offset {
+                        if r.offset < offset {
                             continue;
                         }
+                        if r.control {
+                            if let Some(commit) = marker_commit(r.key.as_ref()) {
+                                out.push(Replayed::Marker {
+                                    producer_id: r.producer_id,
+                                    commit,
+                                });
+                            }
+                            continue;
+                        }
+                        let transactional = r.transactional.then_some(r.producer_id);
                         if let Some(key) = r.key {
-                            out.push((key, r.value));
+                            out.push(Replayed::Record((key, r.value), transactional));
                         }
                     }
                 }
@@ -299,6 +478,57 @@ mod tests {
                 kv("c", Some("3"))
             ]
         );
+    }
+
+    #[test]
+    fn transactional_records_take_effect_only_at_a_commit_marker() {
+        let entries = vec![
+            Replayed::Record(kv("a", Some("1")), None),
+            Replayed::Record(kv("b", Some("committed")), Some(7)),
+            Replayed::Record(kv("c", Some("aborted")), Some(8)),
+            Replayed::Record(kv("a", Some("2")), None),
+            Replayed::Record(kv("d", Some("open")), Some(9)),
+            Replayed::Marker {
+                producer_id: 8,
+                commit: false,
+            },
+            Replayed::Marker {
+                producer_id: 7,
+                commit: true,
+            },
+        ];
+        let (records, pending) = resolve(entries);
+        assert_eq!(
+            records,
+            vec![
+                kv("a", Some("1")),
+                kv("a", Some("2")),
+                kv("b", Some("committed"))
+            ]
+        );
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[&9], vec![kv("d", Some("open"))]);
+    }
+
+    #[test]
+    fn pending_transactional_records_survive_a_reopen_and_complete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open_log(dir.path());
+        let (store, _) = OffsetsLog::open(log.clone()).expect("opens");
+        store
+            .append_transactional(42, 0, &[kv("t", Some("1"))])
+            .expect("append");
+        store.append(&[kv("p", Some("plain"))]).expect("append");
+        drop(store);
+        let (store, replayed) = OffsetsLog::open(log).expect("reopens");
+        assert_eq!(replayed, vec![kv("p", Some("plain"))]);
+        assert_eq!(store.pending_transactions()[&42], vec![kv("t", Some("1"))]);
+        assert_eq!(
+            store.complete_transaction(42, true),
+            vec![kv("t", Some("1"))]
+        );
+        assert!(store.pending_transactions().is_empty());
+        assert!(store.complete_transaction(42, true).is_empty());
     }
 
     #[test]
