@@ -32,6 +32,7 @@ APT_REQUIREMENTS=(
     "chromium:chromium"
     "promtool:prometheus"
     "nginx:nginx"
+    "pg_ctlcluster:postgresql"
     "curl:curl"
 )
 

@@ -461,6 +461,13 @@ pub struct NodeConfig {
     #[arg(long, env = "SLUICE_BOOTSTRAP")]
     pub bootstrap: Option<String>,
 
+    /// Where the shop keeps its CQRS read model: unset, in this node's own
+    /// database; `postgres://user@host:port/db`, in a PostgreSQL database
+    /// that several shop instances share (their projectors split the
+    /// partitions in one consumer group). No Kafka equivalent.
+    #[arg(long, env = "SLUICE_READ_MODEL")]
+    pub read_model: Option<String>,
+
     /// Kafka bootstrap servers the console (`/api/admin/...` and its pages)
     /// administers, comma separated (default: this node's own Kafka
     /// listener). Any Kafka-compatible cluster works; what the Kafka protocol
@@ -604,6 +611,7 @@ impl NodeConfig {
             offsets_retention_minutes: 10_080,
             shop: false,
             bootstrap: None,
+            read_model: None,
             admin_bootstrap: None,
             shop_partitions: 3,
             shop_replication_factor: -1,

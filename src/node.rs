@@ -235,12 +235,10 @@ pub async fn run_until(config: NodeConfig, shutdown: watch::Receiver<bool>) -> a
             .config
             .shop_payment_processor
             .then(|| format!("shop-payments-{}", broker.config.node_id));
-        let storage = broker.storage.clone();
-        let opened =
-            tokio::task::spawn_blocking(move || crate::app::Shop::open(storage, shop_config))
-                .await
-                .context("opening the shop panicked")?
-                .context("cannot open the shop's read model")?;
+        shop_config.read_model = broker.config.read_model.clone();
+        let opened = crate::app::Shop::open(broker.storage.clone(), shop_config)
+            .await
+            .context("cannot open the shop's read model")?;
         Some(opened)
     } else {
         None

@@ -164,7 +164,8 @@ impl Commands {
         let order = self
             .read_model
             .current()
-            .order(order_id)?
+            .order(order_id)
+            .await?
             .filter(|o| o.created.is_some())
             .ok_or_else(|| ApiError::order_not_found(order_id))?;
         let body = decide(&order)?;
@@ -249,6 +250,7 @@ impl Commands {
                 .read_model
                 .current()
                 .order(&accepted.event.order_id)
+                .await
                 .ok()
                 .flatten()
                 .and_then(|o| {

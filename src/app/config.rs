@@ -20,6 +20,8 @@ pub struct ShopConfig {
     /// Transactional id of this node's embedded payment processor (None:
     /// the node runs none; `sluice shop payment-processor` runs one alone).
     pub payment_processor_id: Option<String>,
+    /// The shared PostgreSQL read model (`postgres://...`); None: the node's own database.
+    pub read_model: Option<String>,
 }
 
 impl ShopConfig {
@@ -33,6 +35,7 @@ impl ShopConfig {
             ws_buffer: 4096,
             max_websocket_clients: 256,
             payment_processor_id: Some("shop-payments-1".to_owned()),
+            read_model: None,
         }
     }
 }

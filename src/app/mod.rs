@@ -59,10 +59,12 @@ use crate::storage::Storage;
 pub struct Shop;
 
 impl Shop {
-    /// Open the shop's trees in `storage` (dropping any half-built replay)
-    /// and build one handle per role over them.
-    pub fn open(storage: Storage, config: ShopConfig) -> Result<AppState, ModelError> {
-        let (read_model, instance_id) = ReadModel::open(storage)?;
+    /// Open the shop's read model (its trees in `storage`, dropping any
+    /// half-built replay, or the PostgreSQL database `config.read_model`)
+    /// and build one handle per role over it.
+    pub async fn open(storage: Storage, config: ShopConfig) -> Result<AppState, ModelError> {
+        let (read_model, instance_id) =
+            ReadModel::open(storage, config.read_model.as_deref()).await?;
         let read_model = Arc::new(read_model);
         let hub = Arc::new(Hub::new(config.ws_buffer, config.max_websocket_clients));
         let link = Arc::new(KafkaLink::new(config));
@@ -123,6 +125,11 @@ pub async fn run(state: AppState, readiness: Component, mut shutdown: watch::Rec
             producer.clone(),
             shutdown.clone(),
         )),
+        tokio::spawn({
+            let read_model = Arc::clone(&state.read_model);
+            let shutdown = shutdown.clone();
+            async move { read_model.follow(shutdown).await }
+        }),
         tokio::spawn(http::ws::push_stats(
             Arc::clone(&state.read_model),
             Arc::clone(&state.hub),

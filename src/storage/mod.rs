@@ -5,6 +5,7 @@
 //! Owns opening, flushing and the key layout of every tree. It knows nothing
 //! about Kafka semantics; `log` and `broker` give the bytes their meaning.
 
+mod app_trees;
 mod files;
 mod http_tokens;
 mod security;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crate::config::LogStoreKind;
+pub use app_trees::{AppTree, AppTx, TxError, TxFailure, TxStop};
 pub use files::{free_bytes, FileKind};
 use files::{DiskSpace, FileCache};
 

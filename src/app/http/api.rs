@@ -29,7 +29,7 @@ use crate::app::domain::order::OrderRecord;
 use crate::app::domain::status::OrderStatus;
 use crate::app::domain::{time, validation};
 use crate::app::read_model::{DeliveryFilter, OrderFilter, PaymentFilter};
-use crate::app::workers::{notifier, projector, replay, simulator};
+use crate::app::workers::{notifier, replay, simulator};
 
 /// Default page size of listings.
 pub(crate) const DEFAULT_LIMIT: usize = 50;
@@ -229,7 +229,11 @@ async fn list_orders(State(app): State<AppState>, q: QueryParams) -> Result<Json
         status: parsed(&q, "status", OrderStatus::parse, "an order status")?,
         customer: text(&q, "customer"),
     };
-    let page = app.read_model.current().orders(&filter, offset, limit)?;
+    let page = app
+        .read_model
+        .current()
+        .orders(&filter, offset, limit)
+        .await?;
     Ok(Json(json!({
         "orders": page.items.iter().map(order_summary_json).collect::<Vec<_>>(),
         "total": page.total,
@@ -238,13 +242,14 @@ async fn list_orders(State(app): State<AppState>, q: QueryParams) -> Result<Json
     })))
 }
 
-fn known_order(app: &AppState, order_id: &str) -> Result<OrderRecord, ApiError> {
+async fn known_order(app: &AppState, order_id: &str) -> Result<OrderRecord, ApiError> {
     if !validation::valid_order_id(order_id) {
         return Err(ApiError::order_not_found(order_id));
     }
     app.read_model
         .current()
-        .order(order_id)?
+        .order(order_id)
+        .await?
         .filter(|o| o.created.is_some())
         .ok_or_else(|| ApiError::order_not_found(order_id))
 }
@@ -253,7 +258,9 @@ async fn get_order(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(order_detail_json(&known_order(&app, &order_id)?)))
+    Ok(Json(order_detail_json(
+        &known_order(&app, &order_id).await?,
+    )))
 }
 
 /// The `{"reason"?}` body of an order-level command and its order id, checked.
@@ -308,7 +315,11 @@ async fn list_payments(
         method: text(&q, "method"),
         order_id: text(&q, "order_id"),
     };
-    let page = app.read_model.current().payments(&filter, offset, limit)?;
+    let page = app
+        .read_model
+        .current()
+        .payments(&filter, offset, limit)
+        .await?;
     Ok(Json(json!({
         "payments": page.items.iter().map(|(o, p)| payment_json(o, p)).collect::<Vec<_>>(),
         "total": page.total,
@@ -332,7 +343,8 @@ async fn list_notifications(
     let page = app
         .read_model
         .current()
-        .notifications(severity, offset, limit)?;
+        .notifications(severity, offset, limit)
+        .await?;
     Ok(Json(json!({
         "notifications": page.items,
         "total": page.total,
@@ -365,7 +377,8 @@ async fn list_deliveries(
     let page = app
         .read_model
         .current()
-        .deliveries(&filter, offset, limit)?;
+        .deliveries(&filter, offset, limit)
+        .await?;
     Ok(Json(json!({
         "deliveries": page.items.iter().map(delivery_json).collect::<Vec<_>>(),
         "total": page.total,
@@ -378,7 +391,7 @@ async fn delivery_timeline(
     State(app): State<AppState>,
     Path(order_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let order = known_order(&app, &order_id)?;
+    let order = known_order(&app, &order_id).await?;
     Ok(Json(json!({
         "order_id": order.order_id,
         "order_status": order.status().as_str(),
@@ -389,7 +402,7 @@ async fn delivery_timeline(
 }
 
 async fn stats(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(model_stats_json(&app.read_model.current())?))
+    Ok(Json(model_stats_json(&app.read_model.current()).await?))
 }
 
 async fn status(State(app): State<AppState>) -> Json<Value> {
@@ -407,7 +420,7 @@ async fn status(State(app): State<AppState>) -> Json<Value> {
         "generation": app.read_model.current().generation,
         "topics": SHOP_TOPICS,
         "groups": {
-            "projector": projector::group_id(&app.instance_id),
+            "projector": app.read_model.projector_group(&app.instance_id),
             "notifier": notifier::GROUP_ID,
         },
         "applied": applied,

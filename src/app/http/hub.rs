@@ -127,27 +127,34 @@ impl Hub {
     }
 }
 
+#[async_trait::async_trait]
 impl ModelListener for Hub {
     fn applied(&self, changes: &[Change]) {
         self.publish_changes(changes);
     }
 
-    fn replaced(&self, model: &Model) {
-        if let Ok(snapshot) = snapshot(model) {
+    async fn replaced(&self, model: &Model) {
+        if let Ok(snapshot) = snapshot(model).await {
             self.publish("snapshot", snapshot["data"].clone());
         }
     }
 }
 
 /// The snapshot message sent on connect (and after a client lagged).
-pub(crate) fn snapshot(model: &Model) -> Result<Value, ModelError> {
-    let orders = model.orders(&OrderFilter::default(), 0, SNAPSHOT_ITEMS)?;
-    let payments = model.payments(&PaymentFilter::default(), 0, SNAPSHOT_ITEMS)?;
-    let deliveries = model.deliveries(&DeliveryFilter::default(), 0, SNAPSHOT_ITEMS)?;
+pub(crate) async fn snapshot(model: &Model) -> Result<Value, ModelError> {
+    let orders = model
+        .orders(&OrderFilter::default(), 0, SNAPSHOT_ITEMS)
+        .await?;
+    let payments = model
+        .payments(&PaymentFilter::default(), 0, SNAPSHOT_ITEMS)
+        .await?;
+    let deliveries = model
+        .deliveries(&DeliveryFilter::default(), 0, SNAPSHOT_ITEMS)
+        .await?;
     Ok(json!({
         "event": "snapshot",
         "data": {
-            "stats": model_stats_json(model)?,
+            "stats": model_stats_json(model).await?,
             "orders": orders.items.iter().map(order_summary_json).collect::<Vec<_>>(),
             "payments": payments.items.iter().map(|(id, p)| payment_json(id, p)).collect::<Vec<_>>(),
             "deliveries": deliveries.items.iter().map(delivery_json).collect::<Vec<_>>(),

@@ -158,8 +158,11 @@ pub(crate) fn stats_json(aggregates: &Aggregates, minutes: &[(i64, MinuteBucket)
 }
 
 /// The `/api/stats` document of `model`.
-pub(crate) fn model_stats_json(model: &Model) -> Result<Value, ModelError> {
-    Ok(stats_json(&model.aggregates()?, &model.minutes(60)?))
+pub(crate) async fn model_stats_json(model: &Model) -> Result<Value, ModelError> {
+    Ok(stats_json(
+        &model.aggregates().await?,
+        &model.minutes(60).await?,
+    ))
 }
 
 /// The 202 body of an accepted command.

@@ -44,14 +44,12 @@ const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 async fn snapshot_text(read_model: &ReadModel) -> Option<Utf8Bytes> {
-    let model = read_model.current();
-    match tokio::task::spawn_blocking(move || snapshot(&model)).await {
-        Ok(Ok(v)) => Some(Utf8Bytes::from(v.to_string())),
-        Ok(Err(e)) => {
+    match snapshot(&read_model.current()).await {
+        Ok(v) => Some(Utf8Bytes::from(v.to_string())),
+        Err(e) => {
             tracing::warn!(error = %e, "cannot build a WebSocket snapshot");
             None
         }
-        Err(_) => None,
     }
 }
 
@@ -142,8 +140,7 @@ pub(crate) async fn push_stats(
             continue;
         }
         seen = version;
-        let model = read_model.current();
-        if let Ok(Ok(stats)) = tokio::task::spawn_blocking(move || model_stats_json(&model)).await {
+        if let Ok(stats) = model_stats_json(&read_model.current()).await {
             hub.publish("stats", stats);
         }
     }

@@ -45,6 +45,26 @@ impl Progress {
         self.changed.notify_waiters();
     }
 
+    /// Raise the applied offsets to `stored` where it is ahead (what other
+    /// nodes applied to a shared model); true if any moved.
+    pub(crate) fn merge_applied(&self, stored: &HashMap<(String, i32), i64>) -> bool {
+        let mut moved = false;
+        {
+            let mut applied = lock(&self.applied);
+            for (tp, next) in stored {
+                let entry = applied.entry(tp.clone()).or_insert(0);
+                if *next > *entry {
+                    *entry = *next;
+                    moved = true;
+                }
+            }
+        }
+        if moved {
+            self.changed.notify_waiters();
+        }
+        moved
+    }
+
     /// Wake commands waiting for the projector.
     pub(crate) fn notify(&self) {
         self.changed.notify_waiters();

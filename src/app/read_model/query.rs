@@ -1,17 +1,13 @@
-//! The query side of the read model: the filtered, paginated listings of
-//! orders, payments and deliveries behind `GET /api/...` and the WebSocket
-//! snapshot, read from the indexes that `store` keeps.
+//! The query side of the read model: the filters and pages of the listings
+//! of orders, payments and deliveries behind `GET /api/...` and the
+//! WebSocket snapshot, and what each filter accepts (every store answers
+//! the same listings; see `store::ModelStore`).
 //!
-//! Must never: write to the tree, talk to Kafka, or shape JSON.
+//! Must never: read or write a store, talk to Kafka, or shape JSON.
 
 use crate::app::domain::events::{DeliveryStatus, PaymentStatus};
 use crate::app::domain::order::{OrderRecord, PaymentEntry};
 use crate::app::domain::status::OrderStatus;
-
-use super::store::{
-    decode, Model, ModelError, NotificationRow, PaymentRow, DELIVERY_BY_TIME, NOTIFICATION,
-    ORDER_BY_TIME, PAYMENT,
-};
 
 /// Filters of `GET /api/orders`.
 #[derive(Debug, Default, Clone)]
@@ -49,144 +45,40 @@ pub struct Page<T> {
     pub total: usize,
 }
 
-impl Model {
-    /// Created orders, newest first.
-    pub fn orders(
-        &self,
-        filter: &OrderFilter,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Page<OrderRecord>, ModelError> {
-        let needle = filter.customer.as_ref().map(|c| c.to_lowercase());
-        let unfiltered = filter.status.is_none() && needle.is_none();
-        let mut items = Vec::new();
-        let mut total = 0;
-        for item in self.tree.scan_prefix([ORDER_BY_TIME]).rev() {
-            let (key, _) = item?;
-            if unfiltered && (total < offset || items.len() >= limit) {
-                total += 1;
-                continue;
-            }
-            let Some(order) = self.order(&String::from_utf8_lossy(&key[9..]))? else {
-                continue;
-            };
-            let keep = filter.status.is_none_or(|s| order.status() == s)
-                && needle.as_ref().is_none_or(|n| {
-                    order
-                        .created
-                        .as_ref()
-                        .is_some_and(|c| c.customer.to_lowercase().contains(n.as_str()))
-                });
-            if keep {
-                if total >= offset && items.len() < limit {
-                    items.push(order);
-                }
-                total += 1;
-            }
-        }
-        Ok(Page { items, total })
-    }
-
-    /// Notifications, newest first, optionally of one severity.
-    pub fn notifications(
-        &self,
-        severity: Option<&str>,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Page<NotificationRow>, ModelError> {
-        let mut items = Vec::new();
-        let mut total = 0;
-        for item in self.tree.scan_prefix([NOTIFICATION]).rev() {
-            let (key, value) = item?;
-            if severity.is_none() && (total < offset || items.len() >= limit) {
-                total += 1;
-                continue;
-            }
-            let row: NotificationRow = decode(&key, &value)?;
-            if severity.is_none_or(|s| row.severity == s) {
-                if total >= offset && items.len() < limit {
-                    items.push(row);
-                }
-                total += 1;
-            }
-        }
-        Ok(Page { items, total })
-    }
-
-    /// Payment records, newest first, as `(order id, entry)`.
-    pub fn payments(
-        &self,
-        filter: &PaymentFilter,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Page<(String, PaymentEntry)>, ModelError> {
-        let unfiltered =
-            filter.status.is_none() && filter.method.is_none() && filter.order_id.is_none();
-        let mut items = Vec::new();
-        let mut total = 0;
-        for item in self.tree.scan_prefix([PAYMENT]).rev() {
-            let (key, value) = item?;
-            if unfiltered && (total < offset || items.len() >= limit) {
-                total += 1;
-                continue;
-            }
-            let row: PaymentRow = decode(&key, &value)?;
-            let keep = filter.status.is_none_or(|s| row.entry.status == s)
-                && filter
-                    .method
+impl OrderFilter {
+    /// Whether `order` passes; `needle` is the customer filter in lower case.
+    pub(crate) fn matches(&self, order: &OrderRecord, needle: Option<&str>) -> bool {
+        self.status.is_none_or(|s| order.status() == s)
+            && needle.is_none_or(|n| {
+                order
+                    .created
                     .as_ref()
-                    .is_none_or(|m| row.entry.method.eq_ignore_ascii_case(m))
-                && filter.order_id.as_ref().is_none_or(|o| &row.order_id == o);
-            if keep {
-                if total >= offset && items.len() < limit {
-                    items.push((row.order_id, row.entry));
-                }
-                total += 1;
-            }
-        }
-        Ok(Page { items, total })
+                    .is_some_and(|c| c.customer.to_lowercase().contains(n))
+            })
     }
+}
 
-    /// Orders that have a delivery, by latest step time, newest first.
-    pub fn deliveries(
-        &self,
-        filter: &DeliveryFilter,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Page<OrderRecord>, ModelError> {
-        let unfiltered = filter.status.is_none() && filter.carrier.is_none();
-        let mut items = Vec::new();
-        let mut total = 0;
-        for item in self.tree.scan_prefix([DELIVERY_BY_TIME]).rev() {
-            let (key, _) = item?;
-            let at = <[u8; 8]>::try_from(&key[1..9]).map_or(0, u64::from_be_bytes) as i64;
-            if filter.to.is_some_and(|to| at > to) {
-                continue;
-            }
-            if filter.from.is_some_and(|from| at < from) {
-                break;
-            }
-            if unfiltered && (total < offset || items.len() >= limit) {
-                total += 1;
-                continue;
-            }
-            let Some(order) = self.order(&String::from_utf8_lossy(&key[9..]))? else {
-                continue;
-            };
-            let keep = filter
-                .status
-                .is_none_or(|s| order.delivery_status() == Some(s))
-                && filter
-                    .carrier
-                    .as_ref()
-                    .is_none_or(|c| order.carrier().is_some_and(|oc| oc.eq_ignore_ascii_case(c)));
-            if keep {
-                if total >= offset && items.len() < limit {
-                    items.push(order);
-                }
-                total += 1;
-            }
-        }
-        Ok(Page { items, total })
+impl PaymentFilter {
+    /// Whether the payment `entry` of `order_id` passes.
+    pub(crate) fn matches(&self, order_id: &str, entry: &PaymentEntry) -> bool {
+        self.status.is_none_or(|s| entry.status == s)
+            && self
+                .method
+                .as_ref()
+                .is_none_or(|m| entry.method.eq_ignore_ascii_case(m))
+            && self.order_id.as_ref().is_none_or(|o| o == order_id)
+    }
+}
+
+impl DeliveryFilter {
+    /// Whether `order` passes the status and carrier filters (the time
+    /// range is the index's).
+    pub(crate) fn matches(&self, order: &OrderRecord) -> bool {
+        self.status
+            .is_none_or(|s| order.delivery_status() == Some(s))
+            && self
+                .carrier
+                .as_ref()
+                .is_none_or(|c| order.carrier().is_some_and(|oc| oc.eq_ignore_ascii_case(c)))
     }
 }

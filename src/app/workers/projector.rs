@@ -1,18 +1,23 @@
-//! The projector: a consumer group of its own per node
-//! (`sluice-shop-projector-{instance}`, so every node reads every partition
-//! and serves the whole read model), applying the shop's topics to the read
-//! model and handing what changed to the WebSocket hub.
+//! The projector: applies the shop's topics to the read model and hands
+//! what changed to the WebSocket hub. On the node's own sled model it runs in
+//! a consumer group of its own per node (`sluice-shop-projector-{instance}`,
+//! so every node reads every partition and serves the whole read model); on
+//! a shared PostgreSQL model every node joins the database's group, so the
+//! partitions are split between the nodes and a dead node's partitions move
+//! to the others (`ReadModel::projector_group`).
 //!
-//! Exactly-once into the model: each fetched batch is applied in one sled
-//! transaction that also stores, per topic-partition, the next offset to
-//! apply. On (re)assignment the projector resumes from those stored offsets,
+//! Exactly-once into the model: each fetched batch is applied in one
+//! transaction of the store that also stores, per topic-partition, the next
+//! offset to apply (and skips records below it). On (re)assignment the projector resumes from those stored offsets,
 //! not from the group's committed ones: the stored offset is atomic with the
 //! model, so after a crash it is exactly where the model stopped, while a
 //! committed offset may lag it (crash between apply and commit) or even lead
 //! it (if the model's trees were lost or rebuilt). Offsets are committed to
 //! the group every `COMMIT_INTERVAL`, only after sled has flushed the model
 //! they describe, so the group's lag as seen by Kafka tools never claims more
-//! than what is durable.
+//! than what is durable. When the live generation changes under it (another
+//! node installed a replayed model), it repositions at that generation's
+//! offsets before applying anything more.
 //!
 //! A replay (`super::replay`) hands a rebuilt model over through a
 //! [`SwapRequest`]; the projector finishes it between two polls. What changed
@@ -40,18 +45,13 @@ type Offsets = HashMap<(String, i32), i64>;
 /// How often applied offsets are flushed and committed.
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The projector group of the node whose shop instance is `instance_id`.
-pub(crate) fn group_id(instance_id: &str) -> String {
-    format!("sluice-shop-projector-{instance_id}")
-}
-
 /// Told what the projector did to the live model.
+#[async_trait::async_trait]
 pub(crate) trait ModelListener: Send + Sync {
     /// A batch was applied; `changes` says what changed.
     fn applied(&self, changes: &[Change]);
-    /// The live model was replaced whole by `model` (after a replay). Called
-    /// on a blocking thread: it may read the whole model.
-    fn replaced(&self, model: &Model);
+    /// The live model was replaced whole by `model` (after a replay).
+    async fn replaced(&self, model: &Model);
 }
 
 /// What the replay hands to the projector to finish.
@@ -86,7 +86,7 @@ pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watc
         listener,
         mut swaps,
     } = projector;
-    let mut config = GroupConfig::new(group_id(&instance_id), &SHOP_TOPICS);
+    let mut config = GroupConfig::new(read_model.projector_group(&instance_id), &SHOP_TOPICS);
     config.group_instance_id = Some(format!("projector-{instance_id}"));
     config.fetch.max_wait = Duration::from_millis(250);
     // Payment outcomes are written in transactions: only committed ones count.
@@ -95,10 +95,13 @@ pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watc
     let mut last_commit = Instant::now();
     let mut dirty = false;
     let mut flushing: Option<tokio::task::JoinHandle<Option<Offsets>>> = None;
+    // The generation the consumer's positions belong to.
+    let mut positioned = read_model.current().generation;
     loop {
         if let Some(rx) = swaps.as_mut() {
             if let Ok(request) = rx.try_recv() {
                 finish_replay(&read_model, &listener, &mut consumer, request).await;
+                positioned = read_model.current().generation;
             }
         }
         let polled = tokio::select! {
@@ -114,7 +117,9 @@ pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watc
                 }
             }
             Ok(GroupEvent::Assigned(partitions)) => {
-                let stored = match read_model.current().stored_offsets() {
+                let model = read_model.current();
+                positioned = model.generation;
+                let stored = match model.stored_offsets().await {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read the read model's offsets");
@@ -137,6 +142,14 @@ pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watc
                 if batches.iter().all(|b| b.records.is_empty()) {
                     // Nothing new; fall through to the commit check.
                     applied_up_to_positions(&consumer, &read_model);
+                } else if read_model.current().generation != positioned {
+                    // Another node installed a new generation: these records
+                    // were positioned for the old one.
+                    let model = read_model.current();
+                    positioned = model.generation;
+                    if let Ok(stored) = model.stored_offsets().await {
+                        seek_assigned(&mut consumer, &stored);
+                    }
                 } else {
                     let model = read_model.current();
                     match apply_batches(&model, batches, None).await {
@@ -153,7 +166,9 @@ pub(crate) async fn run(projector: Projector, client: Client, mut shutdown: watc
                         Err(e) => {
                             // Nothing was stored: re-read from the model's offsets.
                             tracing::error!(error = %e, "projector cannot apply a batch; retrying");
-                            if let Ok(stored) = model.stored_offsets() {
+                            let model = read_model.current();
+                            positioned = model.generation;
+                            if let Ok(stored) = model.stored_offsets().await {
                                 seek_assigned(&mut consumer, &stored);
                             }
                             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -254,7 +269,7 @@ async fn finish_replay(
 ) {
     let live = read_model.current();
     let outcome = async {
-        let targets = live.stored_offsets()?;
+        let targets = live.stored_offsets().await?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let behind = targets.iter().any(|(tp, &target)| {
@@ -291,27 +306,22 @@ async fn finish_replay(
         return;
     }
     let new_model = request.model.clone();
-    let stored = match new_model.stored_offsets() {
+    let stored = match new_model.stored_offsets().await {
         Ok(s) => s,
         Err(e) => {
             let _ = request.reply.send(Err(e.to_string()));
             return;
         }
     };
-    if let Err(e) = read_model.install(new_model) {
+    if let Err(e) = read_model.install(new_model).await {
         let _ = request.reply.send(Err(e.to_string()));
         return;
     }
     seek_assigned(consumer, &stored);
     read_model.progress.reset_applied(stored);
     read_model.bump_version();
-    let _ = tokio::task::spawn_blocking({
-        let listener = Arc::clone(listener);
-        let model = read_model.current();
-        move || listener.replaced(&model)
-    })
-    .await;
-    if let Err(e) = read_model.discard(live) {
+    listener.replaced(&read_model.current()).await;
+    if let Err(e) = read_model.discard(live).await {
         tracing::warn!(error = %e, "cannot drop the replaced read model");
     }
     let _ = request.reply.send(Ok(()));

@@ -1,17 +1,20 @@
 //! Replay (`POST /api/replay`): rebuild the read model from offset 0 of the
 //! shop's topics into a fresh tree, then swap it in.
 //!
-//! 1. A new generation's tree (`app:model:{n+1}`) is filled by a plain
+//! 1. A new generation (on sled the tree `app:model:{n+1}`, on PostgreSQL
+//!    the rows of the sequence's next generation) is filled by a plain
 //!    partition fetcher (no group: it must read everything, whoever owns the
 //!    partitions) up to the log end offsets sampled at the start, while the
 //!    live projector keeps serving.
 //! 2. The projector then pauses, brings the new model exactly up to the live
-//!    model's offsets, writes the new generation to `app:meta`, swaps the
-//!    model in, drops the old tree, repositions its consumer at the new
+//!    model's offsets, records the new generation as current, swaps the
+//!    model in, drops the old generation, repositions its consumer at the new
 //!    model's offsets and pushes a fresh `snapshot` to WebSocket clients.
 //!
-//! A crash mid-replay leaves the old generation current; the unfinished tree
-//! is dropped at the next start.
+//! A crash mid-replay leaves the old generation current; on sled the
+//! unfinished tree is dropped at the next start. On a shared PostgreSQL
+//! model the other nodes move to the new generation when they see it
+//! installed (`ReadModel::follow`).
 //!
 //! Must never: swap the model itself (the projector does, between two of its
 //! polls), or import the command side or HTTP.
@@ -167,10 +170,12 @@ async fn rebuild(replay: &Replay) -> Result<(), String> {
     let model = replay
         .read_model
         .fresh_generation(generation)
+        .await
         .map_err(|e| e.to_string())?;
+    lock(&replay.status).to_generation = model.generation;
     let outcome = fill(replay, &client, model.clone()).await;
     if outcome.is_err() {
-        let _ = replay.read_model.discard(model);
+        let _ = replay.read_model.discard(model).await;
     }
     outcome
 }
