@@ -112,7 +112,9 @@ pub fn main() -> ExitCode {
             }
             Command::Tokens(cmd) => crate::tokens_cli::run(cmd),
             Command::Users(cmd) => crate::users_cli::run(cmd).await,
-            Command::Shop(cmd) => crate::app::run_command(cmd).await,
+            Command::Shop(cmd) => {
+                crate::app::run_command(cmd, crate::node::wait_for_signal()).await
+            }
         }
     });
     match outcome {

@@ -34,8 +34,12 @@ pub struct PaymentProcessorArgs {
     pub partitions: i32,
 }
 
-/// Run a `sluice shop` subcommand.
-pub async fn run_command(cmd: ShopCommand) -> anyhow::Result<()> {
+/// Run a `sluice shop` subcommand until `stop` (the caller's SIGINT/SIGTERM
+/// wait) completes.
+pub async fn run_command(
+    cmd: ShopCommand,
+    stop_signal: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     match cmd {
         ShopCommand::PaymentProcessor(args) => {
             let client_config = ClientConfig::new(&args.bootstrap);
@@ -54,7 +58,7 @@ pub async fn run_command(cmd: ShopCommand) -> anyhow::Result<()> {
                 transactional_id: args.transactional_id,
             };
             let worker = tokio::spawn(payment_processor::run(config, shutdown));
-            crate::node::wait_for_signal().await;
+            stop_signal.await;
             let _ = stop.send(true);
             let _ = worker.await;
             Ok(())
