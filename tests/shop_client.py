@@ -90,10 +90,13 @@ def end_offsets(bootstrap: str, topics=SHOP_TOPICS) -> dict[tuple[str, int], int
 
 
 def read_topics(bootstrap: str, topics=SHOP_TOPICS, timeout: float = 60.0) -> list[dict]:
-    """Every record of `topics`, per partition in offset order:
-    dicts with topic, partition, offset, key, value (parsed JSON or None)."""
+    """Every committed record of `topics` (read_committed: the shop writes
+    payment outcomes in transactions, and the read model reads only what
+    commits), per partition in offset order: dicts with topic, partition,
+    offset, key, value (parsed JSON or None)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             fetch_max_wait_ms=100, max_poll_records=5000)
+                             fetch_max_wait_ms=100, max_poll_records=5000,
+                             isolation_level="read_committed")
     try:
         parts = [TopicPartition(t, p) for t in topics
                  for p in sorted(consumer.partitions_for_topic(t) or [])]
@@ -117,9 +120,21 @@ def read_topics(bootstrap: str, topics=SHOP_TOPICS, timeout: float = 60.0) -> li
         consumer.close()
 
 
+def record_ends(bootstrap: str) -> dict[tuple[str, int], int]:
+    """Per partition of the shop's topics, the offset after its last committed
+    record (a transaction's COMMIT or ABORT marker after it is not a record:
+    a node counts it as applied on the partitions it projects, the offsets a
+    shared database stores stop at the record)."""
+    ends = {tp: 0 for tp in end_offsets(bootstrap)}
+    for r in read_topics(bootstrap):
+        key = (r["topic"], r["partition"])
+        ends[key] = max(ends.get(key, 0), r["offset"] + 1)
+    return ends
+
+
 def wait_caught_up(node: Broker, bootstrap: str, timeout: float = 60.0) -> None:
-    """Poll until the projector has applied every record of the shop's topics."""
-    ends = end_offsets(bootstrap)
+    """Poll until the projector has applied every committed record of the shop's topics."""
+    ends = record_ends(bootstrap)
 
     def caught_up():
         status, body = call(node, "GET", "/api/status")
@@ -127,7 +142,16 @@ def wait_caught_up(node: Broker, bootstrap: str, timeout: float = 60.0) -> None:
             return False
         applied = {(a["topic"], a["partition"]): a["next_offset"] for a in body["applied"]}
         return all(applied.get(tp, 0) >= end for tp, end in ends.items())
-    wait_until(caught_up, timeout, interval=0.1, what="the projector to apply every record")
+    try:
+        wait_until(caught_up, timeout, interval=0.1, what="the projector to apply every record")
+    except TimeoutError:
+        status, body = call(node, "GET", "/api/status")
+        applied = {(a["topic"], a["partition"]): a["next_offset"] for a in body.get("applied", [])} \
+            if status == 200 else {}
+        behind = {f"{t}-{p}": (applied.get((t, p)), end) for (t, p), end in ends.items()
+                  if applied.get((t, p), 0) < end}
+        raise TimeoutError(f"timed out after {timeout}s waiting for the projector to apply every "
+                           f"record; behind (applied, end): {behind}") from None
 
 
 DELIVERY_TO_ORDER = {
