@@ -28,7 +28,7 @@ use kafka_protocol::messages::{
     FindCoordinatorRequest, GroupId, InitProducerIdRequest, TopicName, TransactionalId,
     TxnOffsetCommitRequest,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::time::Instant;
 
 use super::encoding::ProducerIdentity;
@@ -216,6 +216,36 @@ impl Transactions {
         }
     }
 
+    /// Send `request` to the transaction coordinator (found and retried as
+    /// `on_coordinator` does); its top-level error code, read by `code`,
+    /// becomes the result, through `check` (a fatal error sticks).
+    async fn ask_coordinator<R>(
+        &self,
+        client: &Client,
+        api: ApiKey,
+        request: R,
+        code: fn(&R::Response) -> i16,
+    ) -> Result<(), ClientError>
+    where
+        R: Request + Clone,
+    {
+        let result = on_coordinator(
+            client,
+            &self.id,
+            KEY_TYPE_TRANSACTION,
+            &self.coordinator,
+            |conn| {
+                let request = request.clone();
+                async move {
+                    let response = conn.request(&request).await?;
+                    code_error(api, code(&response))
+                }
+            },
+        )
+        .await;
+        self.check(result)
+    }
+
     fn transactional_id(&self) -> TransactionalId {
         TransactionalId(str_bytes(&self.id))
     }
@@ -397,21 +427,8 @@ impl Transactions {
             .with_producer_id(identity.producer_id.into())
             .with_producer_epoch(identity.producer_epoch)
             .with_group_id(GroupId(str_bytes(group_id)));
-        let result = on_coordinator(
-            client,
-            &self.id,
-            KEY_TYPE_TRANSACTION,
-            &self.coordinator,
-            |conn| {
-                let add = add.clone();
-                async move {
-                    let response = conn.request(&add).await?;
-                    code_error(ApiKey::AddOffsetsToTxn, response.error_code)
-                }
-            },
-        )
-        .await;
-        self.check(result)?;
+        self.ask_coordinator(client, ApiKey::AddOffsetsToTxn, add, |r| r.error_code)
+            .await?;
         self.lock().offsets_added = true;
 
         let mut topics: Vec<TxnOffsetCommitRequestTopic> = Vec::new();
@@ -506,21 +523,8 @@ impl Transactions {
                 .with_producer_id(identity.producer_id.into())
                 .with_producer_epoch(identity.producer_epoch)
                 .with_committed(commit);
-            let result = on_coordinator(
-                client,
-                &self.id,
-                KEY_TYPE_TRANSACTION,
-                &self.coordinator,
-                |conn| {
-                    let request = request.clone();
-                    async move {
-                        let response = conn.request(&request).await?;
-                        code_error(ApiKey::EndTxn, response.error_code)
-                    }
-                },
-            )
-            .await;
-            self.check(result)?;
+            self.ask_coordinator(client, ApiKey::EndTxn, request, |r| r.error_code)
+                .await?;
         }
         *self.lock() = TxnState::default();
         Ok(())
