@@ -37,8 +37,6 @@ const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a payment's answer waits for the processor's outcome before it
 /// says `pending`.
 const PAYMENT_OUTCOME_WAIT: Duration = Duration::from_secs(5);
-/// How often the read model is looked at meanwhile.
-const PAYMENT_OUTCOME_POLL: Duration = Duration::from_millis(10);
 
 /// What a command answers with (202 Accepted).
 #[derive(Debug, Clone)]
@@ -239,13 +237,16 @@ impl Commands {
 
     /// For a `PaymentRequested`: wait (holding the order's lock, so a retry
     /// is validated against the outcome) until the read model holds the
-    /// outcome of the payment, or [`PAYMENT_OUTCOME_WAIT`] passed.
+    /// outcome of the payment, or [`PAYMENT_OUTCOME_WAIT`] passed. The
+    /// model is read again each time it moves (the projector applied a
+    /// batch, or on a shared model another node did), not on a timer.
     async fn await_payment_outcome(&self, mut accepted: Accepted) -> Accepted {
         let EventBody::PaymentRequested(request) = &accepted.event.body else {
             return accepted;
         };
         let deadline = tokio::time::Instant::now() + PAYMENT_OUTCOME_WAIT;
         loop {
+            let moved = self.read_model.progress.next_move();
             let entry = self
                 .read_model
                 .current()
@@ -262,10 +263,9 @@ impl Commands {
                 accepted.outcome = Some((entry.status, entry.reason));
                 return accepted;
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
                 return accepted;
             }
-            tokio::time::sleep(PAYMENT_OUTCOME_POLL).await;
         }
     }
 

@@ -202,6 +202,9 @@ pub struct BrokerConnection {
     /// Version ranges the broker advertised, by API key; set once by the
     /// ApiVersions handshake.
     broker_versions: OnceLock<HashMap<i16, VersionRange>>,
+    /// The features the broker finalized (name -> level), from the same
+    /// handshake (ApiVersions v3+).
+    finalized_features: OnceLock<HashMap<String, i16>>,
     /// The reader and writer tasks, stopped when the connection is dropped.
     tasks: [AbortHandle; 2],
 }
@@ -275,6 +278,7 @@ impl BrokerConnection {
             shared,
             next_correlation_id: AtomicI32::new(0),
             broker_versions: OnceLock::new(),
+            finalized_features: OnceLock::new(),
             tasks: [reader.abort_handle(), writer.abort_handle()],
         }
     }
@@ -294,6 +298,14 @@ impl BrokerConnection {
         self.broker_versions
             .get()
             .and_then(|v| v.get(&(api as i16)).copied())
+    }
+
+    /// The level at which the broker finalized feature `name` (such as
+    /// `transaction.version`), if it did.
+    pub fn finalized_feature(&self, name: &str) -> Option<i16> {
+        self.finalized_features
+            .get()
+            .and_then(|f| f.get(name).copied())
     }
 
     /// The highest version of `R` that both this client and the broker speak.
@@ -461,6 +473,12 @@ impl BrokerConnection {
                 })
                 .collect();
             let _ = self.broker_versions.set(table);
+            let features = response
+                .finalized_features
+                .iter()
+                .map(|f| (f.name.to_string(), f.max_version_level))
+                .collect();
+            let _ = self.finalized_features.set(features);
             return Ok(());
         }
         Err(ClientError::UnsupportedVersion {

@@ -100,6 +100,9 @@ pub fn txn_verify_error_code(e: &TxnVerifyError) -> i16 {
         TxnVerifyError::ProducerFenced => code::PRODUCER_FENCED,
         TxnVerifyError::InvalidProducerEpoch => code::INVALID_PRODUCER_EPOCH,
         TxnVerifyError::NotInTransaction => code::INVALID_TXN_STATE,
+        // Retriable for every client, as Kafka answers a produce request
+        // that came while the previous transaction's markers are written.
+        TxnVerifyError::ConcurrentTransactions => code::NOT_ENOUGH_REPLICAS,
     }
 }
 

@@ -43,7 +43,7 @@ use kafka_protocol::protocol::StrBytes;
 /// The APIs this broker serves and the version range of each. Every range is
 /// within what kafka-protocol's request *and* response types encode and decode.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 11),
+    (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),

@@ -24,7 +24,7 @@ use super::{code, str_bytes};
 use crate::broker::Broker;
 use crate::log::batch::records_in_batches;
 use crate::metrics;
-use crate::partition::{AppendRequest, Partitions, TopicRecords};
+use crate::partition::{AppendRequest, Partitions, TopicRecords, TxnAsk};
 
 const PRODUCE: i16 = ApiKey::Produce as i16;
 
@@ -33,6 +33,7 @@ const PRODUCE: i16 = ApiKey::Produce as i16;
 pub async fn handle(
     partitions: &Partitions,
     req: ProduceRequest,
+    version: i16,
     client: IpAddr,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
@@ -69,6 +70,13 @@ pub async fn handle(
                 .as_ref()
                 .filter(|t| !t.0.is_empty())
                 .map(|t| t.0.to_string()),
+            // KIP-890 part 2: from v12 the client leaves adding a partition
+            // to its transaction to the partition's leader.
+            txn_ask: if version >= 12 {
+                TxnAsk::Add
+            } else {
+                TxnAsk::Verify
+            },
             client,
             topics,
         })

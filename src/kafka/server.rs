@@ -750,7 +750,7 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
             let mut req: ProduceRequest = r.decode()?;
             let refused = authz::produce(&r.access(), &mut req, |n| r.topic_exists(n));
             let throttle = r.throttle(quota::PRODUCER_BYTE_RATE, bytes);
-            let resp = produce::handle(r.partitions(), req, r.client_ip).await;
+            let resp = produce::handle(r.partitions(), req, r.version, r.client_ip).await;
             let throttle_time_ms = throttled(throttle).await;
             match resp {
                 Some(mut resp) => {
@@ -1310,7 +1310,9 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
             {
                 return r.respond(&super::txn::txn_offset_commit_refused(&req, error));
             }
-            r.respond(&super::txn::txn_offset_commit(r.groups(), req, r.version).await)
+            r.respond(
+                &super::txn::txn_offset_commit(r.groups(), r.transactions(), req, r.version).await,
+            )
         }),
     ),
     (

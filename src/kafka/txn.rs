@@ -5,9 +5,13 @@
 //! the transaction coordinator (`txn`) or, for TxnOffsetCommit, the group
 //! coordinator, and its typed errors to codes (`kafka::errors`).
 //!
-//! EndTxn v5 answers with the producer id and epoch unchanged: the epoch is
-//! not bumped per transaction (KIP-890 part 2 needs the `transaction.version`
-//! feature, which this broker does not advertise, so clients do not expect it).
+//! KIP-890 part 2 (the `transaction.version` 2 feature ApiVersions
+//! advertises): EndTxn v5 bumps the epoch with each transaction's markers
+//! and answers with the new producer id and epoch; Produce v12 adds a
+//! partition to the transaction itself (the partition layer asks the
+//! coordinator), TxnOffsetCommit v5 the group's offsets partition, so such a
+//! client sends neither AddPartitionsToTxn nor AddOffsetsToTxn. Older
+//! versions keep the epoch for the producer's life.
 //!
 //! Must never: hold transaction policy. Locks: none.
 
@@ -25,9 +29,10 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::*;
 
-use super::errors::{outcome_code, txn_error_code, txn_outcome_code};
+use super::errors::{outcome_code, txn_error_code, txn_outcome_code, txn_verify_error_code};
 use super::{code, str_bytes};
 use crate::group::{CommitRequest, GroupCoordinator, PartitionCommit};
+use crate::partition::{TxnAsk, TxnVerifyError};
 use crate::txn::{TransactionCoordinator, TxnState};
 
 /// InitProducerId with a transactional id.
@@ -185,28 +190,71 @@ pub async fn end_txn(
     version: i16,
 ) -> EndTxnResponse {
     let mut resp = EndTxnResponse::default();
-    resp.error_code = txn_outcome_code(
-        &txns
-            .end_txn(
-                &req.transactional_id.0,
-                req.producer_id.0,
-                req.producer_epoch,
-                req.committed,
-            )
-            .await,
-    );
+    let outcome = txns
+        .end_txn(
+            &req.transactional_id.0,
+            req.producer_id.0,
+            req.producer_epoch,
+            req.committed,
+            version >= 5,
+        )
+        .await;
+    let (id, epoch) = match outcome {
+        Ok(answer) => answer,
+        Err(e) => {
+            resp.error_code = txn_error_code(&e);
+            (-1, -1)
+        }
+    };
     if version >= 5 {
-        resp.producer_id = req.producer_id;
-        resp.producer_epoch = req.producer_epoch;
+        resp.producer_id = ProducerId(id);
+        resp.producer_epoch = epoch;
     }
     resp
 }
 
+/// TxnOffsetCommit v5+ (KIP-890 part 2): the group's offsets partition
+/// joins the producer's transaction here, as AddOffsetsToTxn did before.
+async fn add_offsets_partition(
+    txns: &Arc<TransactionCoordinator>,
+    req: &TxnOffsetCommitRequest,
+) -> Result<(), i16> {
+    let partition = txns
+        .offsets_partition(&req.group_id.0)
+        .map_err(|e| txn_error_code(&e))?;
+    let verdicts = Arc::clone(txns)
+        .ask_for_partitions(
+            TxnAsk::Add,
+            req.transactional_id.0.to_string(),
+            req.producer_id.0,
+            req.producer_epoch,
+            vec![partition],
+        )
+        .await;
+    match verdicts.into_iter().next() {
+        Some((_, Ok(()))) => Ok(()),
+        Some((_, Err(e))) => Err(match e {
+            // The group coordinator answers: its own codes send the
+            // client back to find it, so the transaction's are told apart.
+            TxnVerifyError::NotCoordinator => code::COORDINATOR_NOT_AVAILABLE,
+            TxnVerifyError::ConcurrentTransactions => code::CONCURRENT_TRANSACTIONS,
+            other => txn_verify_error_code(&other),
+        }),
+        None => Err(code::COORDINATOR_NOT_AVAILABLE),
+    }
+}
+
 pub async fn txn_offset_commit(
     groups: &GroupCoordinator,
+    txns: &Arc<TransactionCoordinator>,
     req: TxnOffsetCommitRequest,
     version: i16,
 ) -> TxnOffsetCommitResponse {
+    if version >= 5 {
+        if let Err(error) = add_offsets_partition(txns, &req).await {
+            return txn_offset_commit_refused(&req, error);
+        }
+    }
     let partitions: Vec<PartitionCommit> = req
         .topics
         .iter()

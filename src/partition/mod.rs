@@ -40,7 +40,7 @@ use crate::replication::{
     check_leader_epoch, CommitWait, LeadershipListener, ReplicaError, ReplicaManager,
 };
 use auto_create::AutoCreateLimits;
-pub use txn::{TxnMarker, TxnMarkerListener, TxnVerifier, TxnVerifyError, VerifyResults};
+pub use txn::{TxnAsk, TxnMarker, TxnMarkerListener, TxnVerifier, TxnVerifyError, VerifyResults};
 
 /// Why one partition of a request was not served.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +100,9 @@ pub struct AppendRequest {
     pub timeout: Duration,
     /// The producer's transactional id, for a transactional produce.
     pub transactional_id: Option<String>,
+    /// What the coordinator is asked before a producer's first
+    /// transactional batch on a partition (Produce v12+: add it).
+    pub txn_ask: TxnAsk,
     /// The address the request came from (the key of the auto-creation limit).
     pub client: IpAddr,
     pub topics: Vec<TopicRecords>,

@@ -48,6 +48,22 @@ pub enum TxnVerifyError {
     InvalidProducerEpoch,
     #[error("the partition is not in the producer's transaction")]
     NotInTransaction,
+    #[error("the markers of the producer's previous transaction are being written")]
+    ConcurrentTransactions,
+}
+
+/// What the partition layer asks of the transaction coordinator before a
+/// producer's first transactional batch on a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnAsk {
+    /// KIP-890 part 1 (Produce up to v11): the client added the partition
+    /// itself (AddPartitionsToTxn); the coordinator must have it in the
+    /// producer's ongoing transaction.
+    Verify,
+    /// KIP-890 part 2 (Produce v12+, TxnOffsetCommit v5+): the client does
+    /// not send AddPartitionsToTxn; the coordinator adds the partition to
+    /// the producer's transaction (starting it) if the epoch is current.
+    Add,
 }
 
 /// Per partition: Ok or why it is refused.
@@ -58,6 +74,7 @@ pub type VerifyResults = Vec<((String, i32), Result<(), TxnVerifyError>)>;
 pub trait TxnVerifier: Send + Sync + 'static {
     fn verify(
         &self,
+        ask: TxnAsk,
         transactional_id: String,
         producer_id: i64,
         producer_epoch: i16,
@@ -189,7 +206,8 @@ impl Partitions {
 
     /// The KIP-890 check of a produce request: for each partition whose
     /// records are transactional and whose producer has no transaction open
-    /// there yet, ask the coordinator. Returns the refused partitions by
+    /// there yet, ask the coordinator (to verify, or for Produce v12+ to add
+    /// the partition: `req.txn_ask`). Returns the refused partitions by
     /// (topic index, partition index).
     pub(super) async fn verify_transactions(
         &self,
@@ -242,7 +260,7 @@ impl Partitions {
                 .map(|(_, _, name, index)| (name.clone(), *index))
                 .collect();
             let verdicts: HashMap<(String, i32), Result<(), TxnVerifyError>> = verifier
-                .verify(id.clone(), producer_id, epoch, partitions)
+                .verify(req.txn_ask, id.clone(), producer_id, epoch, partitions)
                 .await
                 .into_iter()
                 .collect();

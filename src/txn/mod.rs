@@ -418,17 +418,18 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         group_id: &str,
     ) -> Result<(), TxnError> {
+        let partition = self.offsets_partition(group_id)?;
+        self.add_partitions(transactional_id, producer_id, producer_epoch, &[partition])
+            .await
+    }
+
+    /// The group's partition of `__consumer_offsets`, which a transaction
+    /// that commits the group's offsets writes a marker to.
+    pub fn offsets_partition(&self, group_id: &str) -> Result<(String, i32), TxnError> {
         let count = self
             .topic_partition_count(OFFSETS_TOPIC)
             .ok_or(TxnError::CoordinatorNotAvailable)?;
-        let partition = partition_for(group_id, count);
-        self.add_partitions(
-            transactional_id,
-            producer_id,
-            producer_epoch,
-            &[(OFFSETS_TOPIC.to_owned(), partition)],
-        )
-        .await
+        Ok((OFFSETS_TOPIC.to_owned(), partition_for(group_id, count)))
     }
 
     /// KIP-890: each partition, Ok if the producer's ongoing transaction
@@ -459,30 +460,39 @@ impl TransactionCoordinator {
     }
 
     /// EndTxn: commit or abort. Answers once the markers are written and
-    /// the transaction is complete.
+    /// the transaction is complete, with the producer id and epoch the
+    /// producer goes on with: bumped when `bump` (EndTxn v5+, KIP-890 part
+    /// 2), else the ones it sent.
     pub async fn end_txn(
         self: &Arc<Self>,
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
-    ) -> Result<(), TxnError> {
+        bump: bool,
+    ) -> Result<(i64, i16), TxnError> {
         let (wait, prepared) = {
             let mut txns = lock(&self.txns);
             self.store_for(transactional_id)?;
             let m = txns
                 .get(transactional_id)
                 .ok_or(TxnError::InvalidProducerIdMapping)?;
-            match m.end(producer_id, producer_epoch, commit, now_ms())? {
-                EndStep::AlreadyDone => return Ok(()),
+            let step = m.end(producer_id, producer_epoch, commit, bump, now_ms(), || {
+                self.new_producer_id()
+            })?;
+            match step {
+                EndStep::AlreadyDone if bump => return Ok((m.producer_id, m.producer_epoch)),
+                EndStep::AlreadyDone => return Ok((producer_id, producer_epoch)),
                 EndStep::Prepare(next) => (self.write(&mut txns, next.clone())?, next),
             }
         };
         self.replicated(wait).await?;
+        let answer = (prepared.producer_id, prepared.producer_epoch);
         // A task of its own: a client that goes away does not stop it.
         tokio::spawn(Arc::clone(self).complete(prepared))
             .await
-            .map_err(|_| TxnError::CoordinatorNotAvailable)?
+            .map_err(|_| TxnError::CoordinatorNotAvailable)??;
+        Ok(answer)
     }
 
     /// Write the markers of a prepared transaction until every partition has

@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::client::connection::{BrokerConnection, ConnectionConfig};
+use crate::partition::TxnAsk;
 
 /// A partition and the error code a peer answered for it (0: none).
 pub type PartitionCode = ((String, i32), i16);
@@ -117,14 +118,15 @@ impl Peers {
         )
     }
 
-    /// AddPartitionsToTxn v4 `verify_only` to the coordinator `broker`.
-    pub async fn verify(
+    /// AddPartitionsToTxn v4+ to the coordinator `broker`: with
+    /// `verify_only` for [`TxnAsk::Verify`], without it to add.
+    pub async fn ask(
         &self,
         broker: i32,
         addr: &str,
+        ask: TxnAsk,
         transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
+        (producer_id, producer_epoch): (i64, i16),
         partitions: &[(String, i32)],
     ) -> Option<Vec<PartitionCode>> {
         let conn = self.connection(broker, addr).await?;
@@ -132,7 +134,7 @@ impl Peers {
         txn.transactional_id = TransactionalId(StrBytes::from_string(transactional_id.to_owned()));
         txn.producer_id = ProducerId(producer_id);
         txn.producer_epoch = producer_epoch;
-        txn.verify_only = true;
+        txn.verify_only = ask == TxnAsk::Verify;
         txn.topics = by_topic(partitions)
             .into_iter()
             .map(|(topic, ps)| {

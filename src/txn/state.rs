@@ -118,9 +118,12 @@ pub struct TxnMetadata {
     pub producer_id: i64,
     pub producer_epoch: i16,
     /// The epoch before the last bump (KIP-360: a producer retrying the
-    /// InitProducerId that bumped it gets the current epoch back); -1 after
-    /// a reload.
+    /// InitProducerId that bumped it gets the current epoch back; KIP-890:
+    /// one retrying the EndTxn that bumped it, too); -1 after a reload.
     pub last_producer_epoch: i16,
+    /// The producer id before the last bump when that bump ran out of
+    /// epochs and took a new id, else -1 (in memory only, as above).
+    pub previous_producer_id: i64,
     pub timeout_ms: i32,
     pub state: TxnState,
     /// The partitions the transaction wrote to (or will write markers to).
@@ -161,6 +164,7 @@ impl TxnMetadata {
             producer_id,
             producer_epoch: 0,
             last_producer_epoch: -1,
+            previous_producer_id: -1,
             timeout_ms,
             state: TxnState::Empty,
             partitions: BTreeSet::new(),
@@ -176,13 +180,14 @@ impl TxnMetadata {
         new_producer_id: impl FnOnce() -> Result<i64, TxnError>,
     ) -> Result<Self, TxnError> {
         let mut next = self.clone();
+        next.last_producer_epoch = self.producer_epoch;
         if self.producer_epoch >= i16::MAX - 1 {
             next.producer_id = new_producer_id()?;
             next.producer_epoch = 0;
-            next.last_producer_epoch = -1;
+            next.previous_producer_id = self.producer_id;
         } else {
             next.producer_epoch = self.producer_epoch + 1;
-            next.last_producer_epoch = self.producer_epoch;
+            next.previous_producer_id = -1;
         }
         Ok(next)
     }
@@ -205,7 +210,10 @@ impl TxnMetadata {
                 return Err(TxnError::ProducerFenced);
             }
             if epoch != self.producer_epoch {
-                if epoch == self.last_producer_epoch && self.state == TxnState::Empty {
+                if epoch == self.last_producer_epoch
+                    && self.previous_producer_id < 0
+                    && self.state == TxnState::Empty
+                {
                     return Ok(InitStep::Unchanged);
                 }
                 return Err(TxnError::ProducerFenced);
@@ -292,18 +300,56 @@ impl TxnMetadata {
         Ok(())
     }
 
-    /// EndTxn: commit or abort the ongoing transaction.
+    /// Was the epoch bumped by the last EndTxn from (`producer_id`,
+    /// `epoch`)? Then a request with them is that EndTxn retried.
+    fn bumped_from(&self, producer_id: i64, epoch: i16) -> bool {
+        let previous_id = if self.previous_producer_id >= 0 {
+            self.previous_producer_id
+        } else {
+            self.producer_id
+        };
+        self.last_producer_epoch >= 0
+            && producer_id == previous_id
+            && epoch == self.last_producer_epoch
+    }
+
+    /// EndTxn: commit or abort the ongoing transaction. With `bump`
+    /// (EndTxn v5+, KIP-890 part 2) the epoch goes up by one with the
+    /// markers (a new producer id from `new_producer_id` when exhausted),
+    /// so nothing the producer sent in this transaction can land in the
+    /// next; the answer carries the new id and epoch, and a retry with the
+    /// old ones gets them again.
     pub fn end(
         &self,
         producer_id: i64,
         epoch: i16,
         commit: bool,
+        bump: bool,
         now_ms: i64,
+        new_producer_id: impl FnOnce() -> Result<i64, TxnError>,
     ) -> Result<EndStep, TxnError> {
+        if bump
+            && (producer_id, epoch) != (self.producer_id, self.producer_epoch)
+            && self.bumped_from(producer_id, epoch)
+        {
+            return match (self.state, commit) {
+                (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
+                    Ok(EndStep::AlreadyDone)
+                }
+                (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
+                    Err(TxnError::ConcurrentTransactions)
+                }
+                _ => Err(TxnError::ProducerFenced),
+            };
+        }
         self.check_producer(producer_id, epoch)?;
         match (self.state, commit) {
             (TxnState::Ongoing, _) => {
-                let mut next = self.clone();
+                let mut next = if bump {
+                    self.bumped(new_producer_id)?
+                } else {
+                    self.clone()
+                };
                 next.state = if commit {
                     TxnState::PrepareCommit
                 } else {
@@ -468,13 +514,14 @@ mod tests {
     #[test]
     fn end_prepares_then_completes_and_retries_are_answered() {
         let m = ongoing();
-        let EndStep::Prepare(prepared) = m.end(7, 0, true, 8).expect("end") else {
+        let EndStep::Prepare(prepared) = m.end(7, 0, true, false, 8, no_new_id).expect("end")
+        else {
             panic!("no prepare")
         };
         assert_eq!(prepared.state, TxnState::PrepareCommit);
         assert!(prepared.commits());
         assert_eq!(
-            prepared.end(7, 0, true, 8),
+            prepared.end(7, 0, true, false, 8, no_new_id),
             Err(TxnError::ConcurrentTransactions)
         );
         assert_eq!(
@@ -483,8 +530,14 @@ mod tests {
         );
         let done = prepared.complete(9).expect("complete");
         assert_eq!(done.state, TxnState::CompleteCommit);
-        assert_eq!(done.end(7, 0, true, 10), Ok(EndStep::AlreadyDone));
-        assert_eq!(done.end(7, 0, false, 10), Err(TxnError::InvalidTxnState));
+        assert_eq!(
+            done.end(7, 0, true, false, 10, no_new_id),
+            Ok(EndStep::AlreadyDone)
+        );
+        assert_eq!(
+            done.end(7, 0, false, false, 10, no_new_id),
+            Err(TxnError::InvalidTxnState)
+        );
         // The next transaction starts from CompleteCommit.
         let next = done
             .add_partitions(7, 0, &[("c".into(), 0)], 11)
@@ -506,7 +559,7 @@ mod tests {
             m.verify(7, 1, &("a".into(), 0)),
             Err(TxnError::InvalidProducerEpoch)
         );
-        let EndStep::Prepare(p) = m.end(7, 0, false, 6).expect("end") else {
+        let EndStep::Prepare(p) = m.end(7, 0, false, false, 6, no_new_id).expect("end") else {
             panic!()
         };
         assert_eq!(
@@ -522,10 +575,77 @@ mod tests {
         let abort = m.abort_if_expired(1_005, no_new_id).expect("expired");
         assert_eq!(abort.state, TxnState::PrepareAbort);
         assert_eq!(abort.producer_epoch, 1);
-        assert_eq!(m.end(7, 0, true, 1_006).map(|_| ()), Ok(()));
-        assert_eq!(abort.end(7, 0, true, 1_006), Err(TxnError::ProducerFenced));
+        assert_eq!(
+            m.end(7, 0, true, false, 1_006, no_new_id).map(|_| ()),
+            Ok(())
+        );
+        assert_eq!(
+            abort.end(7, 0, true, false, 1_006, no_new_id),
+            Err(TxnError::ProducerFenced)
+        );
         let idle = TxnMetadata::new("t", 7, 1, 0);
         assert_eq!(idle.abort_if_expired(i64::MAX, no_new_id), None);
+    }
+
+    #[test]
+    fn end_with_bump_raises_the_epoch_and_a_retry_gets_the_new_one() {
+        let m = ongoing();
+        let EndStep::Prepare(prepared) = m.end(7, 0, true, true, 8, no_new_id).expect("end") else {
+            panic!("no prepare")
+        };
+        assert_eq!((prepared.producer_id, prepared.producer_epoch), (7, 1));
+        assert_eq!(prepared.state, TxnState::PrepareCommit);
+        // The client did not hear the answer and sends it again, old epoch.
+        assert_eq!(
+            prepared.end(7, 0, true, true, 9, no_new_id),
+            Err(TxnError::ConcurrentTransactions)
+        );
+        let done = prepared.complete(10).expect("complete");
+        assert_eq!(
+            done.end(7, 0, true, true, 11, no_new_id),
+            Ok(EndStep::AlreadyDone)
+        );
+        // A retry that asks the other outcome, or an older epoch, is fenced.
+        assert_eq!(
+            done.end(7, 0, false, true, 11, no_new_id),
+            Err(TxnError::ProducerFenced)
+        );
+        // Nothing of the old epoch joins the next transaction.
+        assert_eq!(
+            done.add_partitions(7, 0, &[("a".into(), 0)], 12),
+            Err(TxnError::ProducerFenced)
+        );
+        let next = done
+            .add_partitions(7, 1, &[("a".into(), 0)], 12)
+            .expect("add")
+            .expect("changes");
+        assert_eq!(
+            next.verify(7, 0, &("a".into(), 0)),
+            Err(TxnError::ProducerFenced)
+        );
+        assert_eq!(next.verify(7, 1, &("a".into(), 0)), Ok(()));
+    }
+
+    #[test]
+    fn end_with_bump_takes_a_new_producer_id_when_the_epoch_is_exhausted() {
+        let mut m = ongoing();
+        m.producer_epoch = i16::MAX - 1;
+        let EndStep::Prepare(prepared) = m
+            .end(7, i16::MAX - 1, false, true, 8, || Ok(99))
+            .expect("end")
+        else {
+            panic!("no prepare")
+        };
+        assert_eq!((prepared.producer_id, prepared.producer_epoch), (99, 0));
+        let done = prepared.complete(9).expect("complete");
+        assert_eq!(
+            done.end(7, i16::MAX - 1, false, true, 10, no_new_id),
+            Ok(EndStep::AlreadyDone)
+        );
+        assert_eq!(
+            done.init(Some((7, i16::MAX - 1)), 1_000, 11, no_new_id),
+            Err(TxnError::ProducerFenced)
+        );
     }
 
     #[test]

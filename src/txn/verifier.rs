@@ -2,20 +2,20 @@
 //! first transactional batch of a producer epoch on a partition: this
 //! node's coordinator answers when it coordinates the transactional id,
 //! else the id's coordinator elsewhere in the cluster (AddPartitionsToTxn
-//! v4 `verify_only`).
+//! v4+, with `verify_only` for part 1, without it for part 2's implicit
+//! add). TxnOffsetCommit v5 asks the same way for the group's offsets
+//! partition.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::{TransactionCoordinator, TxnError};
-use crate::partition::{TxnVerifier, TxnVerifyError, VerifyResults};
+use crate::partition::{TxnAsk, TxnVerifier, TxnVerifyError, VerifyResults};
 
 /// Weak: the coordinator may be gone at shutdown.
 pub(super) struct Verifier(pub Weak<TransactionCoordinator>);
-
-type Verdicts = VerifyResults;
 
 fn verdict(e: TxnError) -> TxnVerifyError {
     match e {
@@ -24,6 +24,7 @@ fn verdict(e: TxnError) -> TxnVerifyError {
         }
         TxnError::ProducerFenced => TxnVerifyError::ProducerFenced,
         TxnError::InvalidProducerEpoch => TxnVerifyError::InvalidProducerEpoch,
+        TxnError::ConcurrentTransactions => TxnVerifyError::ConcurrentTransactions,
         _ => TxnVerifyError::NotInTransaction,
     }
 }
@@ -39,58 +40,96 @@ fn verdict_of_code(code: i16) -> Result<(), TxnVerifyError> {
         Some(R::CoordinatorLoadInProgress) => TxnVerifyError::CoordinatorLoading,
         Some(R::ProducerFenced) => TxnVerifyError::ProducerFenced,
         Some(R::InvalidProducerEpoch) => TxnVerifyError::InvalidProducerEpoch,
+        Some(R::ConcurrentTransactions) => TxnVerifyError::ConcurrentTransactions,
         _ => TxnVerifyError::NotInTransaction,
     })
+}
+
+impl TransactionCoordinator {
+    /// Verify `partitions` are in the producer's ongoing transaction, or
+    /// add them to it (`ask`), at whichever node coordinates the id.
+    pub async fn ask_for_partitions(
+        self: Arc<Self>,
+        ask: TxnAsk,
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<(String, i32)>,
+    ) -> VerifyResults {
+        let all = |e: TxnVerifyError| -> VerifyResults {
+            partitions.iter().map(|p| (p.clone(), Err(e))).collect()
+        };
+        if self.coordinator_error(&transactional_id).is_ok() {
+            return match ask {
+                TxnAsk::Verify => self
+                    .verify(&transactional_id, producer_id, producer_epoch, &partitions)
+                    .into_iter()
+                    .map(|(p, r)| (p, r.map_err(verdict)))
+                    .collect(),
+                TxnAsk::Add => match self
+                    .add_partitions(&transactional_id, producer_id, producer_epoch, &partitions)
+                    .await
+                {
+                    Ok(()) => partitions.iter().map(|p| (p.clone(), Ok(()))).collect(),
+                    Err(e) => all(verdict(e)),
+                },
+            };
+        }
+        let Some((broker, addr)) = self.remote_coordinator(&transactional_id) else {
+            return all(TxnVerifyError::NotCoordinator);
+        };
+        match self
+            .peers
+            .ask(
+                broker,
+                &addr,
+                ask,
+                &transactional_id,
+                (producer_id, producer_epoch),
+                &partitions,
+            )
+            .await
+        {
+            None => all(TxnVerifyError::NotCoordinator),
+            Some(codes) => partitions
+                .iter()
+                .map(|p| {
+                    let code = codes
+                        .iter()
+                        .find(|(q, _)| q == p)
+                        .map_or(-1, |(_, code)| *code);
+                    (p.clone(), verdict_of_code(code))
+                })
+                .collect(),
+        }
+    }
 }
 
 impl TxnVerifier for Verifier {
     fn verify(
         &self,
+        ask: TxnAsk,
         transactional_id: String,
         producer_id: i64,
         producer_epoch: i16,
         partitions: Vec<(String, i32)>,
-    ) -> BoxFuture<'static, Verdicts> {
+    ) -> BoxFuture<'static, VerifyResults> {
         let coordinator = self.0.upgrade();
         async move {
-            let all = |e: fn() -> TxnVerifyError| -> Verdicts {
-                partitions.iter().map(|p| (p.clone(), Err(e()))).collect()
-            };
-            let Some(c) = coordinator else {
-                return all(|| TxnVerifyError::NotCoordinator);
-            };
-            if c.coordinator_error(&transactional_id).is_ok() {
-                return c
-                    .verify(&transactional_id, producer_id, producer_epoch, &partitions)
+            match coordinator {
+                Some(c) => {
+                    c.ask_for_partitions(
+                        ask,
+                        transactional_id,
+                        producer_id,
+                        producer_epoch,
+                        partitions,
+                    )
+                    .await
+                }
+                None => partitions
                     .into_iter()
-                    .map(|(p, r)| (p, r.map_err(verdict)))
-                    .collect();
-            }
-            let Some((broker, addr)) = c.remote_coordinator(&transactional_id) else {
-                return all(|| TxnVerifyError::NotCoordinator);
-            };
-            match c
-                .peers
-                .verify(
-                    broker,
-                    &addr,
-                    &transactional_id,
-                    producer_id,
-                    producer_epoch,
-                    &partitions,
-                )
-                .await
-            {
-                None => all(|| TxnVerifyError::NotCoordinator),
-                Some(codes) => partitions
-                    .iter()
-                    .map(|p| {
-                        let code = codes
-                            .iter()
-                            .find(|(q, _)| q == p)
-                            .map_or(-1, |(_, code)| *code);
-                        (p.clone(), verdict_of_code(code))
-                    })
+                    .map(|p| (p, Err(TxnVerifyError::NotCoordinator)))
                     .collect(),
             }
         }

@@ -65,6 +65,12 @@ impl Progress {
         moved
     }
 
+    /// Resolves at the next move of the model. Take it before looking at
+    /// the model, then wait on it: a move in between is not missed.
+    pub(crate) fn next_move(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
     /// Wake commands waiting for the projector.
     pub(crate) fn notify(&self) {
         self.changed.notify_waiters();

@@ -225,6 +225,17 @@ impl Accumulator {
     }
 
     /// Mark every open batch ready now, whatever its age (`flush`).
+    /// A new producer epoch (KIP-890 part 2: bumped by each EndTxn)
+    /// starts every partition's sequence numbers at 0 again. Called between
+    /// transactions, when no batch is queued or in flight.
+    pub(super) fn restart_sequences(&mut self) {
+        for topic in self.topics.values_mut() {
+            for queue in &mut topic.partitions {
+                queue.next_sequence = 0;
+            }
+        }
+    }
+
     pub(super) fn force_all(&mut self) {
         for queue in self
             .topics

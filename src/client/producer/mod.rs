@@ -137,7 +137,7 @@ impl Producer {
         };
         let shared = Arc::new(ProducerShared {
             client,
-            identity,
+            identity: Mutex::new(identity),
             accumulator: Mutex::new(Accumulator::default()),
             wake: Notify::new(),
             buffer: Semaphore::new(config.buffer_memory.min(Semaphore::MAX_PERMITS)),
@@ -309,7 +309,7 @@ impl Producer {
         self.transactions()?
             .send_offsets(
                 &shared.client,
-                shared.identity,
+                shared.identity(),
                 group_id,
                 offsets,
                 generation_id,
@@ -327,7 +327,9 @@ impl Producer {
         self.flush().await;
         txn.commit_blocker()?;
         let shared = &self.handle.shared;
-        txn.end(&shared.client, shared.identity, true).await
+        let (id, epoch) = txn.end(&shared.client, shared.identity(), true).await?;
+        shared.renew_identity(id, epoch);
+        Ok(())
     }
 
     /// Flush, then abort the transaction (EndTxn): read_committed consumers
@@ -338,7 +340,9 @@ impl Producer {
         let txn = self.transactions()?;
         self.flush().await;
         let shared = &self.handle.shared;
-        txn.end(&shared.client, shared.identity, false).await
+        let (id, epoch) = txn.end(&shared.client, shared.identity(), false).await?;
+        shared.renew_identity(id, epoch);
+        Ok(())
     }
 
     /// The client this producer sends through.

@@ -35,7 +35,9 @@ use crate::client::error::ClientError;
 pub(super) struct ProducerShared {
     pub(super) client: Client,
     pub(super) config: ProducerConfig,
-    pub(super) identity: ProducerIdentity,
+    /// The producer id and epoch (a transactional producer's epoch moves
+    /// with each EndTxn under KIP-890 part 2: [`ProducerShared::identity`]).
+    pub(super) identity: Mutex<ProducerIdentity>,
     pub(super) accumulator: Mutex<Accumulator>,
     /// Wakes the sender: a batch became ready, a request finished, a retry is due.
     pub(super) wake: Notify,
@@ -54,6 +56,22 @@ pub(super) struct ProducerShared {
 }
 
 impl ProducerShared {
+    /// The producer id and epoch batches are sent with now.
+    pub(super) fn identity(&self) -> ProducerIdentity {
+        *self.identity.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A transaction ended with a new producer id or epoch: take it, and
+    /// start sequence numbers again.
+    pub(super) fn renew_identity(&self, producer_id: i64, producer_epoch: i16) {
+        let mut identity = self.identity.lock().unwrap_or_else(|p| p.into_inner());
+        if (identity.producer_id, identity.producer_epoch) != (producer_id, producer_epoch) {
+            identity.producer_id = producer_id;
+            identity.producer_epoch = producer_epoch;
+            self.lock().restart_sequences();
+        }
+    }
+
     /// The accumulator, locked (only for appends and drains).
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Accumulator> {
         self.accumulator.lock().unwrap_or_else(|p| p.into_inner())
@@ -334,13 +352,15 @@ async fn dispatch(
     batches: &mut [ProducerBatch],
 ) -> Result<Option<PendingResponse<ProduceRequest>>, ClientError> {
     let config = &shared.config;
+    let identity = shared.identity();
     if let Some(txn) = &shared.txn {
-        // The coordinator must know a partition before its first batch.
+        // The coordinator must know a partition before its first batch
+        // (under KIP-890 part 2 the partition's leader tells it).
         let partitions: Vec<(Arc<str>, i32)> = batches
             .iter()
             .map(|b| (Arc::clone(&b.topic), b.partition))
             .collect();
-        txn.add_partitions(&shared.client, shared.identity, &partitions)
+        txn.add_partitions(&shared.client, identity, &partitions)
             .await?;
     }
     let conn = shared.client.broker(broker).await?;
@@ -355,16 +375,21 @@ async fn dispatch(
             topic_ids.insert(Arc::clone(&batch.topic), id);
         }
     }
-    let cap = if topic_ids.values().any(Uuid::is_nil) {
+    let mut cap = if topic_ids.values().any(Uuid::is_nil) {
         12
     } else {
         i16::MAX
     };
+    if let Some(txn) = &shared.txn {
+        // v12 asks the leader to add the partition to the transaction: only
+        // when the coordinator runs KIP-890 part 2 for this producer.
+        cap = cap.min(txn.produce_version_cap());
+    }
     let version = conn.version_for_capped::<ProduceRequest>(cap)?;
 
     let mut topic_data: Vec<TopicProduceData> = Vec::new();
     for batch in batches.iter_mut() {
-        let records = batch.encode(shared.identity, config.compression)?;
+        let records = batch.encode(identity, config.compression)?;
         let partition = PartitionProduceData::default()
             .with_index(batch.partition)
             .with_records(Some(records));

@@ -6,6 +6,13 @@
 //! loading coordinators and CONCURRENT_TRANSACTIONS (markers of the previous
 //! transaction still being written) are retried until a deadline.
 //!
+//! KIP-890 part 2: when the coordinator's broker finalizes the
+//! `transaction.version` feature at level 2 (and speaks EndTxn v5, Produce
+//! v12, TxnOffsetCommit v5), the producer sends neither AddPartitionsToTxn
+//! nor AddOffsetsToTxn (the partition's leader and the group coordinator add
+//! them), and each EndTxn answers with a bumped epoch the next transaction
+//! uses, its sequence numbers from 0.
+//!
 //! State: whether a transaction is open, the partitions and offsets it holds,
 //! the first failed batch (the transaction can then only abort) and a fatal
 //! fencing error (the producer is done).
@@ -15,6 +22,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -68,6 +76,21 @@ pub(super) struct Transactions {
     state: Mutex<TxnState>,
     /// The coordinator's node id, once found.
     coordinator: Mutex<Option<i32>>,
+    /// KIP-890 part 2 is on: decided by the coordinator that answered
+    /// InitProducerId.
+    epoch_per_transaction: AtomicBool,
+}
+
+/// Whether `conn`'s broker runs KIP-890 part 2: the feature at level 2 and
+/// the request versions that carry it.
+fn speaks_epoch_per_transaction(conn: &BrokerConnection) -> bool {
+    let at_least =
+        |api: ApiKey, version: i16| conn.broker_versions(api).is_some_and(|v| v.max >= version);
+    conn.finalized_feature("transaction.version")
+        .is_some_and(|level| level >= 2)
+        && at_least(ApiKey::EndTxn, 5)
+        && at_least(ApiKey::Produce, 12)
+        && at_least(ApiKey::TxnOffsetCommit, 5)
 }
 
 /// True for errors after which a coordinator request is worth repeating,
@@ -189,6 +212,32 @@ impl Transactions {
             timeout,
             state: Mutex::new(TxnState::default()),
             coordinator: Mutex::new(None),
+            epoch_per_transaction: AtomicBool::new(false),
+        }
+    }
+
+    /// KIP-890 part 2 is on for this producer.
+    fn epoch_per_transaction(&self) -> bool {
+        self.epoch_per_transaction.load(Ordering::Acquire)
+    }
+
+    /// The highest Produce version this producer may send: v12 and later
+    /// ask the leader to add the partition to the transaction.
+    pub(super) fn produce_version_cap(&self) -> i16 {
+        if self.epoch_per_transaction() {
+            i16::MAX
+        } else {
+            11
+        }
+    }
+
+    /// The highest version of a transaction API before KIP-890 part 2 (EndTxn
+    /// v5 bumps the epoch, TxnOffsetCommit v5 adds the offsets partition).
+    fn version_cap(&self) -> i16 {
+        if self.epoch_per_transaction() {
+            i16::MAX
+        } else {
+            4
         }
     }
 
@@ -206,26 +255,31 @@ impl Transactions {
 
     /// Map fencing errors to [`ClientError::Fenced`] and remember them.
     fn check(&self, result: Result<(), ClientError>) -> Result<(), ClientError> {
-        match result {
-            Err(e) if e.is_fenced() => {
-                let fenced = self.fenced(&e);
-                self.lock().fatal = Some(fenced.clone());
-                Err(fenced)
-            }
-            other => other,
+        result.map_err(|e| self.checked(e))
+    }
+
+    /// A fencing error as [`ClientError::Fenced`], remembered; others as they are.
+    fn checked(&self, error: ClientError) -> ClientError {
+        if !error.is_fenced() {
+            return error;
         }
+        let fenced = self.fenced(&error);
+        self.lock().fatal = Some(fenced.clone());
+        fenced
     }
 
     /// Send `request` to the transaction coordinator (found and retried as
-    /// `on_coordinator` does); its top-level error code, read by `code`,
-    /// becomes the result, through `check` (a fatal error sticks).
+    /// `on_coordinator` does) at the best version up to `cap`; its top-level
+    /// error code, read by `code`, becomes the result, through `check` (a
+    /// fatal error sticks). Returns the response and its version.
     async fn ask_coordinator<R>(
         &self,
         client: &Client,
         api: ApiKey,
         request: R,
+        cap: i16,
         code: fn(&R::Response) -> i16,
-    ) -> Result<(), ClientError>
+    ) -> Result<(R::Response, i16), ClientError>
     where
         R: Request + Clone,
     {
@@ -237,13 +291,15 @@ impl Transactions {
             |conn| {
                 let request = request.clone();
                 async move {
-                    let response = conn.request(&request).await?;
-                    code_error(api, code(&response))
+                    let version = conn.version_for_capped::<R>(cap)?;
+                    let response = conn.request_with_version(&request, version).await?;
+                    code_error(api, code(&response))?;
+                    Ok((response, version))
                 }
             },
         )
         .await;
-        self.check(result)
+        result.map_err(|e| self.checked(e))
     }
 
     fn transactional_id(&self) -> TransactionalId {
@@ -268,9 +324,11 @@ impl Transactions {
             &self.coordinator,
             |conn| {
                 let request = request.clone();
+                let speaks = speaks_epoch_per_transaction(&conn);
                 async move {
                     let response = conn.request(&request).await?;
                     code_error(ApiKey::InitProducerId, response.error_code)?;
+                    self.epoch_per_transaction.store(speaks, Ordering::Release);
                     Ok(ProducerIdentity {
                         producer_id: response.producer_id.0,
                         producer_epoch: response.producer_epoch,
@@ -349,6 +407,11 @@ impl Transactions {
         if new.is_empty() {
             return Ok(());
         }
+        if self.epoch_per_transaction() {
+            // KIP-890 part 2: the partition's leader adds it (Produce v12).
+            self.lock().partitions.extend(new);
+            return Ok(());
+        }
         let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
         for (topic, partition) in &new {
             match topics.iter_mut().find(|t| t.name.0.as_str() == &**topic) {
@@ -422,13 +485,18 @@ impl Transactions {
         member_id: &str,
     ) -> Result<(), ClientError> {
         self.check_sendable()?;
-        let add = AddOffsetsToTxnRequest::default()
-            .with_transactional_id(self.transactional_id())
-            .with_producer_id(identity.producer_id.into())
-            .with_producer_epoch(identity.producer_epoch)
-            .with_group_id(GroupId(str_bytes(group_id)));
-        self.ask_coordinator(client, ApiKey::AddOffsetsToTxn, add, |r| r.error_code)
+        if !self.epoch_per_transaction() {
+            // KIP-890 part 2: TxnOffsetCommit v5 adds the offsets partition.
+            let add = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(self.transactional_id())
+                .with_producer_id(identity.producer_id.into())
+                .with_producer_epoch(identity.producer_epoch)
+                .with_group_id(GroupId(str_bytes(group_id)));
+            self.ask_coordinator(client, ApiKey::AddOffsetsToTxn, add, i16::MAX, |r| {
+                r.error_code
+            })
             .await?;
+        }
         self.lock().offsets_added = true;
 
         let mut topics: Vec<TxnOffsetCommitRequestTopic> = Vec::new();
@@ -455,6 +523,7 @@ impl Transactions {
             .with_member_id(str_bytes(member_id))
             .with_topics(topics);
         let group_coordinator = Mutex::new(None);
+        let cap = self.version_cap();
         let result = on_coordinator(
             client,
             group_id,
@@ -463,7 +532,8 @@ impl Transactions {
             |conn| {
                 let commit = commit.clone();
                 async move {
-                    let response = conn.request(&commit).await?;
+                    let version = conn.version_for_capped::<TxnOffsetCommitRequest>(cap)?;
+                    let response = conn.request_with_version(&commit, version).await?;
                     for t in &response.topics {
                         for p in &t.partitions {
                             if let Some(error) = ResponseError::try_from_code(p.error_code) {
@@ -500,13 +570,15 @@ impl Transactions {
         }
     }
 
-    /// EndTxn (commit or abort) if the transaction holds anything, then close it.
+    /// EndTxn (commit or abort) if the transaction holds anything, then close
+    /// it. Returns the producer id and epoch to go on with (new ones under
+    /// KIP-890 part 2).
     pub(super) async fn end(
         &self,
         client: &Client,
         identity: ProducerIdentity,
         commit: bool,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(i64, i16), ClientError> {
         let touched = {
             let state = self.lock();
             if let Some(fatal) = &state.fatal {
@@ -517,16 +589,23 @@ impl Transactions {
             }
             !state.partitions.is_empty() || state.offsets_added
         };
+        let mut next = (identity.producer_id, identity.producer_epoch);
         if touched {
             let request = EndTxnRequest::default()
                 .with_transactional_id(self.transactional_id())
                 .with_producer_id(identity.producer_id.into())
                 .with_producer_epoch(identity.producer_epoch)
                 .with_committed(commit);
-            self.ask_coordinator(client, ApiKey::EndTxn, request, |r| r.error_code)
+            let (response, version) = self
+                .ask_coordinator(client, ApiKey::EndTxn, request, self.version_cap(), |r| {
+                    r.error_code
+                })
                 .await?;
+            if version >= 5 && response.producer_id.0 >= 0 {
+                next = (response.producer_id.0, response.producer_epoch);
+            }
         }
         *self.lock() = TxnState::default();
-        Ok(())
+        Ok(next)
     }
 }
