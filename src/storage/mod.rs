@@ -2,8 +2,10 @@
 //! the directory where partition logs keep their segment files, with the
 //! resources every log shares (bounded file handles, the disk-space guard).
 //!
-//! Owns opening, flushing and the key layout of every tree. It knows nothing
-//! about Kafka semantics; `log` and `broker` give the bytes their meaning.
+//! Owns opening, flushing and the key layout of every tree (`raft`: the Raft
+//! trees). It knows nothing about Kafka semantics; `log`, `broker` and
+//! `cluster` give the bytes their meaning. The database itself stays private
+//! to this module: callers get trees (`log`) or typed calls.
 
 mod app_trees;
 mod files;
