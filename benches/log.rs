@@ -7,9 +7,7 @@
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kafka_protocol::records::Compression;
-use sluice::log::batch::{encode_plain, split_and_validate, PlainRecord};
-use sluice::log::{PartitionLog, ReadLimit};
-use sluice::storage::Storage;
+use sluice::{encode_plain, split_and_validate, PartitionLog, PlainRecord, ReadLimit, Storage};
 
 fn batch(records: usize, value_size: usize) -> BytesMut {
     let value = Bytes::from(vec![b'x'; value_size]);

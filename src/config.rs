@@ -554,6 +554,7 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// A configuration for tests: ephemeral ports on 127.0.0.1 under `data_dir`.
+    #[cfg(test)]
     pub fn for_tests(data_dir: PathBuf) -> Self {
         NodeConfig {
             data_dir,

@@ -1,6 +1,6 @@
 #[global_allocator]
-static ALLOCATOR: sluice::alloc::Allocator = sluice::alloc::Allocator;
+static ALLOCATOR: sluice::Allocator = sluice::Allocator;
 
 fn main() -> std::process::ExitCode {
-    sluice::cli::main()
+    sluice::main()
 }

@@ -150,8 +150,12 @@ pub async fn run_until(config: NodeConfig, shutdown: watch::Receiver<bool>) -> a
                     (l.name.clone(), addr)
                 })
                 .collect();
-            let db = broker.storage.db.clone();
-            let cluster = crate::cluster::start(settings_cluster, db, shutdown.clone()).await?;
+            let raft_trees = broker
+                .storage
+                .raft_trees()
+                .context("cannot open the Raft trees")?;
+            let cluster =
+                crate::cluster::start(settings_cluster, raft_trees, shutdown.clone()).await?;
             tokio::spawn(crate::cluster::readiness::report(
                 cluster.clone(),
                 readiness.component("cluster", "joining"),

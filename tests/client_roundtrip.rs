@@ -11,8 +11,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sluice::client::partitioner::partition_for_key;
-use sluice::client::{
+use sluice::partition_for_key;
+use sluice::{
     Client, ClientConfig, ConsumerConfig, PartitionFetcher, Producer, ProducerConfig, StartOffset,
 };
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
-use sluice::log::batch::{encode_plain, PlainRecord};
+use sluice::{encode_plain, PlainRecord};
 
 fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -151,7 +151,7 @@ fn first_batch_larger_than_the_limits_is_returned_whole_and_intact() {
     // About 60 KiB in one batch: several storage chunks.
     let values: Vec<Vec<u8>> = (0..60u8).map(|i| vec![i; 1000]).collect();
     let big = batch(&values);
-    assert!(big.len() > 3 * sluice::log::CHUNK_BYTES);
+    assert!(big.len() > 3 * sluice::CHUNK_BYTES);
     produce(&mut wire, "big", 0, big.clone());
     produce(&mut wire, "big", 0, batch(&[b"second".to_vec()]));
     produce(&mut wire, "big", 1, batch(&[b"other partition".to_vec()]));

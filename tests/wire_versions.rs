@@ -10,8 +10,8 @@ use std::net::TcpStream;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use sluice::kafka::SUPPORTED_APIS;
-use sluice::log::batch::{encode_plain, PlainRecord};
+use sluice::SUPPORTED_APIS;
+use sluice::{encode_plain, PlainRecord};
 
 fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))

@@ -50,7 +50,7 @@ use workers::{notifier, payment_processor, projector, simulator};
 pub use config::ShopConfig;
 pub use http::AppState;
 pub(crate) use http::{openapi_document, routes};
-pub use standalone::{run_command, PaymentProcessorArgs, ShopCommand};
+pub use standalone::{run_command, ShopCommand};
 
 use crate::readiness::Component;
 use crate::storage::Storage;

@@ -307,11 +307,6 @@ impl GroupConsumer {
         }
     }
 
-    /// The group's name.
-    pub fn group_id(&self) -> &str {
-        &self.config.group_id
-    }
-
     /// Partitions owned in the current generation.
     pub fn assignment(&self) -> &[(String, i32)] {
         &self.assignment
@@ -325,11 +320,6 @@ impl GroupConsumer {
     /// The member id of the current generation (for TxnOffsetCommit).
     pub fn member_id(&self) -> Option<&str> {
         self.membership.as_ref().map(|m| m.member_id.as_str())
-    }
-
-    /// The next offset to fetch of an owned partition.
-    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.fetcher.position(topic, partition)
     }
 
     /// The next offset of every owned partition.

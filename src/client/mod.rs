@@ -29,14 +29,10 @@ mod metadata;
 pub mod partitioner;
 mod producer;
 
-pub use admin::{
-    BrokerEntry, ClusterDescription, ConfigChange, ConfigEntry, GroupDescription, GroupListing,
-    MemberDescription, PartitionDescription, TopicDescription,
-};
+pub use admin::{ConfigChange, GroupDescription, TopicDescription};
 pub use cluster::{Client, ClientConfig};
 pub use connection::{BrokerConnection, ConnectionConfig};
 pub use consumer::{ConsumerConfig, FetchedBatch, PartitionFetcher, StartOffset};
 pub use error::ClientError;
 pub use group::{decode_assignment_by_topic, GroupConfig, GroupConsumer, GroupEvent};
-pub use metadata::{BrokerInfo, PartitionInfo, TopicInfo};
 pub use producer::{Delivery, Producer, ProducerConfig, RecordMetadata};

@@ -1,5 +1,5 @@
 //! The metadata quorum: a Raft group (openraft) whose log and state machine
-//! live in this node's sled database, and whose state machine is the
+//! live in this node's Raft trees (`storage::RaftTrees`), and whose state machine is the
 //! metadata image (brokers, topics, partitions). The Raft leader is the
 //! controller (`controller`).
 //!
@@ -37,8 +37,9 @@ pub mod server;
 pub mod store;
 pub mod tls;
 
+use crate::storage::RaftTrees;
 use image::{Command, CommandResponse, MetadataImage};
-use store::{SledLogStore, SledStateMachine};
+use store::{MetadataStateMachine, RaftLogStore};
 
 openraft::declare_raft_types!(
     /// Raft types of the metadata quorum: commands in, command responses out,
@@ -215,7 +216,7 @@ struct Inner {
     /// Requests to peers, signed as `--cluster-secret-file`/`--cluster-tls-*` ask.
     rpc: rpc::RpcClient,
     /// The state machine, read for the image.
-    state_machine: SledStateMachine,
+    state_machine: MetadataStateMachine,
     /// Brokers' heartbeats, as heard while this node is the controller.
     heartbeats: controller::SharedHeartbeats,
     /// The liveness epoch this run of the broker registered with; `None`
@@ -447,19 +448,19 @@ fn write_error(e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> ProposeEr
     }
 }
 
-/// Start this node's Raft member: open its storage in `db`, bind the cluster
+/// Start this node's Raft member on its Raft trees, bind the cluster
 /// listener, initialise the cluster once if this node is the lowest id and
 /// every peer is reachable and uninitialised, and register this broker in
 /// the image. Returns once the listener runs; the rest happens in the
 /// background until `shutdown` turns true.
 pub async fn start(
     settings: ClusterSettings,
-    db: sled::Db,
+    trees: RaftTrees,
     shutdown: watch::Receiver<bool>,
 ) -> Result<ClusterHandle, ClusterError> {
-    let log_store = SledLogStore::open(&db).map_err(|e| ClusterError::Storage(e.to_string()))?;
+    let log_store = RaftLogStore::new(trees.clone());
     let state_machine =
-        SledStateMachine::open(&db).map_err(|e| ClusterError::Storage(e.to_string()))?;
+        MetadataStateMachine::open(trees).map_err(|e| ClusterError::Storage(e.to_string()))?;
     let config = openraft::Config {
         cluster_name: "sluice".into(),
         heartbeat_interval: HEARTBEAT_INTERVAL_MS,

@@ -1,16 +1,17 @@
-//! Raft's durable state in the node's own sled database: the log store
-//! (`raft:log` for entries, `raft:meta` for the vote, the committed and the
-//! last purged log id) and the state machine (`raft:sm`: the applied metadata
-//! image and the current snapshot).
+//! Raft's durable state over the node's Raft trees (`storage::RaftTrees`):
+//! the log store (entries, the vote, the committed and the last purged log
+//! id) and the state machine (the applied metadata image and the current
+//! snapshot), each entry and value as JSON.
 //!
 //! openraft's durability contract: a vote is on disk before `save_vote`
 //! returns, and appended entries are on disk before their `LogFlushed`
-//! callback fires. Both call sled's `flush_async` first. The state machine
-//! is written without a flush: sled recovers a prefix of its writes after a
-//! crash, so a lost tail of applied state is re-applied from the flushed log;
-//! a snapshot is flushed before the log it covers can be purged.
+//! callback fires. Both flush the database first. The state machine
+//! is written without a flush: the database recovers a prefix of its writes
+//! after a crash, so a lost tail of applied state is re-applied from the
+//! flushed log; a snapshot is flushed before the log it covers can be purged.
 //!
-//! This module never interprets commands; `image` does.
+//! This module never interprets commands; `image` does. It never names the
+//! database's trees or keys; `storage` does.
 
 // openraft's storage traits fix the error type (`StorageError`, large); the
 // helpers here return the same type so `?` needs no conversions.
@@ -18,7 +19,7 @@
 
 use std::fmt::Debug;
 use std::io::Cursor;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -31,19 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::image::{CommandResponse, MetadataImage};
 use super::TypeConfig;
-
-/// Tree of Raft log entries: index (u64 big-endian) -> JSON `Entry`.
-pub const RAFT_LOG_TREE: &str = "raft:log";
-/// Tree of Raft's small durable values (vote, committed, last purged).
-pub const RAFT_META_TREE: &str = "raft:meta";
-/// Tree of the state machine: the applied image and the current snapshot.
-pub const RAFT_SM_TREE: &str = "raft:sm";
-
-const VOTE_KEY: &[u8] = b"vote";
-const COMMITTED_KEY: &[u8] = b"committed";
-const LAST_PURGED_KEY: &[u8] = b"last_purged";
-const APPLIED_KEY: &[u8] = b"applied";
-const SNAPSHOT_KEY: &[u8] = b"snapshot";
+use crate::storage::{RaftTrees, RaftValue};
 
 type NodeId = u64;
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
@@ -56,89 +45,64 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
     StorageIOError::write(AnyError::new(&e)).into()
 }
 
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
-
 fn get_json<T: for<'de> Deserialize<'de>>(
-    tree: &sled::Tree,
-    key: &[u8],
+    trees: &RaftTrees,
+    value: RaftValue,
 ) -> StorageResult<Option<T>> {
-    match tree.get(key).map_err(read_err)? {
+    match trees.value(value).map_err(read_err)? {
         Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(read_err)?)),
         None => Ok(None),
     }
 }
 
-fn put_json<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> StorageResult<()> {
-    let bytes = serde_json::to_vec(value).map_err(write_err)?;
-    tree.insert(key, bytes).map_err(write_err)?;
-    Ok(())
+fn put_json<T: Serialize>(trees: &RaftTrees, value: RaftValue, item: &T) -> StorageResult<()> {
+    let bytes = serde_json::to_vec(item).map_err(write_err)?;
+    trees.put_value(value, bytes).map_err(write_err)
 }
 
-/// The Raft log and vote, in `raft:log` and `raft:meta`. Cloning shares the trees.
+/// The Raft log and vote. Cloning shares the trees.
 #[derive(Clone)]
-pub struct SledLogStore {
-    /// The node's database, flushed to honour the durability contract.
-    db: sled::Db,
-    /// Entries by index.
-    log: sled::Tree,
-    /// Vote, committed log id, last purged log id.
-    meta: sled::Tree,
+pub struct RaftLogStore {
+    /// Entries by index, the vote, the committed and last purged log ids.
+    trees: RaftTrees,
 }
 
-impl SledLogStore {
-    /// Open the log store's trees in `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
-        Ok(SledLogStore {
-            db: db.clone(),
-            log: db.open_tree(RAFT_LOG_TREE)?,
-            meta: db.open_tree(RAFT_META_TREE)?,
-        })
+impl RaftLogStore {
+    /// The log store over the node's Raft trees.
+    pub fn new(trees: RaftTrees) -> Self {
+        RaftLogStore { trees }
     }
 
     async fn flush(&self) -> StorageResult<()> {
-        self.db.flush_async().await.map_err(write_err)?;
-        Ok(())
+        self.trees.flush().await.map_err(write_err)
     }
 
     fn last_purged(&self) -> StorageResult<Option<LogId<NodeId>>> {
-        get_json(&self.meta, LAST_PURGED_KEY)
+        get_json(&self.trees, RaftValue::LastPurged)
     }
 }
 
-impl RaftLogReader<TypeConfig> for SledLogStore {
+impl RaftLogReader<TypeConfig> for RaftLogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
     ) -> StorageResult<Vec<Entry<TypeConfig>>> {
-        let start = match range.start_bound() {
-            Bound::Included(i) => Bound::Included(index_key(*i)),
-            Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let end = match range.end_bound() {
-            Bound::Included(i) => Bound::Included(index_key(*i)),
-            Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        self.log
-            .range::<[u8; 8], _>((start, end))
-            .map(|item| {
-                let (_, bytes) = item.map_err(read_err)?;
-                serde_json::from_slice(&bytes).map_err(read_err)
-            })
+        self.trees
+            .entries(range)
+            .map_err(read_err)?
+            .iter()
+            .map(|bytes| serde_json::from_slice(bytes).map_err(read_err))
             .collect()
     }
 }
 
-impl RaftLogStorage<TypeConfig> for SledLogStore {
-    type LogReader = SledLogStore;
+impl RaftLogStorage<TypeConfig> for RaftLogStore {
+    type LogReader = RaftLogStore;
 
     async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
         let last_purged_log_id = self.last_purged()?;
-        let last_in_log = match self.log.last().map_err(read_err)? {
-            Some((_, bytes)) => {
+        let last_in_log = match self.trees.last_entry().map_err(read_err)? {
+            Some(bytes) => {
                 let entry: Entry<TypeConfig> = serde_json::from_slice(&bytes).map_err(read_err)?;
                 Some(entry.log_id)
             }
@@ -155,22 +119,22 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
-        put_json(&self.meta, VOTE_KEY, vote)?;
+        put_json(&self.trees, RaftValue::Vote, vote)?;
         self.flush().await
     }
 
     async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
-        get_json(&self.meta, VOTE_KEY)
+        get_json(&self.trees, RaftValue::Vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
         // No flush: a lost committed id is only an optimisation lost
         // (openraft re-learns it from the leader).
-        put_json(&self.meta, COMMITTED_KEY, &committed)
+        put_json(&self.trees, RaftValue::Committed, &committed)
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
-        Ok(get_json::<Option<LogId<NodeId>>>(&self.meta, COMMITTED_KEY)?.flatten())
+        Ok(get_json::<Option<LogId<NodeId>>>(&self.trees, RaftValue::Committed)?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
@@ -178,15 +142,14 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
-            batch.insert(&index_key(entry.log_id.index), bytes);
-        }
-        self.log.apply_batch(batch).map_err(write_err)?;
+        let encoded = entries
+            .into_iter()
+            .map(|entry| Ok((entry.log_id.index, serde_json::to_vec(&entry)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(write_err)?;
+        self.trees.append_entries(encoded).map_err(write_err)?;
         // The contract: report the entries done only once they are on disk.
-        let flushed = self.db.flush_async().await.map(|_| ());
-        let result = flushed.map_err(std::io::Error::other);
+        let result = self.trees.flush().await.map_err(std::io::Error::other);
         let failed = result
             .as_ref()
             .err()
@@ -200,25 +163,15 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         // Remove every entry at or after `log_id.index` (a conflicting suffix).
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(index_key(log_id.index)..) {
-            let (key, _) = item.map_err(read_err)?;
-            batch.remove(key);
-        }
-        self.log.apply_batch(batch).map_err(write_err)?;
+        self.trees.truncate_from(log_id.index).map_err(write_err)?;
         self.flush().await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         // Record the purge point first: a crash in between leaves extra
         // entries below it, which are ignored, never a hole above it.
-        put_json(&self.meta, LAST_PURGED_KEY, &log_id)?;
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(..=index_key(log_id.index)) {
-            let (key, _) = item.map_err(read_err)?;
-            batch.remove(key);
-        }
-        self.log.apply_batch(batch).map_err(write_err)?;
+        put_json(&self.trees, RaftValue::LastPurged, &log_id)?;
+        self.trees.purge_through(log_id.index).map_err(write_err)?;
         self.flush().await
     }
 }
@@ -234,21 +187,19 @@ pub struct AppliedState {
     pub image: MetadataImage,
 }
 
-/// A snapshot as stored in `raft:sm`: its metadata and its bytes.
+/// A snapshot as stored: its metadata and its bytes.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, BasicNode>,
     data: Vec<u8>,
 }
 
-/// The metadata state machine, in `raft:sm`. Cloning shares the state; the
-/// cluster handle reads the image through a clone.
+/// The metadata state machine. Cloning shares the state; the cluster handle
+/// reads the image through a clone.
 #[derive(Clone)]
-pub struct SledStateMachine {
-    /// The node's database (snapshots are flushed).
-    db: sled::Db,
-    /// The `raft:sm` tree.
-    tree: sled::Tree,
+pub struct MetadataStateMachine {
+    /// The applied state and the snapshot on disk (snapshots are flushed).
+    trees: RaftTrees,
     /// The applied state, kept in memory for readers.
     state: Arc<RwLock<AppliedState>>,
     /// Distinguishes snapshots built at the same log id.
@@ -258,14 +209,12 @@ pub struct SledStateMachine {
     changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
-impl SledStateMachine {
+impl MetadataStateMachine {
     /// Open the state machine and load what was applied before.
-    pub fn open(db: &sled::Db) -> StorageResult<Self> {
-        let tree = db.open_tree(RAFT_SM_TREE).map_err(read_err)?;
-        let state: AppliedState = get_json(&tree, APPLIED_KEY)?.unwrap_or_default();
-        Ok(SledStateMachine {
-            db: db.clone(),
-            tree,
+    pub fn open(trees: RaftTrees) -> StorageResult<Self> {
+        let state: AppliedState = get_json(&trees, RaftValue::Applied)?.unwrap_or_default();
+        Ok(MetadataStateMachine {
+            trees,
             state: Arc::new(RwLock::new(state)),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             changes: Arc::new(tokio::sync::watch::channel(0).0),
@@ -294,7 +243,7 @@ impl SledStateMachine {
     }
 
     fn replace(&self, new_state: AppliedState) -> StorageResult<()> {
-        put_json(&self.tree, APPLIED_KEY, &new_state)?;
+        put_json(&self.trees, RaftValue::Applied, &new_state)?;
         match self.state.write() {
             Ok(mut state) => *state = new_state,
             Err(poisoned) => *poisoned.into_inner() = new_state,
@@ -304,7 +253,7 @@ impl SledStateMachine {
     }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for SledStateMachine {
+impl RaftSnapshotBuilder<TypeConfig> for MetadataStateMachine {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let state = self.applied();
         let data = serde_json::to_vec(&state.image).map_err(write_err)?;
@@ -322,9 +271,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SledStateMachine {
             meta: meta.clone(),
             data: data.clone(),
         };
-        put_json(&self.tree, SNAPSHOT_KEY, &stored)?;
+        put_json(&self.trees, RaftValue::Snapshot, &stored)?;
         // Flushed before openraft may purge the log it covers.
-        self.db.flush_async().await.map_err(write_err)?;
+        self.trees.flush().await.map_err(write_err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -332,8 +281,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SledStateMachine {
     }
 }
 
-impl RaftStateMachine<TypeConfig> for SledStateMachine {
-    type SnapshotBuilder = SledStateMachine;
+impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
+    type SnapshotBuilder = MetadataStateMachine;
 
     async fn applied_state(
         &mut self,
@@ -385,18 +334,18 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
             meta: meta.clone(),
             data,
         };
-        put_json(&self.tree, SNAPSHOT_KEY, &stored)?;
+        put_json(&self.trees, RaftValue::Snapshot, &stored)?;
         self.replace(AppliedState {
             last_applied: meta.last_log_id,
             last_membership: meta.last_membership.clone(),
             image,
         })?;
-        self.db.flush_async().await.map_err(write_err)?;
+        self.trees.flush().await.map_err(write_err)?;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
-        let stored: Option<StoredSnapshot> = get_json(&self.tree, SNAPSHOT_KEY)?;
+        let stored: Option<StoredSnapshot> = get_json(&self.trees, RaftValue::Snapshot)?;
         Ok(stored.map(|s| Snapshot {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
@@ -409,32 +358,35 @@ mod tests {
     use super::*;
     use crate::cluster::image::tests::register;
     use crate::cluster::image::Command;
+    use crate::storage::Storage;
     use openraft::testing::{StoreBuilder, Suite};
     use openraft::{CommittedLeaderId, Membership};
 
-    /// Builds stores on a fresh temporary sled database for each suite case.
-    struct TempSledBuilder;
+    /// A fresh node database in a temporary directory.
+    fn temp_storage(dir: &std::path::Path) -> Result<RaftTrees, crate::storage::StorageError> {
+        Storage::open(dir, 0, 16 * 1024 * 1024)?.raft_trees()
+    }
 
-    impl StoreBuilder<TypeConfig, SledLogStore, SledStateMachine, tempfile::TempDir>
-        for TempSledBuilder
+    /// Builds stores on a fresh temporary database for each suite case.
+    struct TempStoreBuilder;
+
+    impl StoreBuilder<TypeConfig, RaftLogStore, MetadataStateMachine, tempfile::TempDir>
+        for TempStoreBuilder
     {
         async fn build(
             &self,
-        ) -> StorageResult<(tempfile::TempDir, SledLogStore, SledStateMachine)> {
+        ) -> StorageResult<(tempfile::TempDir, RaftLogStore, MetadataStateMachine)> {
             let dir = tempfile::tempdir().map_err(write_err)?;
-            let db = sled::Config::new()
-                .path(dir.path())
-                .open()
-                .map_err(write_err)?;
-            let log = SledLogStore::open(&db).map_err(write_err)?;
-            let sm = SledStateMachine::open(&db)?;
+            let trees = temp_storage(dir.path()).map_err(write_err)?;
+            let log = RaftLogStore::new(trees.clone());
+            let sm = MetadataStateMachine::open(trees)?;
             Ok((dir, log, sm))
         }
     }
 
     #[test]
-    fn sled_store_passes_openraft_storage_suite() {
-        Suite::test_all(TempSledBuilder).expect("openraft storage suite");
+    fn raft_store_passes_openraft_storage_suite() {
+        Suite::test_all(TempStoreBuilder).expect("openraft storage suite");
     }
 
     fn entry(index: u64, command: Command) -> Entry<TypeConfig> {
@@ -447,8 +399,8 @@ mod tests {
     #[tokio::test]
     async fn snapshot_round_trip_restores_image_on_another_node() {
         let source_dir = tempfile::tempdir().unwrap();
-        let source_db = sled::open(source_dir.path()).unwrap();
-        let mut source = SledStateMachine::open(&source_db).unwrap();
+        let source_trees = temp_storage(source_dir.path()).unwrap();
+        let mut source = MetadataStateMachine::open(source_trees).unwrap();
         let membership = Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
             payload: EntryPayload::Membership(Membership::new(
@@ -472,8 +424,8 @@ mod tests {
         assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(3));
 
         let target_dir = tempfile::tempdir().unwrap();
-        let target_db = sled::open(target_dir.path()).unwrap();
-        let mut target = SledStateMachine::open(&target_db).unwrap();
+        let target_trees = temp_storage(target_dir.path()).unwrap();
+        let mut target = MetadataStateMachine::open(target_trees).unwrap();
         target
             .install_snapshot(&snapshot.meta, snapshot.snapshot)
             .await
@@ -481,11 +433,10 @@ mod tests {
         assert_eq!(target.applied().image, source.applied().image);
         assert_eq!(target.applied().image.brokers.len(), 2);
         drop(target);
-        drop(target_db);
 
         // The installed state and snapshot survive reopening the database.
-        let reopened_db = sled::open(target_dir.path()).unwrap();
-        let mut reopened = SledStateMachine::open(&reopened_db).unwrap();
+        let reopened_trees = temp_storage(target_dir.path()).unwrap();
+        let mut reopened = MetadataStateMachine::open(reopened_trees).unwrap();
         assert_eq!(reopened.applied().image, source.applied().image);
         let (last_applied, membership) = reopened.applied_state().await.unwrap();
         assert_eq!(last_applied.map(|l| l.index), Some(3));

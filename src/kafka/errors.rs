@@ -68,11 +68,6 @@ pub fn reassign_error(e: &ReassignError) -> (i16, String) {
     (code, e.to_string())
 }
 
-/// `code::NONE` for Ok, else the error's code.
-pub fn replica_result_code(r: &Result<(), ReplicaError>) -> i16 {
-    r.as_ref().err().map_or(code::NONE, replica_error_code)
-}
-
 /// The code of a partition's error, and the message clients are given
 /// with it (as Kafka gives one for refused topics and batches).
 pub fn partition_error(e: &PartitionError) -> (i16, Option<String>) {
@@ -87,6 +82,7 @@ pub fn partition_error(e: &PartitionError) -> (i16, Option<String>) {
         P::Append(a) => (append_error_code(a), Some(a.to_string())),
         P::OffsetOutOfRange { .. } => (code::OFFSET_OUT_OF_RANGE, None),
         P::Read(_) => (code::KAFKA_STORAGE_ERROR, None),
+        P::InvalidTimestamp(_) => (code::INVALID_REQUEST, None),
         P::Flush(message) => (code::KAFKA_STORAGE_ERROR, Some(message.clone())),
         P::Txn(t) => (txn_verify_error_code(t), Some(t.to_string())),
     }

@@ -1,5 +1,6 @@
 //! ListOffsets (earliest, latest, by timestamp, max timestamp),
-//! OffsetForLeaderEpoch and DeleteRecords.
+//! OffsetForLeaderEpoch and DeleteRecords: each maps its request to one
+//! call of the partition layer and the per-partition results back.
 
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -15,46 +16,33 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 
-use super::code;
-use super::errors::replica_result_code;
-use crate::log::{PartitionLog, ReadError};
-use crate::partition::Partitions;
+use super::errors::partition_error;
+use crate::partition::{
+    DeleteQuery, EpochQuery, OffsetQuery, PartitionError, Partitions, TopicQueries,
+};
 
-/// ListOffsets special timestamps.
-const LATEST: i64 = -1;
-const EARLIEST: i64 = -2;
-const MAX_TIMESTAMP: i64 = -3;
+/// Each topic of a request, named, with its partitions as the partition
+/// layer's queries.
+fn queries<'a, T, P: 'a, Q>(
+    topics: &'a [T],
+    topic: impl Fn(&'a T) -> (&'a str, &'a [P]),
+    query: impl Fn(&P) -> Q,
+) -> Vec<TopicQueries<'a, Q>> {
+    topics
+        .iter()
+        .map(|t| {
+            let (name, partitions) = topic(t);
+            TopicQueries {
+                name,
+                partitions: partitions.iter().map(&query).collect(),
+            }
+        })
+        .collect()
+}
 
-/// (timestamp, offset) for a ListOffsets query; `read_committed` clients
-/// see offsets below the last stable offset only.
-fn lookup(
-    log: &PartitionLog,
-    timestamp: i64,
-    read_committed: bool,
-) -> Result<(i64, i64), ReadError> {
-    let visible = if read_committed {
-        log.last_stable_offset()
-    } else {
-        i64::MAX
-    };
-    let below = |found: Option<(i64, i64)>| match found {
-        Some((o, t)) if o < visible => (t, o),
-        _ => (-1, -1),
-    };
-    Ok(match timestamp {
-        LATEST if read_committed => (-1, visible),
-        LATEST => (-1, log.high_watermark()),
-        EARLIEST => (-1, log.log_start_offset()),
-        MAX_TIMESTAMP => below(log.max_timestamp_offset()?),
-        ts if ts >= 0 => below(log.offset_for_timestamp(ts)?),
-        _ => {
-            return Err(ReadError::OffsetOutOfRange {
-                offset: timestamp,
-                log_start_offset: 0,
-                log_end_offset: 0,
-            })
-        }
-    })
+/// The Kafka error code of one partition's error.
+fn error_code(e: &PartitionError) -> i16 {
+    partition_error(e).0
 }
 
 pub fn list_offsets(
@@ -62,41 +50,35 @@ pub fn list_offsets(
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
+    let queries = queries(
+        &req.topics,
+        |rt| (&*rt.name.0, rt.partitions.as_slice()),
+        |rp| OffsetQuery {
+            index: rp.partition_index,
+            current_leader_epoch: rp.current_leader_epoch,
+            timestamp: rp.timestamp,
+        },
+    );
+    let results = partitions.list_offsets(req.isolation_level == 1, &queries);
     let mut resp = ListOffsetsResponse::default();
-    for rt in req.topics {
-        let topic = partitions.broker().topic(&rt.name.0);
+    for (rt, results) in req.topics.into_iter().zip(results) {
         let mut t = ListOffsetsTopicResponse::default();
         t.name = rt.name;
-        for rp in rt.partitions {
+        for (rp, result) in rt.partitions.into_iter().zip(results) {
             let mut p = ListOffsetsPartitionResponse::default();
             p.partition_index = rp.partition_index;
             p.timestamp = -1;
             p.offset = -1;
             p.leader_epoch = -1;
-            match topic.as_ref().and_then(|t| t.partition(rp.partition_index)) {
-                None => p.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(log) => {
-                    let epoch_error = replica_result_code(
-                        &partitions.check_leader(&log, rp.current_leader_epoch),
-                    );
-                    if epoch_error != code::NONE {
-                        p.error_code = epoch_error;
-                    } else {
-                        match lookup(&log, rp.timestamp, req.isolation_level == 1) {
-                            Ok((ts, offset)) => {
-                                p.timestamp = ts;
-                                p.offset = offset;
-                                if version >= 4 {
-                                    p.leader_epoch = log.leader_epoch();
-                                }
-                            }
-                            Err(ReadError::OffsetOutOfRange { .. }) => {
-                                p.error_code = code::INVALID_REQUEST
-                            }
-                            Err(ReadError::Storage(_)) => p.error_code = code::KAFKA_STORAGE_ERROR,
-                        }
+            match result {
+                Ok(found) => {
+                    p.timestamp = found.timestamp;
+                    p.offset = found.offset;
+                    if version >= 4 {
+                        p.leader_epoch = found.leader_epoch;
                     }
                 }
+                Err(e) => p.error_code = error_code(&e),
             }
             t.partitions.push(p);
         }
@@ -109,30 +91,31 @@ pub fn offset_for_leader_epoch(
     partitions: &Partitions,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
+    let queries = queries(
+        &req.topics,
+        |rt| (&*rt.topic.0, rt.partitions.as_slice()),
+        |rp| EpochQuery {
+            index: rp.partition,
+            current_leader_epoch: rp.current_leader_epoch,
+            leader_epoch: rp.leader_epoch,
+        },
+    );
+    let results = partitions.offset_for_leader_epoch(&queries);
     let mut resp = OffsetForLeaderEpochResponse::default();
-    for rt in req.topics {
-        let topic = partitions.broker().topic(&rt.topic.0);
+    for (rt, results) in req.topics.into_iter().zip(results) {
         let mut t = OffsetForLeaderTopicResult::default();
         t.topic = rt.topic;
-        for rp in rt.partitions {
+        for (rp, result) in rt.partitions.into_iter().zip(results) {
             let mut p = EpochEndOffset::default();
             p.partition = rp.partition;
             p.leader_epoch = -1;
             p.end_offset = -1;
-            match topic.as_ref().and_then(|t| t.partition(rp.partition)) {
-                None => p.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(log) => {
-                    let epoch_error = replica_result_code(
-                        &partitions.check_leader(&log, rp.current_leader_epoch),
-                    );
-                    if epoch_error != code::NONE {
-                        p.error_code = epoch_error;
-                    } else {
-                        let (epoch, end) = log.end_offset_for_epoch(rp.leader_epoch);
-                        p.leader_epoch = epoch;
-                        p.end_offset = end;
-                    }
+            match result {
+                Ok(end) => {
+                    p.leader_epoch = end.leader_epoch;
+                    p.end_offset = end.end_offset;
                 }
+                Err(e) => p.error_code = error_code(&e),
             }
             t.partitions.push(p);
         }
@@ -142,29 +125,26 @@ pub fn offset_for_leader_epoch(
 }
 
 pub fn delete_records(partitions: &Partitions, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let queries = queries(
+        &req.topics,
+        |rt| (&*rt.name.0, rt.partitions.as_slice()),
+        |rp| DeleteQuery {
+            index: rp.partition_index,
+            offset: rp.offset,
+        },
+    );
+    let results = partitions.delete_records(&queries);
     let mut resp = DeleteRecordsResponse::default();
-    for rt in req.topics {
-        let topic = partitions.broker().topic(&rt.name.0);
+    for (rt, results) in req.topics.into_iter().zip(results) {
         let mut t = DeleteRecordsTopicResult::default();
         t.name = rt.name;
-        for rp in rt.partitions {
+        for (rp, result) in rt.partitions.into_iter().zip(results) {
             let mut p = DeleteRecordsPartitionResult::default();
             p.partition_index = rp.partition_index;
             p.low_watermark = -1;
-            match topic.as_ref().and_then(|t| t.partition(rp.partition_index)) {
-                None => p.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(log)
-                    if replica_result_code(&partitions.check_leader(&log, -1)) != code::NONE =>
-                {
-                    p.error_code = code::NOT_LEADER_OR_FOLLOWER
-                }
-                Some(log) => match log.delete_records_before(rp.offset) {
-                    Ok(low) => p.low_watermark = low,
-                    Err(ReadError::OffsetOutOfRange { .. }) => {
-                        p.error_code = code::OFFSET_OUT_OF_RANGE
-                    }
-                    Err(ReadError::Storage(_)) => p.error_code = code::KAFKA_STORAGE_ERROR,
-                },
+            match result {
+                Ok(low_watermark) => p.low_watermark = low_watermark,
+                Err(e) => p.error_code = error_code(&e),
             }
             t.partitions.push(p);
         }

@@ -207,6 +207,7 @@ impl OffsetsLog {
     }
 
     /// The pending transactional records, by producer id.
+    #[cfg(test)]
     pub fn pending_transactions(&self) -> HashMap<i64, Vec<KeyValue>> {
         self.pending
             .lock()

@@ -34,7 +34,7 @@ use batch::{BatchError, ProducedBatch};
 pub use cleaner::CleanerStats;
 use producers::{ProducerEntry, ProducerTable, SequenceCheck, SequencedBatch};
 pub use sled_store::CHUNK_BYTES;
-pub use store::{BatchSummary, LogStore, RollPolicy, SegmentInfo};
+pub use store::{BatchSummary, LogStore, RollPolicy};
 use txn::{Marker, TxnChange, TxnIndex};
 
 /// Why an append was refused.

@@ -9,7 +9,9 @@
 //! telling replication about appends and waiting for acks=all, the fsync
 //! before acknowledging (`--flush-interval-ms 0` or the topic's
 //! `flush.messages`); the fetch policy (leader and
-//! leader-epoch checks, byte limits, the long poll); topic changes made the
+//! leader-epoch checks, byte limits, the long poll); the offset APIs
+//! (`offsets`: ListOffsets, OffsetForLeaderEpoch, DeleteRecords, each one
+//! call with its leader and epoch checks); topic changes made the
 //! same way on one node and in a cluster (`topics`); and auto-creation within
 //! its limits per request and per client address (`auto_create`). A single
 //! node is a replication set of one: the same code with
@@ -22,6 +24,7 @@
 //! Locks: none of its own; it takes no lock across an await.
 
 mod auto_create;
+mod offsets;
 mod reassign;
 mod topics;
 mod txn;
@@ -40,6 +43,7 @@ use crate::replication::{
     check_leader_epoch, CommitWait, LeadershipListener, ReplicaError, ReplicaManager,
 };
 use auto_create::AutoCreateLimits;
+pub use offsets::{DeleteQuery, EpochQuery, OffsetQuery, TopicQueries};
 pub use txn::{TxnAsk, TxnMarker, TxnMarkerListener, TxnVerifier, TxnVerifyError, VerifyResults};
 
 /// Why one partition of a request was not served.
@@ -67,6 +71,9 @@ pub enum PartitionError {
     },
     #[error("read failed: {0}")]
     Read(ReadError),
+    /// A ListOffsets timestamp that is neither a time nor -1, -2 or -3.
+    #[error("no offset for timestamp {0}")]
+    InvalidTimestamp(i64),
     #[error("{0}")]
     Flush(String),
     /// The transaction coordinator refused a transactional batch (KIP-890).

@@ -2,12 +2,15 @@
 //! the directory where partition logs keep their segment files, with the
 //! resources every log shares (bounded file handles, the disk-space guard).
 //!
-//! Owns opening, flushing and the key layout of every tree. It knows nothing
-//! about Kafka semantics; `log` and `broker` give the bytes their meaning.
+//! Owns opening, flushing and the key layout of every tree (`raft`: the Raft
+//! trees). It knows nothing about Kafka semantics; `log`, `broker` and
+//! `cluster` give the bytes their meaning. The database itself stays private
+//! to this module: callers get trees (`log`) or typed calls.
 
 mod app_trees;
 mod files;
 mod http_tokens;
+mod raft;
 mod security;
 mod topics;
 
@@ -15,9 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crate::config::LogStoreKind;
-pub use app_trees::{AppTree, AppTx, TxError, TxFailure, TxStop};
+pub use app_trees::{AppTree, AppTx, TxError, TxStop};
 pub use files::{free_bytes, FileKind};
 use files::{DiskSpace, FileCache};
+pub use raft::{RaftTrees, RaftValue};
 
 /// Errors from the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -113,8 +117,9 @@ pub fn index_tree_name(topic_id: &str, partition: i32) -> String {
 /// The node's sled database and its log directory.
 #[derive(Clone)]
 pub struct Storage {
-    /// The one sled database of this node's data directory.
-    pub db: sled::Db,
+    /// The one sled database of this node's data directory (its trees are
+    /// reached through this module's calls, never by name from outside).
+    db: sled::Db,
     /// Where partition logs put their segments.
     pub logs: Arc<LogDirs>,
 }
