@@ -9,6 +9,7 @@ mod app_trees;
 mod files;
 mod http_tokens;
 mod security;
+mod share_state;
 mod topics;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ pub use crate::config::LogStoreKind;
 pub use app_trees::{AppTree, AppTx, TxError, TxFailure, TxStop};
 pub use files::{free_bytes, FileKind};
 use files::{DiskSpace, FileCache};
+pub use share_state::ShareStateTree;
 
 /// Errors from the storage layer.
 #[derive(Debug, thiserror::Error)]
