@@ -375,3 +375,42 @@ def test_a_cluster_member_refuses_share_groups(tmp_path, request):
             with contextlib.suppress(KafkaException):
                 consumer.close()
         assert all(node.alive() for node in cluster.nodes.values())
+
+
+DISPATCH_GROUP = "sluice-shop-notification-dispatch"
+
+
+def test_the_shop_dispatches_each_notification_from_a_share_group(fresh_broker):
+    """The shop's notification dispatcher is a member of a share group on
+    `notifications`: a failed payment's notification is dispatched (logged)
+    once, with delivery count 1, and the group is described with its member."""
+    from shop_client import call, place_order
+
+    node = fresh_broker()
+    with wire.Connection(node.bootstrap) as conn:
+        wait_until(lambda: share_group_describe(conn, DISPATCH_GROUP)[3] == 1, 30,
+                   what="the dispatcher in its share group")
+
+    def dispatched(order_id: str) -> list[str]:
+        return [line for line in node.log_lines()
+                if "notification dispatched" in line and order_id in line]
+
+    # The group's share-partitions start at the end of `notifications` at its
+    # first fetch: order until one notification made after it is dispatched.
+    deadline = time.monotonic() + 60
+    order_id = None
+    while time.monotonic() < deadline and order_id is None:
+        candidate = place_order(node)["order_id"]
+        status, body = call(node, "POST", "/api/payments",
+                            {"order_id": candidate, "amount": 52.48, "method": "card",
+                             "status": "failed", "reason": "card declined"})
+        assert status == 202, body
+        try:
+            wait_until(lambda: dispatched(candidate), 5, what="the notification dispatched")
+            order_id = candidate
+        except TimeoutError:
+            continue
+    assert order_id, "no notification was dispatched"
+    lines = dispatched(order_id)
+    assert len(lines) == 1, lines
+    assert "payment_failed" in lines[0] and "delivery=1" in lines[0], lines[0]
