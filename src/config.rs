@@ -396,6 +396,38 @@ pub struct NodeConfig {
     )]
     pub group_consumer_heartbeat_interval_ms: u64,
 
+    /// How long a share group's member holds a record it fetched before the
+    /// record is delivered to another, in ms (Kafka's
+    /// group.share.record.lock.duration.ms; a group's
+    /// share.record.lock.duration.ms overrides it).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_SHARE_RECORD_LOCK_DURATION_MS",
+        default_value_t = 30_000
+    )]
+    pub group_share_record_lock_duration_ms: u64,
+
+    /// How many times a share group delivers one record before it archives
+    /// it (Kafka's group.share.delivery.count.limit).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_SHARE_DELIVERY_COUNT_LIMIT",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(i16).range(2..=10)
+    )]
+    pub group_share_delivery_count_limit: i16,
+
+    /// The most records in flight (acquired, or waiting behind an
+    /// unacknowledged one) per share-partition (Kafka's
+    /// group.share.partition.max.record.locks).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_SHARE_PARTITION_MAX_RECORD_LOCKS",
+        default_value_t = 2_000,
+        value_parser = clap::value_parser!(i64).range(100..=10_000)
+    )]
+    pub group_share_partition_max_record_locks: i64,
+
     /// Whether classic and consumer-protocol members may share a group
     /// during an upgrade (Kafka's group.consumer.migration.policy):
     /// disabled, upgrade, downgrade or bidirectional.
@@ -605,6 +637,9 @@ impl NodeConfig {
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
             group_consumer_migration_policy: "bidirectional".to_owned(),
+            group_share_record_lock_duration_ms: 30_000,
+            group_share_delivery_count_limit: 5,
+            group_share_partition_max_record_locks: 2_000,
             offsets_topic_partitions: 4,
             transaction_state_partitions: 4,
             transaction_max_timeout_ms: 900_000,

@@ -45,7 +45,7 @@ use kafka::KafkaLink;
 use read_model::{ModelError, ReadModel};
 use workers::projector::{ModelListener, Projector};
 use workers::replay::Replay;
-use workers::{notifier, payment_processor, projector, simulator};
+use workers::{dispatcher, notifier, payment_processor, projector, simulator};
 
 pub use config::ShopConfig;
 pub use http::AppState;
@@ -101,7 +101,8 @@ pub async fn run(state: AppState, readiness: Component, mut shutdown: watch::Rec
     // Consumers get connections of their own: a broker answers the requests
     // of one connection in order, so a long-polling Fetch would otherwise
     // hold back the Produce requests of the REST path behind it.
-    let (Some(projector_client), Some(notifier_client)) = (
+    let (Some(projector_client), Some(notifier_client), Some(dispatcher_client)) = (
+        link.connect_client(&mut shutdown).await,
         link.connect_client(&mut shutdown).await,
         link.connect_client(&mut shutdown).await,
     ) else {
@@ -125,6 +126,7 @@ pub async fn run(state: AppState, readiness: Component, mut shutdown: watch::Rec
             producer.clone(),
             shutdown.clone(),
         )),
+        tokio::spawn(dispatcher::run(dispatcher_client, shutdown.clone())),
         tokio::spawn({
             let read_model = Arc::clone(&state.read_model);
             let shutdown = shutdown.clone();

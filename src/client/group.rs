@@ -145,6 +145,52 @@ fn group_error(api: ApiKey, code: i16) -> Option<ClientError> {
     ResponseError::try_from_code(code).map(|e| ClientError::broker(api, e, None))
 }
 
+/// FindCoordinator (key type 0) for `group_id`, then a connection of its
+/// own to the coordinator.
+pub(crate) async fn find_group_coordinator(
+    client: &Client,
+    group_id: &str,
+) -> Result<Arc<BrokerConnection>, ClientError> {
+    let conn = client.any_broker().await?;
+    let version = conn.version_for::<FindCoordinatorRequest>()?;
+    let request = if version >= 4 {
+        FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![str_bytes(group_id)])
+    } else {
+        FindCoordinatorRequest::default()
+            .with_key(str_bytes(group_id))
+            .with_key_type(0)
+    };
+    let response = conn.request_with_version(&request, version).await?;
+    let (code, node, host, port) = if version >= 4 {
+        let c = response.coordinators.first().ok_or_else(|| {
+            ClientError::Metadata("FindCoordinator answered no coordinator".to_owned())
+        })?;
+        (c.error_code, c.node_id.0, c.host.to_string(), c.port)
+    } else {
+        (
+            response.error_code,
+            response.node_id.0,
+            response.host.to_string(),
+            response.port,
+        )
+    };
+    if let Some(e) = group_error(ApiKey::FindCoordinator, code) {
+        return Err(e);
+    }
+    // A connection of its own, to the address the coordinator was given as.
+    let addr = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    tracing::debug!(group = %group_id, node, %addr, "found the group coordinator");
+    Ok(Arc::new(
+        BrokerConnection::connect(&addr, &client.config().connection).await?,
+    ))
+}
+
 /// Errors after which the member must join again.
 fn needs_rejoin(error: ResponseError) -> bool {
     matches!(
@@ -159,7 +205,7 @@ fn needs_rejoin(error: ResponseError) -> bool {
     )
 }
 
-fn str_bytes(s: &str) -> StrBytes {
+pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
 }
 
@@ -352,44 +398,7 @@ impl GroupConsumer {
     }
 
     async fn find_coordinator(&self) -> Result<Arc<BrokerConnection>, ClientError> {
-        let conn = self.client.any_broker().await?;
-        let version = conn.version_for::<FindCoordinatorRequest>()?;
-        let request = if version >= 4 {
-            FindCoordinatorRequest::default()
-                .with_key_type(0)
-                .with_coordinator_keys(vec![str_bytes(&self.config.group_id)])
-        } else {
-            FindCoordinatorRequest::default()
-                .with_key(str_bytes(&self.config.group_id))
-                .with_key_type(0)
-        };
-        let response = conn.request_with_version(&request, version).await?;
-        let (code, node, host, port) = if version >= 4 {
-            let c = response.coordinators.first().ok_or_else(|| {
-                ClientError::Metadata("FindCoordinator answered no coordinator".to_owned())
-            })?;
-            (c.error_code, c.node_id.0, c.host.to_string(), c.port)
-        } else {
-            (
-                response.error_code,
-                response.node_id.0,
-                response.host.to_string(),
-                response.port,
-            )
-        };
-        if let Some(e) = group_error(ApiKey::FindCoordinator, code) {
-            return Err(e);
-        }
-        // A connection of its own, to the address the coordinator was given as.
-        let addr = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        tracing::debug!(group = %self.config.group_id, node, %addr, "found the group coordinator");
-        Ok(Arc::new(
-            BrokerConnection::connect(&addr, &self.client.config().connection).await?,
-        ))
+        find_group_coordinator(&self.client, &self.config.group_id).await
     }
 
     /// Leave the current generation's state behind (heartbeats stop).

@@ -10,6 +10,8 @@
 //! - `producer`: per-partition batching, partitioning, acks, retries,
 //!   idempotence. `consumer`: a partition fetcher and ListOffsets.
 //!   `group`: a consumer-group member (classic protocol) over the fetcher.
+//!   `share`: a share group member (KIP-932): records acquired and
+//!   acknowledged one by one.
 //!
 //! This module must never reach into the broker's internals: it only sees
 //! bytes on a socket. Message bodies are kafka-protocol's types; record
@@ -28,6 +30,7 @@ mod group;
 mod metadata;
 pub mod partitioner;
 mod producer;
+mod share;
 
 pub use admin::{ConfigChange, GroupDescription, TopicDescription};
 pub use cluster::{Client, ClientConfig};
@@ -36,3 +39,4 @@ pub use consumer::{ConsumerConfig, FetchedBatch, PartitionFetcher, StartOffset};
 pub use error::ClientError;
 pub use group::{decode_assignment_by_topic, GroupConfig, GroupConsumer, GroupEvent};
 pub use producer::{Delivery, Producer, ProducerConfig, RecordMetadata};
+pub use share::{Acknowledge, ShareConsumer, SharedRecord};

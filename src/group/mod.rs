@@ -21,6 +21,7 @@ pub mod consumer;
 mod membership;
 mod offsets;
 pub mod records;
+pub mod share;
 pub mod state;
 mod txn_offsets;
 pub mod store {
@@ -107,6 +108,16 @@ pub enum CoordinatorError {
     InvalidRequest,
     #[error("invalid regular expression")]
     InvalidRegularExpression,
+    #[error("the records are not acquired by this member")]
+    InvalidRecordState,
+    #[error("no such share session")]
+    ShareSessionNotFound,
+    #[error("the share session epoch is not the session's")]
+    InvalidShareSessionEpoch,
+    #[error("unknown topic id")]
+    UnknownTopicId,
+    #[error("share groups are served on a single node only")]
+    ShareGroupsNotServed,
 }
 
 /// The answer to one group operation (or one partition or member of it).
@@ -142,6 +153,8 @@ pub struct CoordinatorSettings {
     /// Whether classic and consumer-protocol members may share a group and
     /// which way a group in use converts (`group.consumer.migration.policy`).
     pub consumer_migration_policy: consumer::MigrationPolicy,
+    /// Share groups' locks and limits (`group.share.*`).
+    pub share: share::ShareSettings,
 }
 
 impl CoordinatorSettings {
@@ -168,6 +181,7 @@ impl CoordinatorSettings {
                 .group_consumer_migration_policy
                 .parse()
                 .unwrap_or_default(),
+            share: share::ShareSettings::from_config(config),
         }
     }
 }
@@ -215,6 +229,8 @@ pub struct GroupCoordinator {
     shutdown: watch::Sender<bool>,
     /// The task that expires sessions and offsets.
     sweeper: Mutex<Option<JoinHandle<()>>>,
+    /// Share groups (KIP-932) and their share-partitions.
+    share: share::ShareGroups,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -325,6 +341,17 @@ impl GroupCoordinator {
         partitions: Vec<Option<Arc<OffsetsLog>>>,
     ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
+        // Share-partitions are stored on a single node (a cluster does not serve them).
+        let share_tree = match partition_layer.replica_manager() {
+            Some(_) => None,
+            None => partition_layer
+                .broker()
+                .storage
+                .share_state_tree()
+                .map_err(|e| tracing::error!(error = %e, "cannot open the share groups' tree"))
+                .ok(),
+        };
+        let share = share::ShareGroups::open(settings.share, share_tree);
         let coordinator = Arc::new(GroupCoordinator {
             broker: partition_layer.broker().clone(),
             partition_layer,
@@ -333,10 +360,12 @@ impl GroupCoordinator {
             partitions: RwLock::new(partitions),
             shutdown,
             sweeper: Mutex::new(None),
+            share,
         });
         let task = tokio::spawn(Arc::clone(&coordinator).run_sweeper());
         *lock(&coordinator.sweeper) = Some(task);
         tokio::spawn(Arc::clone(&coordinator).run_consumer_sessions());
+        tokio::spawn(Arc::clone(&coordinator).run_share_deadlines());
         coordinator.listen_for_txn_markers();
         coordinator
     }

@@ -462,6 +462,20 @@ impl GroupCoordinator {
                 })
             })
             .collect();
+        for (group_id, state) in self.share.listing() {
+            let listed = (states.is_empty()
+                || states.iter().any(|s| s.eq_ignore_ascii_case(state)))
+                && (types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case("share")))
+                && !out.iter().any(|g| g.group_id == group_id);
+            if listed {
+                out.push(GroupListing {
+                    group_id,
+                    protocol_type: "share".to_owned(),
+                    state,
+                    group_type: "share",
+                });
+            }
+        }
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         out
     }

@@ -924,3 +924,147 @@ async fn every_response_encodes_at_every_supported_version() {
     }
     node.groups.shutdown().await;
 }
+
+fn share_heartbeat(group: &str, member: &str, epoch: i32) -> share::ShareHeartbeat {
+    share::ShareHeartbeat {
+        group_id: group.into(),
+        member_id: member.into(),
+        member_epoch: epoch,
+        subscribed_topic_names: Some(vec!["t".into()]),
+        client_id: "c".into(),
+        client_host: "/127.0.0.1".into(),
+        ..Default::default()
+    }
+}
+
+fn share_fetch(
+    member: &str,
+    epoch: i32,
+    topic_id: uuid::Uuid,
+    acks: Vec<(i64, i64, i8)>,
+) -> share::fetch::ShareFetchRequest {
+    share::fetch::ShareFetchRequest {
+        group_id: "sg".into(),
+        member_id: member.into(),
+        session_epoch: epoch,
+        fetch: true,
+        max_wait: Duration::ZERO,
+        max_bytes: 1 << 20,
+        max_records: 500,
+        partitions: vec![share::fetch::RequestPartition {
+            topic_id,
+            partition: 0,
+            acks: acks
+                .into_iter()
+                .map(|(first_offset, last_offset, t)| share::fetch::AckBatch {
+                    first_offset,
+                    last_offset,
+                    types: vec![t],
+                })
+                .collect(),
+        }],
+        forgotten: Vec::new(),
+    }
+}
+
+/// (first, last, delivery count) of each acquired range of partition 0.
+fn acquired(answer: &share::fetch::ShareFetchAnswer) -> Vec<(i64, i64, i16)> {
+    answer
+        .partitions
+        .iter()
+        .flat_map(|p| p.acquired.iter())
+        .map(|a| (a.first_offset, a.last_offset, a.delivery_count))
+        .collect()
+}
+
+#[tokio::test]
+async fn share_group_members_share_partitions_and_acknowledged_records_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = open(dir.path(), |_| {});
+    node.broker
+        .create_topic("t", 2, -1, BTreeMap::new(), false)
+        .expect("topic");
+    let topic_id = node.broker.topic("t").expect("topic").id;
+    let a = node
+        .groups
+        .share_group_heartbeat(share_heartbeat("sg", "a", 0))
+        .expect("a joins");
+    let b = node
+        .groups
+        .share_group_heartbeat(share_heartbeat("sg", "b", 0))
+        .expect("b joins");
+    let every_partition = BTreeMap::from([(topic_id, vec![0, 1])]);
+    assert_eq!(a.assignment.as_ref(), Some(&every_partition));
+    assert_eq!(b.assignment.as_ref(), Some(&every_partition));
+    assert_eq!(
+        node.groups
+            .share_group_heartbeat(share_heartbeat("sg", "a", 99)),
+        Err(E::FencedMemberEpoch)
+    );
+    let described = node.groups.share_group_describe("sg").expect("describes");
+    assert_eq!((described.state, described.members.len()), ("Stable", 2));
+    let listed = node.groups.list_groups_of_types(&[], &["share".into()]);
+    assert_eq!(
+        listed
+            .iter()
+            .map(|g| (g.group_id.as_str(), g.group_type))
+            .collect::<Vec<_>>(),
+        vec![("sg", "share")]
+    );
+
+    // A new share-partition starts at the log end: records produced after it.
+    let first = node
+        .groups
+        .share_fetch(share_fetch("a", 0, topic_id, vec![]))
+        .await
+        .expect("fetch");
+    assert_eq!(acquired(&first), vec![]);
+    produce(&node.broker, "t", 0, 6);
+    let got_a = node
+        .groups
+        .share_fetch(share_fetch("a", 1, topic_id, vec![]))
+        .await
+        .expect("fetch");
+    assert_eq!(acquired(&got_a), vec![(0, 5, 1)]);
+    assert_eq!(
+        node.groups
+            .share_fetch(share_fetch("a", 1, topic_id, vec![]))
+            .await
+            .err(),
+        Some(E::InvalidShareSessionEpoch)
+    );
+    // b gets nothing while a holds them.
+    let got_b = node
+        .groups
+        .share_fetch(share_fetch("b", 0, topic_id, vec![]))
+        .await
+        .expect("fetch");
+    assert_eq!(acquired(&got_b), vec![]);
+    // a accepts 0-2, releases 3, rejects 4; 5 stays acquired.
+    let mut ack = share_fetch("a", 2, topic_id, vec![(0, 2, 1), (3, 3, 2), (4, 4, 3)]);
+    ack.fetch = false;
+    let answer = node.groups.share_fetch(ack).await.expect("acknowledges");
+    assert_eq!(answer.partitions.len(), 1);
+    assert!(answer.partitions[0].ack_error.is_none());
+    let got_b = node
+        .groups
+        .share_fetch(share_fetch("b", 1, topic_id, vec![]))
+        .await
+        .expect("fetch");
+    assert_eq!(acquired(&got_b), vec![(3, 3, 2)]);
+    node.groups.shutdown().await;
+    drop(node);
+
+    // After a restart: 0-2 and 4 stay done; 3 and 5 are delivered again.
+    let node = open(dir.path(), |_| {});
+    node.groups
+        .share_group_heartbeat(share_heartbeat("sg", "c", 0))
+        .expect("c joins");
+    let got_c = node
+        .groups
+        .share_fetch(share_fetch("c", 0, topic_id, vec![]))
+        .await
+        .expect("fetch");
+    assert_eq!(acquired(&got_c), vec![(3, 3, 3), (5, 5, 2)]);
+    node.groups.shutdown().await;
+}

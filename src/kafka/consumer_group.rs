@@ -23,7 +23,7 @@ use crate::security::acls::AclOperation;
 use crate::security::authorizer::Resource;
 
 /// Authorized operations were not asked for.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 fn opt_string(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(|s| s.to_string())
@@ -120,6 +120,36 @@ fn described(a: Vec<(uuid::Uuid, String, Vec<i32>)>) -> DescribedAssignment {
     out
 }
 
+/// The groups of a describe request (ConsumerGroupDescribe,
+/// ShareGroupDescribe), one `$Group` each: refused without DESCRIBE on the
+/// group, the coordinator's error, or filled in by `$fill` with the
+/// coordinator's description `$g`.
+macro_rules! describe_each {
+    ($req:expr, $access:expr, $Group:ty, |$id:ident| $describe:expr, |$d:ident, $g:ident| $fill:block) => {
+        $req.group_ids
+            .iter()
+            .map(|$id| {
+                let mut $d = <$Group>::default();
+                $d.group_id = $id.clone();
+                $d.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+                if !$access.group(AclOperation::Describe, &$id.0) {
+                    $d.error_code = code::GROUP_AUTHORIZATION_FAILED;
+                    return $d;
+                }
+                match $describe {
+                    Err(e) => {
+                        $d.error_code = coordinator_error_code(&e);
+                        $d.error_message = Some(str_bytes(format!("Group {} {e}", $id.0)));
+                    }
+                    Ok($g) => $fill,
+                }
+                $d
+            })
+            .collect()
+    };
+}
+pub(crate) use describe_each;
+
 /// ConsumerGroupDescribe (DESCRIBE on each group).
 pub fn describe(
     groups: &GroupCoordinator,
@@ -128,63 +158,48 @@ pub fn describe(
     version: i16,
 ) -> ConsumerGroupDescribeResponse {
     let mut resp = ConsumerGroupDescribeResponse::default();
-    resp.groups = req
-        .group_ids
-        .iter()
-        .map(|id| {
-            let mut d = DescribedGroup::default();
-            d.group_id = id.clone();
-            d.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
-            if !access.group(AclOperation::Describe, &id.0) {
-                d.error_code = code::GROUP_AUTHORIZATION_FAILED;
-                return d;
+    resp.groups = describe_each!(
+        req,
+        access,
+        DescribedGroup,
+        |id| groups.consumer_group_describe(&id.0),
+        |d, g| {
+            d.group_state = StrBytes::from_static_str(g.state);
+            d.group_epoch = g.group_epoch;
+            d.assignment_epoch = g.assignment_epoch;
+            d.assignor_name = str_bytes(g.assignor);
+            if req.include_authorized_operations {
+                d.authorized_operations = access.operations(Resource::group(&id.0));
             }
-            match groups.consumer_group_describe(&id.0) {
-                Err(e) => {
-                    d.error_code = coordinator_error_code(&e);
-                    d.error_message = Some(str_bytes(format!("Group {} {e}", id.0)));
-                }
-                Ok(g) => {
-                    d.group_state = StrBytes::from_static_str(g.state);
-                    d.group_epoch = g.group_epoch;
-                    d.assignment_epoch = g.assignment_epoch;
-                    d.assignor_name = str_bytes(g.assignor);
-                    if req.include_authorized_operations {
-                        d.authorized_operations = access.operations(Resource::group(&id.0));
-                    }
-                    d.members = g
-                        .members
+            d.members = g
+                .members
+                .into_iter()
+                .map(|m| {
+                    let mut out = Member::default();
+                    out.member_id = str_bytes(m.member_id);
+                    out.instance_id = m.metadata.instance_id.map(str_bytes);
+                    out.rack_id = m.metadata.rack_id.map(str_bytes);
+                    out.member_epoch = m.member_epoch;
+                    out.client_id = str_bytes(m.metadata.client_id);
+                    out.client_host = str_bytes(m.metadata.client_host);
+                    out.subscribed_topic_names = m
+                        .metadata
+                        .subscribed_topic_names
                         .into_iter()
-                        .map(|m| {
-                            let mut out = Member::default();
-                            out.member_id = str_bytes(m.member_id);
-                            out.instance_id = m.metadata.instance_id.map(str_bytes);
-                            out.rack_id = m.metadata.rack_id.map(str_bytes);
-                            out.member_epoch = m.member_epoch;
-                            out.client_id = str_bytes(m.metadata.client_id);
-                            out.client_host = str_bytes(m.metadata.client_host);
-                            out.subscribed_topic_names = m
-                                .metadata
-                                .subscribed_topic_names
-                                .into_iter()
-                                .map(|t| TopicName(str_bytes(t)))
-                                .collect();
-                            out.subscribed_topic_regex =
-                                m.metadata.subscribed_topic_regex.map(str_bytes);
-                            out.assignment = described(m.assignment);
-                            out.target_assignment = described(m.target_assignment);
-                            if version >= 1 {
-                                // 0: classic protocol, 1: consumer protocol.
-                                out.member_type = if m.classic { 0 } else { 1 };
-                            }
-                            out
-                        })
+                        .map(|t| TopicName(str_bytes(t)))
                         .collect();
-                }
-            }
-            d
-        })
-        .collect();
+                    out.subscribed_topic_regex = m.metadata.subscribed_topic_regex.map(str_bytes);
+                    out.assignment = described(m.assignment);
+                    out.target_assignment = described(m.target_assignment);
+                    if version >= 1 {
+                        // 0: classic protocol, 1: consumer protocol.
+                        out.member_type = if m.classic { 0 } else { 1 };
+                    }
+                    out
+                })
+                .collect();
+        }
+    );
     resp
 }
 

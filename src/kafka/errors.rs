@@ -128,6 +128,11 @@ pub fn coordinator_error_code(e: &CoordinatorError) -> i16 {
         C::StaleMemberEpoch => code::STALE_MEMBER_EPOCH,
         C::InvalidRequest => code::INVALID_REQUEST,
         C::InvalidRegularExpression => code::INVALID_REGULAR_EXPRESSION,
+        C::InvalidRecordState => code::INVALID_RECORD_STATE,
+        C::ShareSessionNotFound => code::SHARE_SESSION_NOT_FOUND,
+        C::InvalidShareSessionEpoch => code::INVALID_SHARE_SESSION_EPOCH,
+        C::UnknownTopicId => code::UNKNOWN_TOPIC_ID,
+        C::ShareGroupsNotServed => code::UNSUPPORTED_VERSION,
     }
 }
 

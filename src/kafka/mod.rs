@@ -30,6 +30,7 @@ pub(crate) mod quotas;
 pub(crate) mod reassignments;
 pub(crate) mod sasl;
 pub(crate) mod server;
+pub(crate) mod share_group;
 pub(crate) mod txn;
 pub(crate) mod txn_markers;
 pub(crate) mod users;
@@ -91,6 +92,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::UnregisterBroker, 0, 0),
+    (ApiKey::ShareGroupHeartbeat, 1, 1),
+    (ApiKey::ShareGroupDescribe, 1, 1),
+    (ApiKey::ShareFetch, 1, 1),
+    (ApiKey::ShareAcknowledge, 1, 1),
 ];
 
 /// The supported version range of an API, if it is served at all.
@@ -180,4 +185,8 @@ const _: () = {
     assert!(code::OPERATION_NOT_ATTEMPTED == E::OperationNotAttempted.code());
     assert!(code::PRODUCER_FENCED == E::ProducerFenced.code());
     assert!(code::TRANSACTIONAL_ID_NOT_FOUND == E::TransactionalIdNotFound.code());
+    assert!(code::UNKNOWN_TOPIC_ID == E::UnknownTopicId.code());
+    assert!(code::INVALID_RECORD_STATE == E::InvalidRecordState.code());
+    assert!(code::SHARE_SESSION_NOT_FOUND == E::ShareSessionNotFound.code());
+    assert!(code::INVALID_SHARE_SESSION_EPOCH == E::InvalidShareSessionEpoch.code());
 };

@@ -33,7 +33,7 @@ use super::prescan::{self, PrescanError};
 use super::sasl::SaslState;
 use super::{
     acls, admin, api_versions, authz, code, consumer_group, fetch, metadata, offsets, produce,
-    quotas, reassignments, supported_range, txn_markers, users,
+    quotas, reassignments, share_group, supported_range, txn_markers, users,
 };
 use crate::group::GroupCoordinator;
 use crate::limits::ConnectionQuotas;
@@ -1034,6 +1034,39 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
             ))
         })
     }),
+    (ApiKey::ShareGroupHeartbeat, |mut r| {
+        Box::pin(async move {
+            let client = ClientInfo {
+                client_id: r.client_id().to_owned(),
+                client_host: r.client_host.to_owned(),
+            };
+            let req: ShareGroupHeartbeatRequest = r.decode()?;
+            r.respond(&share_group::heartbeat(
+                r.groups(),
+                &r.access(),
+                req,
+                &client,
+            ))
+        })
+    }),
+    (
+        ApiKey::ShareGroupDescribe,
+        handler!(|r, req| { r.respond(&share_group::describe(r.groups(), &r.access(), req)) }),
+    ),
+    (
+        ApiKey::ShareFetch,
+        handler!(|r, req| {
+            let resp = share_group::fetch(r.groups(), &r.access(), req).await;
+            r.respond(&resp)
+        }),
+    ),
+    (
+        ApiKey::ShareAcknowledge,
+        handler!(|r, req| {
+            let resp = share_group::acknowledge(r.groups(), &r.access(), req).await;
+            r.respond(&resp)
+        }),
+    ),
     (
         ApiKey::ConsumerGroupDescribe,
         handler!(|r, req| {

@@ -12,6 +12,7 @@ mod files;
 mod http_tokens;
 mod raft;
 mod security;
+mod share_state;
 mod topics;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ pub use app_trees::{AppTree, AppTx, TxError, TxStop};
 pub use files::{free_bytes, FileKind};
 use files::{DiskSpace, FileCache};
 pub use raft::{RaftTrees, RaftValue};
+pub use share_state::ShareStateTree;
 
 /// Errors from the storage layer.
 #[derive(Debug, thiserror::Error)]

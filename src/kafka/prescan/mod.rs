@@ -296,6 +296,10 @@ impl Walk<'_> {
             Kind::Fixed(n) => self.skip(n, here)?,
             Kind::Str => self.sized(here, false)?,
             Kind::Bytes => self.sized(here, true)?,
+            Kind::Int8s => {
+                let count = self.entries(here, 1, 1)?;
+                self.skip(count, here)?;
+            }
             Kind::Int32s => {
                 let count = self.entries(here, 4, 4)?;
                 self.skip(count * 4, here)?;
@@ -325,7 +329,12 @@ impl Walk<'_> {
         match kind {
             Kind::Fixed(n) => n,
             Kind::Str if !self.flexible => 2,
-            Kind::Bytes | Kind::Int32s | Kind::Int64s | Kind::Strs | Kind::Structs(_)
+            Kind::Bytes
+            | Kind::Int8s
+            | Kind::Int32s
+            | Kind::Int64s
+            | Kind::Strs
+            | Kind::Structs(_)
                 if !self.flexible =>
             {
                 4

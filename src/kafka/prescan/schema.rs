@@ -24,6 +24,8 @@ pub(crate) enum Kind {
     Str,
     /// Bytes, nullable or not (a slice of the frame, no copy).
     Bytes,
+    /// An array of 8-bit integers.
+    Int8s,
     /// An array of 32-bit integers.
     Int32s,
     /// An array of 64-bit integers.
@@ -85,6 +87,7 @@ const F64: Kind = Kind::Fixed(8);
 const UUID: Kind = Kind::Fixed(16);
 const STR: Kind = Kind::Str;
 const BYTES: Kind = Kind::Bytes;
+const INT8S: Kind = Kind::Int8s;
 const INT32S: Kind = Kind::Int32s;
 const INT64S: Kind = Kind::Int64s;
 const STRS: Kind = Kind::Strs;
@@ -788,6 +791,98 @@ static CONSUMER_GROUP_DESCRIBE: Schema = schema!(
     ]
 );
 
+// -- Share groups (KIP-932) ---------------------------------------------------
+
+static SHARE_GROUP_HEARTBEAT: Schema = schema!(
+    ShareGroupHeartbeatRequest,
+    [
+        all("group_id", STR),
+        all("member_id", STR),
+        all("member_epoch", I32),
+        all("rack_id", STR),
+        all("subscribed_topic_names", STRS),
+    ]
+);
+static SHARE_GROUP_DESCRIBE: Schema = schema!(
+    ShareGroupDescribeRequest,
+    [
+        all("group_ids", STRS),
+        all("include_authorized_operations", BOOL),
+    ]
+);
+static SHARE_FETCH_ACK_BATCH: Schema = schema!(
+    share_fetch_request::AcknowledgementBatch,
+    [
+        all("first_offset", I64),
+        all("last_offset", I64),
+        all("acknowledge_types", INT8S),
+    ]
+);
+static SHARE_FETCH_PARTITION: Schema = schema!(
+    share_fetch_request::FetchPartition,
+    [
+        all("partition_index", I32),
+        all("acknowledgement_batches", array(&SHARE_FETCH_ACK_BATCH)),
+    ]
+);
+static SHARE_FETCH_TOPIC: Schema = schema!(
+    share_fetch_request::FetchTopic,
+    [
+        all("topic_id", UUID),
+        all("partitions", array(&SHARE_FETCH_PARTITION)),
+    ]
+);
+static SHARE_FETCH_FORGOTTEN: Schema = schema!(
+    share_fetch_request::ForgottenTopic,
+    [all("topic_id", UUID), all("partitions", INT32S)]
+);
+static SHARE_FETCH: Schema = schema!(
+    ShareFetchRequest,
+    [
+        all("group_id", STR),
+        all("member_id", STR),
+        all("share_session_epoch", I32),
+        all("max_wait_ms", I32),
+        all("min_bytes", I32),
+        all("max_bytes", I32),
+        all("max_records", I32),
+        all("batch_size", I32),
+        all("topics", array(&SHARE_FETCH_TOPIC)),
+        all("forgotten_topics_data", array(&SHARE_FETCH_FORGOTTEN)),
+    ]
+);
+static SHARE_ACKNOWLEDGE_BATCH: Schema = schema!(
+    share_acknowledge_request::AcknowledgementBatch,
+    [
+        all("first_offset", I64),
+        all("last_offset", I64),
+        all("acknowledge_types", INT8S),
+    ]
+);
+static SHARE_ACKNOWLEDGE_PARTITION: Schema = schema!(
+    share_acknowledge_request::AcknowledgePartition,
+    [
+        all("partition_index", I32),
+        all("acknowledgement_batches", array(&SHARE_ACKNOWLEDGE_BATCH)),
+    ]
+);
+static SHARE_ACKNOWLEDGE_TOPIC: Schema = schema!(
+    share_acknowledge_request::AcknowledgeTopic,
+    [
+        all("topic_id", UUID),
+        all("partitions", array(&SHARE_ACKNOWLEDGE_PARTITION)),
+    ]
+);
+static SHARE_ACKNOWLEDGE: Schema = schema!(
+    ShareAcknowledgeRequest,
+    [
+        all("group_id", STR),
+        all("member_id", STR),
+        all("share_session_epoch", I32),
+        all("topics", array(&SHARE_ACKNOWLEDGE_TOPIC)),
+    ]
+);
+
 // -- Transactions --------------------------------------------------------------
 
 static ADD_PARTITIONS_TO_TXN_TOPIC: Schema = schema!(
@@ -1010,6 +1105,10 @@ pub(crate) static MESSAGES: &[Message] = &[
         &LIST_PARTITION_REASSIGNMENTS,
     ),
     message(ApiKey::UnregisterBroker, 0, &UNREGISTER_BROKER),
+    message(ApiKey::ShareGroupHeartbeat, 0, &SHARE_GROUP_HEARTBEAT),
+    message(ApiKey::ShareGroupDescribe, 0, &SHARE_GROUP_DESCRIBE),
+    message(ApiKey::ShareFetch, 0, &SHARE_FETCH),
+    message(ApiKey::ShareAcknowledge, 0, &SHARE_ACKNOWLEDGE),
 ];
 
 const fn message(api: ApiKey, flexible_from: i16, body: &'static Schema) -> Message {

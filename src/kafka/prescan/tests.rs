@@ -69,6 +69,11 @@ impl Generator {
             Kind::Fixed(n) => out.extend((0..n).map(|_| self.rng.gen::<u8>())),
             Kind::Str => self.string(out, false),
             Kind::Bytes => self.string(out, true),
+            Kind::Int8s => {
+                let n = self.count(3);
+                self.length(out, n, true);
+                out.extend((0..n).map(|_| self.rng.gen::<u8>()));
+            }
             Kind::Int32s => {
                 let n = self.count(3);
                 self.length(out, n, true);
@@ -227,6 +232,10 @@ fn decode_and_encode(api: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Resu
         ApiKey::AlterClientQuotas => again::<AlterClientQuotasRequest>(buf, version),
         ApiKey::ConsumerGroupHeartbeat => again::<ConsumerGroupHeartbeatRequest>(buf, version),
         ApiKey::ConsumerGroupDescribe => again::<ConsumerGroupDescribeRequest>(buf, version),
+        ApiKey::ShareGroupHeartbeat => again::<ShareGroupHeartbeatRequest>(buf, version),
+        ApiKey::ShareGroupDescribe => again::<ShareGroupDescribeRequest>(buf, version),
+        ApiKey::ShareFetch => again::<ShareFetchRequest>(buf, version),
+        ApiKey::ShareAcknowledge => again::<ShareAcknowledgeRequest>(buf, version),
         ApiKey::AddPartitionsToTxn => again::<AddPartitionsToTxnRequest>(buf, version),
         ApiKey::AddOffsetsToTxn => again::<AddOffsetsToTxnRequest>(buf, version),
         ApiKey::EndTxn => again::<EndTxnRequest>(buf, version),

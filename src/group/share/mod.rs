@@ -1,0 +1,582 @@
+//! Share groups (KIP-932, "queues for Kafka"): membership by
+//! ShareGroupHeartbeat and ShareGroupDescribe here; records delivered by
+//! ShareFetch and acknowledged by ShareAcknowledge in `fetch.rs`; each
+//! share-partition's state machine in `partition.rs`.
+//!
+//! Assignment: every member is assigned every partition of the topics it
+//! subscribes to (a share-partition hands each record to one member at a
+//! time, so members sharing a partition is the point; Kafka's `simple`
+//! assignor spreads partitions once members outnumber them, Sluice does not).
+//! Each member is fenced at its own session deadline; what it held is
+//! released to the others.
+//!
+//! Where the state lives: membership in memory (a restart makes members
+//! join again, as their next heartbeat is answered UNKNOWN_MEMBER_ID);
+//! every share-partition's start offset and the states and delivery counts
+//! of the records after it in the node's `share_state` tree (`storage`),
+//! written at each change, so acknowledged records stay acknowledged across
+//! a restart and the rest are delivered again. Served on a single node only:
+//! a cluster member answers the share APIs UNSUPPORTED_VERSION (as Kafka
+//! with share groups disabled).
+//!
+//! Must never: await while holding `state`'s lock.
+//! Locks: `ShareGroups::state` only, taken after a classic group's lock when
+//! both are held (ListGroups), never before it.
+
+pub mod fetch;
+pub mod partition;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::config::NodeConfig;
+use crate::group::{CoordinatorError as E, GroupCoordinator};
+use crate::storage::ShareStateTree;
+use partition::{Limits, SharePartition};
+
+/// The member epoch a member leaves with.
+const LEAVE_EPOCH: i32 = -1;
+
+/// Group configs a share group applies (IncrementalAlterConfigs on GROUP).
+const GROUP_SESSION_TIMEOUT: &str = "share.session.timeout.ms";
+const GROUP_HEARTBEAT_INTERVAL: &str = "share.heartbeat.interval.ms";
+const GROUP_LOCK_DURATION: &str = "share.record.lock.duration.ms";
+const GROUP_OFFSET_RESET: &str = "share.auto.offset.reset";
+
+/// Kafka's defaults of the share group settings without flags.
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_millis(45_000);
+const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(5_000);
+
+/// The longest the session task sleeps without looking.
+const SESSION_TASK_MAX_SLEEP: Duration = Duration::from_millis(1000);
+
+/// How share groups behave (Kafka's `group.share.*` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct ShareSettings {
+    /// How long a record stays acquired without an acknowledgement
+    /// (`group.share.record.lock.duration.ms`; a group's
+    /// `share.record.lock.duration.ms` overrides it).
+    pub record_lock_duration: Duration,
+    /// Deliveries of one record before it is archived
+    /// (`group.share.delivery.count.limit`) and records in flight per
+    /// share-partition (`group.share.partition.max.record.locks`).
+    pub limits: Limits,
+}
+
+impl ShareSettings {
+    /// The node's settings.
+    pub fn from_config(config: &NodeConfig) -> Self {
+        ShareSettings {
+            record_lock_duration: Duration::from_millis(config.group_share_record_lock_duration_ms),
+            limits: Limits {
+                max_delivery_count: config.group_share_delivery_count_limit,
+                max_in_flight: config.group_share_partition_max_record_locks,
+            },
+        }
+    }
+}
+
+/// A ShareGroupHeartbeat, as the coordinator needs it.
+#[derive(Debug, Clone, Default)]
+pub struct ShareHeartbeat {
+    pub group_id: String,
+    /// Given by the client (v1); generated when empty.
+    pub member_id: String,
+    /// 0 joins, -1 leaves.
+    pub member_epoch: i32,
+    pub rack_id: Option<String>,
+    /// `None`: unchanged since the last heartbeat.
+    pub subscribed_topic_names: Option<Vec<String>>,
+    pub client_id: String,
+    pub client_host: String,
+}
+
+/// The answer to a ShareGroupHeartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareHeartbeatAnswer {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    /// The member's partitions by topic id (absent when it left).
+    pub assignment: Option<BTreeMap<Uuid, Vec<i32>>>,
+}
+
+/// One member of a share group.
+#[derive(Debug, Clone)]
+pub(crate) struct ShareMember {
+    pub member_epoch: i32,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed: Vec<String>,
+    /// Fenced when no heartbeat came by then.
+    deadline: Instant,
+}
+
+/// One share group's membership.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ShareGroup {
+    pub group_epoch: i32,
+    pub members: BTreeMap<String, ShareMember>,
+}
+
+impl ShareGroup {
+    /// Kafka's share group states: Empty or Stable (assignment is immediate).
+    pub fn state_name(&self) -> &'static str {
+        if self.members.is_empty() {
+            "Empty"
+        } else {
+            "Stable"
+        }
+    }
+}
+
+/// A share-partition's key: group, topic id, partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct PartitionKey {
+    pub group_id: String,
+    pub topic_id: Uuid,
+    pub partition: i32,
+}
+
+impl PartitionKey {
+    /// The stored key: group id, a zero byte, topic id, partition.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.group_id.len() + 21);
+        out.extend_from_slice(self.group_id.as_bytes());
+        out.push(0);
+        out.extend_from_slice(self.topic_id.as_bytes());
+        out.extend_from_slice(&self.partition.to_be_bytes());
+        out
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        let split = b.len().checked_sub(21)?;
+        let (group, rest) = b.split_at(split);
+        if rest[0] != 0 {
+            return None;
+        }
+        Some(PartitionKey {
+            group_id: String::from_utf8(group.to_vec()).ok()?,
+            topic_id: Uuid::from_slice(&rest[1..17]).ok()?,
+            partition: i32::from_be_bytes(rest[17..21].try_into().ok()?),
+        })
+    }
+}
+
+/// A member's share session on this node (KIP-932): the partitions it
+/// fetches and the epoch its next request must carry.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ShareSession {
+    pub next_epoch: i32,
+    pub partitions: BTreeSet<(Uuid, i32)>,
+}
+
+/// Everything under one lock.
+#[derive(Debug, Default)]
+pub(crate) struct ShareState {
+    pub groups: BTreeMap<String, ShareGroup>,
+    pub partitions: HashMap<PartitionKey, SharePartition>,
+    /// By (group id, member id).
+    pub sessions: HashMap<(String, String), ShareSession>,
+}
+
+/// The share groups of this node.
+pub struct ShareGroups {
+    pub(crate) settings: ShareSettings,
+    state: Mutex<ShareState>,
+    /// Woken when records become available without an append (released,
+    /// lock expired, member gone): a waiting ShareFetch looks again.
+    pub(crate) available: Notify,
+    /// Where share-partitions are stored (None: kept in memory only).
+    tree: Option<ShareStateTree>,
+}
+
+impl std::fmt::Debug for ShareGroups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareGroups")
+            .field("groups", &self.lock().groups.len())
+            .finish()
+    }
+}
+
+impl ShareGroups {
+    /// Share groups with the share-partitions stored in `tree`.
+    pub fn open(settings: ShareSettings, tree: Option<ShareStateTree>) -> Self {
+        let mut state = ShareState::default();
+        if let Some(tree) = &tree {
+            match tree.entries() {
+                Ok(entries) => {
+                    for (k, v) in entries {
+                        match (PartitionKey::decode(&k), SharePartition::decode(&v)) {
+                            (Some(key), Some(p)) => {
+                                state.partitions.insert(key, p);
+                            }
+                            _ => tracing::warn!("skipping an unreadable share-partition state"),
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read the share-partition states"),
+            }
+        }
+        ShareGroups {
+            settings,
+            state: Mutex::new(state),
+            available: Notify::new(),
+            tree,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ShareState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Store one share-partition (an error is logged: the state in memory
+    /// stays right, a restart would deliver some records again).
+    pub(crate) fn store(&self, key: &PartitionKey, p: &SharePartition) {
+        if let Some(tree) = &self.tree {
+            if let Err(e) = tree.put(&key.encode(), &p.encode()) {
+                tracing::error!(group = key.group_id.as_str(), error = %e, "cannot store a share-partition");
+            }
+        }
+    }
+
+    /// Release what `member_id` holds in its group's partitions and forget
+    /// its share session.
+    fn release_member(&self, state: &mut ShareState, group_id: &str, member_id: &str) {
+        let limits = self.settings.limits;
+        let mut released = false;
+        for (key, p) in state.partitions.iter_mut() {
+            if key.group_id == group_id && p.release_member(member_id, limits) {
+                self.store(key, p);
+                released = true;
+            }
+        }
+        state
+            .sessions
+            .remove(&(group_id.to_owned(), member_id.to_owned()));
+        if released {
+            self.available.notify_waiters();
+        }
+    }
+
+    /// Whether a share group of this id exists.
+    pub fn contains(&self, group_id: &str) -> bool {
+        self.lock().groups.contains_key(group_id)
+    }
+
+    /// Every share group: (group id, state).
+    pub fn listing(&self) -> Vec<(String, &'static str)> {
+        self.lock()
+            .groups
+            .iter()
+            .map(|(id, g)| (id.clone(), g.state_name()))
+            .collect()
+    }
+}
+
+/// One member in ShareGroupDescribe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedShareMember {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    /// (topic id, topic name, partitions).
+    pub assignment: Vec<(Uuid, String, Vec<i32>)>,
+}
+
+/// A group in ShareGroupDescribe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedShareGroup {
+    pub state: &'static str,
+    pub group_epoch: i32,
+    pub members: Vec<DescribedShareMember>,
+}
+
+/// The name of the only assignment Sluice makes.
+pub const SHARE_ASSIGNOR: &str = "simple";
+
+impl GroupCoordinator {
+    /// Share groups are served on a single node only.
+    pub(crate) fn share_check(&self, group_id: &str) -> Result<(), E> {
+        if self.partition_layer.replica_manager().is_some() {
+            return Err(E::ShareGroupsNotServed);
+        }
+        if group_id.is_empty() {
+            return Err(E::InvalidGroupId);
+        }
+        Ok(())
+    }
+
+    fn share_config_ms(&self, group_id: &str, name: &str) -> Option<Duration> {
+        let state = self.broker.security.current();
+        let value = state.configs.groups.get(group_id)?.get(name)?;
+        value.parse::<u64>().ok().map(Duration::from_millis)
+    }
+
+    /// A share group's acquisition lock: its group config, else the flag.
+    pub(crate) fn share_lock_duration(&self, group_id: &str) -> Duration {
+        self.share_config_ms(group_id, GROUP_LOCK_DURATION)
+            .unwrap_or(self.share.settings.record_lock_duration)
+    }
+
+    /// Whether a new share-partition of the group starts at the log start
+    /// (`share.auto.offset.reset=earliest`) rather than its end.
+    pub(crate) fn share_starts_earliest(&self, group_id: &str) -> bool {
+        let state = self.broker.security.current();
+        state
+            .configs
+            .groups
+            .get(group_id)
+            .and_then(|c| c.get(GROUP_OFFSET_RESET))
+            .is_some_and(|v| v == "earliest")
+    }
+
+    /// The partitions of the subscribed topics that exist, by topic id.
+    fn share_assignment(&self, subscribed: &[String]) -> BTreeMap<Uuid, Vec<i32>> {
+        let catalog = self.topic_catalog();
+        subscribed
+            .iter()
+            .filter_map(|name| catalog.get(name))
+            .map(|(id, count)| (*id, (0..*count).collect()))
+            .collect()
+    }
+
+    /// ShareGroupHeartbeat: join (epoch 0), heartbeat, or leave (epoch -1).
+    pub fn share_group_heartbeat(&self, req: ShareHeartbeat) -> Result<ShareHeartbeatAnswer, E> {
+        self.share_check(&req.group_id)?;
+        self.coordinator_error(&req.group_id)?;
+        // A classic or consumer group of the same id owns the id.
+        if self.group(&req.group_id).is_some() && !self.share.contains(&req.group_id) {
+            return Err(E::InconsistentGroupProtocol);
+        }
+        let interval = self
+            .share_config_ms(&req.group_id, GROUP_HEARTBEAT_INTERVAL)
+            .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
+        let session = self
+            .share_config_ms(&req.group_id, GROUP_SESSION_TIMEOUT)
+            .unwrap_or(DEFAULT_SESSION_TIMEOUT);
+        let heartbeat_interval_ms = i32::try_from(interval.as_millis()).unwrap_or(i32::MAX);
+        let now = Instant::now();
+        let mut state = self.share.lock();
+        if req.member_epoch == LEAVE_EPOCH {
+            let left = state
+                .groups
+                .get_mut(&req.group_id)
+                .and_then(|g| g.members.remove(&req.member_id).map(|_| g));
+            // What it holds stays acquired: the client closes its share
+            // session after leaving (ShareAcknowledge with epoch -1, which
+            // applies its last acknowledgements and releases the rest);
+            // without that, the acquisition locks expire.
+            if let Some(group) = left {
+                group.group_epoch += 1;
+            }
+            return Ok(ShareHeartbeatAnswer {
+                member_id: req.member_id,
+                member_epoch: LEAVE_EPOCH,
+                heartbeat_interval_ms,
+                assignment: None,
+            });
+        }
+        if !state.groups.contains_key(&req.group_id) {
+            if req.member_epoch != 0 {
+                return Err(E::UnknownMemberId);
+            }
+            state
+                .groups
+                .insert(req.group_id.clone(), ShareGroup::default());
+        }
+        let group = state
+            .groups
+            .get_mut(&req.group_id)
+            .ok_or(E::UnknownMemberId)?;
+        let member_id = if req.member_id.is_empty() {
+            Uuid::new_v4().simple().to_string()
+        } else {
+            req.member_id.clone()
+        };
+        match group.members.get(&member_id).map(|m| m.member_epoch) {
+            Some(epoch) if req.member_epoch == 0 || epoch == req.member_epoch => {}
+            Some(_) => return Err(E::FencedMemberEpoch),
+            None if req.member_epoch == 0 => {
+                let Some(subscribed) = req.subscribed_topic_names.clone() else {
+                    return Err(E::InvalidRequest);
+                };
+                group.group_epoch += 1;
+                group.members.insert(
+                    member_id.clone(),
+                    ShareMember {
+                        member_epoch: group.group_epoch,
+                        rack_id: req.rack_id.clone(),
+                        client_id: req.client_id.clone(),
+                        client_host: req.client_host.clone(),
+                        subscribed,
+                        deadline: now + session,
+                    },
+                );
+            }
+            None => return Err(E::UnknownMemberId),
+        }
+        let member = group
+            .members
+            .get_mut(&member_id)
+            .ok_or(E::UnknownMemberId)?;
+        member.deadline = now + session;
+        let changed = match &req.subscribed_topic_names {
+            Some(subscribed) if *subscribed != member.subscribed => {
+                member.subscribed = subscribed.clone();
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            group.group_epoch += 1;
+        }
+        let group_epoch = group.group_epoch;
+        let member = group
+            .members
+            .get_mut(&member_id)
+            .ok_or(E::UnknownMemberId)?;
+        member.member_epoch = group_epoch.max(member.member_epoch);
+        let member_epoch = member.member_epoch;
+        let subscribed = member.subscribed.clone();
+        drop(state);
+        Ok(ShareHeartbeatAnswer {
+            member_id,
+            member_epoch,
+            heartbeat_interval_ms,
+            assignment: Some(self.share_assignment(&subscribed)),
+        })
+    }
+
+    /// ShareGroupDescribe of one group: GROUP_ID_NOT_FOUND for an unknown
+    /// one (or a group of another type).
+    pub fn share_group_describe(&self, group_id: &str) -> Result<DescribedShareGroup, E> {
+        self.share_check(group_id)?;
+        self.coordinator_error(group_id)?;
+        let catalog = self.topic_catalog();
+        let state = self.share.lock();
+        let group = state.groups.get(group_id).ok_or(E::GroupIdNotFound)?;
+        Ok(DescribedShareGroup {
+            state: group.state_name(),
+            group_epoch: group.group_epoch,
+            members: group
+                .members
+                .iter()
+                .map(|(id, m)| DescribedShareMember {
+                    member_id: id.clone(),
+                    member_epoch: m.member_epoch,
+                    rack_id: m.rack_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed_topic_names: m.subscribed.clone(),
+                    assignment: m
+                        .subscribed
+                        .iter()
+                        .filter_map(|name| {
+                            catalog
+                                .get(name)
+                                .map(|(id, n)| (*id, name.clone(), (0..*n).collect()))
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Fence share members whose session ended and expire acquisition
+    /// locks; returns the earliest deadline still ahead.
+    fn expire_share_deadlines(&self, now: Instant) -> Option<Instant> {
+        let limits = self.share.settings.limits;
+        let mut state = self.share.lock();
+        let expired: Vec<(String, String)> = state
+            .groups
+            .iter()
+            .flat_map(|(g, group)| {
+                group
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.deadline <= now)
+                    .map(move |(id, _)| (g.clone(), id.clone()))
+            })
+            .collect();
+        for (group_id, member_id) in &expired {
+            if let Some(group) = state.groups.get_mut(group_id) {
+                group.members.remove(member_id);
+                group.group_epoch += 1;
+            }
+            tracing::info!(
+                group = group_id.as_str(),
+                member = member_id.as_str(),
+                "share group member fenced at its deadline"
+            );
+            self.share.release_member(&mut state, group_id, member_id);
+        }
+        let mut released = false;
+        let mut earliest: Option<Instant> = None;
+        let ShareState {
+            partitions, groups, ..
+        } = &mut *state;
+        for (key, p) in partitions.iter_mut() {
+            if p.expire_locks(now, limits) {
+                self.share.store(key, p);
+                released = true;
+            }
+            earliest = min_instant(earliest, p.next_lock_deadline());
+        }
+        for group in groups.values() {
+            earliest = min_instant(earliest, group.members.values().map(|m| m.deadline).min());
+        }
+        if released {
+            self.share.available.notify_waiters();
+        }
+        earliest
+    }
+
+    /// Fence share members and expire locks at their deadlines until shutdown.
+    pub(crate) async fn run_share_deadlines(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            let now = Instant::now();
+            let earliest = self.expire_share_deadlines(now);
+            let wake = earliest.map_or(now + SESSION_TASK_MAX_SLEEP, |e| {
+                e.min(now + SESSION_TASK_MAX_SLEEP)
+            });
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_key_reads_back() {
+        let key = PartitionKey {
+            group_id: "notifications\0odd".into(),
+            topic_id: Uuid::new_v4(),
+            partition: 7,
+        };
+        assert_eq!(PartitionKey::decode(&key.encode()), Some(key));
+        assert_eq!(PartitionKey::decode(b"short"), None);
+    }
+}
