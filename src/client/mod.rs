@@ -39,4 +39,4 @@ pub use consumer::{ConsumerConfig, FetchedBatch, PartitionFetcher, StartOffset};
 pub use error::ClientError;
 pub use group::{decode_assignment_by_topic, GroupConfig, GroupConsumer, GroupEvent};
 pub use producer::{Delivery, Producer, ProducerConfig, RecordMetadata};
-pub use share::{Acknowledge, ShareConsumer, SharedRecord};
+pub use share::{Acknowledge, ShareConsumer};

@@ -40,9 +40,8 @@ use super::{Client, ClientError};
 pub enum Acknowledge {
     /// Processed.
     Accept,
-    /// To be delivered again (to any member).
-    Release,
-    /// Never to be delivered again.
+    /// Never to be delivered again. (RELEASE, to deliver a record again,
+    /// is served by the broker; the shop's dispatcher has no use for it.)
     Reject,
 }
 
@@ -50,7 +49,6 @@ impl Acknowledge {
     fn wire(self) -> i8 {
         match self {
             Acknowledge::Accept => 1,
-            Acknowledge::Release => 2,
             Acknowledge::Reject => 3,
         }
     }
