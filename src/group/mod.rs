@@ -205,6 +205,39 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The longest a deadline task sleeps without looking (shorter than any
+/// session, so every member is fenced at its own deadline, not later).
+const DEADLINE_TASK_MAX_SLEEP: Duration = Duration::from_millis(1000);
+
+/// The earlier of two optional deadlines.
+fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl GroupCoordinator {
+    /// Until shutdown: run `expire` (which acts on what is due at `now` and
+    /// returns the next deadline), then sleep until that deadline, at most
+    /// [`DEADLINE_TASK_MAX_SLEEP`].
+    async fn run_at_deadlines(
+        self: Arc<Self>,
+        expire: impl Fn(&Arc<Self>, Instant) -> Option<Instant>,
+    ) {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            let now = Instant::now();
+            let latest = now + DEADLINE_TASK_MAX_SLEEP;
+            let wake = expire(&self, now).map_or(latest, |e| e.min(latest));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
 /// Wall-clock milliseconds since the epoch (commit timestamps, retention).
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()

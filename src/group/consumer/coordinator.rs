@@ -18,11 +18,7 @@ use super::records::MemberMetadata;
 use super::{HeartbeatResponse, Records, Timeouts, TopicCatalog};
 use crate::group::records::OFFSETS_TOPIC;
 use crate::group::state::GroupState;
-use crate::group::{lock, CoordinatorError as E, GroupCoordinator};
-
-/// The longest the session task sleeps without looking (shorter than any
-/// session, so every member is fenced at its own deadline, not later).
-const SESSION_TASK_MAX_SLEEP: Duration = Duration::from_millis(1000);
+use crate::group::{lock, min_instant, CoordinatorError as E, GroupCoordinator};
 
 /// The group configs a consumer group applies.
 const GROUP_SESSION_TIMEOUT: &str = "consumer.session.timeout.ms";
@@ -281,28 +277,14 @@ impl GroupCoordinator {
                 .consumer
                 .as_deref()
                 .and_then(|c| c.members.values().map(|m| m.deadline()).min());
-            earliest = match (earliest, next) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            earliest = min_instant(earliest, next);
         }
         earliest
     }
 
     /// Fence consumer members at their own deadlines until shutdown.
     pub(crate) async fn run_consumer_sessions(self: Arc<Self>) {
-        let mut shutdown = self.shutdown.subscribe();
-        loop {
-            let now = Instant::now();
-            let earliest = self.expire_consumer_members(now);
-            let wake = earliest.map_or(now + SESSION_TASK_MAX_SLEEP, |e| {
-                e.min(now + SESSION_TASK_MAX_SLEEP)
-            });
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
-            }
-        }
+        self.run_at_deadlines(Self::expire_consumer_members).await
     }
 
     /// Deleting a group removes its consumer-group records too.

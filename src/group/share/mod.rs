@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::NodeConfig;
-use crate::group::{CoordinatorError as E, GroupCoordinator};
+use crate::group::{min_instant, CoordinatorError as E, GroupCoordinator};
 use crate::storage::ShareStateTree;
 use partition::{Limits, SharePartition};
 
@@ -51,9 +51,6 @@ const GROUP_OFFSET_RESET: &str = "share.auto.offset.reset";
 /// Kafka's defaults of the share group settings without flags.
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_millis(45_000);
 const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(5_000);
-
-/// The longest the session task sleeps without looking.
-const SESSION_TASK_MAX_SLEEP: Duration = Duration::from_millis(1000);
 
 /// How share groups behave (Kafka's `group.share.*` settings).
 #[derive(Debug, Clone, Copy)]
@@ -543,25 +540,8 @@ impl GroupCoordinator {
 
     /// Fence share members and expire locks at their deadlines until shutdown.
     pub(crate) async fn run_share_deadlines(self: Arc<Self>) {
-        let mut shutdown = self.shutdown.subscribe();
-        loop {
-            let now = Instant::now();
-            let earliest = self.expire_share_deadlines(now);
-            let wake = earliest.map_or(now + SESSION_TASK_MAX_SLEEP, |e| {
-                e.min(now + SESSION_TASK_MAX_SLEEP)
-            });
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
-            }
-        }
-    }
-}
-
-fn min_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+        self.run_at_deadlines(|c, now| c.expire_share_deadlines(now))
+            .await
     }
 }
 
