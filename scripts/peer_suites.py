@@ -8,8 +8,8 @@ tests/.work/peers so a second run starts at once:
 - kafka-python: the `test/integration` directory of its sdist, run with
   pytest in a venv of its own (`KAFKA_URI` names an existing broker).
 - rskafka: the crate's `tests/` (cargo downloads the crate source), run with
-  `TEST_INTEGRATION=1 KAFKA_CONNECT=...`. Its compile is long (it builds
-  librdkafka for its rdkafka comparisons), so it is its own command.
+  `TEST_INTEGRATION=1 KAFKA_CONNECT=...`, built without the dev-dependencies
+  only its benchmarks and unit tests use.
 
     python3 scripts/peer_suites.py [kafka-python] [rskafka] [--json FILE]
 
@@ -257,9 +257,28 @@ def cargo_home() -> Path:
     return Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
 
 
+# What the four test binaries do not use, left out of the crate's manifest
+# (its benchmarks and the property tests of its unit tests).
+RSKAFKA_UNUSED_DEV_DEPENDENCIES = ["criterion", "proptest", "proptest-derive"]
+
+
+def trim_rskafka_manifest(manifest: Path) -> None:
+    """Drop the dev-dependencies and benchmark targets the integration tests
+    do not use from a copy of the crate's Cargo.toml."""
+    text = manifest.read_text()
+    section = r"\n\[{header}\]\n(?:(?!\n\[).)*"
+    for dep in RSKAFKA_UNUSED_DEV_DEPENDENCIES:
+        text, n = re.subn(section.format(header=re.escape(f"dev-dependencies.{dep}")), "\n",
+                          text, flags=re.S)
+        if n != 1:
+            raise RuntimeError(f"rskafka's manifest has no dev-dependency {dep}")
+    text = re.sub(section.format(header=r"\[bench\]"), "\n", text, flags=re.S)
+    manifest.write_text(text)
+
+
 def prepare_rskafka() -> Path:
     """rskafka's crate source (with its tests/), fetched through cargo."""
-    src = WORK / f"rskafka-{RSKAFKA_VERSION}"
+    src = WORK / f"rskafka-{RSKAFKA_VERSION}-tests"
     if (src / "tests" / "test_helpers.rs").exists():
         return src
     log(f"fetching the rskafka {RSKAFKA_VERSION} crate with cargo")
@@ -279,6 +298,7 @@ def prepare_rskafka() -> Path:
     shutil.copytree(found[0], copy)
     # The crate pins an older toolchain; build with the one installed.
     (copy / "rust-toolchain.toml").unlink(missing_ok=True)
+    trim_rskafka_manifest(copy / "Cargo.toml")
     # Its lockfile's rsasl 2.2.0 no longer compiles with current Rust (a raw
     # pointer cast that extends a trait object's lifetime is now an error).
     run(["cargo", "update", "--manifest-path", str(copy / "Cargo.toml"), "-p", "rsasl",
@@ -398,6 +418,8 @@ def run_suite(name: str) -> SuiteResult:
     """Start a fresh node, run one suite against it, stop the node."""
     WORK.mkdir(parents=True, exist_ok=True)
     extra = {"kafka-python": KAFKA_PYTHON_BROKER_ARGS, "rskafka": RSKAFKA_BROKER_ARGS}[name]
+    if name == "rskafka":
+        build_rskafka()  # before the node starts: its cold build takes minutes
     with tempfile.TemporaryDirectory(prefix=f"sluice-peer-{name}-") as data:
         node = Broker(Path(data) / "node", extra)
         try:

@@ -4,7 +4,8 @@
 # Installs what the tests need (Debian packages, a Python venv), then runs
 # rustfmt, clippy, the release build, the Rust tests, a short run of every
 # fuzz target and the Python compatibility suite (real Kafka clients against the real binary,
-# kafka-python's own integration suite and kafkajs among them: docs/COMPATIBILITY.md).
+# kafka-python's and rskafka's own integration suites and kafkajs among them:
+# docs/COMPATIBILITY.md).
 # Safe to run again: every install step is skipped when already done.
 set -euo pipefail
 
