@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 
 import pytest
 from confluent_kafka import AcknowledgeType, KafkaException, Producer, ShareConsumer
@@ -259,6 +260,9 @@ def test_restart_keeps_accepted_records_and_redelivers_the_rest(fresh_broker):
         consumer.close()
     assert accepted and held
     broker.restart()
+    with wire.Connection(broker.bootstrap) as conn:
+        # Its stored share-partitions keep the group known, empty.
+        assert (group, "share", "Empty", "share") in list_groups_of_type(conn, "share")
     after = share_consumer(broker.bootstrap, group, topic)
     try:
         got: dict[bytes, int] = {}
@@ -296,8 +300,9 @@ def list_groups_of_type(conn, group_type: str) -> list[tuple[str, str, str, str]
     return out
 
 
-def share_group_describe(conn, group: str) -> tuple[int, str, str, int]:
-    """ShareGroupDescribe v1 of one group: (error, state, assignor, members)."""
+def share_group_describe_reader(conn, group: str):
+    """ShareGroupDescribe v1 of one group: (error, state, group epoch,
+    assignor, the reader at its member count)."""
     body = (wire.uvarint(2) + wire.compact_string(group) + wire.int8(0)
             + wire.EMPTY_TAGGED_FIELDS)
     r = conn.request(SHARE_GROUP_DESCRIBE, 1, body, header_version=2,
@@ -308,9 +313,15 @@ def share_group_describe(conn, group: str) -> tuple[int, str, str, int]:
     r.compact_string()  # error message
     assert r.compact_string() == group
     state = r.compact_string()
-    r.int32()  # group epoch
+    group_epoch = r.int32()
     r.int32()  # assignment epoch
     assignor = r.compact_string()
+    return error, state, group_epoch, assignor, r
+
+
+def share_group_describe(conn, group: str) -> tuple[int, str, str, int]:
+    """ShareGroupDescribe v1 of one group: (error, state, assignor, members)."""
+    error, state, _, assignor, r = share_group_describe_reader(conn, group)
     return error, state, assignor, r.uvarint() - 1
 
 
@@ -338,6 +349,322 @@ def test_share_group_is_listed_and_described_as_a_share_group(fresh_broker):
     finally:
         for c in consumers:
             c.close()
+
+
+def share_group_assignment(conn, group: str) -> tuple[int, dict[str, tuple[int, set]]]:
+    """ShareGroupDescribe v1 of one group: (group epoch, {member id:
+    (member epoch, {(topic, partition)})})."""
+    error, _, group_epoch, _, r = share_group_describe_reader(conn, group)
+    assert error == 0
+    members = {}
+    for _ in range(r.uvarint() - 1):
+        member_id = r.compact_string()
+        r.compact_string()  # rack
+        member_epoch = r.int32()
+        r.compact_string()  # client id
+        r.compact_string()  # client host
+        for _ in range(r.uvarint() - 1):
+            r.compact_string()  # subscribed topic
+        held = set()
+        for _ in range(r.uvarint() - 1):
+            r._take(16)  # topic id
+            name = r.compact_string()
+            for _ in range(r.uvarint() - 1):
+                held.add((name, r.int32()))
+            r.skip_tagged_fields()
+        r.skip_tagged_fields()  # assignment
+        r.skip_tagged_fields()  # member
+        members[member_id] = (member_epoch, held)
+    return group_epoch, members
+
+
+def test_the_simple_assignor_spreads_partitions_over_the_members(fresh_broker):
+    """Three members of a share group on a 6-partition topic hold 2
+    partitions each, every partition once; five members on a 2-partition
+    topic share them, each partition held by at least two, each member
+    holding one. Records still reach every member, each once."""
+    broker = fresh_broker()
+    topic, group = unique_topic("share"), unique_topic("sg")
+    create_topic(broker.bootstrap, topic, 6)
+    start_at_earliest(broker.bootstrap, group)
+    expected = produce(broker.bootstrap, topic, 120, 6)
+    consumers = [share_consumer(broker.bootstrap, group, topic) for _ in range(3)]
+    got: list[tuple[int, bytes]] = []
+    try:
+        with wire.Connection(broker.bootstrap) as conn:
+            def spread():
+                for i, c in enumerate(consumers):
+                    for m in records(c, 0.1):
+                        c.acknowledge(m, AcknowledgeType.ACCEPT)
+                        got.append((i, m.value()))
+                    commit(c)
+                epoch, members = share_group_assignment(conn, group)
+                return (len(members) == 3
+                        and all(e == epoch for e, _ in members.values())
+                        and sorted(len(h) for _, h in members.values()) == [2, 2, 2])
+
+            wait_until(spread, 30, what="three members holding two partitions each")
+            _, members = share_group_assignment(conn, group)
+            held = [p for _, h in members.values() for p in h]
+            assert sorted(held) == [(topic, p) for p in range(6)], members
+
+            def everything_read():
+                for i, c in enumerate(consumers):
+                    for m in records(c, 0.1):
+                        c.acknowledge(m, AcknowledgeType.ACCEPT)
+                        got.append((i, m.value()))
+                    commit(c)
+                return len({v for _, v in got}) >= len(expected)
+
+            wait_until(everything_read, 30, what="every record read")
+            values = [v for _, v in got]
+            assert set(values) == expected
+            assert len(values) == len(expected), "a record was delivered twice"
+
+        small = unique_topic("share")
+        create_topic(broker.bootstrap, small, 2)
+        group2 = unique_topic("sg")
+        crowd = [share_consumer(broker.bootstrap, group2, small) for _ in range(5)]
+        consumers.extend(crowd)
+        with wire.Connection(broker.bootstrap) as conn:
+            def shared():
+                for c in crowd:
+                    c.poll(0.05)
+                epoch, members = share_group_assignment(conn, group2)
+                return (len(members) == 5
+                        and all(e == epoch for e, _ in members.values()))
+
+            wait_until(shared, 30, what="five members of the second group")
+            _, members = share_group_assignment(conn, group2)
+            assert all(len(h) == 1 for _, h in members.values()), members
+            holders = [sum(1 for _, h in members.values() if (small, p) in h) for p in range(2)]
+            assert min(holders) >= 2 and sum(holders) == 5, holders
+    finally:
+        for c in consumers:
+            c.close()
+
+
+SHARE_FETCH = 78
+DESCRIBE_SHARE_OFFSETS, ALTER_SHARE_OFFSETS, DELETE_SHARE_OFFSETS = 90, 91, 92
+NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND = 68, 69
+
+
+def describe_share_offsets(conn, group: str, topic: str | None,
+                           partitions: list[int] | None = None) -> tuple[int, dict]:
+    """DescribeShareGroupOffsets v0 of one group, of one topic's partitions
+    or (topic None) of all: (group error, {(topic, partition): (start, error)})."""
+    if topic is None:
+        topics = wire.uvarint(0)
+    else:
+        topics = (wire.uvarint(2) + wire.compact_string(topic)
+                  + wire.uvarint(len(partitions) + 1)
+                  + b"".join(wire.int32(p) for p in partitions) + wire.EMPTY_TAGGED_FIELDS)
+    body = (wire.uvarint(2) + wire.compact_string(group) + topics + wire.EMPTY_TAGGED_FIELDS
+            + wire.EMPTY_TAGGED_FIELDS)
+    r = conn.request(DESCRIBE_SHARE_OFFSETS, 0, body, header_version=2,
+                     response_header_version=1)
+    r.int32()  # throttle
+    assert r.uvarint() == 2, "one group"
+    assert r.compact_string() == group
+    out = {}
+    for _ in range(r.uvarint() - 1):
+        name = r.compact_string()
+        r._take(16)  # topic id
+        for _ in range(r.uvarint() - 1):
+            partition, start, _epoch, error = r.int32(), r.int64(), r.int32(), r.int16()
+            r.compact_string()  # error message
+            r.skip_tagged_fields()
+            out[(name, partition)] = (start, error)
+        r.skip_tagged_fields()
+    error = r.int16()
+    return error, out
+
+
+def alter_share_offsets(conn, group: str, topic: str, offsets: dict[int, int]) -> tuple[int, dict]:
+    """AlterShareGroupOffsets v0: (error, {partition: error})."""
+    parts = b"".join(wire.int32(p) + wire.int64(o) + wire.EMPTY_TAGGED_FIELDS
+                     for p, o in offsets.items())
+    body = (wire.compact_string(group) + wire.uvarint(2) + wire.compact_string(topic)
+            + wire.uvarint(len(offsets) + 1) + parts + wire.EMPTY_TAGGED_FIELDS
+            + wire.EMPTY_TAGGED_FIELDS)
+    r = conn.request(ALTER_SHARE_OFFSETS, 0, body, header_version=2, response_header_version=1)
+    r.int32()  # throttle
+    error = r.int16()
+    r.compact_string()
+    out = {}
+    for _ in range(r.uvarint() - 1):
+        r.compact_string()
+        r._take(16)
+        for _ in range(r.uvarint() - 1):
+            partition, perror = r.int32(), r.int16()
+            r.compact_string()
+            r.skip_tagged_fields()
+            out[partition] = perror
+        r.skip_tagged_fields()
+    return error, out
+
+
+def delete_share_offsets(conn, group: str, topic: str) -> tuple[int, list[int]]:
+    """DeleteShareGroupOffsets v0 of one topic: (error, [topic errors])."""
+    body = (wire.compact_string(group) + wire.uvarint(2) + wire.compact_string(topic)
+            + wire.EMPTY_TAGGED_FIELDS + wire.EMPTY_TAGGED_FIELDS)
+    r = conn.request(DELETE_SHARE_OFFSETS, 0, body, header_version=2, response_header_version=1)
+    r.int32()  # throttle
+    error = r.int16()
+    r.compact_string()
+    errors = []
+    for _ in range(r.uvarint() - 1):
+        r.compact_string()
+        r._take(16)
+        errors.append(r.int16())
+        r.compact_string()
+        r.skip_tagged_fields()
+    return error, errors
+
+
+def test_share_group_offsets_are_described_altered_and_deleted_then_the_group(fresh_broker):
+    """The share group offset APIs and DeleteGroups of a share group: the
+    start offsets after every record is accepted; altering or deleting them
+    (or the group) is refused while a member is in it; once it left, an
+    altered start offset is where records are delivered again, deleted
+    offsets are gone, and the deleted group is no longer listed."""
+    broker = fresh_broker()
+    topic, group = unique_topic("share"), unique_topic("sg")
+    create_topic(broker.bootstrap, topic, 2)
+    start_at_earliest(broker.bootstrap, group)
+    everything = produce(broker.bootstrap, topic, 10, 2)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    consumer = share_consumer(broker.bootstrap, group, topic)
+    with wire.Connection(broker.bootstrap) as conn:
+        try:
+            seen: set = set()
+
+            def read_all():
+                for m in records(consumer):
+                    consumer.acknowledge(m, AcknowledgeType.ACCEPT)
+                    seen.add(m.value())
+                commit(consumer)
+                return seen >= everything
+
+            wait_until(read_all, 30, what="the ten records accepted")
+            assert describe_share_offsets(conn, group, topic, [0, 1, 7]) == (0, {
+                (topic, 0): (5, 0), (topic, 1): (5, 0), (topic, 7): (-1, 3)})
+            assert describe_share_offsets(conn, group, None) == (0, {
+                (topic, 0): (5, 0), (topic, 1): (5, 0)})
+            assert alter_share_offsets(conn, group, topic, {0: 2})[0] == NON_EMPTY_GROUP
+            assert delete_share_offsets(conn, group, topic)[0] == NON_EMPTY_GROUP
+            refused = admin.delete_consumer_groups([group])[group]
+            with pytest.raises(KafkaException) as err:
+                refused.result(15)
+            assert err.value.args[0].code() == NON_EMPTY_GROUP
+        finally:
+            consumer.close()
+
+        def left():
+            return share_group_describe(conn, group)[3] == 0
+
+        wait_until(left, 20, what="the consumer gone from the group")
+        assert alter_share_offsets(conn, group, topic, {0: 2, 1: 99}) == (0, {0: 0, 1: 42})
+        assert describe_share_offsets(conn, group, topic, [0, 1])[1] == {
+            (topic, 0): (2, 0), (topic, 1): (5, 0)}
+        again = share_consumer(broker.bootstrap, group, topic)
+        try:
+            redelivered: list = []
+
+            def three_again():
+                for m in records(again):
+                    again.acknowledge(m, AcknowledgeType.ACCEPT)
+                    redelivered.append((m.partition(), m.offset()))
+                commit(again)
+                return len(redelivered) >= 3
+
+            wait_until(three_again, 30, what="offsets 2-4 of partition 0 again")
+            assert sorted(redelivered) == [(0, 2), (0, 3), (0, 4)]
+        finally:
+            again.close()
+        wait_until(left, 20, what="the second consumer gone from the group")
+        assert delete_share_offsets(conn, group, topic) == (0, [0])
+        assert delete_share_offsets(conn, group, "no-such-topic") == (0, [3])
+        assert describe_share_offsets(conn, group, topic, [0])[1] == {(topic, 0): (-1, 0)}
+        # Not a classic group: DescribeGroups does not describe it.
+        described = admin.describe_consumer_groups([group])[group]
+        with pytest.raises(KafkaException) as err:
+            described.result(15)
+        assert err.value.args[0].code() == GROUP_ID_NOT_FOUND
+        admin.delete_consumer_groups([group])[group].result(15)
+        assert all(g[0] != group for g in list_groups_of_type(conn, "share"))
+        assert describe_share_offsets(conn, group, None) == (GROUP_ID_NOT_FOUND, {})
+
+
+def share_heartbeat_join(conn, group: str, member: str, topic: str) -> uuid.UUID:
+    """ShareGroupHeartbeat v1 joining `member`; returns the topic's id from
+    the assignment."""
+    body = (wire.compact_string(group) + wire.compact_string(member) + wire.int32(0)
+            + wire.compact_string(None) + wire.uvarint(2)
+            + wire.compact_string(topic) + wire.EMPTY_TAGGED_FIELDS)
+    r = conn.request(SHARE_GROUP_HEARTBEAT, 1, body, header_version=2,
+                     response_header_version=1)
+    r.int32()  # throttle
+    assert r.int16() == 0
+    r.compact_string()  # error message
+    assert r.compact_string() == member
+    r.int32()  # member epoch
+    r.int32()  # heartbeat interval
+    assert r.int8() == 1, "an assignment"
+    assert r.uvarint() == 2, "one topic"
+    return uuid.UUID(bytes=r._take(16))
+
+
+def test_a_waiting_share_fetch_is_answered_by_an_append(fresh_broker):
+    """A ShareFetch that waits (min_bytes 1, max_wait 25 s) on an empty
+    topic is answered with the records a producer appends while it waits,
+    not with an empty answer at its deadline."""
+    broker = fresh_broker()
+    topic, group = unique_topic("share"), unique_topic("sg")
+    create_topic(broker.bootstrap, topic, 1)
+    with wire.Connection(broker.bootstrap, timeout=40) as conn:
+        topic_id = share_heartbeat_join(conn, group, "member-1", topic)
+        fetch = (wire.compact_string(group) + wire.compact_string("member-1") + wire.int32(0)
+                 + wire.int32(25_000) + wire.int32(1) + wire.int32(1 << 20)
+                 + wire.int32(100) + wire.int32(100)
+                 + wire.uvarint(2) + topic_id.bytes
+                 + wire.uvarint(2) + wire.int32(0) + wire.uvarint(1) + wire.EMPTY_TAGGED_FIELDS
+                 + wire.EMPTY_TAGGED_FIELDS
+                 + wire.uvarint(1) + wire.EMPTY_TAGGED_FIELDS)
+        conn.send_raw(wire.request_frame(SHARE_FETCH, 1, 7, fetch, header_version=2))
+        # Nothing to deliver: the fetch waits.
+        assert conn.outcome_within(0.5) == ("silent", None)
+        # One batch of three, so that one append wakes the fetch.
+        with wire.Connection(broker.bootstrap) as producer:
+            batch = wire.record_batch([b"a", b"b", b"c"])
+            assert wire.produce(producer, topic, 0, batch) == (0, 0)
+        outcome, frame = conn.outcome_within(20)
+        assert outcome == "frame"
+        r = wire.Reader(frame)
+        assert r.int32() == 7
+        r.skip_tagged_fields()
+        r.int32()  # throttle
+        assert r.int16() == 0
+        r.compact_string()
+        r.int32()  # acquisition lock timeout
+        assert r.uvarint() == 2, "one topic"
+        assert r._take(16) == topic_id.bytes
+        assert r.uvarint() == 2, "one partition"
+        assert r.int32() == 0
+        assert r.int16() == 0
+        r.compact_string()
+        r.int16()  # acknowledge error
+        r.compact_string()
+        r.int32(), r.int32()  # current leader
+        r.skip_tagged_fields()
+        size = r.uvarint() - 1
+        assert size > 0, "records"
+        r._take(size)
+        acquired = []
+        for _ in range(r.uvarint() - 1):
+            acquired.append((r.int64(), r.int64(), r.int16()))
+            r.skip_tagged_fields()
+        assert acquired == [(0, 2, 1)], acquired
 
 
 SHARE_GROUP_HEARTBEAT, UNSUPPORTED_VERSION = 76, 35

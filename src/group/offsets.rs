@@ -339,6 +339,9 @@ impl GroupCoordinator {
     fn delete_group(self: &Arc<Self>, group_id: &str) -> Outcome {
         self.coordinator_error(group_id)?;
         let Some(handle) = self.group(group_id) else {
+            if self.is_share_group(group_id) {
+                return self.delete_share_group(group_id);
+            }
             return Err(E::GroupIdNotFound);
         };
         let mut g = lock(&handle);

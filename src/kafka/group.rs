@@ -295,7 +295,11 @@ pub fn describe_groups(
                     d.error_code = coordinator_error_code(&error);
                     d.group_state = StrBytes::from_static_str("");
                 }
-                Ok(g) if g.group_type == "consumer" => {
+                // Consumer and share groups are not described by this API.
+                Ok(g)
+                    if g.group_type == "consumer"
+                        || (g.state == "Dead" && groups.is_share_group(&id.0)) =>
+                {
                     d.error_code = code::GROUP_ID_NOT_FOUND;
                     if version >= 6 {
                         d.error_message =

@@ -1061,6 +1061,22 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
         }),
     ),
     (
+        ApiKey::DescribeShareGroupOffsets,
+        handler!(|r, req| {
+            r.respond(&share_group::describe_offsets(r.groups(), &r.access(), req))
+        }),
+    ),
+    (
+        ApiKey::AlterShareGroupOffsets,
+        handler!(|r, req| { r.respond(&share_group::alter_offsets(r.groups(), &r.access(), req)) }),
+    ),
+    (
+        ApiKey::DeleteShareGroupOffsets,
+        handler!(|r, req| {
+            r.respond(&share_group::delete_offsets(r.groups(), &r.access(), req))
+        }),
+    ),
+    (
         ApiKey::ShareAcknowledge,
         handler!(|r, req| {
             let resp = share_group::acknowledge(r.groups(), &r.access(), req).await;

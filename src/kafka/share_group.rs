@@ -380,3 +380,191 @@ pub async fn acknowledge(
     }
     resp
 }
+
+/// The topics the principal may READ, and the others.
+fn readable<T>(access: &Access<'_>, topics: Vec<T>, name: impl Fn(&T) -> &str) -> (Vec<T>, Vec<T>) {
+    topics
+        .into_iter()
+        .partition(|t| access.topic(AclOperation::Read, name(t)))
+}
+
+/// An error's code and, for a top-level refusal, its message.
+fn group_refusal(e: &crate::group::CoordinatorError) -> (i16, Option<StrBytes>) {
+    (coordinator_error_code(e), Some(str_bytes(e.to_string())))
+}
+
+/// DescribeShareGroupOffsets (DESCRIBE on each group; a topic without
+/// DESCRIBE is answered TOPIC_AUTHORIZATION_FAILED on its partitions).
+pub fn describe_offsets(
+    groups: &GroupCoordinator,
+    access: &Access<'_>,
+    req: DescribeShareGroupOffsetsRequest,
+) -> DescribeShareGroupOffsetsResponse {
+    use kafka_protocol::messages::describe_share_group_offsets_response::{
+        DescribeShareGroupOffsetsResponseGroup as Group,
+        DescribeShareGroupOffsetsResponsePartition as Partition,
+        DescribeShareGroupOffsetsResponseTopic as Topic,
+    };
+    let mut resp = DescribeShareGroupOffsetsResponse::default();
+    for g in req.groups {
+        let mut out = Group::default();
+        out.group_id = g.group_id.clone();
+        if !access.group(AclOperation::Describe, &g.group_id.0) {
+            out.error_code = code::GROUP_AUTHORIZATION_FAILED;
+            resp.groups.push(out);
+            continue;
+        }
+        let asked = g.topics.map(|topics| {
+            topics
+                .into_iter()
+                .map(|t| (t.topic_name.0.to_string(), t.partitions))
+                .collect()
+        });
+        match groups.describe_share_group_offsets(&g.group_id.0, asked) {
+            Err(e) => (out.error_code, out.error_message) = group_refusal(&e),
+            Ok(topics) => {
+                out.topics = topics
+                    .into_iter()
+                    .map(|t| {
+                        let allowed = access.topic(AclOperation::Describe, &t.name);
+                        let mut topic = Topic::default();
+                        topic.topic_name = TopicName(str_bytes(t.name));
+                        topic.topic_id = t.topic_id;
+                        topic.partitions = t
+                            .partitions
+                            .into_iter()
+                            .map(|p| {
+                                let mut part = Partition::default();
+                                part.partition_index = p.partition;
+                                part.leader_epoch = -1;
+                                if !allowed {
+                                    part.start_offset = -1;
+                                    part.error_code = code::TOPIC_AUTHORIZATION_FAILED;
+                                } else {
+                                    part.start_offset = p.start_offset;
+                                    part.error_code =
+                                        p.error.as_ref().map_or(code::NONE, coordinator_error_code);
+                                }
+                                part
+                            })
+                            .collect();
+                        topic
+                    })
+                    .collect();
+            }
+        }
+        resp.groups.push(out);
+    }
+    resp
+}
+
+/// AlterShareGroupOffsets (READ on the group and on each topic).
+pub fn alter_offsets(
+    groups: &GroupCoordinator,
+    access: &Access<'_>,
+    req: AlterShareGroupOffsetsRequest,
+) -> AlterShareGroupOffsetsResponse {
+    use kafka_protocol::messages::alter_share_group_offsets_response::{
+        AlterShareGroupOffsetsResponsePartition as Partition,
+        AlterShareGroupOffsetsResponseTopic as Topic,
+    };
+    let mut resp = AlterShareGroupOffsetsResponse::default();
+    if !access.group(AclOperation::Read, &req.group_id.0) {
+        resp.error_code = code::GROUP_AUTHORIZATION_FAILED;
+        return resp;
+    }
+    let (allowed, refused) = readable(access, req.topics, |t| &t.topic_name.0);
+    let asked = allowed
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.start_offset))
+                .collect();
+            (t.topic_name.0.to_string(), partitions)
+        })
+        .collect();
+    match groups.alter_share_group_offsets(&req.group_id.0, asked) {
+        Err(e) => (resp.error_code, resp.error_message) = group_refusal(&e),
+        Ok(topics) => {
+            resp.responses = topics
+                .into_iter()
+                .map(|t| {
+                    let mut topic = Topic::default();
+                    topic.topic_name = TopicName(str_bytes(t.name));
+                    topic.topic_id = t.topic_id;
+                    topic.partitions = t
+                        .partitions
+                        .into_iter()
+                        .map(|(partition, error)| {
+                            let mut part = Partition::default();
+                            part.partition_index = partition;
+                            part.error_code =
+                                error.as_ref().map_or(code::NONE, coordinator_error_code);
+                            part
+                        })
+                        .collect();
+                    topic
+                })
+                .collect();
+        }
+    }
+    resp.responses.extend(refused.into_iter().map(|t| {
+        let mut topic = Topic::default();
+        topic.topic_name = t.topic_name;
+        topic.partitions = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let mut part = Partition::default();
+                part.partition_index = p.partition_index;
+                part.error_code = code::TOPIC_AUTHORIZATION_FAILED;
+                part
+            })
+            .collect();
+        topic
+    }));
+    resp
+}
+
+/// DeleteShareGroupOffsets (DELETE on the group, READ on each topic).
+pub fn delete_offsets(
+    groups: &GroupCoordinator,
+    access: &Access<'_>,
+    req: DeleteShareGroupOffsetsRequest,
+) -> DeleteShareGroupOffsetsResponse {
+    use kafka_protocol::messages::delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic as Topic;
+    let mut resp = DeleteShareGroupOffsetsResponse::default();
+    if !access.group(AclOperation::Delete, &req.group_id.0) {
+        resp.error_code = code::GROUP_AUTHORIZATION_FAILED;
+        return resp;
+    }
+    let (allowed, refused) = readable(access, req.topics, |t| &t.topic_name.0);
+    let asked = allowed
+        .into_iter()
+        .map(|t| t.topic_name.0.to_string())
+        .collect();
+    match groups.delete_share_group_offsets(&req.group_id.0, asked) {
+        Err(e) => (resp.error_code, resp.error_message) = group_refusal(&e),
+        Ok(topics) => {
+            resp.responses = topics
+                .into_iter()
+                .map(|t| {
+                    let mut topic = Topic::default();
+                    topic.topic_name = TopicName(str_bytes(t.name));
+                    topic.topic_id = t.topic_id;
+                    topic.error_code = t.error.as_ref().map_or(code::NONE, coordinator_error_code);
+                    topic
+                })
+                .collect();
+        }
+    }
+    resp.responses.extend(refused.into_iter().map(|t| {
+        let mut topic = Topic::default();
+        topic.topic_name = t.topic_name;
+        topic.error_code = code::TOPIC_AUTHORIZATION_FAILED;
+        topic
+    }));
+    resp
+}

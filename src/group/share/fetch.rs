@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures::future::select_all;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -27,10 +28,6 @@ use crate::partition::{FetchPartition, FetchRequest, FetchTopic, PartitionError}
 /// The session epoch that opens a share session, and the one that closes it.
 const OPEN_EPOCH: i32 = 0;
 const CLOSE_EPOCH: i32 = -1;
-
-/// How long a waiting fetch sleeps before it looks at its logs again (an
-/// append does not wake it; a release does).
-const FETCH_RECHECK: Duration = Duration::from_millis(100);
 
 /// One acknowledgement batch of a request.
 #[derive(Debug, Clone)]
@@ -251,19 +248,40 @@ impl GroupCoordinator {
                 .release_member(&mut state, &req.group_id, &req.member_id);
         } else if req.fetch && req.max_records > 0 {
             let deadline = Instant::now() + req.max_wait;
+            // Subscribed before the first look, so that an append in between
+            // still wakes the fetch; a release or an expired lock wakes it
+            // through `available`.
+            let mut appends: Vec<_> = session_partitions
+                .iter()
+                .filter_map(|(topic_id, partition)| {
+                    let (name, _) = topics.get(topic_id)?;
+                    let log = self.broker.topic(name)?.partition(*partition)?;
+                    Some(log.subscribe())
+                })
+                .collect();
             loop {
                 let notified = self.share.available.notified();
                 let got = self
                     .share_acquire(&req, &session_partitions, &topics, lock, &mut answers)
                     .await;
-                let now = Instant::now();
-                if got > 0 || now >= deadline || self.is_shutting_down() {
+                if got > 0 || Instant::now() >= deadline || self.is_shutting_down() {
                     break;
                 }
-                let wake = deadline.min(now + FETCH_RECHECK);
+                let appended = async {
+                    if appends.is_empty() {
+                        return std::future::pending().await;
+                    }
+                    let (changed, i, _) =
+                        select_all(appends.iter_mut().map(|w| Box::pin(w.changed()))).await;
+                    // A deleted log's watch ends: stop watching it.
+                    if changed.is_err() {
+                        appends.swap_remove(i);
+                    }
+                };
                 tokio::select! {
                     _ = notified => {}
-                    _ = tokio::time::sleep_until(wake) => {}
+                    _ = appended => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
                 }
             }
         }

@@ -3,10 +3,11 @@
 //! ShareFetch and acknowledged by ShareAcknowledge in `fetch.rs`; each
 //! share-partition's state machine in `partition.rs`.
 //!
-//! Assignment: every member is assigned every partition of the topics it
-//! subscribes to (a share-partition hands each record to one member at a
-//! time, so members sharing a partition is the point; Kafka's `simple`
-//! assignor spreads partitions once members outnumber them, Sluice does not).
+//! Assignment: the `simple` assignor (`assign.rs`) spreads each topic's
+//! partitions over its subscribers, all of them sharing a partition once
+//! they outnumber its partitions. Members learn a change on their next
+//! heartbeat; records they hold stay theirs until acknowledged or their
+//! locks expire.
 //! Each member is fenced at its own session deadline; what it held is
 //! released to the others.
 //!
@@ -23,6 +24,8 @@
 //! Locks: `ShareGroups::state` only, taken after a classic group's lock when
 //! both are held (ListGroups), never before it.
 
+pub mod admin;
+pub mod assign;
 pub mod fetch;
 pub mod partition;
 
@@ -35,6 +38,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::NodeConfig;
+use crate::group::consumer::TopicCatalog;
 use crate::group::{min_instant, CoordinatorError as E, GroupCoordinator};
 use crate::storage::ShareStateTree;
 use partition::{Limits, SharePartition};
@@ -221,6 +225,15 @@ impl ShareGroups {
                 Err(e) => tracing::error!(error = %e, "cannot read the share-partition states"),
             }
         }
+        // A group with stored share-partitions is known (and empty) again.
+        let restored: Vec<String> = state
+            .partitions
+            .keys()
+            .map(|k| k.group_id.clone())
+            .collect();
+        for group_id in restored {
+            state.groups.entry(group_id).or_default();
+        }
         ShareGroups {
             settings,
             state: Mutex::new(state),
@@ -241,6 +254,25 @@ impl ShareGroups {
                 tracing::error!(group = key.group_id.as_str(), error = %e, "cannot store a share-partition");
             }
         }
+    }
+
+    /// Forget the share-partitions `which` selects, stored ones included.
+    pub(crate) fn forget_partitions(
+        &self,
+        state: &mut ShareState,
+        which: impl Fn(&PartitionKey) -> bool,
+    ) {
+        state.partitions.retain(|key, _| {
+            if !which(key) {
+                return true;
+            }
+            if let Some(tree) = &self.tree {
+                if let Err(e) = tree.remove(&key.encode()) {
+                    tracing::error!(group = key.group_id.as_str(), error = %e, "cannot remove a share-partition");
+                }
+            }
+            false
+        });
     }
 
     /// Release what `member_id` holds in its group's partitions and forget
@@ -298,7 +330,7 @@ pub struct DescribedShareGroup {
     pub members: Vec<DescribedShareMember>,
 }
 
-/// The name of the only assignment Sluice makes.
+/// The name of the share groups' assignor (`assign.rs`).
 pub const SHARE_ASSIGNOR: &str = "simple";
 
 impl GroupCoordinator {
@@ -337,14 +369,18 @@ impl GroupCoordinator {
             .is_some_and(|v| v == "earliest")
     }
 
-    /// The partitions of the subscribed topics that exist, by topic id.
-    fn share_assignment(&self, subscribed: &[String]) -> BTreeMap<Uuid, Vec<i32>> {
-        let catalog = self.topic_catalog();
-        subscribed
-            .iter()
-            .filter_map(|name| catalog.get(name))
-            .map(|(id, count)| (*id, (0..*count).collect()))
-            .collect()
+    /// `member_id`'s partitions in `group` by the `simple` assignor.
+    fn member_assignment(
+        group: &ShareGroup,
+        member_id: &str,
+        catalog: &TopicCatalog,
+    ) -> BTreeMap<Uuid, Vec<i32>> {
+        assign::assign(
+            group.members.iter().map(|(id, m)| (id, &m.subscribed)),
+            catalog,
+        )
+        .remove(member_id)
+        .unwrap_or_default()
     }
 
     /// ShareGroupHeartbeat: join (epoch 0), heartbeat, or leave (epoch -1).
@@ -362,6 +398,7 @@ impl GroupCoordinator {
             .share_config_ms(&req.group_id, GROUP_SESSION_TIMEOUT)
             .unwrap_or(DEFAULT_SESSION_TIMEOUT);
         let heartbeat_interval_ms = i32::try_from(interval.as_millis()).unwrap_or(i32::MAX);
+        let catalog = self.topic_catalog();
         let now = Instant::now();
         let mut state = self.share.lock();
         if req.member_epoch == LEAVE_EPOCH {
@@ -444,13 +481,13 @@ impl GroupCoordinator {
             .ok_or(E::UnknownMemberId)?;
         member.member_epoch = group_epoch.max(member.member_epoch);
         let member_epoch = member.member_epoch;
-        let subscribed = member.subscribed.clone();
+        let assignment = Self::member_assignment(group, &member_id, &catalog);
         drop(state);
         Ok(ShareHeartbeatAnswer {
             member_id,
             member_epoch,
             heartbeat_interval_ms,
-            assignment: Some(self.share_assignment(&subscribed)),
+            assignment: Some(assignment),
         })
     }
 
@@ -462,6 +499,12 @@ impl GroupCoordinator {
         let catalog = self.topic_catalog();
         let state = self.share.lock();
         let group = state.groups.get(group_id).ok_or(E::GroupIdNotFound)?;
+        let mut assignment = assign::assign(
+            group.members.iter().map(|(id, m)| (id, &m.subscribed)),
+            &catalog,
+        );
+        let names: BTreeMap<Uuid, &String> =
+            catalog.iter().map(|(name, (id, _))| (*id, name)).collect();
         Ok(DescribedShareGroup {
             state: group.state_name(),
             group_epoch: group.group_epoch,
@@ -475,13 +518,14 @@ impl GroupCoordinator {
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
                     subscribed_topic_names: m.subscribed.clone(),
-                    assignment: m
-                        .subscribed
-                        .iter()
-                        .filter_map(|name| {
-                            catalog
-                                .get(name)
-                                .map(|(id, n)| (*id, name.clone(), (0..*n).collect()))
+                    assignment: assignment
+                        .remove(id)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|(topic_id, partitions)| {
+                            names
+                                .get(&topic_id)
+                                .map(|name| (topic_id, (*name).clone(), partitions))
                         })
                         .collect(),
                 })

@@ -107,7 +107,6 @@ impl SharePartition {
     }
 
     /// The share-partition start offset: the first record not acknowledged.
-    #[cfg(test)]
     pub fn start_offset(&self) -> i64 {
         self.start_offset
     }

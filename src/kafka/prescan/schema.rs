@@ -883,6 +883,51 @@ static SHARE_ACKNOWLEDGE: Schema = schema!(
     ]
 );
 
+static DESCRIBE_SHARE_OFFSETS_TOPIC: Schema = schema!(
+    describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestTopic,
+    [all("topic_name", STR), all("partitions", INT32S)]
+);
+static DESCRIBE_SHARE_OFFSETS_GROUP: Schema = schema!(
+    describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup,
+    [
+        all("group_id", STR),
+        all("topics", array(&DESCRIBE_SHARE_OFFSETS_TOPIC)),
+    ]
+);
+static DESCRIBE_SHARE_OFFSETS: Schema = schema!(
+    DescribeShareGroupOffsetsRequest,
+    [all("groups", array(&DESCRIBE_SHARE_OFFSETS_GROUP))]
+);
+static ALTER_SHARE_OFFSETS_PARTITION: Schema = schema!(
+    alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition,
+    [all("partition_index", I32), all("start_offset", I64)]
+);
+static ALTER_SHARE_OFFSETS_TOPIC: Schema = schema!(
+    alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic,
+    [
+        all("topic_name", STR),
+        all("partitions", array(&ALTER_SHARE_OFFSETS_PARTITION)),
+    ]
+);
+static ALTER_SHARE_OFFSETS: Schema = schema!(
+    AlterShareGroupOffsetsRequest,
+    [
+        all("group_id", STR),
+        all("topics", array(&ALTER_SHARE_OFFSETS_TOPIC)),
+    ]
+);
+static DELETE_SHARE_OFFSETS_TOPIC: Schema = schema!(
+    delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic,
+    [all("topic_name", STR)]
+);
+static DELETE_SHARE_OFFSETS: Schema = schema!(
+    DeleteShareGroupOffsetsRequest,
+    [
+        all("group_id", STR),
+        all("topics", array(&DELETE_SHARE_OFFSETS_TOPIC)),
+    ]
+);
+
 // -- Transactions --------------------------------------------------------------
 
 static ADD_PARTITIONS_TO_TXN_TOPIC: Schema = schema!(
@@ -1109,6 +1154,13 @@ pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::ShareGroupDescribe, 0, &SHARE_GROUP_DESCRIBE),
     message(ApiKey::ShareFetch, 0, &SHARE_FETCH),
     message(ApiKey::ShareAcknowledge, 0, &SHARE_ACKNOWLEDGE),
+    message(
+        ApiKey::DescribeShareGroupOffsets,
+        0,
+        &DESCRIBE_SHARE_OFFSETS,
+    ),
+    message(ApiKey::AlterShareGroupOffsets, 0, &ALTER_SHARE_OFFSETS),
+    message(ApiKey::DeleteShareGroupOffsets, 0, &DELETE_SHARE_OFFSETS),
 ];
 
 const fn message(api: ApiKey, flexible_from: i16, body: &'static Schema) -> Message {

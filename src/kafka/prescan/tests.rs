@@ -236,6 +236,11 @@ fn decode_and_encode(api: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Resu
         ApiKey::ShareGroupDescribe => again::<ShareGroupDescribeRequest>(buf, version),
         ApiKey::ShareFetch => again::<ShareFetchRequest>(buf, version),
         ApiKey::ShareAcknowledge => again::<ShareAcknowledgeRequest>(buf, version),
+        ApiKey::DescribeShareGroupOffsets => {
+            again::<DescribeShareGroupOffsetsRequest>(buf, version)
+        }
+        ApiKey::AlterShareGroupOffsets => again::<AlterShareGroupOffsetsRequest>(buf, version),
+        ApiKey::DeleteShareGroupOffsets => again::<DeleteShareGroupOffsetsRequest>(buf, version),
         ApiKey::AddPartitionsToTxn => again::<AddPartitionsToTxnRequest>(buf, version),
         ApiKey::AddOffsetsToTxn => again::<AddOffsetsToTxnRequest>(buf, version),
         ApiKey::EndTxn => again::<EndTxnRequest>(buf, version),
