@@ -255,6 +255,12 @@ fn decode_body(api: ApiKey, body: &mut Bytes, version: i16) -> Option<bool> {
             ok::<ListPartitionReassignmentsRequest>(body, version)
         }
         ApiKey::UnregisterBroker => ok::<UnregisterBrokerRequest>(body, version),
+        ApiKey::DescribeTopicPartitions => ok::<DescribeTopicPartitionsRequest>(body, version),
+        ApiKey::DescribeLogDirs => ok::<DescribeLogDirsRequest>(body, version),
+        ApiKey::AlterReplicaLogDirs => ok::<AlterReplicaLogDirsRequest>(body, version),
+        ApiKey::ElectLeaders => ok::<ElectLeadersRequest>(body, version),
+        ApiKey::DescribeQuorum => ok::<DescribeQuorumRequest>(body, version),
+        ApiKey::ListConfigResources => ok::<ListConfigResourcesRequest>(body, version),
         _ => None,
     }
 }
