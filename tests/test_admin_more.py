@@ -16,6 +16,9 @@
 - DescribeQuorum (55): one node is its own quorum; in a cluster every node
   reports the Raft leader, its term and the three voters alike.
 - ListConfigResources (74): topics, brokers and groups, by type.
+- With ACLs (`--authorizer acl`): a topic without Describe is refused by
+  DescribeTopicPartitions, the authorized operations are the principal's,
+  and the cluster APIs answer CLUSTER_AUTHORIZATION_FAILED.
 
 The cluster runs with the controller's own preferred-leader restoration
 slowed to an hour, so only ElectLeaders moves a leadership back. Every
@@ -32,7 +35,9 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
                                    ConfigResource, ResourceType)
 from kafka import KafkaProducer, TopicPartitionReplica
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import LogDirNotFoundError, NoError
+from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType
+from kafka.admin import ResourcePattern, ResourceType as KafkaResourceType
+from kafka.errors import ClusterAuthorizationFailedError, LogDirNotFoundError, NoError
 from kafka.protocol.admin import DescribeQuorumRequest
 
 from cluster import POLL, Cluster
@@ -43,6 +48,8 @@ TIMEOUT = 30
 # Kafka's error codes.
 NONE = 0
 UNKNOWN_TOPIC_OR_PARTITION = 3
+TOPIC_AUTHORIZATION_FAILED = 29
+CLUSTER_AUTHORIZATION_FAILED = 31
 PREFERRED_LEADER_NOT_AVAILABLE = 80
 ELECTION_NOT_NEEDED = 84
 
@@ -221,6 +228,47 @@ def test_list_config_resources_by_type(node):
     assert group in everything["group"]
     only_topics = admin.list_config_resources(["TOPIC"])
     assert set(only_topics) == {"topic"} and topic in only_topics["topic"]
+
+
+def test_acls_decide_what_each_admin_api_shows(fresh_broker):
+    node = fresh_broker(["--authorizer", "acl", "--super-users", "User:ANONYMOUS",
+                         "--shop", "false"])
+    seen, hidden = unique_topic("acl-seen"), unique_topic("acl-hidden")
+    admin = kafka_admin(node.bootstrap)
+    create_topic(admin, seen, 2)
+    create_topic(admin, hidden, 1)
+    result = admin.create_acls([ACL(
+        principal="User:ANONYMOUS", host="*", operation=ACLOperation.DESCRIBE,
+        permission_type=ACLPermissionType.ALLOW,
+        resource_pattern=ResourcePattern(KafkaResourceType.TOPIC, seen,
+                                         ACLResourcePatternType.LITERAL))])
+    assert not result["failed"], result
+    admin.close()
+    node.restart(["--authorizer", "acl", "--shop", "false"])
+
+    admin = kafka_admin(node.bootstrap)
+    described = {t["name"]: t for t in
+                 admin.describe_topic_partitions([seen, hidden])["topics"]}
+    assert described[hidden]["error_code"] == TOPIC_AUTHORIZATION_FAILED
+    assert described[hidden]["partitions"] == []
+    assert described[seen]["error_code"] == NONE
+    assert len(described[seen]["partitions"]) == 2
+    # Describe alone (Kafka's operation code 8).
+    assert described[seen]["topic_authorized_operations"] == 1 << 8
+
+    [answer] = admin.describe_log_dirs(brokers=[node.node_id])
+    assert answer["log_dirs"] == []
+    replica = TopicPartitionReplica(seen, 0, node.node_id)
+    assert admin.alter_replica_log_dirs({replica: "/anywhere"}) == {
+        replica: ClusterAuthorizationFailedError}
+    response = admin.elect_leaders(PREFERRED, {seen: [0]}, raise_errors=False)
+    assert response.error_code == CLUSTER_AUTHORIZATION_FAILED
+    assert election_codes(response) == {(seen, 0): CLUSTER_AUTHORIZATION_FAILED}
+    with pytest.raises(ClusterAuthorizationFailedError):
+        admin.describe_metadata_quorum()
+    with pytest.raises(ClusterAuthorizationFailedError):
+        admin.list_config_resources()
+    admin.close()
 
 
 # -- three nodes -------------------------------------------------------------
