@@ -240,6 +240,9 @@ fn decode_body(api: ApiKey, body: &mut Bytes, version: i16) -> Option<bool> {
         ApiKey::ShareGroupDescribe => ok::<ShareGroupDescribeRequest>(body, version),
         ApiKey::ShareFetch => ok::<ShareFetchRequest>(body, version),
         ApiKey::ShareAcknowledge => ok::<ShareAcknowledgeRequest>(body, version),
+        ApiKey::DescribeShareGroupOffsets => ok::<DescribeShareGroupOffsetsRequest>(body, version),
+        ApiKey::AlterShareGroupOffsets => ok::<AlterShareGroupOffsetsRequest>(body, version),
+        ApiKey::DeleteShareGroupOffsets => ok::<DeleteShareGroupOffsetsRequest>(body, version),
         ApiKey::AddPartitionsToTxn => ok::<AddPartitionsToTxnRequest>(body, version),
         ApiKey::AddOffsetsToTxn => ok::<AddOffsetsToTxnRequest>(body, version),
         ApiKey::EndTxn => ok::<EndTxnRequest>(body, version),
@@ -255,6 +258,12 @@ fn decode_body(api: ApiKey, body: &mut Bytes, version: i16) -> Option<bool> {
             ok::<ListPartitionReassignmentsRequest>(body, version)
         }
         ApiKey::UnregisterBroker => ok::<UnregisterBrokerRequest>(body, version),
+        ApiKey::DescribeTopicPartitions => ok::<DescribeTopicPartitionsRequest>(body, version),
+        ApiKey::DescribeLogDirs => ok::<DescribeLogDirsRequest>(body, version),
+        ApiKey::AlterReplicaLogDirs => ok::<AlterReplicaLogDirsRequest>(body, version),
+        ApiKey::ElectLeaders => ok::<ElectLeadersRequest>(body, version),
+        ApiKey::DescribeQuorum => ok::<DescribeQuorumRequest>(body, version),
+        ApiKey::ListConfigResources => ok::<ListConfigResourcesRequest>(body, version),
         _ => None,
     }
 }

@@ -443,3 +443,131 @@ fn unsupported_api_versions_version_gets_a_v0_answer_with_the_list() {
     assert_eq!(resp.error_code, 35);
     assert!(!resp.api_keys.is_empty());
 }
+
+#[test]
+fn cluster_admin_apis_round_trip_at_every_advertised_version() {
+    let node = common::Node::start(&[]);
+    let mut wire = common::Wire::connect(&node);
+    let mut ct = create_topics_request::CreatableTopic::default();
+    ct.name = topic_name("admin-versions");
+    ct.num_partitions = 3;
+    ct.replication_factor = 1;
+    let mut req = CreateTopicsRequest::default();
+    req.topics = vec![ct];
+    let resp: CreateTopicsResponse = wire.call(ApiKey::CreateTopics, 7, &req);
+    assert_eq!(resp.topics[0].error_code, 0);
+
+    for v in versions(ApiKey::DescribeTopicPartitions) {
+        let mut topic = describe_topic_partitions_request::TopicRequest::default();
+        topic.name = topic_name("admin-versions");
+        let mut cursor = describe_topic_partitions_request::Cursor::default();
+        cursor.topic_name = topic_name("admin-versions");
+        cursor.partition_index = 1;
+        let mut req = DescribeTopicPartitionsRequest::default();
+        req.topics = vec![topic];
+        req.response_partition_limit = 1;
+        req.cursor = Some(cursor);
+        let resp: DescribeTopicPartitionsResponse =
+            wire.call(ApiKey::DescribeTopicPartitions, v, &req);
+        assert_eq!(
+            resp.topics[0].partitions.len(),
+            1,
+            "DescribeTopicPartitions v{v}"
+        );
+        assert_eq!(resp.topics[0].partitions[0].partition_index, 1);
+        let next = resp.next_cursor.expect("a cursor to partition 2");
+        assert_eq!(next.partition_index, 2, "DescribeTopicPartitions v{v}");
+    }
+    let mut dir = String::new();
+    for v in versions(ApiKey::DescribeLogDirs) {
+        // No topic list (null): every hosted replica.
+        let mut req = DescribeLogDirsRequest::default();
+        req.topics = None;
+        let resp: DescribeLogDirsResponse = wire.call(ApiKey::DescribeLogDirs, v, &req);
+        assert_eq!(resp.results.len(), 1, "DescribeLogDirs v{v}");
+        let result = &resp.results[0];
+        assert_eq!(result.error_code, 0);
+        let partitions: Vec<i32> = result
+            .topics
+            .iter()
+            .filter(|t| &*t.name.0 == "admin-versions")
+            .flat_map(|t| t.partitions.iter().map(|p| p.partition_index))
+            .collect();
+        assert_eq!(partitions, vec![0, 1, 2], "DescribeLogDirs v{v}");
+        if v >= 4 {
+            assert!(result.total_bytes > 0 && result.usable_bytes > 0);
+        }
+        dir = result.log_dir.to_string();
+    }
+    for v in versions(ApiKey::AlterReplicaLogDirs) {
+        let mut topic = alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default();
+        topic.name = topic_name("admin-versions");
+        topic.partitions = vec![0];
+        let mut here = alter_replica_log_dirs_request::AlterReplicaLogDir::default();
+        here.path = StrBytes::from_string(dir.clone());
+        here.topics = vec![topic.clone()];
+        let mut elsewhere = alter_replica_log_dirs_request::AlterReplicaLogDir::default();
+        elsewhere.path = StrBytes::from_static_str("/no/such/log/dir");
+        elsewhere.topics = vec![topic];
+        let mut req = AlterReplicaLogDirsRequest::default();
+        req.dirs = vec![here, elsewhere];
+        let resp: AlterReplicaLogDirsResponse = wire.call(ApiKey::AlterReplicaLogDirs, v, &req);
+        let codes: Vec<i16> = resp
+            .results
+            .iter()
+            .map(|t| t.partitions[0].error_code)
+            .collect();
+        assert_eq!(
+            codes,
+            vec![0, 57],
+            "AlterReplicaLogDirs v{v}: NONE, LOG_DIR_NOT_FOUND"
+        );
+    }
+    for v in versions(ApiKey::ElectLeaders) {
+        let mut topic = elect_leaders_request::TopicPartitions::default();
+        topic.topic = topic_name("admin-versions");
+        topic.partitions = vec![0];
+        let mut req = ElectLeadersRequest::default();
+        req.topic_partitions = Some(vec![topic]);
+        req.timeout_ms = 5_000;
+        let resp: ElectLeadersResponse = wire.call(ApiKey::ElectLeaders, v, &req);
+        assert_eq!(resp.error_code, 0, "ElectLeaders v{v}");
+        assert_eq!(
+            resp.replica_election_results[0].partition_result[0].error_code, 84,
+            "ElectLeaders v{v}: ELECTION_NOT_NEEDED"
+        );
+    }
+    for v in versions(ApiKey::DescribeQuorum) {
+        let mut partition = describe_quorum_request::PartitionData::default();
+        partition.partition_index = 0;
+        let mut topic = describe_quorum_request::TopicData::default();
+        topic.topic_name = topic_name("__cluster_metadata");
+        topic.partitions = vec![partition];
+        let mut req = DescribeQuorumRequest::default();
+        req.topics = vec![topic];
+        let resp: DescribeQuorumResponse = wire.call(ApiKey::DescribeQuorum, v, &req);
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!(
+            (resp.error_code, p.error_code),
+            (0, 0),
+            "DescribeQuorum v{v}"
+        );
+        assert_eq!(p.current_voters.len(), 1, "DescribeQuorum v{v}");
+        assert_eq!(p.leader_id, p.current_voters[0].replica_id);
+    }
+    for v in versions(ApiKey::ListConfigResources) {
+        let resp: ListConfigResourcesResponse = wire.call(
+            ApiKey::ListConfigResources,
+            v,
+            &ListConfigResourcesRequest::default(),
+        );
+        assert_eq!(resp.error_code, 0, "ListConfigResources v{v}");
+        let topics = resp
+            .config_resources
+            .iter()
+            .filter(|r| r.resource_type == 2 && &*r.resource_name == "admin-versions")
+            .count();
+        // v0 (ListClientMetricsResources) lists client metrics only.
+        assert_eq!(topics, usize::from(v >= 1), "ListConfigResources v{v}");
+    }
+}

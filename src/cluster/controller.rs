@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::image::{Command, CommandResponse};
+use super::image::{Command, CommandResponse, MetadataImage, Rejection, NO_LEADER};
 use super::{ClusterHandle, PROPOSE_TIMEOUT};
 
 /// How long a new controller's reachability probe of a broker may take.
@@ -400,31 +400,287 @@ async fn fence_unreachable(handle: &ClusterHandle) {
 async fn restore_preferred_leaders(handle: &ClusterHandle) {
     let image = handle.image();
     for (name, topic) in &image.topics {
-        for (index, p) in topic.partitions.iter().enumerate() {
-            let Some(&preferred) = p.replicas.first() else {
+        for index in 0..topic.partitions.len() {
+            let partition = index as i32;
+            let Ok(elected) = election(&image, name, partition, ElectionType::Preferred) else {
                 continue;
             };
-            if p.leader == preferred || !image.is_live(preferred) || !p.isr.contains(&preferred) {
-                continue;
-            }
-            let command = Command::UpdatePartitionLeadership {
-                name: name.clone(),
-                partition: index as i32,
-                leader: preferred,
-                isr: p.isr.clone(),
-                partition_epoch: p.partition_epoch,
-            };
+            let leader = elected.leader;
+            let command = elected.command(name, partition);
             match handle.propose(command, PROPOSE_TIMEOUT).await {
                 Ok(CommandResponse::Applied) => {
-                    tracing::info!(topic = %name, partition = index, leader = preferred, "preferred leader restored")
+                    tracing::info!(topic = %name, partition, leader, "preferred leader restored")
                 }
                 other => {
-                    tracing::debug!(topic = %name, partition = index, result = ?other, "preferred leader not restored")
+                    tracing::debug!(topic = %name, partition, result = ?other, "preferred leader not restored")
                 }
             }
         }
     }
 }
 
+/// Kafka's election types (ElectLeaders).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionType {
+    /// The first replica of the assignment leads again, if it is live and
+    /// in sync.
+    Preferred,
+    /// A partition without a live leader gets one: an in-sync replica if one
+    /// is live, else any live replica (which may lose acknowledged records).
+    Unclean,
+}
+
+/// Why an election was not held.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ElectionError {
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    /// The partition already has the leader the election would choose.
+    #[error("the partition already has the leader this election would choose")]
+    NotNeeded,
+    #[error("preferred leader {0} is not live and in sync")]
+    PreferredLeaderNotAvailable(i32),
+    #[error("no live replica can lead")]
+    EligibleLeadersNotAvailable,
+    #[error("the election was not committed: {0}")]
+    Unavailable(String),
+}
+
+/// What an election decided: the new leader and ISR, as a change of the
+/// partition at `partition_epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Elected {
+    pub leader: i32,
+    pub isr: Vec<i32>,
+    /// The partition epoch the decision was made on (a later change of the
+    /// partition makes the controller refuse it).
+    pub partition_epoch: i32,
+}
+
+impl Elected {
+    /// The controller command that commits the election.
+    fn command(self, name: &str, partition: i32) -> Command {
+        Command::UpdatePartitionLeadership {
+            name: name.to_string(),
+            partition,
+            leader: self.leader,
+            isr: self.isr,
+            partition_epoch: self.partition_epoch,
+        }
+    }
+}
+
+/// The leadership change an election asks of the image, or why there is none.
+pub fn election(
+    image: &MetadataImage,
+    name: &str,
+    partition: i32,
+    kind: ElectionType,
+) -> Result<Elected, ElectionError> {
+    let p = image
+        .topics
+        .get(name)
+        .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+        .ok_or(ElectionError::UnknownTopicOrPartition)?;
+    let change = |leader: i32, isr: Vec<i32>| Elected {
+        leader,
+        isr,
+        partition_epoch: p.partition_epoch,
+    };
+    match kind {
+        ElectionType::Preferred => {
+            let preferred = *p
+                .replicas
+                .first()
+                .ok_or(ElectionError::UnknownTopicOrPartition)?;
+            if p.leader == preferred {
+                return Err(ElectionError::NotNeeded);
+            }
+            if !image.is_live(preferred) || !p.isr.contains(&preferred) {
+                return Err(ElectionError::PreferredLeaderNotAvailable(preferred));
+            }
+            Ok(change(preferred, p.isr.clone()))
+        }
+        ElectionType::Unclean => {
+            if p.leader != NO_LEADER && image.is_live(p.leader) {
+                return Err(ElectionError::NotNeeded);
+            }
+            if let Some(&in_sync) = p.isr.iter().find(|b| image.is_live(**b)) {
+                return Ok(change(in_sync, p.isr.clone()));
+            }
+            let live = p.replicas.iter().find(|b| image.is_live(**b));
+            let &leader = live.ok_or(ElectionError::EligibleLeadersNotAvailable)?;
+            Ok(change(leader, vec![leader]))
+        }
+    }
+}
+
+/// How many times an election is decided again after the partition changed
+/// under it (its proposal named a stale partition epoch).
+const ELECTION_ATTEMPTS: u32 = 5;
+
+/// Hold an election for one partition (ElectLeaders), from any node: decided
+/// on this node's image, committed through the controller like its own
+/// leadership changes (a change decided on a stale image is refused by its
+/// partition epoch and decided again). Returns once this node's image has
+/// the new leader.
+pub async fn elect_leader(
+    handle: &ClusterHandle,
+    name: &str,
+    partition: i32,
+    kind: ElectionType,
+) -> Result<(), ElectionError> {
+    let mut applied = handle.subscribe();
+    for _ in 0..ELECTION_ATTEMPTS {
+        let elected = handle.read_image(|image| election(image, name, partition, kind))?;
+        let leader = elected.leader;
+        match handle
+            .propose(elected.command(name, partition), PROPOSE_TIMEOUT)
+            .await
+        {
+            Ok(CommandResponse::Applied) => {
+                let led = |image: &MetadataImage| {
+                    image
+                        .topics
+                        .get(name)
+                        .and_then(|t| t.partitions.get(partition as usize))
+                        .is_some_and(|p| p.leader == leader)
+                };
+                let wait = async {
+                    while !handle.read_image(led) {
+                        if applied.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                // Committed: this node applies the entry in a moment.
+                let _ = tokio::time::timeout(PROPOSE_TIMEOUT, wait).await;
+                return Ok(());
+            }
+            Ok(CommandResponse::Rejected(Rejection::StalePartitionEpoch { .. })) => {
+                // This node's image lags the controller's: wait for the next
+                // applied entry, then decide again.
+                let _ = tokio::time::timeout(Duration::from_secs(1), applied.changed()).await;
+            }
+            Ok(CommandResponse::Rejected(Rejection::UnknownTopicOrPartition(_))) => {
+                return Err(ElectionError::UnknownTopicOrPartition)
+            }
+            Ok(other) => return Err(ElectionError::Unavailable(format!("{other:?}"))),
+            Err(e) => return Err(ElectionError::Unavailable(e.to_string())),
+        }
+    }
+    Err(ElectionError::Unavailable(
+        "the partition kept changing during the election".into(),
+    ))
+}
+
 /// Shared by the listener (which records heartbeats) and the controller loop.
 pub type SharedHeartbeats = Arc<Heartbeats>;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::image::tests::register;
+    use super::*;
+
+    /// Brokers 1-3 registered, and `orders` with partition 0 on [1, 2, 3].
+    fn image() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for id in 1..=3 {
+            image.apply(&register(id));
+        }
+        image.apply(&Command::CreateTopic {
+            name: "orders".into(),
+            topic_id: uuid::Uuid::new_v4(),
+            configs: BTreeMap::new(),
+            assignments: vec![vec![1, 2, 3]],
+        });
+        image
+    }
+
+    fn leader(image: &MetadataImage) -> (i32, Vec<i32>) {
+        let p = &image.topics["orders"].partitions[0];
+        (p.leader, p.isr.clone())
+    }
+
+    #[test]
+    fn a_preferred_election_waits_for_the_first_replica_to_be_live_and_in_sync() {
+        let mut image = image();
+        let preferred = ElectionType::Preferred;
+        assert_eq!(
+            election(&image, "orders", 0, preferred),
+            Err(ElectionError::NotNeeded)
+        );
+        assert_eq!(
+            election(&image, "orders", 1, preferred),
+            Err(ElectionError::UnknownTopicOrPartition)
+        );
+        image.apply(&Command::FenceBroker { broker_id: 1 });
+        assert_eq!(leader(&image), (2, vec![2, 3]));
+        assert_eq!(
+            election(&image, "orders", 0, preferred),
+            Err(ElectionError::PreferredLeaderNotAvailable(1))
+        );
+        image.apply(&Command::UnfenceBroker { broker_id: 1 });
+        // Live again but not yet in sync.
+        assert_eq!(
+            election(&image, "orders", 0, preferred),
+            Err(ElectionError::PreferredLeaderNotAvailable(1))
+        );
+        let epoch = image.topics["orders"].partitions[0].partition_epoch;
+        image.apply(&Command::UpdatePartitionLeadership {
+            name: "orders".into(),
+            partition: 0,
+            leader: 2,
+            isr: vec![2, 3, 1],
+            partition_epoch: epoch,
+        });
+        let elected = election(&image, "orders", 0, preferred).expect("an election");
+        let command = elected.command("orders", 0);
+        assert_eq!(image.apply(&command), CommandResponse::Applied);
+        assert_eq!(leader(&image), (1, vec![2, 3, 1]));
+        // The same decision on the old image is refused: its epoch is stale.
+        assert!(matches!(
+            image.apply(&command),
+            CommandResponse::Rejected(Rejection::StalePartitionEpoch { .. })
+        ));
+    }
+
+    #[test]
+    fn an_unclean_election_takes_a_live_replica_only_without_a_live_leader() {
+        let mut image = image();
+        let unclean = ElectionType::Unclean;
+        assert_eq!(
+            election(&image, "orders", 0, unclean),
+            Err(ElectionError::NotNeeded)
+        );
+        // 2 and 3 fall out of sync, then the leader goes: no leader left.
+        let epoch = image.topics["orders"].partitions[0].partition_epoch;
+        image.apply(&Command::UpdatePartitionLeadership {
+            name: "orders".into(),
+            partition: 0,
+            leader: 1,
+            isr: vec![1],
+            partition_epoch: epoch,
+        });
+        image.apply(&Command::FenceBroker { broker_id: 1 });
+        assert_eq!(leader(&image), (NO_LEADER, vec![1]));
+        let elected = election(&image, "orders", 0, unclean).expect("an election");
+        assert_eq!((elected.leader, elected.isr.clone()), (2, vec![2]));
+        assert_eq!(
+            image.apply(&elected.command("orders", 0)),
+            CommandResponse::Applied
+        );
+        assert_eq!(leader(&image), (2, vec![2]));
+        // With every replica down there is no one to elect.
+        let mut image = self::image();
+        for id in 1..=3 {
+            image.apply(&Command::FenceBroker { broker_id: id });
+        }
+        assert_eq!(
+            election(&image, "orders", 0, unclean),
+            Err(ElectionError::EligibleLeadersNotAvailable)
+        );
+    }
+}

@@ -6,6 +6,7 @@
 //! Owns: the Raft node (`start`), its storage (`store`), the image and its
 //! commands (`image`), the controller's liveness duties (`controller`), the
 //! cluster listener (`server`) and its client (`network`, `rpc`), the
+//! quorum's state as DescribeQuorum reports it (`quorum`), the
 //! node's readiness as a cluster member (`readiness`), and `sluice cluster`
 //! (`launcher`). Other modules see only `ClusterHandle`:
 //! Raft role, term and leader, the applied image and its changes, this
@@ -31,6 +32,7 @@ mod decommission;
 pub mod image;
 pub mod launcher;
 pub mod network;
+pub mod quorum;
 pub mod readiness;
 pub mod rpc;
 pub mod server;

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use super::auth::{authenticate, PeerAuth, RequestGuard};
 use super::image::{Command, CommandResponse};
 use super::network::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
+use super::quorum::QuorumState;
 use super::rpc::STATUS_PATH;
 use super::{ClusterHandle, ProposeError, RaftStatus, TypeConfig};
 
@@ -51,6 +52,7 @@ pub fn router(handle: ClusterHandle) -> Router {
         .route(STATUS_PATH, get(status))
         .route(PROPOSE_PATH, post(propose))
         .route(ADD_VOTER_PATH, post(add_voter))
+        .route(super::quorum::QUORUM_PATH, post(quorum))
         .route(super::controller::HEARTBEAT_PATH, post(heartbeat))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(handle)
@@ -111,6 +113,10 @@ async fn propose(
     Json(command): Json<Command>,
 ) -> Json<Result<CommandResponse, ProposeError>> {
     Json(handle.propose_local(command).await)
+}
+
+async fn quorum(State(handle): State<ClusterHandle>) -> Json<Result<QuorumState, ProposeError>> {
+    Json(handle.local_quorum())
 }
 
 async fn add_voter(

@@ -993,9 +993,19 @@ async fn share_group_members_share_partitions_and_acknowledged_records_survive_a
         .groups
         .share_group_heartbeat(share_heartbeat("sg", "b", 0))
         .expect("b joins");
+    // Alone, a holds both partitions; with b in, the simple assignor gives
+    // each one (a learns it at its next heartbeat).
     let every_partition = BTreeMap::from([(topic_id, vec![0, 1])]);
     assert_eq!(a.assignment.as_ref(), Some(&every_partition));
-    assert_eq!(b.assignment.as_ref(), Some(&every_partition));
+    assert_eq!(b.assignment, Some(BTreeMap::from([(topic_id, vec![1])])));
+    let a_again = node
+        .groups
+        .share_group_heartbeat(share_heartbeat("sg", "a", a.member_epoch))
+        .expect("a heartbeats");
+    assert_eq!(
+        a_again.assignment,
+        Some(BTreeMap::from([(topic_id, vec![0])]))
+    );
     assert_eq!(
         node.groups
             .share_group_heartbeat(share_heartbeat("sg", "a", 99)),

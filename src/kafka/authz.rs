@@ -89,6 +89,11 @@ impl<'a> Access<'a> {
         (!self.cluster(op)).then_some(code::CLUSTER_AUTHORIZATION_FAILED)
     }
 
+    /// A topic's `authorized_operations` bit field.
+    pub fn topic_operations(&self, name: &str) -> i32 {
+        self.operations(Resource::topic(name))
+    }
+
     /// The cluster's `authorized_operations` bit field.
     pub fn cluster_operations(&self) -> i32 {
         self.operations(Resource::cluster())

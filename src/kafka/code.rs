@@ -82,3 +82,8 @@ pub const UNKNOWN_TOPIC_ID: i16 = 100;
 pub const INVALID_RECORD_STATE: i16 = 121;
 pub const SHARE_SESSION_NOT_FOUND: i16 = 122;
 pub const INVALID_SHARE_SESSION_EPOCH: i16 = 123;
+// Log directories and leader elections.
+pub const LOG_DIR_NOT_FOUND: i16 = 57;
+pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+pub const ELECTION_NOT_NEEDED: i16 = 84;

@@ -10,8 +10,8 @@ use crate::broker::{SecurityError, TopicError};
 use crate::group::{CoordinatorError, Outcome};
 use crate::log::batch::BatchError;
 use crate::log::AppendError;
-use crate::partition::{PartitionError, TxnVerifyError};
-use crate::replication::{ReassignError, ReplicaError};
+use crate::partition::{LogDirError, PartitionError, TxnVerifyError};
+use crate::replication::{ElectionError, ReassignError, ReplicaError};
 
 /// The code of a topic error.
 pub fn topic_error_code(e: &TopicError) -> i16 {
@@ -50,6 +50,27 @@ pub fn replica_error_code(e: &ReplicaError) -> i16 {
         ReplicaError::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
         ReplicaError::NotEnoughReplicasAfterAppend => code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
         ReplicaError::RequestTimedOut => code::REQUEST_TIMED_OUT,
+    }
+}
+
+/// The code of an election not held (ElectLeaders).
+pub fn election_error_code(e: &ElectionError) -> i16 {
+    match e {
+        ElectionError::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
+        ElectionError::NotNeeded => code::ELECTION_NOT_NEEDED,
+        ElectionError::PreferredLeaderNotAvailable(_) => code::PREFERRED_LEADER_NOT_AVAILABLE,
+        ElectionError::EligibleLeadersNotAvailable => code::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+        ElectionError::Unavailable(_) => code::REQUEST_TIMED_OUT,
+    }
+}
+
+/// The code of a replica not moved to a log directory (AlterReplicaLogDirs).
+pub fn log_dir_error_code(e: &LogDirError) -> i16 {
+    match e {
+        LogDirError::NotFound(..) => code::LOG_DIR_NOT_FOUND,
+        LogDirError::UnknownTopicOrPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
+        LogDirError::NotHosted => code::NOT_LEADER_OR_FOLLOWER,
+        LogDirError::Storage(_) => code::KAFKA_STORAGE_ERROR,
     }
 }
 

@@ -16,21 +16,26 @@ pub(crate) mod api_versions;
 pub(crate) mod authz;
 pub(crate) mod budget;
 pub(crate) mod code;
+pub(crate) mod config_resources;
 pub(crate) mod configs;
 pub(crate) mod consumer_group;
+pub(crate) mod elections;
 pub(crate) mod errors;
 pub(crate) mod fetch;
 pub(crate) mod group;
 pub(crate) mod listener;
+pub(crate) mod log_dirs;
 pub(crate) mod metadata;
 pub(crate) mod offsets;
 pub(crate) mod prescan;
 pub(crate) mod produce;
+pub(crate) mod quorum;
 pub(crate) mod quotas;
 pub(crate) mod reassignments;
 pub(crate) mod sasl;
 pub(crate) mod server;
 pub(crate) mod share_group;
+pub(crate) mod topic_partitions;
 pub(crate) mod txn;
 pub(crate) mod txn_markers;
 pub(crate) mod users;
@@ -99,6 +104,12 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeShareGroupOffsets, 0, 0),
     (ApiKey::AlterShareGroupOffsets, 0, 0),
     (ApiKey::DeleteShareGroupOffsets, 0, 0),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::AlterReplicaLogDirs, 1, 2),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::ListConfigResources, 0, 1),
 ];
 
 /// The supported version range of an API, if it is served at all.
@@ -192,4 +203,8 @@ const _: () = {
     assert!(code::INVALID_RECORD_STATE == E::InvalidRecordState.code());
     assert!(code::SHARE_SESSION_NOT_FOUND == E::ShareSessionNotFound.code());
     assert!(code::INVALID_SHARE_SESSION_EPOCH == E::InvalidShareSessionEpoch.code());
+    assert!(code::LOG_DIR_NOT_FOUND == E::LogDirNotFound.code());
+    assert!(code::PREFERRED_LEADER_NOT_AVAILABLE == E::PreferredLeaderNotAvailable.code());
+    assert!(code::ELIGIBLE_LEADERS_NOT_AVAILABLE == E::EligibleLeadersNotAvailable.code());
+    assert!(code::ELECTION_NOT_NEEDED == E::ElectionNotNeeded.code());
 };

@@ -32,8 +32,9 @@ use super::listener::Listener;
 use super::prescan::{self, PrescanError};
 use super::sasl::SaslState;
 use super::{
-    acls, admin, api_versions, authz, code, consumer_group, fetch, metadata, offsets, produce,
-    quotas, reassignments, share_group, supported_range, txn_markers, users,
+    acls, admin, api_versions, authz, code, config_resources, consumer_group, elections, fetch,
+    log_dirs, metadata, offsets, produce, quorum, quotas, reassignments, share_group,
+    supported_range, topic_partitions, txn_markers, users,
 };
 use crate::group::GroupCoordinator;
 use crate::limits::ConnectionQuotas;
@@ -1389,6 +1390,71 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
                 req,
                 r.version,
                 |id| authz::txn_describe(&access, id),
+            ))
+        }),
+    ),
+    (
+        ApiKey::DescribeTopicPartitions,
+        handler!(|r, req| {
+            let access = r.access();
+            let may_describe = |name: &str| access.topic(AclOperation::Describe, name);
+            let operations = |name: &str| access.topic_operations(name);
+            let visibility = topic_partitions::Visibility {
+                may_describe: &may_describe,
+                operations: &operations,
+            };
+            let resp =
+                topic_partitions::describe(r.partitions(), req, visibility, r.client_ip).await;
+            r.respond(&resp)
+        }),
+    ),
+    (
+        ApiKey::DescribeLogDirs,
+        handler!(|r, req| {
+            if let Some(error) = r.access().cluster_refused(AclOperation::Describe) {
+                return r.respond(&log_dirs::describe_refused(error));
+            }
+            r.respond(&log_dirs::describe(r.partitions(), req))
+        }),
+    ),
+    (
+        ApiKey::AlterReplicaLogDirs,
+        handler!(|r, req| {
+            if let Some(error) = r.access().cluster_refused(AclOperation::Alter) {
+                return r.respond(&log_dirs::alter_refused(req, error));
+            }
+            r.respond(&log_dirs::alter(r.partitions(), req))
+        }),
+    ),
+    (
+        ApiKey::ElectLeaders,
+        handler!(|r, req| {
+            if let Some(error) = r.access().cluster_refused(AclOperation::Alter) {
+                return r.respond(&elections::refused(r.partitions(), &req, error, r.version));
+            }
+            r.respond(&elections::elect(r.partitions(), req, r.version).await)
+        }),
+    ),
+    (
+        ApiKey::DescribeQuorum,
+        handler!(|r, req| {
+            if let Some(error) = r.access().cluster_refused(AclOperation::Describe) {
+                return r.respond(&quorum::refused(error));
+            }
+            r.respond(&quorum::describe(r.partitions(), req).await)
+        }),
+    ),
+    (
+        ApiKey::ListConfigResources,
+        handler!(|r, req| {
+            if let Some(error) = r.access().cluster_refused(AclOperation::DescribeConfigs) {
+                return r.respond(&config_resources::refused(error));
+            }
+            r.respond(&config_resources::list(
+                r.partitions(),
+                r.groups(),
+                req,
+                r.version,
             ))
         }),
     ),

@@ -12,8 +12,10 @@
 //! leader-epoch checks, byte limits, the long poll); the offset APIs
 //! (`offsets`: ListOffsets, OffsetForLeaderEpoch, DeleteRecords, each one
 //! call with its leader and epoch checks); topic changes made the
-//! same way on one node and in a cluster (`topics`); and auto-creation within
-//! its limits per request and per client address (`auto_create`). A single
+//! same way on one node and in a cluster (`topics`); auto-creation within
+//! its limits per request and per client address (`auto_create`); leader
+//! elections on request and the metadata quorum (`elections`), the log
+//! directory (`log_dirs`) and what the cluster holds (`cluster_view`). A single
 //! node is a replication set of one: the same code with
 //! `Replication::Local`, so no caller asks "single node or cluster?".
 //!
@@ -24,6 +26,9 @@
 //! Locks: none of its own; it takes no lock across an await.
 
 mod auto_create;
+mod cluster_view;
+mod elections;
+mod log_dirs;
 mod offsets;
 mod reassign;
 mod topics;
@@ -43,6 +48,7 @@ use crate::replication::{
     check_leader_epoch, CommitWait, LeadershipListener, ReplicaError, ReplicaManager,
 };
 use auto_create::AutoCreateLimits;
+pub use log_dirs::LogDirError;
 pub use offsets::{DeleteQuery, EpochQuery, OffsetQuery, TopicQueries};
 pub use txn::{TxnAsk, TxnMarker, TxnMarkerListener, TxnVerifier, TxnVerifyError, VerifyResults};
 

@@ -25,6 +25,9 @@ mod reassign;
 mod security;
 pub mod topics;
 
+pub use crate::cluster::controller::{elect_leader, ElectionError, ElectionType};
+pub use crate::cluster::quorum::{QuorumReplica, QuorumState};
+pub use crate::cluster::ProposeError;
 pub use reassign::{ReassignError, Reassignment};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -784,6 +787,28 @@ impl ReplicaManager {
             }
         }
         out
+    }
+
+    /// The local logs of the replicas the image assigns to this node.
+    pub fn hosted_logs(&self) -> Vec<Arc<PartitionLog>> {
+        let me = self.node_id();
+        let hosted: Vec<(String, i32)> = self.cluster().read_image(|image| {
+            image
+                .topics
+                .iter()
+                .flat_map(|(name, t)| {
+                    t.partitions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.replicas.contains(&me))
+                        .map(move |(i, _)| (name.clone(), i as i32))
+                })
+                .collect()
+        });
+        hosted
+            .into_iter()
+            .filter_map(|(name, i)| self.broker().topic(&name)?.partition(i))
+            .collect()
     }
 
     /// The broker this manager serves.

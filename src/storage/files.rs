@@ -161,6 +161,20 @@ impl DiskSpace {
 
 /// Free bytes (for unprivileged users) of the file system holding `path`.
 pub fn free_bytes(path: &Path) -> Result<u64, StorageError> {
+    Ok(volume_bytes(path)?.usable)
+}
+
+/// The size of the file system holding a path, and what of it is free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeBytes {
+    /// Its whole size.
+    pub total: u64,
+    /// Free for unprivileged users (what the log may still write).
+    pub usable: u64,
+}
+
+/// The size and free bytes of the file system holding `path` (statvfs).
+pub fn volume_bytes(path: &Path) -> Result<VolumeBytes, StorageError> {
     use std::os::unix::ffi::OsStrExt;
     let mut c_path = path.as_os_str().as_bytes().to_vec();
     c_path.push(0);
@@ -172,7 +186,11 @@ pub fn free_bytes(path: &Path) -> Result<u64, StorageError> {
     if rc != 0 {
         return Err(StorageError::Io(std::io::Error::last_os_error()));
     }
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    let block = st.f_frsize as u64;
+    Ok(VolumeBytes {
+        total: (st.f_blocks as u64).saturating_mul(block),
+        usable: (st.f_bavail as u64).saturating_mul(block),
+    })
 }
 
 #[cfg(test)]
@@ -192,6 +210,15 @@ mod tests {
         let path = dir.path().join("0.log");
         cache.get(0, FileKind::Log, &path).unwrap();
         assert_eq!(cache.open_count(), 4);
+    }
+
+    #[test]
+    fn the_volume_is_at_least_as_large_as_its_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let volume = volume_bytes(dir.path()).unwrap();
+        assert!(volume.total > 0);
+        assert!(volume.usable <= volume.total);
+        assert!(volume_bytes(&dir.path().join("missing")).is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 pub use crate::config::LogStoreKind;
 pub use app_trees::{AppTree, AppTx, TxError, TxStop};
-pub use files::{free_bytes, FileKind};
+pub use files::{free_bytes, FileKind, VolumeBytes};
 use files::{DiskSpace, FileCache};
 pub use raft::{RaftTrees, RaftValue};
 pub use share_state::ShareStateTree;
@@ -96,6 +96,10 @@ impl LogDirs {
     /// Segment file handles open now.
     pub fn open_files(&self) -> usize {
         self.files.open_count()
+    }
+    /// The size and free bytes of the file system holding the logs.
+    pub fn volume(&self) -> Result<VolumeBytes, StorageError> {
+        files::volume_bytes(&self.root)
     }
 }
 

@@ -320,6 +320,13 @@ impl Walk<'_> {
                     self.structure(schema)?;
                 }
             }
+            Kind::OptionalStruct(schema) => {
+                self.need(1, here)?;
+                // As the codec reads it: 1 is present, anything else null.
+                if self.rest.get_i8() == 1 {
+                    self.structure(schema)?;
+                }
+            }
         }
         Ok(())
     }
@@ -339,7 +346,7 @@ impl Walk<'_> {
             {
                 4
             }
-            // A compact length: one byte at least.
+            // A compact length or a presence byte: one byte at least.
             _ => 1,
         }
     }

@@ -34,6 +34,9 @@ pub(crate) enum Kind {
     Strs,
     /// An array of structures.
     Structs(&'static Schema),
+    /// One structure or null: a presence byte (1: present, -1: null), then
+    /// the structure. Its decoded size is its parent's (an `Option` inline).
+    OptionalStruct(&'static Schema),
 }
 
 /// One field and the versions that carry it.
@@ -95,6 +98,11 @@ const STRS: Kind = Kind::Strs;
 /// An array of `schema` structures.
 const fn array(schema: &'static Schema) -> Kind {
     Kind::Structs(schema)
+}
+
+/// A nullable `schema` structure.
+const fn optional(schema: &'static Schema) -> Kind {
+    Kind::OptionalStruct(schema)
 }
 
 /// A field of every version.
@@ -1080,6 +1088,80 @@ static LIST_PARTITION_REASSIGNMENTS: Schema = schema!(
 );
 static UNREGISTER_BROKER: Schema = schema!(UnregisterBrokerRequest, [all("broker_id", I32)]);
 
+// -- DescribeTopicPartitions, DescribeLogDirs, AlterReplicaLogDirs, ----------
+// -- ElectLeaders, DescribeQuorum, ListConfigResources -----------------------
+
+static DESCRIBE_TOPIC_PARTITIONS_TOPIC: Schema = schema!(
+    describe_topic_partitions_request::TopicRequest,
+    [all("name", STR)]
+);
+static DESCRIBE_TOPIC_PARTITIONS_CURSOR: Schema = schema!(
+    describe_topic_partitions_request::Cursor,
+    [all("topic_name", STR), all("partition_index", I32)]
+);
+static DESCRIBE_TOPIC_PARTITIONS: Schema = schema!(
+    DescribeTopicPartitionsRequest,
+    [
+        all("topics", array(&DESCRIBE_TOPIC_PARTITIONS_TOPIC)),
+        all("response_partition_limit", I32),
+        all("cursor", optional(&DESCRIBE_TOPIC_PARTITIONS_CURSOR)),
+    ]
+);
+static DESCRIBABLE_LOG_DIR_TOPIC: Schema = schema!(
+    describe_log_dirs_request::DescribableLogDirTopic,
+    [all("topic", STR), all("partitions", INT32S)]
+);
+static DESCRIBE_LOG_DIRS: Schema = schema!(
+    DescribeLogDirsRequest,
+    [all("topics", array(&DESCRIBABLE_LOG_DIR_TOPIC))]
+);
+static ALTER_REPLICA_LOG_DIR_TOPIC: Schema = schema!(
+    alter_replica_log_dirs_request::AlterReplicaLogDirTopic,
+    [all("name", STR), all("partitions", INT32S)]
+);
+static ALTER_REPLICA_LOG_DIR: Schema = schema!(
+    alter_replica_log_dirs_request::AlterReplicaLogDir,
+    [
+        all("path", STR),
+        all("topics", array(&ALTER_REPLICA_LOG_DIR_TOPIC)),
+    ]
+);
+static ALTER_REPLICA_LOG_DIRS: Schema = schema!(
+    AlterReplicaLogDirsRequest,
+    [all("dirs", array(&ALTER_REPLICA_LOG_DIR))]
+);
+static ELECT_LEADERS_TOPIC: Schema = schema!(
+    elect_leaders_request::TopicPartitions,
+    [all("topic", STR), all("partitions", INT32S)]
+);
+static ELECT_LEADERS: Schema = schema!(
+    ElectLeadersRequest,
+    [
+        since(1, "election_type", I8),
+        all("topic_partitions", array(&ELECT_LEADERS_TOPIC)),
+        all("timeout_ms", I32),
+    ]
+);
+static DESCRIBE_QUORUM_PARTITION: Schema = schema!(
+    describe_quorum_request::PartitionData,
+    [all("partition_index", I32)]
+);
+static DESCRIBE_QUORUM_TOPIC: Schema = schema!(
+    describe_quorum_request::TopicData,
+    [
+        all("topic_name", STR),
+        all("partitions", array(&DESCRIBE_QUORUM_PARTITION)),
+    ]
+);
+static DESCRIBE_QUORUM: Schema = schema!(
+    DescribeQuorumRequest,
+    [all("topics", array(&DESCRIBE_QUORUM_TOPIC))]
+);
+static LIST_CONFIG_RESOURCES: Schema = schema!(
+    ListConfigResourcesRequest,
+    [since(1, "resource_types", INT8S)]
+);
+
 /// Every request message the broker decodes.
 pub(crate) static MESSAGES: &[Message] = &[
     message(ApiKey::Produce, 9, &PRODUCE),
@@ -1161,6 +1243,16 @@ pub(crate) static MESSAGES: &[Message] = &[
     ),
     message(ApiKey::AlterShareGroupOffsets, 0, &ALTER_SHARE_OFFSETS),
     message(ApiKey::DeleteShareGroupOffsets, 0, &DELETE_SHARE_OFFSETS),
+    message(
+        ApiKey::DescribeTopicPartitions,
+        0,
+        &DESCRIBE_TOPIC_PARTITIONS,
+    ),
+    message(ApiKey::DescribeLogDirs, 2, &DESCRIBE_LOG_DIRS),
+    message(ApiKey::AlterReplicaLogDirs, 2, &ALTER_REPLICA_LOG_DIRS),
+    message(ApiKey::ElectLeaders, 2, &ELECT_LEADERS),
+    message(ApiKey::DescribeQuorum, 0, &DESCRIBE_QUORUM),
+    message(ApiKey::ListConfigResources, 0, &LIST_CONFIG_RESOURCES),
 ];
 
 const fn message(api: ApiKey, flexible_from: i16, body: &'static Schema) -> Message {

@@ -106,6 +106,14 @@ impl Generator {
                 }
                 self.minimal = outer;
             }
+            Kind::OptionalStruct(schema) => {
+                if self.count(1) == 0 {
+                    out.push(0xff);
+                } else {
+                    out.push(1);
+                    self.structure(out, schema);
+                }
+            }
         }
     }
 
@@ -256,6 +264,12 @@ fn decode_and_encode(api: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Resu
         ApiKey::UnregisterBroker => again::<UnregisterBrokerRequest>(buf, version),
         ApiKey::WriteTxnMarkers => again::<WriteTxnMarkersRequest>(buf, version),
         ApiKey::DescribeProducers => again::<DescribeProducersRequest>(buf, version),
+        ApiKey::DescribeTopicPartitions => again::<DescribeTopicPartitionsRequest>(buf, version),
+        ApiKey::DescribeLogDirs => again::<DescribeLogDirsRequest>(buf, version),
+        ApiKey::AlterReplicaLogDirs => again::<AlterReplicaLogDirsRequest>(buf, version),
+        ApiKey::ElectLeaders => again::<ElectLeadersRequest>(buf, version),
+        ApiKey::DescribeQuorum => again::<DescribeQuorumRequest>(buf, version),
+        ApiKey::ListConfigResources => again::<ListConfigResourcesRequest>(buf, version),
         other => anyhow::bail!("{other:?} is not served"),
     }
 }
