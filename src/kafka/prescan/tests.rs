@@ -106,6 +106,7 @@ impl Generator {
                 }
                 self.minimal = outer;
             }
+            Kind::Struct(schema) => self.structure(out, schema),
         }
     }
 
