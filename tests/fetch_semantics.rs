@@ -1,7 +1,9 @@
 //! Fetch behaviour a consumer depends on: long polls woken by an append (not
 //! by the timeout), the first batch returned whole even when larger than the
 //! limits, OFFSET_OUT_OF_RANGE, and batches larger than one storage chunk
-//! coming back byte for byte.
+//! coming back byte for byte; topics named by id (v13+, UNKNOWN_TOPIC_ID
+//! for an id the node does not know), and a follower behind the leader's
+//! high watermark answered without waiting (v18).
 
 mod common;
 
@@ -193,4 +195,142 @@ fn fetch_past_the_end_is_offset_out_of_range() {
     let part = &resp.responses[0].partitions[0];
     assert_eq!(part.error_code, 1);
     assert_eq!(part.high_watermark, 1);
+}
+
+/// The id of `topic`, from Metadata.
+fn topic_id(wire: &mut common::Wire, topic: &str) -> uuid::Uuid {
+    let mut t = metadata_request::MetadataRequestTopic::default();
+    t.name = Some(topic_name(topic));
+    let mut req = MetadataRequest::default();
+    req.topics = Some(vec![t]);
+    let resp: MetadataResponse = wire.call(ApiKey::Metadata, 12, &req);
+    assert_eq!(resp.topics[0].error_code, 0);
+    resp.topics[0].topic_id
+}
+
+/// A Fetch v13+ that names its topics by id, each with its partitions
+/// (partition, fetch offset).
+fn fetch_by_id(
+    wire: &mut common::Wire,
+    version: i16,
+    topics: &[(uuid::Uuid, &[(i32, i64)])],
+) -> FetchResponse {
+    let mut req = FetchRequest::default();
+    req.replica_id = BrokerId(-1);
+    req.max_wait_ms = 0;
+    req.min_bytes = 1;
+    req.max_bytes = 1 << 20;
+    req.session_epoch = -1;
+    req.topics = topics
+        .iter()
+        .map(|(id, partitions)| {
+            let mut t = fetch_request::FetchTopic::default();
+            t.topic_id = *id;
+            t.partitions = partitions
+                .iter()
+                .map(|(partition, offset)| {
+                    let mut p = fetch_request::FetchPartition::default();
+                    p.partition = *partition;
+                    p.fetch_offset = *offset;
+                    p.partition_max_bytes = 1 << 20;
+                    p
+                })
+                .collect();
+            t
+        })
+        .collect();
+    wire.call(ApiKey::Fetch, version, &req)
+}
+
+/// A node with one topic of `partitions`, and a connection to it.
+fn node_with_topic(topic: &str, partitions: i32) -> (common::Node, common::Wire) {
+    let node = common::Node::start(&[]);
+    let mut wire = common::Wire::connect(&node);
+    create_topic(&mut wire, topic, partitions);
+    (node, wire)
+}
+
+#[test]
+fn fetch_by_topic_id_answers_by_id_and_an_unknown_id_is_unknown_topic_id() {
+    let (_node, mut wire) = node_with_topic("by-id", 2);
+    produce(
+        &mut wire,
+        "by-id",
+        1,
+        batch(&[b"one".to_vec(), b"two".to_vec()]),
+    );
+    let id = topic_id(&mut wire, "by-id");
+    assert!(!id.is_nil());
+    let stranger = uuid::Uuid::from_u128(0x5eed_0000_0000_0000_0000_0000_0000_0001);
+    for version in 13..=18 {
+        let resp = fetch_by_id(
+            &mut wire,
+            version,
+            &[(id, &[(1, 0), (7, 0)]), (stranger, &[(0, 0)])],
+        );
+        assert_eq!(resp.error_code, 0, "v{version}");
+        let known = resp
+            .responses
+            .iter()
+            .find(|t| t.topic_id == id)
+            .expect("the topic, by its id");
+        assert_eq!(known.partitions[0].error_code, 0, "v{version}");
+        assert_eq!(
+            values_of(known.partitions[0].records.as_ref().expect("records")),
+            vec![b"one".to_vec(), b"two".to_vec()],
+            "v{version}"
+        );
+        assert_eq!(known.partitions[0].high_watermark, 2);
+        // A partition the topic does not have.
+        assert_eq!(known.partitions[1].error_code, 3, "v{version}");
+        let unknown = resp
+            .responses
+            .iter()
+            .find(|t| t.topic_id == stranger)
+            .expect("the unknown id, answered");
+        assert_eq!(
+            unknown.partitions[0].error_code, 100,
+            "UNKNOWN_TOPIC_ID v{version}"
+        );
+    }
+}
+
+#[test]
+fn follower_behind_the_high_watermark_is_answered_at_once_from_v18() {
+    let (_node, mut wire) = node_with_topic("hw-behind", 1);
+    produce(&mut wire, "hw-behind", 0, batch(&[b"a".to_vec()]));
+    let id = topic_id(&mut wire, "hw-behind");
+    // A follower (replica id 2, v15+: in replica_state) at the log end, so
+    // there is nothing to read: it waits for data, unless (v18) the high
+    // watermark it reports is behind the leader's.
+    let follower_fetch = |wire: &mut common::Wire, known_high_watermark: i64| {
+        let mut p = fetch_request::FetchPartition::default();
+        p.partition = 0;
+        p.fetch_offset = 1;
+        p.partition_max_bytes = 1 << 20;
+        p.high_watermark = known_high_watermark;
+        let mut t = fetch_request::FetchTopic::default();
+        t.topic_id = id;
+        t.partitions = vec![p];
+        let mut req = FetchRequest::default();
+        req.replica_state.replica_id = BrokerId(2);
+        req.max_wait_ms = 2_000;
+        req.min_bytes = 1;
+        req.max_bytes = 1 << 20;
+        req.session_epoch = -1;
+        req.topics = vec![t];
+        let started = Instant::now();
+        let resp: FetchResponse = wire.call(ApiKey::Fetch, 18, &req);
+        (started.elapsed(), resp)
+    };
+    let (behind, resp) = follower_fetch(&mut wire, 0);
+    assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+    assert_eq!(resp.responses[0].partitions[0].high_watermark, 1);
+    assert!(behind < Duration::from_millis(1_500), "waited {behind:?}");
+    let (level, resp) = follower_fetch(&mut wire, 1);
+    assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+    assert!(
+        level >= Duration::from_millis(1_900),
+        "answered after {level:?}"
+    );
 }

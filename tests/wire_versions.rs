@@ -88,13 +88,26 @@ fn every_advertised_version_round_trips() {
     }
     // One record per Produce version above.
     let produced = versions(ApiKey::Produce).count() as i64;
+    let topic_id = {
+        let mut t = metadata_request::MetadataRequestTopic::default();
+        t.name = Some(topic_name(&format!("{topic}-2")));
+        let mut req = MetadataRequest::default();
+        req.topics = Some(vec![t]);
+        let resp: MetadataResponse = wire.call(ApiKey::Metadata, 12, &req);
+        resp.topics[0].topic_id
+    };
     for v in versions(ApiKey::Fetch) {
         let mut p = fetch_request::FetchPartition::default();
         p.partition = 0;
         p.fetch_offset = 0;
         p.partition_max_bytes = 1 << 20;
         let mut t = fetch_request::FetchTopic::default();
-        t.topic = topic_name(&format!("{topic}-2"));
+        // v13+ names the topic by id only.
+        if v >= 13 {
+            t.topic_id = topic_id;
+        } else {
+            t.topic = topic_name(&format!("{topic}-2"));
+        }
         t.partitions = vec![p];
         let mut req = FetchRequest::default();
         req.replica_id = BrokerId(-1);
@@ -103,6 +116,11 @@ fn every_advertised_version_round_trips() {
         req.session_epoch = -1;
         req.topics = vec![t];
         let resp: FetchResponse = wire.call(ApiKey::Fetch, v, &req);
+        if v >= 13 {
+            assert_eq!(resp.responses[0].topic_id, topic_id, "Fetch v{v}");
+        } else {
+            assert_eq!(resp.responses[0].topic.0.as_str(), format!("{topic}-2"));
+        }
         let part = &resp.responses[0].partitions[0];
         assert_eq!(part.error_code, 0, "Fetch v{v}");
         assert!(part
@@ -117,7 +135,8 @@ fn every_advertised_version_round_trips() {
         req.replica_id = BrokerId(-1);
         let mut t = list_offsets_request::ListOffsetsTopic::default();
         t.name = topic_name(&format!("{topic}-2"));
-        t.partitions = [-1i64, -2]
+        // Latest, earliest, earliest local (v8+), latest tiered (v9+).
+        t.partitions = [-1i64, -2, -4, -5]
             .iter()
             .map(|ts| {
                 let mut p = list_offsets_request::ListOffsetsPartition::default();
@@ -139,6 +158,18 @@ fn every_advertised_version_round_trips() {
             (0, 0),
             "ListOffsets v{v}"
         );
+        // Without a remote tier the earliest local offset (v8+) is the log
+        // start, and there is no latest tiered offset (v9+); older versions
+        // may not ask for them.
+        const UNSUPPORTED_VERSION: i16 = 35;
+        for (part, since, answer) in [(&parts[2], 8, (0, 0)), (&parts[3], 9, (0, -1))] {
+            let expected = if v >= since {
+                answer
+            } else {
+                (UNSUPPORTED_VERSION, -1)
+            };
+            assert_eq!((part.error_code, part.offset), expected, "ListOffsets v{v}");
+        }
     }
     for v in versions(ApiKey::OffsetForLeaderEpoch) {
         let mut p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();

@@ -338,6 +338,16 @@ impl Broker {
             .cloned()
     }
 
+    /// The topic with id `id` (a scan of the topics under the read lock).
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|t| t.id == id)
+            .cloned()
+    }
+
     pub fn topics(&self) -> Vec<Arc<Topic>> {
         self.topics
             .read()

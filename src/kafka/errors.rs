@@ -98,6 +98,7 @@ pub fn partition_error(e: &PartitionError) -> (i16, Option<String>) {
         P::Topic(t) => (topic_error_code(t), Some(t.to_string())),
         P::InternalTopic(_) => (code::INVALID_TOPIC_EXCEPTION, Some(e.to_string())),
         P::UnknownTopicOrPartition => (code::UNKNOWN_TOPIC_OR_PARTITION, None),
+        P::InconsistentTopicId => (code::INCONSISTENT_TOPIC_ID, None),
         P::Replica(r) => (replica_error_code(r), None),
         P::NotEnoughReplicas { .. } => (code::NOT_ENOUGH_REPLICAS, None),
         P::Append(a) => (append_error_code(a), Some(a.to_string())),

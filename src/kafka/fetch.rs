@@ -3,6 +3,15 @@
 //! to a response whose record sets are the stored batches, passed by
 //! reference (`zero_copy`).
 //!
+//! Versions: v13+ names topics by id (KIP-516; `resolve` gives them their
+//! names first, an unknown id is answered UNKNOWN_TOPIC_ID), v15+ carries a
+//! follower's id in `replica_state`, v16+ tells a client sent to a
+//! follower who leads (`current_leader`, and the leaders' endpoints, which
+//! `server` adds for the connection's listener), v17 adds the follower's
+//! directory id (one log directory here: nothing to check), v18 the
+//! follower's high watermark (the partition layer answers a follower behind
+//! the leader's at once).
+//!
 //! Must never: read a log itself or decide who may read (the partition layer
 //! does). Locks: none held across a call; the per-topic metrics are found
 //! under `metrics::Table`'s read lock.
@@ -10,14 +19,18 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use kafka_protocol::messages::fetch_request::FetchTopic as RequestTopic;
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName,
+};
+use uuid::Uuid;
 
-use super::code;
 use super::errors::partition_error;
 use super::zero_copy::RecordsArena;
+use super::{code, str_bytes};
 use crate::log::batch::records_in_batches;
 use crate::metrics;
 use crate::partition::{self, FetchPartition, FetchTopic, PartitionError, Partitions};
@@ -36,6 +49,101 @@ fn empty_partition(index: i32, error_code: i16) -> PartitionData {
     p.log_start_offset = -1;
     p.preferred_read_replica = BrokerId(-1);
     p
+}
+
+/// A topic's answer with `error_code` for each of its partitions.
+fn topic_error(ft: &RequestTopic, error_code: i16) -> FetchableTopicResponse {
+    let mut t = FetchableTopicResponse::default();
+    t.topic = ft.topic.clone();
+    t.topic_id = ft.topic_id;
+    t.partitions = ft
+        .partitions
+        .iter()
+        .map(|fp| empty_partition(fp.partition, error_code))
+        .collect();
+    t
+}
+
+/// Before a request is authorized and answered: take a follower's id from
+/// `replica_state` (v15+), and name each topic the request names by id
+/// (v13+). Topics of an id this node does not know are taken out of the
+/// request and returned, answered UNKNOWN_TOPIC_ID (as Kafka answers them,
+/// before any authorization).
+pub fn resolve(
+    partitions: &Partitions,
+    req: &mut FetchRequest,
+    version: i16,
+) -> Vec<FetchableTopicResponse> {
+    if version >= 15 {
+        req.replica_id = req.replica_state.replica_id;
+    }
+    if version < 13 {
+        return Vec::new();
+    }
+    let mut unknown = Vec::new();
+    req.topics.retain_mut(|ft| {
+        match (!ft.topic_id.is_nil())
+            .then(|| partitions.topic_name(ft.topic_id))
+            .flatten()
+        {
+            Some(name) => {
+                ft.topic = TopicName(str_bytes(name));
+                true
+            }
+            None => {
+                unknown.push(topic_error(ft, code::UNKNOWN_TOPIC_ID));
+                false
+            }
+        }
+    });
+    unknown
+}
+
+/// v16+: the leader and its epoch for each partition answered
+/// NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH (KIP-951), so the client
+/// moves without asking Metadata first. Returns the leaders' ids, whose
+/// endpoints the response must carry.
+fn current_leaders(partitions: &Partitions, resp: &mut FetchResponse) -> Vec<i32> {
+    let mut leaders = Vec::new();
+    for t in resp.responses.iter_mut() {
+        for p in t.partitions.iter_mut().filter(|p| {
+            p.error_code == code::NOT_LEADER_OR_FOLLOWER
+                || p.error_code == code::FENCED_LEADER_EPOCH
+        }) {
+            let Some((leader, epoch)) = partitions.current_leader(&t.topic.0, p.partition_index)
+            else {
+                continue;
+            };
+            if leader < 0 {
+                continue;
+            }
+            p.current_leader.leader_id = BrokerId(leader);
+            p.current_leader.leader_epoch = epoch;
+            if !leaders.contains(&leader) {
+                leaders.push(leader);
+            }
+        }
+    }
+    leaders
+}
+
+/// v16+: the endpoints of the leaders `current_leader` named, as
+/// `address` gives them for the connection's listener (a leader it has no
+/// address for is left out).
+pub fn add_node_endpoints(
+    resp: &mut FetchResponse,
+    leaders: &[i32],
+    address: impl Fn(i32) -> Option<(String, i32)>,
+) {
+    for &leader in leaders {
+        if let Some((host, port)) = address(leader) {
+            let mut e = NodeEndpoint::default();
+            e.node_id = BrokerId(leader);
+            e.host = str_bytes(host);
+            e.port = port;
+            resp.node_endpoints.push(e);
+        }
+    }
 }
 
 /// Count the bytes and records returned to a consumer into each topic's
@@ -68,18 +176,25 @@ fn count(req: &FetchRequest, results: &[Vec<partition::FetchResult>]) {
     }
 }
 
-/// Answer a fetch; the response's record sets live in the returned arena
-/// (encode it with `zero_copy::SegmentedBuf`).
-pub async fn handle(partitions: &Partitions, req: FetchRequest) -> (FetchResponse, RecordsArena) {
+/// Answer a fetch (its topics named, see `resolve`); the response's record
+/// sets live in the returned arena (encode it with
+/// `zero_copy::SegmentedBuf`), and the leaders whose endpoints a v16+
+/// response carries are returned with it.
+pub async fn handle(
+    partitions: &Partitions,
+    req: FetchRequest,
+    version: i16,
+) -> (FetchResponse, RecordsArena, Vec<i32>) {
     let mut resp = FetchResponse::default();
     if req.session_id != NO_SESSION {
         resp.error_code = code::FETCH_SESSION_ID_NOT_FOUND;
-        return (resp, RecordsArena::default());
+        return (resp, RecordsArena::default(), Vec::new());
     }
     if req.session_epoch > 0 {
         resp.error_code = code::INVALID_FETCH_SESSION_EPOCH;
-        return (resp, RecordsArena::default());
+        return (resp, RecordsArena::default(), Vec::new());
     }
+    let by_id = version >= 13;
     let fetch = partition::FetchRequest {
         replica_id: req.replica_id.0,
         max_wait: Duration::from_millis(req.max_wait_ms.max(0) as u64),
@@ -91,6 +206,7 @@ pub async fn handle(partitions: &Partitions, req: FetchRequest) -> (FetchRespons
             .iter()
             .map(|ft| FetchTopic {
                 name: &ft.topic.0,
+                topic_id: if by_id { ft.topic_id } else { Uuid::nil() },
                 partitions: ft
                     .partitions
                     .iter()
@@ -99,6 +215,8 @@ pub async fn handle(partitions: &Partitions, req: FetchRequest) -> (FetchRespons
                         fetch_offset: fp.fetch_offset,
                         current_leader_epoch: fp.current_leader_epoch,
                         max_bytes: fp.partition_max_bytes,
+                        // Before v18 the codec leaves it at "not supported".
+                        replica_high_watermark: fp.high_watermark,
                     })
                     .collect(),
             })
@@ -149,5 +267,10 @@ pub async fn handle(partitions: &Partitions, req: FetchRequest) -> (FetchRespons
         }
         resp.responses.push(t);
     }
-    (resp, arena)
+    let leaders = if version >= 16 {
+        current_leaders(partitions, &mut resp)
+    } else {
+        Vec::new()
+    };
+    (resp, arena, leaders)
 }

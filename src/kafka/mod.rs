@@ -50,8 +50,8 @@ use kafka_protocol::protocol::StrBytes;
 /// within what kafka-protocol's request *and* response types encode and decode.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
-    (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
@@ -200,6 +200,7 @@ const _: () = {
     assert!(code::PRODUCER_FENCED == E::ProducerFenced.code());
     assert!(code::TRANSACTIONAL_ID_NOT_FOUND == E::TransactionalIdNotFound.code());
     assert!(code::UNKNOWN_TOPIC_ID == E::UnknownTopicId.code());
+    assert!(code::INCONSISTENT_TOPIC_ID == E::InconsistentTopicId.code());
     assert!(code::INVALID_RECORD_STATE == E::InvalidRecordState.code());
     assert!(code::SHARE_SESSION_NOT_FOUND == E::ShareSessionNotFound.code());
     assert!(code::INVALID_SHARE_SESSION_EPOCH == E::InvalidShareSessionEpoch.code());

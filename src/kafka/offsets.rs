@@ -1,6 +1,8 @@
-//! ListOffsets (earliest, latest, by timestamp, max timestamp),
-//! OffsetForLeaderEpoch and DeleteRecords: each maps its request to one
-//! call of the partition layer and the per-partition results back.
+//! ListOffsets (earliest, latest, by timestamp, max timestamp; v8+
+//! earliest local, v9+ latest tiered, v10 the timeout of remote lookups,
+//! which a node without a remote tier never makes), OffsetForLeaderEpoch
+//! and DeleteRecords: each maps its request to one call of the partition
+//! layer and the per-partition results back.
 
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -16,9 +18,11 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 
+use super::code;
 use super::errors::partition_error;
 use crate::partition::{
-    DeleteQuery, EpochQuery, OffsetQuery, PartitionError, Partitions, TopicQueries,
+    DeleteQuery, EpochQuery, OffsetQuery, PartitionError, Partitions, TopicQueries, EARLIEST_LOCAL,
+    LATEST_TIERED,
 };
 
 /// Each topic of a request, named, with its partitions as the partition
@@ -43,6 +47,16 @@ fn queries<'a, T, P: 'a, Q>(
 /// The Kafka error code of one partition's error.
 fn error_code(e: &PartitionError) -> i16 {
     partition_error(e).0
+}
+
+/// Whether a ListOffsets version may ask for `timestamp`: earliest local
+/// from v8, latest tiered from v9 (Kafka answers UNSUPPORTED_VERSION).
+fn timestamp_in_version(timestamp: i64, version: i16) -> bool {
+    match timestamp {
+        EARLIEST_LOCAL => version >= 8,
+        LATEST_TIERED => version >= 9,
+        _ => true,
+    }
 }
 
 pub fn list_offsets(
@@ -71,6 +85,9 @@ pub fn list_offsets(
             p.offset = -1;
             p.leader_epoch = -1;
             match result {
+                _ if !timestamp_in_version(rp.timestamp, version) => {
+                    p.error_code = code::UNSUPPORTED_VERSION;
+                }
                 Ok(found) => {
                     p.timestamp = found.timestamp;
                     p.offset = found.offset;

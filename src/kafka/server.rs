@@ -767,9 +767,12 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
         ApiKey::Fetch,
         handler!(|r, req| {
             let mut req: FetchRequest = req;
+            let unknown = fetch::resolve(r.partitions(), &mut req, r.version);
             let refused = authz::fetch(&r.access(), &mut req);
             let consumer = req.replica_id.0 < 0;
-            let (mut resp, arena) = fetch::handle(r.partitions(), req).await;
+            let (mut resp, arena, leaders) = fetch::handle(r.partitions(), req, r.version).await;
+            fetch::add_node_endpoints(&mut resp, &leaders, |id| r.address_on_listener(id));
+            resp.responses.extend(unknown);
             resp.responses.extend(refused);
             if consumer {
                 let bytes = resp

@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::select_all;
+use uuid::Uuid;
 
 use crate::broker::{Broker, Topic, TopicError};
 use crate::log::batch::{self, BatchError};
@@ -49,7 +50,9 @@ use crate::replication::{
 };
 use auto_create::AutoCreateLimits;
 pub use log_dirs::LogDirError;
-pub use offsets::{DeleteQuery, EpochQuery, OffsetQuery, TopicQueries};
+pub use offsets::{
+    DeleteQuery, EpochQuery, OffsetQuery, TopicQueries, EARLIEST_LOCAL, LATEST_TIERED,
+};
 pub use txn::{TxnAsk, TxnMarker, TxnMarkerListener, TxnVerifier, TxnVerifyError, VerifyResults};
 
 /// Why one partition of a request was not served.
@@ -64,6 +67,9 @@ pub enum PartitionError {
     InternalTopic(String),
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
+    /// The client named the topic by an id that is not its log's.
+    #[error("the topic id does not match the log's")]
+    InconsistentTopicId,
     #[error(transparent)]
     Replica(#[from] ReplicaError),
     #[error("the ISR has {isr} replica(s), fewer than min.insync.replicas {min_insync}")]
@@ -77,7 +83,7 @@ pub enum PartitionError {
     },
     #[error("read failed: {0}")]
     Read(ReadError),
-    /// A ListOffsets timestamp that is neither a time nor -1, -2 or -3.
+    /// A ListOffsets timestamp that is neither a time nor one of -1 to -5.
     #[error("no offset for timestamp {0}")]
     InvalidTimestamp(i64),
     #[error("{0}")]
@@ -155,6 +161,10 @@ pub struct FetchRequest<'a> {
 /// The partitions fetched from one topic.
 pub struct FetchTopic<'a> {
     pub name: &'a str,
+    /// The id the client named the topic by (Fetch v13+, KIP-516), nil when
+    /// it named it by name: a log of another id (the topic was deleted and
+    /// created again) answers `InconsistentTopicId`.
+    pub topic_id: Uuid,
     pub partitions: Vec<FetchPartition>,
 }
 
@@ -165,7 +175,14 @@ pub struct FetchPartition {
     pub fetch_offset: i64,
     pub current_leader_epoch: i32,
     pub max_bytes: i32,
+    /// The high watermark a follower knows (Fetch v18, KIP-1166): a follower
+    /// behind the leader's is answered at once instead of waiting for
+    /// data. `i64::MAX` when it does not say.
+    pub replica_high_watermark: i64,
 }
+
+/// What a follower that does not report its high watermark is taken to know.
+pub const HIGH_WATERMARK_UNSUPPORTED: i64 = i64::MAX;
 
 /// What one partition returned to a fetch.
 #[derive(Debug, Clone, Default)]
@@ -208,6 +225,28 @@ impl Partitions {
     /// The broker whose topics these are.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    /// The name of the topic with id `id`: in a cluster as the applied
+    /// image has it, on a single node among its topics.
+    pub fn topic_name(&self, id: Uuid) -> Option<String> {
+        match &self.replication {
+            Replication::Local => self.broker.topic_by_id(id).map(|t| t.name.clone()),
+            Replication::Cluster(rm) => rm.topic_name(id),
+        }
+    }
+
+    /// Who leads a partition and in which epoch, for the clients a
+    /// follower sends there (Fetch v16, KIP-951): a single node leads them
+    /// all; `None` when the partition is unknown.
+    pub fn current_leader(&self, topic: &str, partition: i32) -> Option<(i32, i32)> {
+        match &self.replication {
+            Replication::Local => {
+                let log = self.broker.topic(topic)?.partition(partition)?;
+                Some((self.broker.node_id(), log.leader_epoch()))
+            }
+            Replication::Cluster(rm) => rm.current_leader(topic, partition),
+        }
     }
 
     /// The replica manager in a cluster (for views of the cluster: metadata,
@@ -438,6 +477,7 @@ impl Partitions {
             let errored = results.iter().flatten().any(|r| r.is_err());
             if bytes >= req.min_bytes.max(1)
                 || errored
+                || (replica && high_watermark_behind(req, &results))
                 || watchers.is_empty()
                 || tokio::time::Instant::now() >= deadline
             {
@@ -466,8 +506,14 @@ impl Partitions {
         let mut results = Vec::with_capacity(req.topics.len());
         for ft in &req.topics {
             let topic = self.broker.topic(ft.name);
+            let inconsistent =
+                !ft.topic_id.is_nil() && topic.as_ref().is_some_and(|t| t.id != ft.topic_id);
             let mut out = Vec::with_capacity(ft.partitions.len());
             for fp in &ft.partitions {
+                if inconsistent {
+                    out.push(Err(PartitionError::InconsistentTopicId));
+                    continue;
+                }
                 let Some(log) = topic.as_ref().and_then(|t| t.partition(fp.index)) else {
                     out.push(Err(PartitionError::UnknownTopicOrPartition));
                     continue;
@@ -524,4 +570,16 @@ impl Partitions {
         }
         (results, total)
     }
+}
+
+/// Whether a follower's fetch found a partition whose high watermark is
+/// ahead of the one the follower reported (Fetch v18): it is answered at
+/// once so that the follower learns the new high watermark.
+fn high_watermark_behind(req: &FetchRequest<'_>, results: &[Vec<FetchResult>]) -> bool {
+    req.topics.iter().zip(results).any(|(ft, results)| {
+        ft.partitions
+            .iter()
+            .zip(results)
+            .any(|(fp, r)| matches!(r, Ok(read) if fp.replica_high_watermark < read.high_watermark))
+    })
 }

@@ -1,5 +1,6 @@
 //! The offset calls of the partition layer, one per Kafka API: ListOffsets
-//! (`list_offsets`: earliest, latest, by timestamp, max timestamp),
+//! (`list_offsets`: earliest, latest, by timestamp, max timestamp, and the
+//! tiered-storage lookups answered for a log that has no remote tier),
 //! OffsetForLeaderEpoch (`offset_for_leader_epoch`) and DeleteRecords
 //! (`delete_records`). Each takes every partition of a request, checks that
 //! this node leads it (and the client's leader epoch), asks the partition's
@@ -16,6 +17,11 @@ use crate::replication::ReplicaError;
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+/// The earliest offset on local storage (KIP-405): all of the log here,
+/// which has no remote tier.
+pub const EARLIEST_LOCAL: i64 = -4;
+/// The last offset in remote storage (KIP-1005): none without a remote tier.
+pub const LATEST_TIERED: i64 = -5;
 
 /// The partitions of one topic in an offsets request.
 pub struct TopicQueries<'a, Q> {
@@ -29,7 +35,8 @@ pub struct OffsetQuery {
     pub index: i32,
     /// The client's leader epoch, -1 when it has none.
     pub current_leader_epoch: i32,
-    /// A timestamp (>= 0), or -1 (latest), -2 (earliest), -3 (max timestamp).
+    /// A timestamp (>= 0), or -1 (latest), -2 (earliest), -3 (max
+    /// timestamp), -4 (earliest local), -5 (latest tiered).
     pub timestamp: i64,
 }
 
@@ -96,7 +103,13 @@ impl Partitions {
                 Ok(ListedOffset {
                     timestamp,
                     offset,
-                    leader_epoch: log.leader_epoch(),
+                    // Kafka answers "no offset" of a log without a remote
+                    // tier with no epoch either.
+                    leader_epoch: if q.timestamp == LATEST_TIERED {
+                        -1
+                    } else {
+                        log.leader_epoch()
+                    },
                 })
             },
         )
@@ -197,7 +210,8 @@ fn lookup(
     Ok(match timestamp {
         LATEST if read_committed => (-1, visible),
         LATEST => (-1, log.high_watermark()),
-        EARLIEST => (-1, log.log_start_offset()),
+        EARLIEST | EARLIEST_LOCAL => (-1, log.log_start_offset()),
+        LATEST_TIERED => (-1, -1),
         MAX_TIMESTAMP => below(log.max_timestamp_offset().map_err(read)?),
         ts if ts >= 0 => below(log.offset_for_timestamp(ts).map_err(read)?),
         _ => return Err(PartitionError::InvalidTimestamp(timestamp)),

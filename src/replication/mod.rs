@@ -234,6 +234,30 @@ impl ReplicaManager {
             .read_image(|image| image.topics.contains_key(name))
     }
 
+    /// The name of the topic with id `id` in the applied image.
+    pub fn topic_name(&self, id: uuid::Uuid) -> Option<String> {
+        self.cluster.read_image(|image| {
+            image
+                .topics
+                .iter()
+                .find(|(_, t)| t.topic_id == id)
+                .map(|(name, _)| name.clone())
+        })
+    }
+
+    /// The leader of a partition and its epoch, as the applied image has
+    /// them (the leader is `NO_LEADER` while there is none).
+    pub fn current_leader(&self, topic: &str, partition: i32) -> Option<(i32, i32)> {
+        self.cluster.read_image(|image| {
+            let p = image
+                .topics
+                .get(topic)?
+                .partitions
+                .get(partition as usize)?;
+            Some((p.leader, p.leader_epoch))
+        })
+    }
+
     /// Reconcile whenever the image changes, until shutdown.
     async fn follow_image(self: Arc<Self>) {
         let mut changes = self.cluster.subscribe();

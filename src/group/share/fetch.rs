@@ -23,7 +23,9 @@ use super::partition::{AckType, Acquired, SharePartition};
 use super::{PartitionKey, ShareSession};
 use crate::group::{CoordinatorError as E, GroupCoordinator};
 use crate::log::batch::{iter_batches, parse_header};
-use crate::partition::{FetchPartition, FetchRequest, FetchTopic, PartitionError};
+use crate::partition::{
+    FetchPartition, FetchRequest, FetchTopic, PartitionError, HIGH_WATERMARK_UNSUPPORTED,
+};
 
 /// The session epoch that opens a share session, and the one that closes it.
 const OPEN_EPOCH: i32 = 0;
@@ -379,11 +381,13 @@ impl GroupCoordinator {
                 read_committed: false,
                 topics: vec![FetchTopic {
                     name,
+                    topic_id: uuid::Uuid::nil(),
                     partitions: vec![FetchPartition {
                         index: partition,
                         fetch_offset: from,
                         current_leader_epoch: -1,
                         max_bytes: i32::try_from(bytes_left).unwrap_or(i32::MAX),
+                        replica_high_watermark: HIGH_WATERMARK_UNSUPPORTED,
                     }],
                 }],
             };

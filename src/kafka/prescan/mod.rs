@@ -327,6 +327,8 @@ impl Walk<'_> {
                     self.structure(schema)?;
                 }
             }
+            // Held inline: its memory is in its parent's size.
+            Kind::Struct(schema) => self.structure(schema)?,
         }
         Ok(())
     }
@@ -346,6 +348,7 @@ impl Walk<'_> {
             {
                 4
             }
+            Kind::Struct(schema) => self.min_entry_size(schema),
             // A compact length or a presence byte: one byte at least.
             _ => 1,
         }

@@ -37,6 +37,8 @@ pub(crate) enum Kind {
     /// One structure or null: a presence byte (1: present, -1: null), then
     /// the structure. Its decoded size is its parent's (an `Option` inline).
     OptionalStruct(&'static Schema),
+    /// One structure held inline by its parent (a tagged field's value).
+    Struct(&'static Schema),
 }
 
 /// One field and the versions that carry it.
@@ -176,6 +178,10 @@ static FETCH_PARTITION: Schema = schema!(
         since(12, "last_fetched_epoch", I32),
         since(5, "log_start_offset", I64),
         all("partition_max_bytes", I32),
+    ],
+    tags: [
+        (0, since(17, "replica_directory_id", UUID)),
+        (1, since(18, "high_watermark", I64))
     ]
 );
 static FETCH_TOPIC: Schema = schema!(
@@ -194,6 +200,10 @@ static FETCH_FORGOTTEN: Schema = schema!(
         since(7, "partitions", INT32S),
     ]
 );
+static FETCH_REPLICA_STATE: Schema = schema!(
+    fetch_request::ReplicaState,
+    [all("replica_id", I32), all("replica_epoch", I64)]
+);
 static FETCH: Schema = schema!(
     FetchRequest,
     [
@@ -208,7 +218,10 @@ static FETCH: Schema = schema!(
         since(7, "forgotten_topics_data", array(&FETCH_FORGOTTEN)),
         since(11, "rack_id", STR),
     ],
-    tags: [(0, since(12, "cluster_id", STR))]
+    tags: [
+        (0, since(12, "cluster_id", STR)),
+        (1, since(15, "replica_state", Kind::Struct(&FETCH_REPLICA_STATE)))
+    ]
 );
 
 // -- ListOffsets ---------------------------------------------------------------

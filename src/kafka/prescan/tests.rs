@@ -114,6 +114,7 @@ impl Generator {
                     self.structure(out, schema);
                 }
             }
+            Kind::Struct(schema) => self.structure(out, schema),
         }
     }
 
