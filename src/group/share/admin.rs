@@ -54,28 +54,21 @@ pub struct DeletedShareOffsets {
 }
 
 impl ShareState {
-    /// Whether a share group of this id is known: members, or stored
-    /// share-partitions (a group survives a restart by those).
-    fn knows(&self, group_id: &str) -> bool {
-        self.groups.contains_key(group_id) || self.partitions.keys().any(|k| k.group_id == group_id)
-    }
-
     /// The group, for a change that needs it empty.
     fn empty_group(&self, group_id: &str) -> Result<(), E> {
-        if !self.knows(group_id) {
-            return Err(E::GroupIdNotFound);
-        }
         match self.groups.get(group_id) {
+            None => Err(E::GroupIdNotFound),
             Some(g) if !g.members.is_empty() => Err(E::NonEmptyGroup),
-            _ => Ok(()),
+            Some(_) => Ok(()),
         }
     }
 }
 
 impl GroupCoordinator {
-    /// Whether `group_id` is a share group this node knows.
+    /// Whether `group_id` is a share group this node knows (a group with
+    /// stored share-partitions is known from the node's start on).
     pub fn is_share_group(&self, group_id: &str) -> bool {
-        self.share.lock().knows(group_id)
+        self.share.contains(group_id)
     }
 
     /// DescribeShareGroupOffsets of one group: the requested topics'
@@ -90,7 +83,7 @@ impl GroupCoordinator {
         self.coordinator_error(group_id)?;
         let catalog = self.topic_catalog();
         let state = self.share.lock();
-        if !state.knows(group_id) {
+        if !state.groups.contains_key(group_id) {
             return Err(E::GroupIdNotFound);
         }
         let topics = topics.unwrap_or_else(|| {

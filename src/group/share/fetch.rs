@@ -381,7 +381,7 @@ impl GroupCoordinator {
                 read_committed: false,
                 topics: vec![FetchTopic {
                     name,
-                    topic_id: uuid::Uuid::nil(),
+                    topic_id: Uuid::nil(),
                     partitions: vec![FetchPartition {
                         index: partition,
                         fetch_offset: from,
