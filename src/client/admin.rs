@@ -37,6 +37,8 @@ use super::group::decode_assignment_by_topic;
 
 /// The TOPIC resource type of the config APIs.
 const TOPIC_RESOURCE: i8 = 2;
+/// ConfigResource type of a group (Kafka 4's group configs).
+const GROUP_RESOURCE: i8 = 32;
 
 /// One broker as Metadata lists it.
 #[derive(Debug, Clone)]
@@ -286,6 +288,24 @@ impl Client {
         name: &str,
         changes: &[ConfigChange],
     ) -> Result<(), ClientError> {
+        self.alter_configs(TOPIC_RESOURCE, name, changes).await
+    }
+
+    /// IncrementalAlterConfigs on one group (`share.*`, `consumer.*`).
+    pub async fn alter_group_configs(
+        &self,
+        group_id: &str,
+        changes: &[ConfigChange],
+    ) -> Result<(), ClientError> {
+        self.alter_configs(GROUP_RESOURCE, group_id, changes).await
+    }
+
+    async fn alter_configs(
+        &self,
+        resource_type: i8,
+        name: &str,
+        changes: &[ConfigChange],
+    ) -> Result<(), ClientError> {
         let conn = self.controller_connection().await?;
         let version = conn.version_for::<IncrementalAlterConfigsRequest>()?;
         let configs = changes
@@ -303,7 +323,7 @@ impl Client {
             .collect();
         let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
             AlterConfigsResource::default()
-                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_type(resource_type)
                 .with_resource_name(str_bytes(name))
                 .with_configs(configs),
         ]);

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::share_states::{ShareStateWrite, ShareStates};
 use crate::security::{SecurityChange, SecurityRejection, SecurityState};
 
 /// Leader value of a partition that has no leader (Kafka's -1).
@@ -179,6 +180,9 @@ pub struct MetadataImage {
     /// Credentials, ACLs and quotas.
     #[serde(default)]
     pub security: SecurityState,
+    /// Share groups' share-partition states (KIP-932).
+    #[serde(default, skip_serializing_if = "ShareStates::is_empty")]
+    pub share_states: ShareStates,
 }
 
 /// A change to the image, proposed to the Raft leader and applied by every node.
@@ -251,6 +255,8 @@ pub enum Command {
     DecommissionBroker { broker_id: i32 },
     /// Remove a broker that holds no replica any more from the image.
     UnregisterBroker { broker_id: i32 },
+    /// Write share-partition states, each fenced as `share_states` says.
+    ShareStates { writes: Vec<ShareStateWrite> },
 }
 
 /// Why a command was not applied.
@@ -283,6 +289,9 @@ pub enum CommandResponse {
     BrokerRegistered { liveness_epoch: u64 },
     /// A security change applied; the security state is now at `version`.
     SecurityApplied { version: u64 },
+    /// Share-partition states written (`fenced` of them refused); the
+    /// share states are now at `version`.
+    ShareStatesApplied { version: u64, fenced: usize },
     /// Not applied; the image is unchanged.
     Rejected(Rejection),
 }
@@ -365,7 +374,10 @@ impl MetadataImage {
                 Ok(CommandResponse::Applied)
             }
             Command::DeleteTopic { name } => match self.topics.remove(name) {
-                Some(_) => Ok(CommandResponse::Applied),
+                Some(topic) => {
+                    self.share_states.forget_topic(topic.topic_id);
+                    Ok(CommandResponse::Applied)
+                }
                 None => Err(Rejection::UnknownTopicOrPartition(name.clone())),
             },
             Command::CreatePartitions { name, assignments } => {
@@ -470,6 +482,13 @@ impl MetadataImage {
             Command::Security { change } => {
                 let version = self.security.apply(change).map_err(Rejection::Security)?;
                 Ok(CommandResponse::SecurityApplied { version })
+            }
+            Command::ShareStates { writes } => {
+                let fenced = self.share_states.apply(writes);
+                Ok(CommandResponse::ShareStatesApplied {
+                    version: self.share_states.version,
+                    fenced,
+                })
             }
             Command::ReassignPartition {
                 name,

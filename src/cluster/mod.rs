@@ -36,6 +36,7 @@ pub mod quorum;
 pub mod readiness;
 pub mod rpc;
 pub mod server;
+pub mod share_states;
 pub mod store;
 pub mod tls;
 

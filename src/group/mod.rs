@@ -116,8 +116,8 @@ pub enum CoordinatorError {
     InvalidShareSessionEpoch,
     #[error("unknown topic id")]
     UnknownTopicId,
-    #[error("share groups are served on a single node only")]
-    ShareGroupsNotServed,
+    #[error("this node does not lead the partition")]
+    NotLeaderOrFollower,
 }
 
 /// The answer to one group operation (or one partition or member of it).
@@ -374,17 +374,19 @@ impl GroupCoordinator {
         partitions: Vec<Option<Arc<OffsetsLog>>>,
     ) -> Arc<Self> {
         let (shutdown, _) = watch::channel(false);
-        // Share-partitions are stored on a single node (a cluster does not serve them).
-        let share_tree = match partition_layer.replica_manager() {
-            Some(_) => None,
-            None => partition_layer
-                .broker()
-                .storage
-                .share_state_tree()
-                .map_err(|e| tracing::error!(error = %e, "cannot open the share groups' tree"))
-                .ok(),
+        // Share-partitions are stored in the node's tree, or a cluster's image.
+        let share_store = match partition_layer.replica_manager() {
+            Some(rm) => share::ShareStore::Cluster(Arc::clone(rm)),
+            None => share::ShareStore::Tree(
+                partition_layer
+                    .broker()
+                    .storage
+                    .share_state_tree()
+                    .map_err(|e| tracing::error!(error = %e, "cannot open the share groups' tree"))
+                    .ok(),
+            ),
         };
-        let share = share::ShareGroups::open(settings.share, share_tree);
+        let share = share::ShareGroups::open(settings.share, share_store);
         let coordinator = Arc::new(GroupCoordinator {
             broker: partition_layer.broker().clone(),
             partition_layer,

@@ -332,8 +332,21 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups: delete empty groups and their offsets. One error per group.
-    pub fn delete_groups(self: &Arc<Self>, group_ids: &[String]) -> Vec<Outcome> {
-        group_ids.iter().map(|id| self.delete_group(id)).collect()
+    /// A deleted share group's answer waits for its state's deletion to be
+    /// committed (in a cluster).
+    pub async fn delete_groups(self: &Arc<Self>, group_ids: &[String]) -> Vec<Outcome> {
+        let share: Vec<bool> = group_ids.iter().map(|id| self.is_share_group(id)).collect();
+        let mut out: Vec<Outcome> = group_ids.iter().map(|id| self.delete_group(id)).collect();
+        if share.iter().zip(&out).any(|(s, o)| *s && o.is_ok()) {
+            if let Err(e) = self.share_flush().await {
+                for (s, o) in share.iter().zip(out.iter_mut()) {
+                    if *s && o.is_ok() {
+                        *o = Err(e);
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn delete_group(self: &Arc<Self>, group_id: &str) -> Outcome {
@@ -465,7 +478,7 @@ impl GroupCoordinator {
                 })
             })
             .collect();
-        for (group_id, state) in self.share.listing() {
+        for (group_id, state) in self.share_listing() {
             let listed = (states.is_empty()
                 || states.iter().any(|s| s.eq_ignore_ascii_case(state)))
                 && (types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case("share")))

@@ -598,7 +598,8 @@ async fn deleting_groups_and_offsets() {
 
     assert_eq!(
         node.groups
-            .delete_groups(&["busy".into(), "idle".into(), "never".into()]),
+            .delete_groups(&["busy".into(), "idle".into(), "never".into()])
+            .await,
         vec![code::NON_EMPTY_GROUP, code::NONE, code::GROUP_ID_NOT_FOUND]
     );
     assert_eq!(fetched(&node.groups, "idle", "t", 0), None);
@@ -918,7 +919,7 @@ async fn every_response_encodes_at_every_supported_version() {
     for v in lo..=hi {
         let mut req = DeleteGroupsRequest::default();
         req.groups_names = vec![GroupId(sb(&members[v as usize].0)), GroupId(sb("none"))];
-        let resp = api::delete_groups(groups, req);
+        let resp = api::delete_groups(groups, req).await;
         assert_eq!(resp.results[1].error_code, wire::GROUP_ID_NOT_FOUND);
         encodes(&resp, v, "DeleteGroups");
     }

@@ -154,7 +154,7 @@ pub fn coordinator_error_code(e: &CoordinatorError) -> i16 {
         C::ShareSessionNotFound => code::SHARE_SESSION_NOT_FOUND,
         C::InvalidShareSessionEpoch => code::INVALID_SHARE_SESSION_EPOCH,
         C::UnknownTopicId => code::UNKNOWN_TOPIC_ID,
-        C::ShareGroupsNotServed => code::UNSUPPORTED_VERSION,
+        C::NotLeaderOrFollower => code::NOT_LEADER_OR_FOLLOWER,
     }
 }
 

@@ -370,12 +370,12 @@ pub fn list_groups(
     resp
 }
 
-pub fn delete_groups(
+pub async fn delete_groups(
     groups: &Arc<GroupCoordinator>,
     req: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
     let ids: Vec<String> = req.groups_names.iter().map(|g| g.to_string()).collect();
-    let errors = groups.delete_groups(&ids);
+    let errors = groups.delete_groups(&ids).await;
     let mut resp = DeleteGroupsResponse::default();
     resp.results = req
         .groups_names

@@ -1072,12 +1072,16 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
     ),
     (
         ApiKey::AlterShareGroupOffsets,
-        handler!(|r, req| { r.respond(&share_group::alter_offsets(r.groups(), &r.access(), req)) }),
+        handler!(|r, req| {
+            let resp = share_group::alter_offsets(r.groups(), &r.access(), req).await;
+            r.respond(&resp)
+        }),
     ),
     (
         ApiKey::DeleteShareGroupOffsets,
         handler!(|r, req| {
-            r.respond(&share_group::delete_offsets(r.groups(), &r.access(), req))
+            let resp = share_group::delete_offsets(r.groups(), &r.access(), req).await;
+            r.respond(&resp)
         }),
     ),
     (
@@ -1111,7 +1115,7 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
         handler!(|r, req| {
             let mut req: DeleteGroupsRequest = req;
             let refused = authz::delete_groups(&r.access(), &mut req);
-            let mut resp = group::delete_groups(r.groups(), req);
+            let mut resp = group::delete_groups(r.groups(), req).await;
             resp.results.extend(refused);
             r.respond(&resp)
         }),

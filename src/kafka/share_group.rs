@@ -459,7 +459,7 @@ pub fn describe_offsets(
 }
 
 /// AlterShareGroupOffsets (READ on the group and on each topic).
-pub fn alter_offsets(
+pub async fn alter_offsets(
     groups: &GroupCoordinator,
     access: &Access<'_>,
     req: AlterShareGroupOffsetsRequest,
@@ -485,7 +485,10 @@ pub fn alter_offsets(
             (t.topic_name.0.to_string(), partitions)
         })
         .collect();
-    match groups.alter_share_group_offsets(&req.group_id.0, asked) {
+    match groups
+        .alter_share_group_offsets(&req.group_id.0, asked)
+        .await
+    {
         Err(e) => (resp.error_code, resp.error_message) = group_refusal(&e),
         Ok(topics) => {
             resp.responses = topics
@@ -529,7 +532,7 @@ pub fn alter_offsets(
 }
 
 /// DeleteShareGroupOffsets (DELETE on the group, READ on each topic).
-pub fn delete_offsets(
+pub async fn delete_offsets(
     groups: &GroupCoordinator,
     access: &Access<'_>,
     req: DeleteShareGroupOffsetsRequest,
@@ -545,7 +548,10 @@ pub fn delete_offsets(
         .into_iter()
         .map(|t| t.topic_name.0.to_string())
         .collect();
-    match groups.delete_share_group_offsets(&req.group_id.0, asked) {
+    match groups
+        .delete_share_group_offsets(&req.group_id.0, asked)
+        .await
+    {
         Err(e) => (resp.error_code, resp.error_message) = group_refusal(&e),
         Ok(topics) => {
             resp.responses = topics

@@ -23,6 +23,7 @@ mod fetcher;
 pub mod placement;
 mod reassign;
 mod security;
+pub mod share_state;
 pub mod topics;
 
 pub use crate::cluster::controller::{elect_leader, ElectionError, ElectionType};
@@ -154,6 +155,8 @@ pub struct ReplicaManager {
     listeners: Mutex<Vec<Arc<dyn LeadershipListener>>>,
     /// Bumped after each reconcile, so topic changes can wait for it.
     reconciled: watch::Sender<u64>,
+    /// Share-partition states on their way to the image.
+    share_writer: share_state::ShareStateWriter,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -179,6 +182,7 @@ impl ReplicaManager {
             fetchers: Mutex::new(HashMap::new()),
             listeners: Mutex::new(Vec::new()),
             reconciled: watch::channel(0).0,
+            share_writer: Default::default(),
             shutdown,
         })
     }
@@ -195,6 +199,7 @@ impl ReplicaManager {
         tokio::spawn(Arc::clone(self).follow_security());
         tokio::spawn(Arc::clone(self).propose_pending_security());
         tokio::spawn(Arc::clone(self).maintain());
+        tokio::spawn(Arc::clone(self).write_share_states());
     }
 
     fn listeners(&self) -> Vec<Arc<dyn LeadershipListener>> {

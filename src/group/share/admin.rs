@@ -12,6 +12,10 @@
 //! Must never: hold the share state's lock while reading the topic catalog.
 //! Locks: `ShareGroups::state` only.
 
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use uuid::Uuid;
 
 use super::partition::SharePartition;
@@ -54,9 +58,12 @@ pub struct DeletedShareOffsets {
 }
 
 impl ShareState {
-    /// The group, for a change that needs it empty.
-    fn empty_group(&self, group_id: &str) -> Result<(), E> {
+    /// The group, for a change that needs it empty; `stored`: the group
+    /// has share-partitions stored in a cluster (so it exists even when no
+    /// member joined this coordinator).
+    fn empty_group(&self, group_id: &str, stored: bool) -> Result<(), E> {
         match self.groups.get(group_id) {
+            None if stored => Ok(()),
             None => Err(E::GroupIdNotFound),
             Some(g) if !g.members.is_empty() => Err(E::NonEmptyGroup),
             Some(_) => Ok(()),
@@ -68,7 +75,57 @@ impl GroupCoordinator {
     /// Whether `group_id` is a share group this node knows (a group with
     /// stored share-partitions is known from the node's start on).
     pub fn is_share_group(&self, group_id: &str) -> bool {
-        self.share.contains(group_id)
+        self.share_group_known(group_id)
+    }
+
+    /// The start offsets of a group's share-partitions: the cluster's
+    /// stored ones, else this node's.
+    fn share_start_offsets(
+        &self,
+        state: &ShareState,
+        group_id: &str,
+    ) -> BTreeMap<(Uuid, i32), i64> {
+        match self.share.cluster() {
+            Some(rm) => rm
+                .share_states_of(group_id)
+                .into_iter()
+                .filter_map(|(topic_id, partition, entry)| {
+                    let bytes = BASE64.decode(entry.state?).ok()?;
+                    let p = SharePartition::decode(&bytes)?;
+                    Some(((topic_id, partition), p.start_offset()))
+                })
+                .collect(),
+            None => state
+                .partitions
+                .iter()
+                .filter(|(k, _)| k.group_id == group_id)
+                .map(|(k, p)| ((k.topic_id, k.partition), p.start_offset()))
+                .collect(),
+        }
+    }
+
+    /// Delete a group's share-partitions that `which` selects (by topic
+    /// id): this node's, and in a cluster the stored ones.
+    fn forget_share_partitions(
+        &self,
+        state: &mut ShareState,
+        group_id: &str,
+        which: impl Fn(Uuid) -> bool,
+    ) {
+        self.share
+            .forget_partitions(state, |k| k.group_id == group_id && which(k.topic_id));
+        if let Some(rm) = self.share.cluster() {
+            for (topic_id, partition, entry) in rm.share_states_of(group_id) {
+                if entry.state.is_some() && which(topic_id) {
+                    let key = PartitionKey {
+                        group_id: group_id.to_owned(),
+                        topic_id,
+                        partition,
+                    };
+                    self.share.store_admin(&key, None);
+                }
+            }
+        }
     }
 
     /// DescribeShareGroupOffsets of one group: the requested topics'
@@ -82,21 +139,19 @@ impl GroupCoordinator {
         self.share_check(group_id)?;
         self.coordinator_error(group_id)?;
         let catalog = self.topic_catalog();
-        let state = self.share.lock();
-        if !state.groups.contains_key(group_id) {
+        if !self.share_group_known(group_id) {
             return Err(E::GroupIdNotFound);
         }
+        let starts = self.share_start_offsets(&self.share.lock(), group_id);
         let topics = topics.unwrap_or_else(|| {
             catalog
                 .iter()
                 .filter_map(|(name, (id, _))| {
-                    let mut partitions: Vec<i32> = state
-                        .partitions
+                    let partitions: Vec<i32> = starts
                         .keys()
-                        .filter(|k| k.group_id == group_id && k.topic_id == *id)
-                        .map(|k| k.partition)
+                        .filter(|(topic_id, _)| topic_id == id)
+                        .map(|(_, partition)| *partition)
                         .collect();
-                    partitions.sort_unstable();
                     (!partitions.is_empty()).then(|| (name.clone(), partitions))
                 })
                 .collect()
@@ -109,21 +164,14 @@ impl GroupCoordinator {
                 let partitions = partitions
                     .into_iter()
                     .map(|partition| match known {
-                        Some((_, count)) if (0..count).contains(&partition) => {
-                            let key = PartitionKey {
-                                group_id: group_id.to_owned(),
-                                topic_id,
-                                partition,
-                            };
-                            ShareOffset {
-                                partition,
-                                start_offset: state
-                                    .partitions
-                                    .get(&key)
-                                    .map_or(UNINITIALIZED_START_OFFSET, |p| p.start_offset()),
-                                error: None,
-                            }
-                        }
+                        Some((_, count)) if (0..count).contains(&partition) => ShareOffset {
+                            partition,
+                            start_offset: starts
+                                .get(&(topic_id, partition))
+                                .copied()
+                                .unwrap_or(UNINITIALIZED_START_OFFSET),
+                            error: None,
+                        },
                         _ => ShareOffset {
                             partition,
                             start_offset: UNINITIALIZED_START_OFFSET,
@@ -143,7 +191,17 @@ impl GroupCoordinator {
     /// AlterShareGroupOffsets: each listed share-partition starts over at
     /// its new offset, which must lie between the log's start offset and
     /// its high watermark. The group must be empty.
-    pub fn alter_share_group_offsets(
+    pub async fn alter_share_group_offsets(
+        &self,
+        group_id: &str,
+        topics: Vec<(String, Vec<(i32, i64)>)>,
+    ) -> Result<Vec<ShareOffsetsTopic<AlteredOffset>>, E> {
+        let altered = self.alter_share_group_offsets_now(group_id, topics)?;
+        self.share_flush().await?;
+        Ok(altered)
+    }
+
+    fn alter_share_group_offsets_now(
         &self,
         group_id: &str,
         topics: Vec<(String, Vec<(i32, i64)>)>,
@@ -183,8 +241,9 @@ impl GroupCoordinator {
                 }
             })
             .collect();
+        let stored = self.share_group_known(group_id);
         let mut state = self.share.lock();
-        state.empty_group(group_id)?;
+        state.empty_group(group_id, stored)?;
         let mut out = Vec::with_capacity(checked.len());
         for ShareOffsetsTopic {
             name,
@@ -201,8 +260,14 @@ impl GroupCoordinator {
                         partition,
                     };
                     let p = SharePartition::new(offset);
-                    self.share.store(&key, &p);
-                    state.partitions.insert(key, p);
+                    if self.share.cluster().is_some() {
+                        // The partition's leader loads it from the image.
+                        self.share.store_admin(&key, Some(&p));
+                        state.partitions.remove(&key);
+                    } else {
+                        self.share.store(&key, &p);
+                        state.partitions.insert(key, p);
+                    }
                 }
                 answered.push((partition, error));
             }
@@ -219,7 +284,17 @@ impl GroupCoordinator {
 
     /// DeleteShareGroupOffsets: forget the group's share-partitions of each
     /// listed topic. The group must be empty.
-    pub fn delete_share_group_offsets(
+    pub async fn delete_share_group_offsets(
+        &self,
+        group_id: &str,
+        topics: Vec<String>,
+    ) -> Result<Vec<DeletedShareOffsets>, E> {
+        let deleted = self.delete_share_group_offsets_now(group_id, topics)?;
+        self.share_flush().await?;
+        Ok(deleted)
+    }
+
+    fn delete_share_group_offsets_now(
         &self,
         group_id: &str,
         topics: Vec<String>,
@@ -227,15 +302,14 @@ impl GroupCoordinator {
         self.share_check(group_id)?;
         self.coordinator_error(group_id)?;
         let catalog = self.topic_catalog();
+        let stored = self.share_group_known(group_id);
         let mut state = self.share.lock();
-        state.empty_group(group_id)?;
+        state.empty_group(group_id, stored)?;
         let out = topics
             .into_iter()
             .map(|name| match catalog.get(&name) {
                 Some((topic_id, _)) => {
-                    self.share.forget_partitions(&mut state, |k| {
-                        k.group_id == group_id && k.topic_id == *topic_id
-                    });
+                    self.forget_share_partitions(&mut state, group_id, |id| id == *topic_id);
                     DeletedShareOffsets {
                         name,
                         topic_id: *topic_id,
@@ -257,11 +331,11 @@ impl GroupCoordinator {
     pub fn delete_share_group(&self, group_id: &str) -> Result<(), E> {
         self.share_check(group_id)?;
         self.coordinator_error(group_id)?;
+        let stored = self.share_group_known(group_id);
         let mut state = self.share.lock();
-        state.empty_group(group_id)?;
+        state.empty_group(group_id, stored)?;
         state.groups.remove(group_id);
-        self.share
-            .forget_partitions(&mut state, |k| k.group_id == group_id);
+        self.forget_share_partitions(&mut state, group_id, |_| true);
         state.sessions.retain(|(g, _), _| g != group_id);
         tracing::info!(group = group_id, "share group deleted");
         Ok(())

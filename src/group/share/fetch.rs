@@ -107,11 +107,16 @@ impl GroupCoordinator {
     /// The session checks and changes of a request; returns the partitions
     /// of the member's session after it.
     fn share_session(&self, req: &ShareFetchRequest) -> Result<Vec<(Uuid, i32)>, E> {
+        // Only the group's coordinator knows its members; a partition leader
+        // elsewhere in a cluster opens the session of any member id (Kafka's
+        // share-partition leaders do the same).
+        let coordinated_here = self.coordinator_error(&req.group_id).is_ok();
         let mut state = self.share.lock();
-        let member_known = state
-            .groups
-            .get(&req.group_id)
-            .is_some_and(|g| g.members.contains_key(&req.member_id));
+        let member_known = !coordinated_here
+            || state
+                .groups
+                .get(&req.group_id)
+                .is_some_and(|g| g.members.contains_key(&req.member_id));
         let key = (req.group_id.clone(), req.member_id.clone());
         match req.session_epoch {
             OPEN_EPOCH => {
@@ -168,12 +173,12 @@ impl GroupCoordinator {
         p: &RequestPartition,
         topics: &TopicsById,
     ) -> Result<(), E> {
-        if !topics
+        let Some((name, _)) = topics
             .get(&p.topic_id)
-            .is_some_and(|(_, n)| (0..*n).contains(&p.partition))
-        {
+            .filter(|(_, n)| (0..*n).contains(&p.partition))
+        else {
             return Err(E::UnknownTopicOrPartition);
-        }
+        };
         let key = PartitionKey {
             group_id: req.group_id.clone(),
             topic_id: p.topic_id,
@@ -181,6 +186,7 @@ impl GroupCoordinator {
         };
         let limits = self.share.settings.limits;
         let mut state = self.share.lock();
+        self.share_refresh(&mut state, &key, name)?;
         let sp = state
             .partitions
             .get_mut(&key)
@@ -354,6 +360,10 @@ impl GroupCoordinator {
                         }
                     });
                 let mut state = self.share.lock();
+                if let Err(e) = self.share_refresh(&mut state, &key, name) {
+                    entry.error = Some(ShareReadError::Coordinator(e));
+                    continue;
+                }
                 let sp = match state.partitions.get_mut(&key) {
                     Some(sp) => sp,
                     None => {

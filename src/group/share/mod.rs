@@ -11,18 +11,22 @@
 //! Each member is fenced at its own session deadline; what it held is
 //! released to the others.
 //!
-//! Where the state lives: membership in memory (a restart makes members
-//! join again, as their next heartbeat is answered UNKNOWN_MEMBER_ID);
-//! every share-partition's start offset and the states and delivery counts
-//! of the records after it in the node's `share_state` tree (`storage`),
-//! written at each change, so acknowledged records stay acknowledged across
-//! a restart and the rest are delivered again. Served on a single node only:
-//! a cluster member answers the share APIs UNSUPPORTED_VERSION (as Kafka
-//! with share groups disabled).
+//! Where the state lives: membership in memory at the group's coordinator
+//! (a restart or a new coordinator makes members join again, as their next
+//! heartbeat is answered UNKNOWN_MEMBER_ID); every share-partition's start
+//! offset and the states and delivery counts of the records after it, kept
+//! by the partition's leader and written at each change, so acknowledged
+//! records stay acknowledged across a restart and the rest are delivered
+//! again. On a single node they are written to the node's `share_state`
+//! tree (`storage`); in a cluster to the metadata image
+//! (`replication::share_state`), fenced by state and leader epochs, and a
+//! leader loads a share-partition from there when it has none or a stale
+//! one (another leader or an administrative change wrote since).
 //!
 //! Must never: await while holding `state`'s lock.
-//! Locks: `ShareGroups::state` only, taken after a classic group's lock when
-//! both are held (ListGroups), never before it.
+//! Locks: `ShareGroups::state`, then `ShareGroups::fences`; `state` is
+//! taken after a classic group's lock when both are held (ListGroups),
+//! never before it.
 
 pub mod admin;
 pub mod assign;
@@ -37,9 +41,14 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+
+use crate::cluster::share_states::{ShareStateWrite, ShareWriter};
 use crate::config::NodeConfig;
 use crate::group::consumer::TopicCatalog;
 use crate::group::{min_instant, CoordinatorError as E, GroupCoordinator};
+use crate::replication::ReplicaManager;
 use crate::storage::ShareStateTree;
 use partition::{Limits, SharePartition};
 
@@ -187,6 +196,22 @@ pub(crate) struct ShareState {
     pub sessions: HashMap<(String, String), ShareSession>,
 }
 
+/// Where share-partition states are written.
+pub enum ShareStore {
+    /// The node's tree (None: kept in memory only).
+    Tree(Option<ShareStateTree>),
+    /// The cluster's metadata image.
+    Cluster(Arc<ReplicaManager>),
+}
+
+/// The fences a leader loaded a share-partition under (cluster only):
+/// its state epoch and the partition leader epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fence {
+    pub state_epoch: i32,
+    pub leader_epoch: i32,
+}
+
 /// The share groups of this node.
 pub struct ShareGroups {
     pub(crate) settings: ShareSettings,
@@ -194,8 +219,9 @@ pub struct ShareGroups {
     /// Woken when records become available without an append (released,
     /// lock expired, member gone): a waiting ShareFetch looks again.
     pub(crate) available: Notify,
-    /// Where share-partitions are stored (None: kept in memory only).
-    tree: Option<ShareStateTree>,
+    store: ShareStore,
+    /// By share-partition this node leads (cluster only).
+    fences: Mutex<HashMap<PartitionKey, Fence>>,
 }
 
 impl std::fmt::Debug for ShareGroups {
@@ -207,10 +233,11 @@ impl std::fmt::Debug for ShareGroups {
 }
 
 impl ShareGroups {
-    /// Share groups with the share-partitions stored in `tree`.
-    pub fn open(settings: ShareSettings, tree: Option<ShareStateTree>) -> Self {
+    /// Share groups writing to `store` (a tree's share-partitions are read
+    /// back now; a cluster's are loaded by each leader when needed).
+    pub fn open(settings: ShareSettings, store: ShareStore) -> Self {
         let mut state = ShareState::default();
-        if let Some(tree) = &tree {
+        if let ShareStore::Tree(Some(tree)) = &store {
             match tree.entries() {
                 Ok(entries) => {
                     for (k, v) in entries {
@@ -238,7 +265,35 @@ impl ShareGroups {
             settings,
             state: Mutex::new(state),
             available: Notify::new(),
-            tree,
+            store,
+            fences: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The replica manager when share-partitions live in a cluster.
+    pub(crate) fn cluster(&self) -> Option<&Arc<ReplicaManager>> {
+        match &self.store {
+            ShareStore::Cluster(rm) => Some(rm),
+            ShareStore::Tree(_) => None,
+        }
+    }
+
+    pub(crate) fn fences(&self) -> MutexGuard<'_, HashMap<PartitionKey, Fence>> {
+        self.fences.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// In a cluster: an administrative write of `key` (the new state, or
+    /// `None` to delete it), fencing every leader's copy.
+    pub(crate) fn store_admin(&self, key: &PartitionKey, p: Option<&SharePartition>) {
+        if let ShareStore::Cluster(rm) = &self.store {
+            self.fences().remove(key);
+            rm.write_share_state(ShareStateWrite {
+                group_id: key.group_id.clone(),
+                topic_id: key.topic_id,
+                partition: key.partition,
+                writer: ShareWriter::Admin,
+                state: p.map(|p| BASE64.encode(p.encode())),
+            });
         }
     }
 
@@ -249,9 +304,28 @@ impl ShareGroups {
     /// Store one share-partition (an error is logged: the state in memory
     /// stays right, a restart would deliver some records again).
     pub(crate) fn store(&self, key: &PartitionKey, p: &SharePartition) {
-        if let Some(tree) = &self.tree {
-            if let Err(e) = tree.put(&key.encode(), &p.encode()) {
-                tracing::error!(group = key.group_id.as_str(), error = %e, "cannot store a share-partition");
+        match &self.store {
+            ShareStore::Tree(Some(tree)) => {
+                if let Err(e) = tree.put(&key.encode(), &p.encode()) {
+                    tracing::error!(group = key.group_id.as_str(), error = %e, "cannot store a share-partition");
+                }
+            }
+            ShareStore::Tree(None) => {}
+            ShareStore::Cluster(rm) => {
+                // Only a copy loaded by this node as leader is written.
+                let Some(fence) = self.fences().get(key).copied() else {
+                    return;
+                };
+                rm.write_share_state(ShareStateWrite {
+                    group_id: key.group_id.clone(),
+                    topic_id: key.topic_id,
+                    partition: key.partition,
+                    writer: ShareWriter::Leader {
+                        state_epoch: fence.state_epoch,
+                        leader_epoch: fence.leader_epoch,
+                    },
+                    state: Some(BASE64.encode(p.encode())),
+                });
             }
         }
     }
@@ -266,11 +340,12 @@ impl ShareGroups {
             if !which(key) {
                 return true;
             }
-            if let Some(tree) = &self.tree {
+            if let ShareStore::Tree(Some(tree)) = &self.store {
                 if let Err(e) = tree.remove(&key.encode()) {
                     tracing::error!(group = key.group_id.as_str(), error = %e, "cannot remove a share-partition");
                 }
             }
+            self.store_admin(key, None);
             false
         });
     }
@@ -330,19 +405,135 @@ pub struct DescribedShareGroup {
     pub members: Vec<DescribedShareMember>,
 }
 
+/// How long an administrative change waits for its commit.
+const SHARE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The name of the share groups' assignor (`assign.rs`).
 pub const SHARE_ASSIGNOR: &str = "simple";
 
 impl GroupCoordinator {
-    /// Share groups are served on a single node only.
+    /// A share request names a group.
     pub(crate) fn share_check(&self, group_id: &str) -> Result<(), E> {
-        if self.partition_layer.replica_manager().is_some() {
-            return Err(E::ShareGroupsNotServed);
-        }
         if group_id.is_empty() {
             return Err(E::InvalidGroupId);
         }
         Ok(())
+    }
+
+    /// In a cluster, make this node's copy of a share-partition current
+    /// before it is used: loaded from the image when it has none, or when
+    /// another leader or an administrative change wrote since it loaded.
+    /// NOT_LEADER_OR_FOLLOWER (and the copy dropped) when this node does
+    /// not lead the partition. Nothing to do on a single node.
+    pub(crate) fn share_refresh(
+        &self,
+        state: &mut ShareState,
+        key: &PartitionKey,
+        topic: &str,
+    ) -> Result<(), E> {
+        let Some(rm) = self.share.cluster() else {
+            return Ok(());
+        };
+        let Some((leader, leader_epoch)) = rm.current_leader(topic, key.partition) else {
+            return Err(E::UnknownTopicOrPartition);
+        };
+        if leader != rm.node_id() {
+            state.partitions.remove(key);
+            self.share.fences().remove(key);
+            return Err(E::NotLeaderOrFollower);
+        }
+        let stored = rm.share_state(&key.group_id, key.topic_id, key.partition);
+        let fence = Fence {
+            state_epoch: stored.as_ref().map_or(0, |e| e.state_epoch),
+            leader_epoch,
+        };
+        let mut fences = self.share.fences();
+        if fences.get(key) == Some(&fence) && state.partitions.contains_key(key) {
+            return Ok(());
+        }
+        fences.insert(key.clone(), fence);
+        drop(fences);
+        let loaded = stored
+            .and_then(|e| e.state)
+            .and_then(|s| BASE64.decode(s).ok())
+            .and_then(|b| SharePartition::decode(&b));
+        match loaded {
+            Some(p) => {
+                tracing::debug!(
+                    group = key.group_id.as_str(),
+                    partition = key.partition,
+                    leader_epoch,
+                    "share-partition loaded"
+                );
+                state.partitions.insert(key.clone(), p);
+            }
+            None => {
+                state.partitions.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// In a cluster, drop the copies of share-partitions this node no
+    /// longer leads (their next leader loads the stored state).
+    fn share_drop_unled(&self, state: &mut ShareState) {
+        let Some(rm) = self.share.cluster() else {
+            return;
+        };
+        let names: HashMap<Uuid, String> = self
+            .topic_catalog()
+            .into_iter()
+            .map(|(name, (id, _))| (id, name))
+            .collect();
+        let me = rm.node_id();
+        let mut fences = self.share.fences();
+        state.partitions.retain(|key, _| {
+            let led = names
+                .get(&key.topic_id)
+                .and_then(|name| rm.current_leader(name, key.partition))
+                .is_some_and(|(leader, _)| leader == me);
+            if !led {
+                fences.remove(key);
+            }
+            led
+        });
+    }
+
+    /// Whether a share group of this id exists: known here, or (in a
+    /// cluster) with stored share-partitions.
+    pub fn share_group_known(&self, group_id: &str) -> bool {
+        self.share.contains(group_id)
+            || self
+                .share
+                .cluster()
+                .is_some_and(|rm| rm.share_groups_stored().iter().any(|g| g == group_id))
+    }
+
+    /// Every share group this node coordinates: (group id, state); in a
+    /// cluster also those known only by their stored share-partitions.
+    pub fn share_listing(&self) -> Vec<(String, &'static str)> {
+        let mut out = self.share.listing();
+        if let Some(rm) = self.share.cluster() {
+            for group_id in rm.share_groups_stored() {
+                if self.coordinator_error(&group_id).is_ok()
+                    && !out.iter().any(|(g, _)| *g == group_id)
+                {
+                    out.push((group_id, "Empty"));
+                }
+            }
+        }
+        out
+    }
+
+    /// In a cluster, wait until the share-partition changes made so far
+    /// are committed (an administrative call answers after them).
+    pub(crate) async fn share_flush(&self) -> Result<(), E> {
+        match self.share.cluster() {
+            Some(rm) if !rm.flush_share_states(SHARE_FLUSH_TIMEOUT).await => {
+                Err(E::RequestTimedOut)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn share_config_ms(&self, group_id: &str, name: &str) -> Option<Duration> {
@@ -561,6 +752,7 @@ impl GroupCoordinator {
             );
             self.share.release_member(&mut state, group_id, member_id);
         }
+        self.share_drop_unled(&mut state);
         let mut released = false;
         let mut earliest: Option<Instant> = None;
         let ShareState {
