@@ -320,7 +320,10 @@ fn fetch_partition(a: PartitionAnswer) -> PartitionData {
         .map_or(code::NONE, coordinator_error_code);
     p.current_leader.leader_id = -1;
     p.current_leader.leader_epoch = -1;
-    p.records = a.records;
+    // Empty, never null: librdkafka stops reading a response at a partition
+    // with null records (an acknowledgement-only one), losing the records of
+    // the partitions after it.
+    p.records = Some(a.records.unwrap_or_default());
     p.acquired_records = a
         .acquired
         .into_iter()
