@@ -27,6 +27,9 @@ use crate::partition::{
     FetchPartition, FetchRequest, FetchTopic, PartitionError, HIGH_WATERMARK_UNSUPPORTED,
 };
 
+/// The most one pass reads of one partition (at least its first batch).
+const READ_CAP: usize = 1 << 20;
+
 /// The session epoch that opens a share session, and the one that closes it.
 const OPEN_EPOCH: i32 = 0;
 const CLOSE_EPOCH: i32 = -1;
@@ -383,11 +386,15 @@ impl GroupCoordinator {
             let Some(from) = from else {
                 continue;
             };
+            // At most `READ_CAP` per partition and pass (a first batch larger
+            // than that is still read whole), not the whole request's bytes:
+            // a fetch acquires at most `max_records`.
+            let read_cap = bytes_left.min(READ_CAP);
             let fetch = FetchRequest {
                 replica_id: -1,
                 max_wait: Duration::ZERO,
                 min_bytes: 0,
-                max_bytes: bytes_left,
+                max_bytes: read_cap,
                 read_committed: false,
                 topics: vec![FetchTopic {
                     name,
@@ -396,7 +403,7 @@ impl GroupCoordinator {
                         index: partition,
                         fetch_offset: from,
                         current_leader_epoch: -1,
-                        max_bytes: i32::try_from(bytes_left).unwrap_or(i32::MAX),
+                        max_bytes: i32::try_from(read_cap).unwrap_or(i32::MAX),
                         replica_high_watermark: HIGH_WATERMARK_UNSUPPORTED,
                     }],
                 }],
@@ -426,16 +433,21 @@ impl GroupCoordinator {
                 }
                 None => continue,
             };
-            // The last offset the batches read hold (up to the high watermark).
-            let mut last = None;
-            for chunk in &read.batches {
-                for batch in iter_batches(chunk.clone()) {
-                    if let Ok(h) = parse_header(&batch) {
-                        last = Some(h.last_offset());
-                    }
-                }
-            }
-            let Some(last) = last.map(|l| l.min(read.high_watermark - 1)) else {
+            // The batches read, with their offsets (slices of what was read).
+            let batches: Vec<(i64, i64, Bytes)> = read
+                .batches
+                .iter()
+                .flat_map(|chunk| iter_batches(chunk.clone()))
+                .filter_map(|batch| {
+                    let h = parse_header(&batch).ok()?;
+                    Some((h.base_offset, h.last_offset(), batch))
+                })
+                .collect();
+            // The last offset they hold (up to the high watermark).
+            let Some(last) = batches
+                .last()
+                .map(|(_, l, _)| (*l).min(read.high_watermark - 1))
+            else {
                 continue;
             };
             let acquired = {
@@ -463,10 +475,20 @@ impl GroupCoordinator {
                 .iter()
                 .map(|a| (a.last_offset - a.first_offset + 1) as usize)
                 .sum::<usize>();
-            bytes_left = bytes_left.saturating_sub(read.bytes);
-            let mut records = BytesMut::with_capacity(read.bytes);
-            for chunk in &read.batches {
-                records.extend_from_slice(chunk);
+            // Only the batches that hold acquired records are answered: the
+            // rest of what was read is left for the next fetch.
+            let first = acquired.iter().map(|a| a.first_offset).min().unwrap_or(from);
+            let upto = acquired.iter().map(|a| a.last_offset).max().unwrap_or(last);
+            let holding: Vec<&Bytes> = batches
+                .iter()
+                .filter(|(base, end, _)| *base <= upto && *end >= first)
+                .map(|(_, _, b)| b)
+                .collect();
+            let size: usize = holding.iter().map(|b| b.len()).sum();
+            bytes_left = bytes_left.saturating_sub(size);
+            let mut records = BytesMut::with_capacity(size);
+            for batch in holding {
+                records.extend_from_slice(batch);
             }
             entry.acquired = acquired;
             entry.records = Some(records.freeze());
