@@ -477,9 +477,11 @@ NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND = 68, 69
 
 
 def describe_share_offsets(conn, group: str, topic: str | None,
-                           partitions: list[int] | None = None) -> tuple[int, dict]:
+                           partitions: list[int] | None = None,
+                           epochs: dict | None = None) -> tuple[int, dict]:
     """DescribeShareGroupOffsets v0 of one group, of one topic's partitions
-    or (topic None) of all: (group error, {(topic, partition): (start, error)})."""
+    or (topic None) of all: (group error, {(topic, partition): (start, error)});
+    each partition's leader epoch goes to `epochs` when given."""
     if topic is None:
         topics = wire.uvarint(0)
     else:
@@ -498,10 +500,12 @@ def describe_share_offsets(conn, group: str, topic: str | None,
         name = r.compact_string()
         r._take(16)  # topic id
         for _ in range(r.uvarint() - 1):
-            partition, start, _epoch, error = r.int32(), r.int64(), r.int32(), r.int16()
+            partition, start, epoch, error = r.int32(), r.int64(), r.int32(), r.int16()
             r.compact_string()  # error message
             r.skip_tagged_fields()
             out[(name, partition)] = (start, error)
+            if epochs is not None:
+                epochs[(name, partition)] = epoch
         r.skip_tagged_fields()
     error = r.int16()
     return error, out
@@ -769,6 +773,13 @@ def test_share_groups_on_a_cluster_go_on_after_the_leader_is_killed(tmp_path, re
             read_until(first | second, "the next 300 records")
             assert sorted(delivered) == sorted(first | second), "a record was delivered twice"
             start_offsets_at(200)
+            # Each state is described with the leader epoch of its last
+            # writer: partition 0's is its new leader's.
+            epochs: dict = {}
+            on_coordinator(cluster, group, lambda conn: describe_share_offsets(
+                conn, group, topic, [0], epochs))
+            image_epoch = cluster.partitions(cluster.image(), topic)[0]["leader_epoch"]
+            assert epochs[(topic, 0)] == image_epoch > 0, (epochs, image_epoch)
         finally:
             for c in consumers:
                 c.close()

@@ -445,6 +445,7 @@ pub fn describe_offsets(
                                     part.error_code = code::TOPIC_AUTHORIZATION_FAILED;
                                 } else {
                                     part.start_offset = p.start_offset;
+                                    part.leader_epoch = p.leader_epoch;
                                     part.error_code =
                                         p.error.as_ref().map_or(code::NONE, coordinator_error_code);
                                 }

@@ -31,6 +31,9 @@ pub struct ShareOffset {
     pub partition: i32,
     /// The share-partition start offset, or -1 if not initialized.
     pub start_offset: i64,
+    /// The partition leader epoch of the state's last writer (cluster; -1
+    /// on a single node or when there is no state).
+    pub leader_epoch: i32,
     pub error: Option<E>,
 }
 
@@ -78,13 +81,13 @@ impl GroupCoordinator {
         self.share_group_known(group_id)
     }
 
-    /// The start offsets of a group's share-partitions: the cluster's
-    /// stored ones, else this node's.
+    /// The start offsets of a group's share-partitions, with the leader
+    /// epoch of their writer: the cluster's stored ones, else this node's.
     fn share_start_offsets(
         &self,
         state: &ShareState,
         group_id: &str,
-    ) -> BTreeMap<(Uuid, i32), i64> {
+    ) -> BTreeMap<(Uuid, i32), (i64, i32)> {
         match self.share.cluster() {
             Some(rm) => rm
                 .share_states_of(group_id)
@@ -92,14 +95,17 @@ impl GroupCoordinator {
                 .filter_map(|(topic_id, partition, entry)| {
                     let bytes = BASE64.decode(entry.state?).ok()?;
                     let p = SharePartition::decode(&bytes)?;
-                    Some(((topic_id, partition), p.start_offset()))
+                    Some((
+                        (topic_id, partition),
+                        (p.start_offset(), entry.leader_epoch),
+                    ))
                 })
                 .collect(),
             None => state
                 .partitions
                 .iter()
                 .filter(|(k, _)| k.group_id == group_id)
-                .map(|(k, p)| ((k.topic_id, k.partition), p.start_offset()))
+                .map(|(k, p)| ((k.topic_id, k.partition), (p.start_offset(), -1)))
                 .collect(),
         }
     }
@@ -164,17 +170,22 @@ impl GroupCoordinator {
                 let partitions = partitions
                     .into_iter()
                     .map(|partition| match known {
-                        Some((_, count)) if (0..count).contains(&partition) => ShareOffset {
-                            partition,
-                            start_offset: starts
+                        Some((_, count)) if (0..count).contains(&partition) => {
+                            let (start_offset, leader_epoch) = starts
                                 .get(&(topic_id, partition))
                                 .copied()
-                                .unwrap_or(UNINITIALIZED_START_OFFSET),
-                            error: None,
-                        },
+                                .unwrap_or((UNINITIALIZED_START_OFFSET, -1));
+                            ShareOffset {
+                                partition,
+                                start_offset,
+                                leader_epoch,
+                                error: None,
+                            }
+                        }
                         _ => ShareOffset {
                             partition,
                             start_offset: UNINITIALIZED_START_OFFSET,
+                            leader_epoch: -1,
                             error: Some(E::UnknownTopicOrPartition),
                         },
                     })

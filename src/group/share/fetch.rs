@@ -477,7 +477,11 @@ impl GroupCoordinator {
                 .sum::<usize>();
             // Only the batches that hold acquired records are answered: the
             // rest of what was read is left for the next fetch.
-            let first = acquired.iter().map(|a| a.first_offset).min().unwrap_or(from);
+            let first = acquired
+                .iter()
+                .map(|a| a.first_offset)
+                .min()
+                .unwrap_or(from);
             let upto = acquired.iter().map(|a| a.last_offset).max().unwrap_or(last);
             let holding: Vec<&Bytes> = batches
                 .iter()
