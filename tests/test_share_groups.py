@@ -224,11 +224,12 @@ KILLED_CONSUMER = textwrap.dedent("""
 """)
 
 
-def test_records_of_a_killed_consumer_go_to_another_after_the_lock(fresh_broker):
+def test_records_of_a_killed_consumer_go_to_another_when_its_connection_closes(fresh_broker):
     """A consumer in another process acquires records and is SIGKILLed
-    without acknowledging them: once their acquisition lock expires they
-    are delivered to the consumer that is left, with delivery count 2."""
-    broker = fresh_broker(["--group-share-record-lock-duration-ms", str(LOCK_MS)])
+    without acknowledging them: its connection closes, so its share session
+    closes and the records are delivered to the consumer that is left, with
+    delivery count 2, well before their 30 s acquisition lock expires."""
+    broker = fresh_broker()
     topic, group = unique_topic("share"), unique_topic("sg")
     create_topic(broker.bootstrap, topic, 1)
     start_at_earliest(broker.bootstrap, group)
@@ -253,7 +254,8 @@ def test_records_of_a_killed_consumer_go_to_another_after_the_lock(fresh_broker)
                     commit(survivor)
                 return set(got) == set(range(20))
 
-            wait_until(take, 30, what="every record delivered to the survivor")
+            # Well within the default 30 s lock.
+            wait_until(take, 10, what="every record delivered to the survivor")
             assert all(got[o] == 2 for o in held), {o: got[o] for o in held}
             assert all(got[o] == 1 for o in set(range(20)) - held)
         finally:
@@ -262,6 +264,44 @@ def test_records_of_a_killed_consumer_go_to_another_after_the_lock(fresh_broker)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def test_records_held_by_an_idle_consumer_go_to_another_after_the_lock(fresh_broker):
+    """A consumer acquires records, acknowledges none and stops polling
+    (still connected, still in the group): once their acquisition lock
+    expires they are delivered to a second consumer, with delivery count 2."""
+    broker = fresh_broker(["--group-share-record-lock-duration-ms", str(LOCK_MS)])
+    topic, group = unique_topic("share"), unique_topic("sg")
+    create_topic(broker.bootstrap, topic, 1)
+    start_at_earliest(broker.bootstrap, group)
+    produce(broker.bootstrap, topic, 20, 1)
+    idle = share_consumer(broker.bootstrap, group, topic)
+    other = None
+    try:
+        held: set = set()
+
+        def hold() -> bool:
+            held.update(m.offset() for m in records(idle))
+            return bool(held)
+
+        wait_until(hold, 30, what="records acquired by the first consumer")
+        other = share_consumer(broker.bootstrap, group, topic)
+        got: dict[int, int] = {}
+
+        def take() -> bool:
+            for m in records(other):
+                got[m.offset()] = m.delivery_count()
+                other.acknowledge(m, AcknowledgeType.ACCEPT)
+            if got:
+                commit(other)
+            return held <= set(got)
+
+        wait_until(take, 30, what="the held records delivered to the second consumer")
+        assert all(got[o] == 2 for o in held), {o: got[o] for o in held}
+    finally:
+        idle.close()
+        if other is not None:
+            other.close()
 
 
 def test_restart_keeps_accepted_records_and_redelivers_the_rest(fresh_broker):

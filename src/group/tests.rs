@@ -945,6 +945,8 @@ fn share_fetch(
     acks: Vec<(i64, i64, i8)>,
 ) -> share::fetch::ShareFetchRequest {
     share::fetch::ShareFetchRequest {
+        // One connection per member, numbered by its first letter.
+        connection: connection_of(member),
         group_id: "sg".into(),
         member_id: member.into(),
         session_epoch: epoch,
@@ -966,6 +968,10 @@ fn share_fetch(
         }],
         forgotten: Vec::new(),
     }
+}
+
+fn connection_of(member: &str) -> u64 {
+    member.bytes().next().map_or(0, u64::from)
 }
 
 /// (first, last, delivery count) of each acquired range of partition 0.
@@ -1063,6 +1069,22 @@ async fn share_group_members_share_partitions_and_acknowledged_records_survive_a
         .await
         .expect("fetch");
     assert_eq!(acquired(&got_b), vec![(3, 3, 2)]);
+    // a's connection closes: its session closes with it, and 5 goes to b at
+    // once (not when a's lock expires); a's next fetch finds no session.
+    node.groups.share_connection_closed(connection_of("a"));
+    let got_b = node
+        .groups
+        .share_fetch(share_fetch("b", 2, topic_id, vec![]))
+        .await
+        .expect("fetch");
+    assert_eq!(acquired(&got_b), vec![(5, 5, 2)]);
+    assert_eq!(
+        node.groups
+            .share_fetch(share_fetch("a", 3, topic_id, vec![]))
+            .await
+            .err(),
+        Some(E::ShareSessionNotFound)
+    );
     node.groups.shutdown().await;
     drop(node);
 
@@ -1076,6 +1098,6 @@ async fn share_group_members_share_partitions_and_acknowledged_records_survive_a
         .share_fetch(share_fetch("c", 0, topic_id, vec![]))
         .await
         .expect("fetch");
-    assert_eq!(acquired(&got_c), vec![(3, 3, 3), (5, 5, 2)]);
+    assert_eq!(acquired(&got_c), vec![(3, 3, 3), (5, 5, 3)]);
     node.groups.shutdown().await;
 }

@@ -361,6 +361,9 @@ where
         }
     }
     .await;
+    // What the client's share sessions on this connection hold goes back
+    // to the other members at once, not when its locks expire.
+    services.groups.share_connection_closed(session.id);
     drop(tx);
     let _ = write_task.await;
     result
@@ -524,6 +527,9 @@ fn encode_fetch_response(
 /// it came through and where its SASL exchange is.
 #[derive(Debug, Clone)]
 pub struct Session {
+    /// This connection's number on the node (share sessions opened on it
+    /// are closed with it).
+    pub id: u64,
     pub principal: Principal,
     /// Kafka shows a group member's host as "/ip".
     pub client_host: String,
@@ -538,7 +544,9 @@ pub struct Session {
 
 impl Session {
     fn new(client_ip: std::net::IpAddr, listener: Arc<Listener>, sasl: SaslState) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Session {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             principal: Principal::anonymous(),
             client_host: format!("/{client_ip}"),
             client_ip,
@@ -1060,7 +1068,7 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
     (
         ApiKey::ShareFetch,
         handler!(|r, req| {
-            let resp = share_group::fetch(r.groups(), &r.access(), req).await;
+            let resp = share_group::fetch(r.groups(), &r.access(), req, r.session.id).await;
             r.respond(&resp)
         }),
     ),
@@ -1087,7 +1095,7 @@ const HANDLERS: &[(ApiKey, Handler)] = &[
     (
         ApiKey::ShareAcknowledge,
         handler!(|r, req| {
-            let resp = share_group::acknowledge(r.groups(), &r.access(), req).await;
+            let resp = share_group::acknowledge(r.groups(), &r.access(), req, r.session.id).await;
             r.respond(&resp)
         }),
     ),

@@ -187,8 +187,10 @@ fn share_read(
     member_id: &Option<StrBytes>,
     session_epoch: i32,
     partitions: Vec<RequestPartition>,
+    connection: u64,
 ) -> ShareRead {
     ShareRead {
+        connection,
         group_id,
         member_id: member_id
             .as_ref()
@@ -264,6 +266,7 @@ pub async fn fetch(
     groups: &GroupCoordinator,
     access: &Access<'_>,
     req: ShareFetchRequest,
+    connection: u64,
 ) -> ShareFetchResponse {
     let mut resp = ShareFetchResponse::default();
     share_request_parts!(groups, access, req, resp, group_id, partitions);
@@ -272,6 +275,7 @@ pub async fn fetch(
         &req.member_id,
         req.share_session_epoch,
         partitions,
+        connection,
     );
     request.fetch = true;
     request.max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
@@ -343,6 +347,7 @@ pub async fn acknowledge(
     groups: &GroupCoordinator,
     access: &Access<'_>,
     req: ShareAcknowledgeRequest,
+    connection: u64,
 ) -> ShareAcknowledgeResponse {
     let mut resp = ShareAcknowledgeResponse::default();
     share_request_parts!(groups, access, req, resp, group_id, partitions);
@@ -351,6 +356,7 @@ pub async fn acknowledge(
         &req.member_id,
         req.share_session_epoch,
         partitions,
+        connection,
     );
     match groups.share_fetch(request).await {
         Err(e) => {

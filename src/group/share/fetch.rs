@@ -54,6 +54,8 @@ pub struct RequestPartition {
 /// A ShareFetch (or, with `fetch` false, a ShareAcknowledge).
 #[derive(Debug, Clone)]
 pub struct ShareFetchRequest {
+    /// The connection it came on (a session opened on it closes with it).
+    pub connection: u64,
     pub group_id: String,
     pub member_id: String,
     pub session_epoch: i32,
@@ -136,6 +138,7 @@ impl GroupCoordinator {
                     ShareSession {
                         next_epoch: 1,
                         partitions: Default::default(),
+                        connection: req.connection,
                     },
                 );
             }
@@ -301,6 +304,28 @@ impl GroupCoordinator {
             .filter(|a| !a.acquired.is_empty() || a.error.is_some() || a.acknowledged)
             .collect();
         Ok(answer)
+    }
+
+    /// A client connection closed: the share sessions opened on it close
+    /// too, and what their members hold on this node is released (as
+    /// Kafka's share-partition leaders do), instead of waiting for the
+    /// acquisition locks to expire.
+    pub fn share_connection_closed(&self, connection: u64) {
+        let mut state = self.share.lock();
+        let closed: Vec<(String, String)> = state
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.connection == connection)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for (group_id, member_id) in closed {
+            tracing::debug!(
+                group = group_id.as_str(),
+                member = member_id.as_str(),
+                "share session closed with its connection"
+            );
+            self.share.release_member(&mut state, &group_id, &member_id);
+        }
     }
 
     /// One pass over the session's partitions: read each from its first

@@ -185,6 +185,8 @@ impl PartitionKey {
 pub(crate) struct ShareSession {
     pub next_epoch: i32,
     pub partitions: BTreeSet<(Uuid, i32)>,
+    /// The client connection that opened it (closed with it).
+    pub connection: u64,
 }
 
 /// Everything under one lock.
