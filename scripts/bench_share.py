@@ -20,7 +20,6 @@ it starts is ended by PID before it exits.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -38,23 +37,16 @@ from confluent_kafka.admin import (  # noqa: E402
     ResourceType,
 )
 
+from bench_transactions import cpu_seconds  # noqa: E402
 from cluster import Cluster  # noqa: E402
 from harness import Broker, unique_topic  # noqa: E402
 
 PARTITIONS = 3
 
 
-def cpu_seconds(brokers) -> float:
+def brokers_cpu_seconds(brokers) -> float:
     """utime+stime of the running broker processes, in seconds."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for b in brokers:
-        if not b.alive():
-            continue
-        with open(f"/proc/{b.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+    return sum(cpu_seconds(b.pid) for b in brokers if b.alive())
 
 
 def prepare(bootstrap: str, rf: int, records: int, size: int) -> tuple[str, str]:
@@ -85,7 +77,7 @@ def read_all(bootstrap: str, topic: str, group: str, records: int, brokers) -> d
                               "share.acknowledgement.mode": "implicit"})
     consumer.subscribe([topic])
     seen = 0
-    cpu_before = cpu_seconds(brokers)
+    cpu_before = brokers_cpu_seconds(brokers)
     started = None
     deadline = time.monotonic() + 600
     try:
@@ -95,7 +87,7 @@ def read_all(bootstrap: str, topic: str, group: str, records: int, brokers) -> d
                 started = time.perf_counter()
             seen += sum(1 for m in batch if m.error() is None)
         elapsed = time.perf_counter() - (started or time.perf_counter())
-        cpu = cpu_seconds(brokers) - cpu_before
+        cpu = brokers_cpu_seconds(brokers) - cpu_before
     finally:
         consumer.close()
     if seen < records:

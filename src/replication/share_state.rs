@@ -82,6 +82,15 @@ impl ShareStateWriter {
         drop(pending);
         self.wake.notify_one();
     }
+
+    /// Everything queued up to `seq` is committed and applied here.
+    fn mark_done(&self, seq: u64) {
+        self.done.send_if_modified(|d| {
+            let moved = *d < seq;
+            *d = seq.max(*d);
+            moved
+        });
+    }
 }
 
 impl ReplicaManager {
@@ -104,6 +113,33 @@ impl ReplicaManager {
             Some(Ok(Ok(_)))
         );
         flushed
+    }
+
+    /// The state epoch of a share-partition's stored entry (without copying
+    /// its state: a leader checks it on every fetch).
+    pub fn share_state_epoch(
+        &self,
+        group_id: &str,
+        topic_id: uuid::Uuid,
+        partition: i32,
+    ) -> Option<i32> {
+        self.cluster.read_image(|image| {
+            image
+                .share_states
+                .get(group_id, topic_id, partition)
+                .map(|e| e.state_epoch)
+        })
+    }
+
+    /// Whether a group has a stored share-partition state.
+    pub fn has_share_states(&self, group_id: &str) -> bool {
+        self.cluster.read_image(|image| {
+            image
+                .share_states
+                .groups
+                .get(group_id)
+                .is_some_and(|g| g.values().any(|e| e.state.is_some()))
+        })
     }
 
     /// A share-partition's stored entry, as the applied image has it.
@@ -161,11 +197,7 @@ impl ReplicaManager {
                 (std::mem::take(&mut pending.writes), pending.seq)
             };
             if writes.is_empty() {
-                writer.done.send_if_modified(|d| {
-                    let moved = *d < seq;
-                    *d = seq.max(*d);
-                    moved
-                });
+                writer.mark_done(seq);
                 if self.unless_stopping(writer.wake.notified()).await.is_none() {
                     return;
                 }
@@ -184,11 +216,7 @@ impl ReplicaManager {
                         tracing::debug!(fenced, "share-partition states fenced off");
                     }
                     self.wait_share_version(version).await;
-                    writer.done.send_if_modified(|d| {
-                        let moved = *d < seq;
-                        *d = seq.max(*d);
-                        moved
-                    });
+                    writer.mark_done(seq);
                     if self
                         .unless_stopping(tokio::time::sleep(PACE))
                         .await

@@ -206,6 +206,22 @@ pub enum ShareStore {
     Cluster(Arc<ReplicaManager>),
 }
 
+/// Queue `p` (None: deleted) as `key`'s state for the cluster's image.
+fn write_to_image(
+    rm: &ReplicaManager,
+    key: &PartitionKey,
+    writer: ShareWriter,
+    p: Option<&SharePartition>,
+) {
+    rm.write_share_state(ShareStateWrite {
+        group_id: key.group_id.clone(),
+        topic_id: key.topic_id,
+        partition: key.partition,
+        writer,
+        state: p.map(|p| BASE64.encode(p.encode())),
+    });
+}
+
 /// The fences a leader loaded a share-partition under (cluster only):
 /// its state epoch and the partition leader epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,13 +305,7 @@ impl ShareGroups {
     pub(crate) fn store_admin(&self, key: &PartitionKey, p: Option<&SharePartition>) {
         if let ShareStore::Cluster(rm) = &self.store {
             self.fences().remove(key);
-            rm.write_share_state(ShareStateWrite {
-                group_id: key.group_id.clone(),
-                topic_id: key.topic_id,
-                partition: key.partition,
-                writer: ShareWriter::Admin,
-                state: p.map(|p| BASE64.encode(p.encode())),
-            });
+            write_to_image(rm, key, ShareWriter::Admin, p);
         }
     }
 
@@ -318,16 +328,11 @@ impl ShareGroups {
                 let Some(fence) = self.fences().get(key).copied() else {
                     return;
                 };
-                rm.write_share_state(ShareStateWrite {
-                    group_id: key.group_id.clone(),
-                    topic_id: key.topic_id,
-                    partition: key.partition,
-                    writer: ShareWriter::Leader {
-                        state_epoch: fence.state_epoch,
-                        leader_epoch: fence.leader_epoch,
-                    },
-                    state: Some(BASE64.encode(p.encode())),
-                });
+                let writer = ShareWriter::Leader {
+                    state_epoch: fence.state_epoch,
+                    leader_epoch: fence.leader_epoch,
+                };
+                write_to_image(rm, key, writer, Some(p));
             }
         }
     }
@@ -444,9 +449,10 @@ impl GroupCoordinator {
             self.share.fences().remove(key);
             return Err(E::NotLeaderOrFollower);
         }
-        let stored = rm.share_state(&key.group_id, key.topic_id, key.partition);
         let fence = Fence {
-            state_epoch: stored.as_ref().map_or(0, |e| e.state_epoch),
+            state_epoch: rm
+                .share_state_epoch(&key.group_id, key.topic_id, key.partition)
+                .unwrap_or(0),
             leader_epoch,
         };
         let mut fences = self.share.fences();
@@ -455,7 +461,8 @@ impl GroupCoordinator {
         }
         fences.insert(key.clone(), fence);
         drop(fences);
-        let loaded = stored
+        let loaded = rm
+            .share_state(&key.group_id, key.topic_id, key.partition)
             .and_then(|e| e.state)
             .and_then(|s| BASE64.decode(s).ok())
             .and_then(|b| SharePartition::decode(&b));
@@ -508,7 +515,7 @@ impl GroupCoordinator {
             || self
                 .share
                 .cluster()
-                .is_some_and(|rm| rm.share_groups_stored().iter().any(|g| g == group_id))
+                .is_some_and(|rm| rm.has_share_states(group_id))
     }
 
     /// Every share group this node coordinates: (group id, state); in a
