@@ -343,12 +343,17 @@ def test_offsets_sent_in_a_transaction_count_only_when_it_commits(node):
         check.close()
 
 
+# Opens a transaction over three partitions, reports "open", and waits to be
+# killed. Its timeout must outlast what the test checks while the transaction
+# is open (a produce, two admin clients, two raw requests): a 2 s timeout ran
+# out before the second ListOffsets on a loaded two-core machine, so the test
+# saw the abort marker already written.
 ABANDONING_PRODUCER = textwrap.dedent("""
     import sys
     from confluent_kafka import Producer
     bootstrap, tid, topic = sys.argv[1:4]
     p = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid,
-                  "transaction.timeout.ms": 2000})
+                  "transaction.timeout.ms": 10000})
     p.init_transactions(30)
     p.begin_transaction()
     for i in range(9):
