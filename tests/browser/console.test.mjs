@@ -222,6 +222,7 @@ assert p.flush(20) == 0
     // The switch in the navbar: the page is drawn again in French.
     await goFr('#/topics');
     assert.equal(await page.getAttribute('html', 'lang'), 'en');
+    await f.settled();
     await Promise.all([page.waitForNavigation(), page.selectOption('#lang-switch', 'fr')]);
     await page.waitForSelector('#page-topics:not([hidden])');
     assert.equal(await page.getAttribute('html', 'lang'), 'fr');
@@ -296,6 +297,7 @@ assert p.flush(20) == 0
     await shoot('brokers');
 
     // Back to English with the same switch.
+    await f.settled();
     await Promise.all([page.waitForNavigation(), page.selectOption('#lang-switch', 'en')]);
     await goFr('#/topics');
     assert.equal(await page.getAttribute('html', 'lang'), 'en');

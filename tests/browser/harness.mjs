@@ -216,19 +216,34 @@ export async function launchChromium() {
 
 /**
  * A page that records console errors, page errors, failed requests and every
- * URL it requests, at 1280x800.
+ * URL it requests, at 1280x800. `settled()` waits until none of its requests
+ * is in flight: a test calls it before it reloads the page itself (the
+ * language switch, `page.reload()`), since the browser aborts what the old
+ * document still awaits (net::ERR_ABORTED), which would count as a problem
+ * when the machine is slow enough for the page's first reads to be pending.
  */
 export async function openPage(browser, base) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
   const problems = [];
   const requests = [];
+  const inflight = new Set();
   page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
-  page.on('request', (r) => requests.push(r.url()));
+  page.on('request', (r) => { requests.push(r.url()); inflight.add(r); });
+  page.on('requestfinished', (r) => inflight.delete(r));
+  page.on('requestfailed', (r) => {
+    inflight.delete(r);
+    problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
+  });
   page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
-  return { page, context, problems, requests, base };
+  // No request in flight at two polls in a row (one answer may start the next read).
+  const settled = async (timeoutMs = 15000) => {
+    let quiet = 0;
+    await waitUntil(() => (quiet = inflight.size === 0 ? quiet + 1 : 0) >= 2, timeoutMs,
+      `the page's requests to finish (${[...inflight].map((r) => r.url()).join(', ')})`);
+  };
+  return { page, context, problems, requests, base, settled };
 }
 
 /**

@@ -166,6 +166,7 @@ test('French: the navbar switch is remembered and labels, numbers, dates and cur
   try {
     const page = p.page;
     assert.equal(await page.getAttribute('html', 'lang'), 'en');
+    await p.settled();
     await Promise.all([page.waitForNavigation(), page.selectOption('#lang-switch', 'fr')]);
     await page.waitForSelector('#ws-state[data-state="connected"]', { timeout: 15000 });
     assert.equal(await page.getAttribute('html', 'lang'), 'fr');
@@ -238,6 +239,7 @@ test('the dark theme is remembered and the charts are drawn in its colours', asy
     await page.click('#theme-switch');
     assert.equal(await theme(), 'dark');
     assert.ok(await luminance() < 0.2, 'a dark page');
+    await p.settled();
     await page.reload();
     await page.waitForSelector('#ws-state[data-state="connected"]', { timeout: 15000 });
     assert.equal(await theme(), 'dark', 'remembered');
