@@ -52,6 +52,14 @@ def start_at_earliest(bootstrap: str, group: str) -> None:
         future.result(15)
 
 
+def new_topic_and_group(bootstrap: str, partitions: int) -> tuple[str, str]:
+    """A new topic of `partitions` and a new share group starting at its log start."""
+    topic, group = unique_topic("share"), unique_topic("sg")
+    create_topic(bootstrap, topic, partitions)
+    start_at_earliest(bootstrap, group)
+    return topic, group
+
+
 def produce(bootstrap: str, topic: str, count: int, partitions: int, start: int = 0) -> set:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for i in range(start, start + count):
@@ -91,9 +99,7 @@ def test_share_consumers_each_accept_every_record_once(fresh_broker):
     once, to one of them, each accepted at its first delivery, and all three
     get some."""
     broker = fresh_broker()
-    topic, group = unique_topic("share"), unique_topic("sg")
-    create_topic(broker.bootstrap, topic, 3)
-    start_at_earliest(broker.bootstrap, group)
+    topic, group = new_topic_and_group(broker.bootstrap, 3)
     total = 600
     expected = produce(broker.bootstrap, topic, 60, 3)
 
@@ -151,9 +157,7 @@ def test_one_implicit_consumer_reads_three_partitions_without_losing_records(fre
     librdkafka dropped the records of the partitions after it, delivered
     again only when their locks expired."""
     broker = fresh_broker()
-    topic, group = unique_topic("share"), unique_topic("sg")
-    create_topic(broker.bootstrap, topic, 3)
-    start_at_earliest(broker.bootstrap, group)
+    topic, group = new_topic_and_group(broker.bootstrap, 3)
     expected = produce(broker.bootstrap, topic, 6000, 3)
     consumer = share_consumer(broker.bootstrap, group, topic, explicit=False)
     delivered: list[tuple[bytes, int]] = []
@@ -174,9 +178,7 @@ def test_released_record_comes_back_rejected_one_does_not(fresh_broker):
     """RELEASE puts a record back with a higher delivery count; REJECT
     archives it; ACCEPT is final."""
     broker = fresh_broker(["--group-share-record-lock-duration-ms", str(LOCK_MS)])
-    topic, group = unique_topic("share"), unique_topic("sg")
-    create_topic(broker.bootstrap, topic, 1)
-    start_at_earliest(broker.bootstrap, group)
+    topic, group = new_topic_and_group(broker.bootstrap, 1)
     produce(broker.bootstrap, topic, 10, 1)
     consumer = share_consumer(broker.bootstrap, group, topic)
     try:
@@ -230,9 +232,7 @@ def test_records_of_a_killed_consumer_go_to_another_when_its_connection_closes(f
     closes and the records are delivered to the consumer that is left, with
     delivery count 2, well before their 30 s acquisition lock expires."""
     broker = fresh_broker()
-    topic, group = unique_topic("share"), unique_topic("sg")
-    create_topic(broker.bootstrap, topic, 1)
-    start_at_earliest(broker.bootstrap, group)
+    topic, group = new_topic_and_group(broker.bootstrap, 1)
     produce(broker.bootstrap, topic, 20, 1)
     proc = subprocess.Popen(
         [sys.executable, "-c", KILLED_CONSUMER, broker.bootstrap, group, topic],
@@ -271,9 +271,7 @@ def test_records_held_by_an_idle_consumer_go_to_another_after_the_lock(fresh_bro
     (still connected, still in the group): once their acquisition lock
     expires they are delivered to a second consumer, with delivery count 2."""
     broker = fresh_broker(["--group-share-record-lock-duration-ms", str(LOCK_MS)])
-    topic, group = unique_topic("share"), unique_topic("sg")
-    create_topic(broker.bootstrap, topic, 1)
-    start_at_earliest(broker.bootstrap, group)
+    topic, group = new_topic_and_group(broker.bootstrap, 1)
     produce(broker.bootstrap, topic, 20, 1)
     idle = share_consumer(broker.bootstrap, group, topic)
     other = None
@@ -310,9 +308,7 @@ def test_restart_keeps_accepted_records_and_redelivers_the_rest(fresh_broker):
     consumer gets every record but the accepted ones: the odd ones it held
     with delivery count 2, the rest with 1."""
     broker = fresh_broker()
-    topic, group = unique_topic("share"), unique_topic("sg")
-    create_topic(broker.bootstrap, topic, 2)
-    start_at_earliest(broker.bootstrap, group)
+    topic, group = new_topic_and_group(broker.bootstrap, 2)
     everything = produce(broker.bootstrap, topic, 40, 2)
     consumer = share_consumer(broker.bootstrap, group, topic)
     try:
@@ -451,9 +447,7 @@ def test_the_simple_assignor_spreads_partitions_over_the_members(fresh_broker):
     topic share them, each partition held by at least two, each member
     holding one. Records still reach every member, each once."""
     broker = fresh_broker()
-    topic, group = unique_topic("share"), unique_topic("sg")
-    create_topic(broker.bootstrap, topic, 6)
-    start_at_earliest(broker.bootstrap, group)
+    topic, group = new_topic_and_group(broker.bootstrap, 6)
     expected = produce(broker.bootstrap, topic, 120, 6)
     consumers = [share_consumer(broker.bootstrap, group, topic) for _ in range(3)]
     got: list[tuple[int, bytes]] = []
@@ -600,9 +594,7 @@ def test_share_group_offsets_are_described_altered_and_deleted_then_the_group(fr
     altered start offset is where records are delivered again, deleted
     offsets are gone, and the deleted group is no longer listed."""
     broker = fresh_broker()
-    topic, group = unique_topic("share"), unique_topic("sg")
-    create_topic(broker.bootstrap, topic, 2)
-    start_at_earliest(broker.bootstrap, group)
+    topic, group = new_topic_and_group(broker.bootstrap, 2)
     everything = produce(broker.bootstrap, topic, 10, 2)
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     consumer = share_consumer(broker.bootstrap, group, topic)

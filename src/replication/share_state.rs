@@ -93,6 +93,12 @@ impl ShareStateWriter {
     }
 }
 
+/// Whether a group's stored share-partitions hold a state (not only the
+/// entries its deletes leave to fence older writes).
+fn holds_a_state(partitions: &std::collections::BTreeMap<String, ShareStateEntry>) -> bool {
+    partitions.values().any(|e| e.state.is_some())
+}
+
 impl ReplicaManager {
     /// Queue a share-partition state for the metadata image.
     pub fn write_share_state(&self, write: ShareStateWrite) {
@@ -115,22 +121,6 @@ impl ReplicaManager {
         flushed
     }
 
-    /// The state epoch of a share-partition's stored entry (without copying
-    /// its state: a leader checks it on every fetch).
-    pub fn share_state_epoch(
-        &self,
-        group_id: &str,
-        topic_id: uuid::Uuid,
-        partition: i32,
-    ) -> Option<i32> {
-        self.cluster.read_image(|image| {
-            image
-                .share_states
-                .get(group_id, topic_id, partition)
-                .map(|e| e.state_epoch)
-        })
-    }
-
     /// Whether a group has a stored share-partition state.
     pub fn has_share_states(&self, group_id: &str) -> bool {
         self.cluster.read_image(|image| {
@@ -138,22 +128,25 @@ impl ReplicaManager {
                 .share_states
                 .groups
                 .get(group_id)
-                .is_some_and(|g| g.values().any(|e| e.state.is_some()))
+                .is_some_and(holds_a_state)
         })
     }
 
-    /// A share-partition's stored entry, as the applied image has it.
-    pub fn share_state(
+    /// `read` of a share-partition's stored entry, as the applied image has
+    /// it, under the image's read lock: a leader reads the state epoch alone
+    /// on every fetch and copies the encoded state only to load it.
+    pub fn read_share_state<T>(
         &self,
         group_id: &str,
         topic_id: uuid::Uuid,
         partition: i32,
-    ) -> Option<ShareStateEntry> {
+        read: impl FnOnce(&ShareStateEntry) -> T,
+    ) -> Option<T> {
         self.cluster.read_image(|image| {
             image
                 .share_states
                 .get(group_id, topic_id, partition)
-                .cloned()
+                .map(read)
         })
     }
 
@@ -182,7 +175,7 @@ impl ReplicaManager {
                 .share_states
                 .groups
                 .iter()
-                .filter(|(_, g)| g.values().any(|e| e.state.is_some()))
+                .filter(|(_, g)| holds_a_state(g))
                 .map(|(id, _)| id.clone())
                 .collect()
         })

@@ -451,7 +451,9 @@ impl GroupCoordinator {
         }
         let fence = Fence {
             state_epoch: rm
-                .share_state_epoch(&key.group_id, key.topic_id, key.partition)
+                .read_share_state(&key.group_id, key.topic_id, key.partition, |e| {
+                    e.state_epoch
+                })
                 .unwrap_or(0),
             leader_epoch,
         };
@@ -462,8 +464,10 @@ impl GroupCoordinator {
         fences.insert(key.clone(), fence);
         drop(fences);
         let loaded = rm
-            .share_state(&key.group_id, key.topic_id, key.partition)
-            .and_then(|e| e.state)
+            .read_share_state(&key.group_id, key.topic_id, key.partition, |e| {
+                e.state.clone()
+            })
+            .flatten()
             .and_then(|s| BASE64.decode(s).ok())
             .and_then(|b| SharePartition::decode(&b));
         match loaded {
